@@ -1,0 +1,124 @@
+//! The command line, as ../shared/CLI.md fixes it.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "isotrace",
+    version,
+    about = "Run unmodified programs under a ptrace + seccomp supervisor: isolation, checkpoint/restore, migration, forensics",
+    long_about = "Run unmodified programs under a ptrace + seccomp supervisor.\n\n\
+        `isotrace [RUN-FLAGS] -- CMD [ARGS...]` is the same as `isotrace run [RUN-FLAGS] -- CMD [ARGS...]`.\n\n\
+        Exit status: CMD's first process's status (128+S if killed by signal S); \
+        125 for isotrace's own errors (bad usage or configuration), 126 if CMD cannot be executed, 127 if CMD is not found.",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct RunArgs {
+    /// Run in the persistent isolated environment NAME, creating it if needed.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["rm", "no_isolation"])]
+    pub env: Option<String>,
+    /// Run in a throwaway environment deleted when the group exits.
+    #[arg(long, conflicts_with = "no_isolation")]
+    pub rm: bool,
+    /// Supervise and trace only: no environment, paths pass through untouched.
+    #[arg(long)]
+    pub no_isolation: bool,
+    /// The application group's name (default: the environment's name).
+    #[arg(long, value_name = "NAME")]
+    pub group: Option<String>,
+    /// Print every trapped syscall strace-style to stderr.
+    #[arg(long)]
+    pub trace: bool,
+    /// Write the --trace lines to FILE instead of stderr (implies --trace).
+    #[arg(long, value_name = "FILE")]
+    pub trace_file: Option<PathBuf>,
+    /// When the group exits, write a JSON access report to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Checkpoint the group periodically (e.g. 30s).
+    #[arg(long, value_name = "DURATION")]
+    pub checkpoint_every: Option<String>,
+    /// Where checkpoints go (default: inside the environment).
+    #[arg(long, value_name = "DIR")]
+    pub checkpoint_dir: Option<PathBuf>,
+    /// On exit, print the supervisor's counters and peak RSS to stderr.
+    #[arg(long)]
+    pub stats: bool,
+    /// The program and its arguments.
+    #[arg(last = true, value_name = "CMD")]
+    pub cmd: Vec<std::ffi::OsString>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run CMD under the supervisor (the default verb).
+    Run(RunArgs),
+    /// Manage isolated environments (create, list, show, copy, rm, export, import, diff).
+    Env(Planned),
+    /// Show or set configuration.
+    Config(Planned),
+    /// Global exceptions and per-env/per-app policies.
+    Rules(Planned),
+    /// List running application groups.
+    Ps(Planned),
+    /// Checkpoint a running group.
+    Checkpoint(Planned),
+    /// Restore a group from an image.
+    Restore(Planned),
+    /// Live-migrate a group to another environment or host.
+    Migrate(Planned),
+    /// Receive a migrated or cloned group.
+    Receive(Planned),
+    /// Start a second copy of a running group.
+    Clone(Planned),
+    /// Snapshot any process (forensics).
+    Snapshot(Planned),
+    /// Inspect an image.
+    Inspect(Planned),
+    /// Write an ELF core file from an image.
+    Core(Planned),
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Arguments of a verb that is not built yet: accepted, then refused with
+/// the issue that will bring it.
+#[derive(Args, Debug)]
+pub struct Planned {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    pub rest: Vec<String>,
+}
+
+impl Command {
+    /// The issue that brings a verb not built yet.
+    pub fn planned_issue(&self) -> Option<(&'static str, u32)> {
+        Some(match self {
+            Command::Env(_) => ("env", 4),
+            Command::Config(_) => ("config", 4),
+            Command::Rules(_) => ("rules", 4),
+            Command::Ps(_) => ("ps", 4),
+            Command::Checkpoint(_) => ("checkpoint", 5),
+            Command::Restore(_) => ("restore", 5),
+            Command::Migrate(_) => ("migrate", 6),
+            Command::Receive(_) => ("receive", 6),
+            Command::Clone(_) => ("clone", 6),
+            Command::Snapshot(_) => ("snapshot", 7),
+            Command::Inspect(_) => ("inspect", 7),
+            Command::Core(_) => ("core", 7),
+            Command::Run(_) | Command::Completions { .. } => return None,
+        })
+    }
+}

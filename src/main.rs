@@ -1,0 +1,55 @@
+//! The `isotrace` command.
+
+mod cli;
+mod run;
+mod trace;
+
+use clap::{CommandFactory, Parser};
+use cli::{Cli, Command};
+
+/// isotrace's own errors: bad usage or configuration (CLI.md).
+pub const EXIT_USAGE: i32 = 125;
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            let code = match e.kind() {
+                ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => 0,
+                _ => EXIT_USAGE,
+            };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ISOTRACE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .without_time()
+        .init();
+    let code = match cli.command {
+        None => run::main(cli.run),
+        Some(Command::Run(args)) => run::main(args),
+        Some(Command::Completions { shell }) => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "isotrace",
+                &mut std::io::stdout(),
+            );
+            0
+        }
+        Some(other) => {
+            let (verb, issue) = other.planned_issue().expect("planned verb");
+            eprintln!("isotrace: `{verb}` is not implemented yet (planned in issue #{issue})");
+            EXIT_USAGE
+        }
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,198 @@
+//! `isotrace run`: glue between the CLI, the tracer and the policy.
+
+use crate::cli::RunArgs;
+use crate::trace::TracePolicy;
+use crate::EXIT_USAGE;
+use isotrace_tracer::filter::{self, FilterConfig};
+use isotrace_tracer::scratch::SCRATCH_END;
+use isotrace_tracer::{ChildFailure, Outcome, SpawnSpec, Supervisor};
+use nix::errno::Errno;
+use std::ffi::{CString, OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+const EXIT_CANNOT_EXEC: i32 = 126;
+const EXIT_NOT_FOUND: i32 = 127;
+
+/// Runs the command line's program; returns the exit status to use.
+pub fn main(args: RunArgs) -> i32 {
+    match run(args) {
+        Ok(code) => code,
+        Err((code, msg)) => {
+            eprintln!("isotrace: {msg}");
+            code
+        }
+    }
+}
+
+type Failure = (i32, String);
+
+fn run(args: RunArgs) -> Result<i32, Failure> {
+    let Some(cmd) = args.cmd.first().cloned() else {
+        return Err((
+            EXIT_USAGE,
+            "no command given (usage: isotrace [RUN-FLAGS] -- CMD [ARGS...])".into(),
+        ));
+    };
+    if !args.no_isolation {
+        return Err((
+            EXIT_USAGE,
+            "isolated environments (--env, --rm, the default env) are not implemented yet (issue #3); use --no-isolation".into(),
+        ));
+    }
+    for (flag, set, issue) in [
+        ("--report", args.report.is_some(), 4),
+        ("--group", args.group.is_some(), 4),
+        ("--checkpoint-every", args.checkpoint_every.is_some(), 5),
+        ("--checkpoint-dir", args.checkpoint_dir.is_some(), 5),
+    ] {
+        if set {
+            return Err((
+                EXIT_USAGE,
+                format!("{flag} is not implemented yet (issue #{issue})"),
+            ));
+        }
+    }
+    let program = resolve(&cmd)?;
+    let spec = SpawnSpec {
+        program: cstring(program.as_os_str())?,
+        argv: args
+            .cmd
+            .iter()
+            .map(|a| cstring(a))
+            .collect::<Result<_, _>>()?,
+        envp: std::env::vars_os()
+            .map(|(k, v)| {
+                let mut kv = k;
+                kv.push("=");
+                kv.push(v);
+                cstring(&kv)
+            })
+            .collect::<Result<_, _>>()?,
+        filter: filter::build(
+            isotrace_arch::native::TABLE,
+            &FilterConfig {
+                scratch_end: SCRATCH_END,
+            },
+        ),
+        no_new_privs: !has_cap_sys_admin(),
+    };
+    let mut policy = TracePolicy::new(args.trace, args.trace_file.as_deref())
+        .map_err(|e| (EXIT_USAGE, format!("--trace-file: {e}")))?;
+    let mut sup =
+        Supervisor::spawn(&spec, &mut policy).map_err(|e| (EXIT_USAGE, setup_hint(&e)))?;
+    let outcome = sup.run().map_err(|e| (EXIT_USAGE, e.to_string()))?;
+    if args.stats {
+        print_stats(&sup.stats());
+    }
+    drop(sup);
+    policy.finish();
+    match outcome {
+        Outcome::Exited(how) => Ok(how.shell_status()),
+        Outcome::NotStarted(ChildFailure::Exec(e)) => {
+            let code = if e == Errno::ENOENT {
+                EXIT_NOT_FOUND
+            } else {
+                EXIT_CANNOT_EXEC
+            };
+            Err((
+                code,
+                format!("{}: cannot execute: {}", cmd.to_string_lossy(), e.desc()),
+            ))
+        }
+        Outcome::NotStarted(ChildFailure::Seccomp(e)) => Err((
+            EXIT_USAGE,
+            format!(
+                "cannot install the seccomp filter ({}): seccomp may be unavailable here",
+                e.desc()
+            ),
+        )),
+    }
+}
+
+fn setup_hint(e: &isotrace_tracer::Error) -> String {
+    match e {
+        isotrace_tracer::Error::Sys { op: "PTRACE_SEIZE", errno, .. } => format!(
+            "ptrace is not permitted here (PTRACE_SEIZE: {}); check /proc/sys/kernel/yama/ptrace_scope and any container seccomp profile",
+            errno.desc()
+        ),
+        other => other.to_string(),
+    }
+}
+
+fn cstring(s: &OsStr) -> Result<CString, Failure> {
+    CString::new(s.as_bytes()).map_err(|_| {
+        (
+            EXIT_USAGE,
+            format!("argument contains a NUL byte: {}", s.to_string_lossy()),
+        )
+    })
+}
+
+/// execvp(3)'s search: a name with a slash is used as is, others are looked
+/// up in PATH. Distinguishes "not found" (127) from "cannot execute" (126).
+fn resolve(cmd: &OsStr) -> Result<PathBuf, Failure> {
+    let name = cmd.to_string_lossy();
+    if cmd.is_empty() {
+        return Err((EXIT_NOT_FOUND, "'': command not found".into()));
+    }
+    if cmd.as_bytes().contains(&b'/') {
+        let p = PathBuf::from(cmd);
+        return check_exec(&p, &name).map(|_| p);
+    }
+    let path =
+        std::env::var_os("PATH").unwrap_or_else(|| OsString::from("/usr/local/bin:/usr/bin:/bin"));
+    let mut denied = None;
+    for dir in std::env::split_paths(&path) {
+        let cand = dir.join(cmd);
+        if cand.exists() {
+            match check_exec(&cand, &name) {
+                Ok(()) => return Ok(cand),
+                Err(e) => denied = denied.or(Some(e)),
+            }
+        }
+    }
+    Err(denied.unwrap_or((EXIT_NOT_FOUND, format!("{name}: command not found"))))
+}
+
+fn check_exec(p: &Path, name: &str) -> Result<(), Failure> {
+    let meta = std::fs::metadata(p).map_err(|e| {
+        let code = if e.kind() == std::io::ErrorKind::NotFound {
+            EXIT_NOT_FOUND
+        } else {
+            EXIT_CANNOT_EXEC
+        };
+        (code, format!("{name}: {e}"))
+    })?;
+    if meta.is_dir() {
+        return Err((EXIT_CANNOT_EXEC, format!("{name}: is a directory")));
+    }
+    nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).map_err(|e| {
+        (
+            EXIT_CANNOT_EXEC,
+            format!("{name}: cannot execute: {}", e.desc()),
+        )
+    })
+}
+
+/// CAP_SYS_ADMIN (bit 21) in the effective set: seccomp then works without
+/// PR_SET_NO_NEW_PRIVS, and set-user-ID programs keep working.
+fn has_cap_sys_admin() -> bool {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << 21) != 0)
+}
+
+fn print_stats(s: &isotrace_tracer::Stats) {
+    use nix::sys::resource::{getrusage, UsageWho};
+    let peak = getrusage(UsageWho::RUSAGE_SELF).map_or(0, |u| u.max_rss());
+    eprintln!(
+        "isotrace: stats: stops={} seccomp_stops={} exit_stops={} rewrites={} injections={} tasks={} peak_rss_kib={}",
+        s.stops, s.seccomp_stops, s.exit_stops, s.rewrites, s.injections, s.tasks_seen, peak
+    );
+}

@@ -1,0 +1,96 @@
+//! The product policy of `--no-isolation`: pass everything through, and
+//! with `--trace` print one strace-style line per trapped syscall.
+
+use isotrace_arch::Syscall;
+use isotrace_tracer::format::{self, StrReader};
+use isotrace_tracer::{Call, Policy, TraceeView, Verdict};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+
+pub struct TracePolicy {
+    out: Option<Box<dyn Write>>,
+    /// Calls formatted at entry, printed with their result at exit. Entry
+    /// is the only time an execve's arguments can still be read.
+    in_flight: HashMap<i32, String>,
+}
+
+/// Lets the printer read strings through the tracer's view of a tracee.
+struct Reader<'a>(&'a mut dyn TraceeView);
+
+impl StrReader for Reader<'_> {
+    fn read_cstr(&mut self, addr: u64, max: usize) -> Option<Vec<u8>> {
+        self.0.read_cstr(addr, max)
+    }
+    fn read_bytes(&mut self, addr: u64, len: usize) -> Option<Vec<u8>> {
+        self.0.read_bytes(addr, len)
+    }
+}
+
+impl TracePolicy {
+    pub fn new(trace: bool, file: Option<&Path>) -> std::io::Result<Self> {
+        let out: Option<Box<dyn Write>> = match file {
+            Some(f) => Some(Box::new(std::io::BufWriter::new(std::fs::File::create(f)?))),
+            None if trace => Some(Box::new(std::io::LineWriter::new(std::io::stderr()))),
+            None => None,
+        };
+        Ok(TracePolicy {
+            out,
+            in_flight: HashMap::new(),
+        })
+    }
+
+    pub fn finish(&mut self) {
+        if let Some(out) = self.out.as_mut() {
+            let _ = out.flush();
+        }
+    }
+
+    fn line(&mut self, call: &Call, text: &str, ret: &str) {
+        if let Some(out) = self.out.as_mut() {
+            let _ = writeln!(out, "[pid {}] {} = {}", call.tid, text, ret);
+        }
+    }
+}
+
+/// Calls that never come back to an exit stop when they succeed.
+fn never_returns(sc: &Syscall) -> bool {
+    matches!(sc.name, "exit" | "exit_group" | "rt_sigreturn")
+}
+
+impl Policy for TracePolicy {
+    fn wants_paths(&self, _sc: &Syscall) -> bool {
+        false
+    }
+
+    fn on_entry(&mut self, call: &Call, view: &mut dyn TraceeView) -> Verdict {
+        if self.out.is_none() {
+            return Verdict::CONTINUE;
+        }
+        let text = format::format_call(call.sc, &call.args, &[], &mut Reader(view));
+        if never_returns(call.sc) {
+            self.line(call, &text, "?");
+            return Verdict::CONTINUE;
+        }
+        self.in_flight.insert(call.tid, text);
+        Verdict::CONTINUE.with_exit_stop(true)
+    }
+
+    fn on_exit(
+        &mut self,
+        call: &Call,
+        _rewritten: &[(usize, Vec<u8>)],
+        ret: i64,
+        _view: &mut dyn TraceeView,
+    ) -> Option<i64> {
+        let text = self.in_flight.remove(&call.tid).unwrap_or_default();
+        let ret_text = format::format_ret(call.sc, ret);
+        self.line(call, &text, &ret_text);
+        None
+    }
+
+    fn on_abandoned(&mut self, call: &Call, _rewritten: &[(usize, Vec<u8>)]) {
+        let text = self.in_flight.remove(&call.tid).unwrap_or_default();
+        self.line(call, &text, "?");
+    }
+}

@@ -1,0 +1,175 @@
+//! Carrying out a verdict at a seccomp stop.
+
+use crate::error::Result;
+use crate::inject::{self, Injected};
+use crate::policy::{Action, Call, Verdict};
+use crate::remote::MemFile;
+use crate::scratch::{Pool, SCRATCH_BASE, SCRATCH_LEN, SLOT_SIZE};
+use crate::supervisor::Supervisor;
+use crate::sys::{self, Tid};
+use crate::task::Pending;
+use isotrace_arch::native::Regs;
+use isotrace_arch::RegAccess;
+use nix::errno::Errno;
+
+pub fn verdict(
+    sup: &mut Supervisor<'_>,
+    tid: Tid,
+    mut regs: Regs,
+    call: Call,
+    verdict: Verdict,
+) -> Result<()> {
+    let exit_stop = verdict.exit_stop;
+    match &verdict.action {
+        Action::Continue => resume(sup, tid, call, Vec::new(), exit_stop),
+        Action::Emulate(ret) => skip_with(sup, tid, regs, *ret, call, exit_stop),
+        Action::Deny(e) => skip_with(sup, tid, regs, -(*e as i64), call, exit_stop),
+        Action::Rewrite { paths, args } => {
+            let paths = paths.clone();
+            for &(i, v) in args {
+                regs.set_arg(i, v);
+            }
+            if paths.is_empty() {
+                sys::set_regs(tid, &regs)?;
+                sup.stats.rewrites += 1;
+                return resume(sup, tid, call, paths, exit_stop);
+            }
+            rewrite_paths(sup, tid, regs, call, verdict, paths)
+        }
+    }
+}
+
+/// Skips a syscall the filter trapped but the table does not know.
+pub fn skip(tid: Tid, mut regs: Regs, ret: i64) -> Result<()> {
+    regs.set_syscall_nr(u64::MAX);
+    regs.set_ret(ret);
+    sys::set_regs(tid, &regs)?;
+    sys::cont(tid, 0)
+}
+
+/// seccomp(2): "The tracer can skip the system call by changing the system
+/// call number to -1 ... the system call will appear to return the value
+/// that the tracer puts in the return value register."
+fn skip_with(
+    sup: &mut Supervisor<'_>,
+    tid: Tid,
+    mut regs: Regs,
+    ret: i64,
+    call: Call,
+    exit_stop: bool,
+) -> Result<()> {
+    regs.set_syscall_nr(u64::MAX);
+    regs.set_ret(ret);
+    sys::set_regs(tid, &regs)?;
+    resume(sup, tid, call, Vec::new(), exit_stop)
+}
+
+fn resume(
+    sup: &mut Supervisor<'_>,
+    tid: Tid,
+    call: Call,
+    rewritten: Vec<(usize, Vec<u8>)>,
+    exit_stop: bool,
+) -> Result<()> {
+    if exit_stop {
+        if let Some(task) = sup.tasks.get_mut(&tid) {
+            task.pending = Some(Pending { call, rewritten });
+        }
+        sys::cont_syscall(tid, 0)
+    } else {
+        sys::cont(tid, 0)
+    }
+}
+
+fn rewrite_paths(
+    sup: &mut Supervisor<'_>,
+    tid: Tid,
+    mut regs: Regs,
+    call: Call,
+    verdict: Verdict,
+    paths: Vec<(usize, Vec<u8>)>,
+) -> Result<()> {
+    let task = sup.tasks.get_mut(&tid).expect("known task");
+    let mm = task.mm.clone();
+    let pid = task.pid;
+    if !mm.borrow().pool.mapped {
+        return map_scratch(sup, tid, regs, call, verdict);
+    }
+    let mut space = mm.borrow_mut();
+    let need: usize = paths.iter().map(|(_, p)| p.len() + 1).sum();
+    let Some(slot) = (need as u64 <= SLOT_SIZE)
+        .then(|| space.pool.alloc())
+        .flatten()
+    else {
+        drop(space);
+        let e = if need as u64 > SLOT_SIZE {
+            Errno::ENAMETOOLONG
+        } else {
+            Errno::EAGAIN
+        };
+        return skip_with(sup, tid, regs, -(e as i64), call, verdict.exit_stop);
+    };
+    if space.mem.is_none() {
+        space.mem = Some(MemFile::open(pid)?);
+    }
+    let mem = space.mem.as_ref().expect("just opened");
+    let addr = Pool::addr(slot);
+    let mut blob = Vec::with_capacity(need);
+    for (i, p) in &paths {
+        regs.set_arg(*i, addr + blob.len() as u64);
+        blob.extend_from_slice(p);
+        blob.push(0);
+    }
+    let written = mem.write(tid, addr, &blob);
+    drop(space);
+    if let Err(e) = written {
+        mm.borrow_mut().pool.free(slot);
+        return skip_with(sup, tid, regs, -(e.guest_errno() as i64), call, false);
+    }
+    sup.tasks.get_mut(&tid).expect("known task").slot = Some(slot);
+    sup.stats.rewrites += 1;
+    sys::set_regs(tid, &regs)?;
+    resume(sup, tid, call, paths, verdict.exit_stop)
+}
+
+/// Maps the scratch region by an injected mmap, then lets the tracee
+/// re-issue its syscall, which will find `verdict` waiting.
+fn map_scratch(
+    sup: &mut Supervisor<'_>,
+    tid: Tid,
+    regs: Regs,
+    call: Call,
+    verdict: Verdict,
+) -> Result<()> {
+    let nr = isotrace_arch::by_name("mmap").expect("mmap in table").nr as u64;
+    let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE) as u64;
+    let args = [
+        SCRATCH_BASE,
+        SCRATCH_LEN,
+        libc::PROT_READ as u64,
+        flags,
+        u64::MAX,
+        0,
+    ];
+    sup.stats.injections += 1;
+    match inject::at_entry(tid, &regs, nr, args)? {
+        Injected::Interrupted(status) => {
+            sup.deferred.push_back((tid, status));
+            Ok(())
+        }
+        Injected::Returned(ret) => {
+            let task = sup.tasks.get_mut(&tid).expect("known task");
+            // EEXIST: a CLONE_VM sibling mapped it already; nothing else
+            // can be there, since the guard refuses fixed mappings in range.
+            if ret as u64 == SCRATCH_BASE || ret == -(libc::EEXIST as i64) {
+                task.mm.borrow_mut().pool.mapped = true;
+                task.replay = Some((regs.syscall_nr(), call, verdict));
+                sys::cont(tid, 0)
+            } else {
+                tracing::warn!("tid {tid}: cannot map the scratch region: {ret}");
+                task.replay = Some((regs.syscall_nr(), call, Verdict::deny(Errno::ENOMEM)));
+                sys::cont(tid, 0)
+            }
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! The supervisor's own signals and job control.
+//!
+//! The supervisor shares its process group with the first tracee, so the
+//! terminal's SIGINT, SIGQUIT and SIGTSTP reach the program directly; the
+//! supervisor ignores them and lets the program decide. SIGTERM, SIGHUP and
+//! SIGUSR1 sent to the supervisor itself (by `timeout`, a closing terminal,
+//! a service manager) are forwarded to the first process. When the first
+//! process enters a group-stop while the supervisor is in the terminal's
+//! foreground process group (Ctrl-Z), the supervisor stops too, so that the
+//! shell that started it sees a stopped job; the shell's SIGCONT (`fg`)
+//! wakes both.
+
+use crate::error::{Error, Result};
+use crate::sys::Tid;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+static PENDING: AtomicU64 = AtomicU64::new(0);
+const FORWARDED: [i32; 3] = [libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1];
+const IGNORED: [i32; 5] = [
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGTSTP,
+    libc::SIGTTIN,
+    libc::SIGTTOU,
+];
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    PENDING.fetch_or(1 << sig, Ordering::SeqCst);
+}
+
+pub struct JobControl {
+    tty: Option<i32>,
+}
+
+impl JobControl {
+    pub fn install(_root: Tid) -> Result<JobControl> {
+        for sig in IGNORED {
+            set_handler(sig, libc::SIG_IGN, 0)?;
+        }
+        // No SA_RESTART: the blocking waitpid returns EINTR so the loop
+        // forwards the signal at once.
+        for sig in FORWARDED {
+            set_handler(sig, on_signal as *const () as usize, 0)?;
+        }
+        // SAFETY: isatty only inspects the fd.
+        let tty = (0..3).find(|&fd| unsafe { libc::isatty(fd) } == 1);
+        Ok(JobControl { tty })
+    }
+
+    pub fn forward_pending(&self, root: Tid) {
+        let mask = PENDING.swap(0, Ordering::SeqCst);
+        for sig in FORWARDED {
+            if mask & (1 << sig) != 0 {
+                // SAFETY: plain kill(2) with integer arguments.
+                unsafe { libc::kill(root, sig) };
+            }
+        }
+    }
+
+    /// Stops the supervisor if it runs in the terminal's foreground.
+    pub fn mirror_stop(&self) {
+        let Some(fd) = self.tty else { return };
+        // SAFETY: tcgetpgrp/getpgrp/raise take and return plain integers.
+        unsafe {
+            if libc::tcgetpgrp(fd) == libc::getpgrp() {
+                libc::raise(libc::SIGSTOP);
+            }
+        }
+    }
+}
+
+fn set_handler(sig: i32, handler: usize, flags: i32) -> Result<()> {
+    // SAFETY: a zeroed sigaction is a valid "no flags, empty mask" value;
+    // the handler is SIG_IGN or an async-signal-safe extern "C" fn.
+    let rc = unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = handler;
+        sa.sa_flags = flags;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(sig, &sa, std::ptr::null_mut())
+    };
+    if rc == -1 {
+        return Err(Error::Setup {
+            op: format!("sigaction({sig})"),
+            errno: nix::errno::Errno::last(),
+        });
+    }
+    Ok(())
+}

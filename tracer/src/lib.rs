@@ -1,0 +1,30 @@
+//! The ptrace + seccomp mechanism of isotrace.
+//!
+//! The tracer starts a program under a seccomp filter derived from the
+//! syscall table (`filter`), stops it at every trapped syscall, decodes the
+//! call into a typed [`Call`], asks a [`Policy`] for a [`Verdict`] and
+//! carries it out: continue, rewrite arguments (paths go into a scratch
+//! region tracee threads cannot touch), emulate, or deny. It never decides
+//! anything itself beyond protecting its own invariants (`guard`).
+//!
+//! `unsafe` lives in `sys.rs`, `spawn.rs` and `jobctl.rs` only.
+
+mod apply;
+pub mod error;
+pub mod filter;
+pub mod format;
+mod guard;
+mod inject;
+mod jobctl;
+pub mod policy;
+pub mod remote;
+pub mod scratch;
+pub mod spawn;
+pub mod supervisor;
+pub mod sys;
+mod task;
+
+pub use error::{Error, Result};
+pub use policy::{Action, Call, Event, ExitKind, PathArg, Policy, SpawnKind, TraceeView, Verdict};
+pub use spawn::{ChildFailure, SpawnSpec};
+pub use supervisor::{Outcome, Stats, Supervisor};

@@ -1,0 +1,126 @@
+//! Typed pointers into tracee memory and the readers built on them.
+//!
+//! A [`RemotePtr`] is an address in another process: it cannot be
+//! dereferenced here, only handed to the functions below, which move bytes
+//! with process_vm_readv (one syscall, no stop) or /proc/PID/mem.
+
+use crate::error::{Error, Result};
+use crate::sys::{self, Tid};
+use std::marker::PhantomData;
+
+/// An address in a tracee's address space pointing at a `T`.
+pub struct RemotePtr<T> {
+    addr: u64,
+    _t: PhantomData<*const T>,
+}
+
+impl<T> Clone for RemotePtr<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for RemotePtr<T> {}
+
+impl<T> std::fmt::Debug for RemotePtr<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RemotePtr({:#x})", self.addr)
+    }
+}
+
+impl<T> RemotePtr<T> {
+    pub fn new(addr: u64) -> Self {
+        RemotePtr {
+            addr,
+            _t: PhantomData,
+        }
+    }
+    pub fn addr(self) -> u64 {
+        self.addr
+    }
+    pub fn is_null(self) -> bool {
+        self.addr == 0
+    }
+}
+
+/// Longest path the kernel accepts, including the NUL (limits.h PATH_MAX).
+pub const PATH_MAX: usize = 4096;
+const PAGE: u64 = isotrace_arch::native::PAGE_SIZE;
+
+/// Reads a NUL-terminated string of at most `max` bytes (NUL excluded).
+///
+/// Reads page by page so that a string ending just before an unmapped page
+/// is read whole, as the kernel's strncpy_from_user would. Returns EFAULT
+/// for an unreadable start and ENAMETOOLONG when no NUL comes within `max`.
+pub fn read_cstr(tid: Tid, ptr: RemotePtr<u8>, max: usize) -> Result<Vec<u8>> {
+    if ptr.is_null() {
+        return Err(fault(tid, "NULL string pointer"));
+    }
+    let mut out = Vec::with_capacity(128);
+    let mut addr = ptr.addr();
+    let mut buf = [0u8; PAGE as usize];
+    while out.len() <= max {
+        let room = (PAGE - addr % PAGE) as usize;
+        let want = room.min(max + 1 - out.len());
+        let got = sys::vm_read(tid, addr, &mut buf[..want])?;
+        if let Some(nul) = buf[..got].iter().position(|&b| b == 0) {
+            out.extend_from_slice(&buf[..nul]);
+            return Ok(out);
+        }
+        out.extend_from_slice(&buf[..got]);
+        if got < want {
+            return Err(fault(tid, "string runs into unmapped memory"));
+        }
+        addr += got as u64;
+    }
+    Err(Error::Sys {
+        tid,
+        op: "read path",
+        errno: nix::errno::Errno::ENAMETOOLONG,
+    })
+}
+
+/// Reads exactly `len` bytes.
+pub fn read_bytes(tid: Tid, addr: u64, len: usize) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    let got = sys::vm_read(tid, addr, &mut buf)?;
+    if got != len {
+        return Err(fault(tid, "short read of tracee memory"));
+    }
+    Ok(buf)
+}
+
+fn fault(tid: Tid, what: &str) -> Error {
+    Error::Tracee {
+        tid,
+        what: what.to_string(),
+    }
+}
+
+/// An open /proc/PID/mem of one address space, for writes that must go
+/// through page protections (FOLL_FORCE). Must be reopened after exec: the
+/// file keeps pointing at the old mm.
+pub struct MemFile {
+    file: std::fs::File,
+}
+
+impl MemFile {
+    pub fn open(pid: Tid) -> Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(format!("/proc/{pid}/mem"))
+            .map_err(|e| {
+                Error::from_errno(
+                    pid,
+                    "open /proc/PID/mem",
+                    nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+                )
+            })?;
+        Ok(MemFile { file })
+    }
+
+    pub fn write(&self, tid: Tid, addr: u64, data: &[u8]) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        sys::mem_write(self.file.as_raw_fd(), tid, addr, data)
+    }
+}

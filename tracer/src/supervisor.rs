@@ -1,0 +1,356 @@
+//! The event loop: one `waitpid(-1, __WALL)` at a time, one handler per
+//! kind of stop (ptrace(2), "Stopped states").
+
+use crate::error::{Error, Result};
+use crate::policy::{Call, Event, ExitKind, Policy, SpawnKind, Verdict};
+use crate::spawn::{self, ChildFailure, SpawnSpec, Spawned};
+use crate::sys::{self, Tid, WaitEvent};
+use crate::task::{AddrSpace, Pending, Task, View};
+use crate::{apply, jobctl};
+use isotrace_arch::native::Regs;
+use isotrace_arch::RegAccess;
+use nix::errno::Errno;
+use std::collections::{HashMap, HashSet, VecDeque};
+
+/// How the supervised group ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The first process exited or was killed; every tracee is gone.
+    Exited(ExitKind),
+    /// The first process never started its program.
+    NotStarted(ChildFailure),
+}
+
+/// Counters for `--stats`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Stats {
+    pub stops: u64,
+    pub seccomp_stops: u64,
+    pub exit_stops: u64,
+    pub rewrites: u64,
+    pub injections: u64,
+    pub tasks_seen: u64,
+}
+
+pub struct Supervisor<'p> {
+    pub(crate) policy: &'p mut dyn Policy,
+    pub(crate) tasks: HashMap<Tid, Task>,
+    /// Tids that stopped before their parent's fork/clone event told us
+    /// who they are; resumed when the event arrives.
+    early: HashSet<Tid>,
+    /// Wait statuses consumed out of order (during an injected syscall).
+    pub(crate) deferred: VecDeque<(Tid, i32)>,
+    root: Tid,
+    root_exit: Option<ExitKind>,
+    root_execd: bool,
+    spawned: Spawned,
+    pub(crate) me: Tid,
+    pub(crate) stats: Stats,
+    jobctl: jobctl::JobControl,
+}
+
+impl<'p> Supervisor<'p> {
+    /// Forks, seizes and execs the program of `spec` under `policy`.
+    pub fn spawn(spec: &SpawnSpec, policy: &'p mut dyn Policy) -> Result<Self> {
+        let spawned = spawn::spawn(spec)?;
+        let root = spawned.pid;
+        let jobctl = jobctl::JobControl::install(root)?;
+        let mut sup = Supervisor {
+            policy,
+            tasks: HashMap::new(),
+            early: HashSet::new(),
+            deferred: VecDeque::new(),
+            root,
+            root_exit: None,
+            root_execd: false,
+            spawned,
+            me: std::process::id() as Tid,
+            stats: Stats::default(),
+            jobctl,
+        };
+        let mut task = Task::new(root, AddrSpace::shared_new());
+        // The root was seized while blocked before exec: it needs no
+        // initial-stop handling.
+        task.attached = true;
+        sup.tasks.insert(root, task);
+        sup.stats.tasks_seen = 1;
+        sup.policy.on_event(&Event::Spawned {
+            tid: root,
+            pid: root,
+            parent: None,
+            kind: SpawnKind::Root,
+        });
+        Ok(sup)
+    }
+
+    pub fn root(&self) -> Tid {
+        self.root
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Runs until every tracee has exited.
+    pub fn run(&mut self) -> Result<Outcome> {
+        loop {
+            let next = match self.deferred.pop_front() {
+                Some(s) => Some(s),
+                None => match sys::wait_any(false) {
+                    Ok(s) => s,
+                    Err(Errno::EINTR) => {
+                        self.jobctl.forward_pending(self.root);
+                        continue;
+                    }
+                    Err(Errno::ECHILD) => break,
+                    Err(e) => {
+                        return Err(Error::Setup {
+                            op: "waitpid".into(),
+                            errno: e,
+                        })
+                    }
+                },
+            };
+            let Some((tid, status)) = next else { continue };
+            self.stats.stops += 1;
+            if let Err(e) = self.handle(tid, status) {
+                if !e.is_died() {
+                    tracing::warn!("{e}");
+                }
+            }
+        }
+        match (self.root_exit, self.root_execd) {
+            (Some(ExitKind::Code(127)), false) | (None, false) => match self.spawned.failure() {
+                Some(f) => Ok(Outcome::NotStarted(f)),
+                None => Ok(Outcome::Exited(
+                    self.root_exit.unwrap_or(ExitKind::Code(127)),
+                )),
+            },
+            (Some(how), _) => Ok(Outcome::Exited(how)),
+            (None, true) => Ok(Outcome::Exited(ExitKind::Code(0))),
+        }
+    }
+
+    fn handle(&mut self, tid: Tid, status: i32) -> Result<()> {
+        let ev = sys::decode_status(status);
+        if let Some(task) = self.tasks.get_mut(&tid) {
+            // Any stop means the syscall that used the slot has read it.
+            if let Some(slot) = task.slot.take() {
+                task.mm.borrow_mut().pool.free(slot);
+            }
+        }
+        match ev {
+            WaitEvent::Exited(code) => self.on_gone(tid, ExitKind::Code(code)),
+            WaitEvent::Signaled { sig, core } => self.on_gone(tid, ExitKind::Signal { sig, core }),
+            _ if !self.tasks.contains_key(&tid) => {
+                // A new child whose parent's event has not been seen yet.
+                self.early.insert(tid);
+                Ok(())
+            }
+            WaitEvent::Seccomp => {
+                self.stats.seccomp_stops += 1;
+                self.on_seccomp(tid)
+            }
+            WaitEvent::SyscallExit => {
+                self.stats.exit_stops += 1;
+                self.on_syscall_exit(tid)
+            }
+            WaitEvent::Event(e) => self.on_event(tid, e),
+            WaitEvent::EventStop(sig) => self.on_event_stop(tid, sig),
+            WaitEvent::Signal(sig) => sys::cont(tid, sig),
+        }
+    }
+
+    fn on_gone(&mut self, tid: Tid, how: ExitKind) -> Result<()> {
+        self.early.remove(&tid);
+        let Some(mut task) = self.tasks.remove(&tid) else {
+            return Ok(());
+        };
+        if let Some(p) = task.pending.take() {
+            self.policy.on_abandoned(&p.call, &p.rewritten);
+        }
+        if tid == self.root {
+            self.root_exit = Some(how);
+        }
+        self.policy.on_event(&Event::Exited {
+            tid,
+            pid: task.pid,
+            how,
+        });
+        Ok(())
+    }
+
+    fn on_seccomp(&mut self, tid: Tid) -> Result<()> {
+        let regs = sys::get_regs(tid)?;
+        let nr = regs.syscall_nr();
+        let Some(sc) = isotrace_arch::by_nr(nr) else {
+            // The filter only traps numbers it knows; be safe anyway.
+            return apply::skip(tid, regs, -(libc::ENOSYS as i64));
+        };
+        let task = self.tasks.get_mut(&tid).expect("known task");
+        let pid = task.pid;
+        if let Some(v) = task.replay.take() {
+            if v.0 == nr {
+                return apply::verdict(self, tid, regs, v.1, v.2);
+            }
+        }
+        let mut args = [0u64; 6];
+        for (i, a) in args.iter_mut().enumerate() {
+            *a = regs.arg(i);
+        }
+        if let Some(action) = crate::guard::check(sc, &args, self.me) {
+            let call = Call {
+                tid,
+                pid,
+                sc,
+                args,
+                paths: Vec::new(),
+            };
+            let verdict = Verdict {
+                action,
+                exit_stop: false,
+            };
+            return apply::verdict(self, tid, regs, call, verdict);
+        }
+        let paths = if self.policy.wants_paths(sc) {
+            crate::task::decode_paths(tid, sc, &args)
+        } else {
+            Vec::new()
+        };
+        let call = Call {
+            tid,
+            pid,
+            sc,
+            args,
+            paths,
+        };
+        let verdict = self.policy.on_entry(&call, &mut View { tid });
+        apply::verdict(self, tid, regs, call, verdict)
+    }
+
+    fn on_syscall_exit(&mut self, tid: Tid) -> Result<()> {
+        let task = self.tasks.get_mut(&tid).expect("known task");
+        let Some(Pending { call, rewritten }) = task.pending.take() else {
+            return sys::cont(tid, 0);
+        };
+        let mut regs: Regs = sys::get_regs(tid)?;
+        if let Some(v) = self
+            .policy
+            .on_exit(&call, &rewritten, regs.ret(), &mut View { tid })
+        {
+            regs.set_ret(v);
+            sys::set_regs(tid, &regs)?;
+        }
+        sys::cont(tid, 0)
+    }
+
+    fn on_event(&mut self, tid: Tid, event: i32) -> Result<()> {
+        match event {
+            libc::PTRACE_EVENT_FORK | libc::PTRACE_EVENT_VFORK | libc::PTRACE_EVENT_CLONE => {
+                let child = sys::event_msg(tid)? as Tid;
+                self.on_new_child(tid, child)?;
+            }
+            libc::PTRACE_EVENT_EXEC => {
+                let former = sys::event_msg(tid)? as Tid;
+                self.on_exec(tid, former);
+            }
+            _ => {}
+        }
+        self.resume(tid)
+    }
+
+    /// Resumes after a non-syscall stop, keeping an exit stop if one is due.
+    fn resume(&mut self, tid: Tid) -> Result<()> {
+        let exit_due = self.tasks.get(&tid).is_some_and(|t| t.pending.is_some());
+        if exit_due {
+            sys::cont_syscall(tid, 0)
+        } else {
+            sys::cont(tid, 0)
+        }
+    }
+
+    fn on_new_child(&mut self, parent: Tid, child: Tid) -> Result<()> {
+        let (kind, ptask) = {
+            let ptask = self.tasks.get(&parent).expect("known task");
+            (crate::task::spawn_kind(parent)?, ptask)
+        };
+        let mm = match kind {
+            SpawnKind::Fork => AddrSpace::forked_from(&ptask.mm),
+            _ => ptask.mm.clone(),
+        };
+        let pid = if kind == SpawnKind::Thread {
+            ptask.pid
+        } else {
+            child
+        };
+        let mut task = Task::new(pid, mm);
+        self.stats.tasks_seen += 1;
+        let resume_now = self.early.remove(&child);
+        task.attached = resume_now;
+        self.tasks.insert(child, task);
+        self.policy.on_event(&Event::Spawned {
+            tid: child,
+            pid,
+            parent: Some(parent),
+            kind,
+        });
+        if resume_now {
+            // Its initial PTRACE_EVENT_STOP was consumed while unknown.
+            sys::cont(child, 0).or_else(ignore_died)?;
+        }
+        Ok(())
+    }
+
+    fn on_exec(&mut self, tid: Tid, former: Tid) {
+        let mut task = if former != tid {
+            // A non-leader thread exec'd and took over the leader's tid
+            // (ptrace(2), "execve(2) under ptrace"); the old leader is gone.
+            self.tasks.remove(&tid);
+            self.tasks.remove(&former).expect("known task")
+        } else {
+            self.tasks.remove(&tid).expect("known task")
+        };
+        let pid = task.pid;
+        // Every other thread of the group died in de_thread().
+        self.tasks.retain(|_, t| t.pid != pid);
+        task.mm = AddrSpace::shared_new();
+        task.slot = None;
+        task.replay = None;
+        self.tasks.insert(tid, task);
+        if tid == self.root {
+            self.root_execd = true;
+        }
+        self.policy.on_event(&Event::Exec {
+            pid,
+            former_tid: former,
+        });
+    }
+
+    fn on_event_stop(&mut self, tid: Tid, sig: i32) -> Result<()> {
+        let task = self.tasks.get_mut(&tid).expect("known task");
+        if !task.attached {
+            task.attached = true;
+            return sys::cont(tid, 0);
+        }
+        match sig {
+            libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU => {
+                // A group-stop: stay stopped, but let the real parent see it
+                // and SIGCONT wake us (ptrace(2), PTRACE_LISTEN).
+                sys::listen(tid)?;
+                if tid == self.root {
+                    self.jobctl.mirror_stop();
+                }
+                Ok(())
+            }
+            _ => self.resume(tid),
+        }
+    }
+}
+
+pub(crate) fn ignore_died(e: Error) -> Result<()> {
+    if e.is_died() {
+        Ok(())
+    } else {
+        Err(e)
+    }
+}

@@ -1,0 +1,252 @@
+//! Thin, typed wrappers over the raw ptrace, wait and remote-memory syscalls.
+//!
+//! This is one of the two files of the tracer that hold `unsafe` (the other is
+//! `spawn.rs`). Every function maps -1/errno into [`Error`] with the tid and
+//! the operation, and ESRCH into [`Error::Died`].
+
+use crate::error::{Error, Result};
+use isotrace_arch::native::Regs;
+use nix::errno::Errno;
+
+pub type Tid = i32;
+
+pub const PTRACE_EVENT_STOP: i32 = 128;
+
+/// Options set on every tracee at seize time; children inherit them.
+pub const SEIZE_OPTIONS: libc::c_int = libc::PTRACE_O_TRACESECCOMP
+    | libc::PTRACE_O_TRACESYSGOOD
+    | libc::PTRACE_O_TRACEFORK
+    | libc::PTRACE_O_TRACEVFORK
+    | libc::PTRACE_O_TRACECLONE
+    | libc::PTRACE_O_TRACEEXEC
+    | libc::PTRACE_O_EXITKILL;
+
+fn check(tid: Tid, op: &'static str, rc: libc::c_long) -> Result<libc::c_long> {
+    if rc == -1 {
+        Err(Error::from_errno(tid, op, Errno::last()))
+    } else {
+        Ok(rc)
+    }
+}
+
+fn ptrace_raw(req: libc::c_uint, tid: Tid, addr: usize, data: usize) -> libc::c_long {
+    // SAFETY: ptrace with integer or pointer arguments; every caller passes
+    // either plain integers or a pointer to a live, correctly sized local
+    // that outlives the call. The kernel validates the tid.
+    unsafe {
+        libc::ptrace(
+            req,
+            tid,
+            addr as *mut libc::c_void,
+            data as *mut libc::c_void,
+        )
+    }
+}
+
+pub fn seize(tid: Tid, options: libc::c_int) -> Result<()> {
+    check(
+        tid,
+        "PTRACE_SEIZE",
+        ptrace_raw(libc::PTRACE_SEIZE, tid, 0, options as usize),
+    )
+    .map(drop)
+}
+
+/// Resumes a stopped tracee, delivering `sig` (0 for none).
+pub fn cont(tid: Tid, sig: i32) -> Result<()> {
+    check(
+        tid,
+        "PTRACE_CONT",
+        ptrace_raw(libc::PTRACE_CONT, tid, 0, sig as usize),
+    )
+    .map(drop)
+}
+
+/// Resumes and stops again at the next syscall boundary (here: the exit of
+/// the syscall whose seccomp stop we are in).
+pub fn cont_syscall(tid: Tid, sig: i32) -> Result<()> {
+    check(
+        tid,
+        "PTRACE_SYSCALL",
+        ptrace_raw(libc::PTRACE_SYSCALL, tid, 0, sig as usize),
+    )
+    .map(drop)
+}
+
+/// Leaves a group-stopped tracee stopped but lets the kernel report the stop
+/// to its real parent and wake it on SIGCONT (ptrace(2), PTRACE_LISTEN).
+pub fn listen(tid: Tid) -> Result<()> {
+    check(
+        tid,
+        "PTRACE_LISTEN",
+        ptrace_raw(libc::PTRACE_LISTEN, tid, 0, 0),
+    )
+    .map(drop)
+}
+
+pub fn interrupt(tid: Tid) -> Result<()> {
+    check(
+        tid,
+        "PTRACE_INTERRUPT",
+        ptrace_raw(libc::PTRACE_INTERRUPT, tid, 0, 0),
+    )
+    .map(drop)
+}
+
+pub fn detach(tid: Tid, sig: i32) -> Result<()> {
+    check(
+        tid,
+        "PTRACE_DETACH",
+        ptrace_raw(libc::PTRACE_DETACH, tid, 0, sig as usize),
+    )
+    .map(drop)
+}
+
+pub fn get_regs(tid: Tid) -> Result<Regs> {
+    let mut regs = std::mem::MaybeUninit::<Regs>::uninit();
+    check(
+        tid,
+        "PTRACE_GETREGS",
+        ptrace_raw(libc::PTRACE_GETREGS, tid, 0, regs.as_mut_ptr() as usize),
+    )?;
+    // SAFETY: PTRACE_GETREGS succeeded, so the kernel filled the whole struct.
+    Ok(unsafe { regs.assume_init() })
+}
+
+pub fn set_regs(tid: Tid, regs: &Regs) -> Result<()> {
+    check(
+        tid,
+        "PTRACE_SETREGS",
+        ptrace_raw(libc::PTRACE_SETREGS, tid, 0, regs as *const Regs as usize),
+    )
+    .map(drop)
+}
+
+pub fn event_msg(tid: Tid) -> Result<u64> {
+    let mut msg: libc::c_ulong = 0;
+    check(
+        tid,
+        "PTRACE_GETEVENTMSG",
+        ptrace_raw(
+            libc::PTRACE_GETEVENTMSG,
+            tid,
+            0,
+            &mut msg as *mut libc::c_ulong as usize,
+        ),
+    )?;
+    Ok(msg)
+}
+
+/// One result of `waitpid(-1, __WALL)`: the tid and the raw status word.
+pub fn wait_any(nohang: bool) -> std::result::Result<Option<(Tid, i32)>, Errno> {
+    let mut status = 0;
+    let flags = libc::__WALL | if nohang { libc::WNOHANG } else { 0 };
+    // SAFETY: waitpid writes one int through a pointer to a live local.
+    let rc = unsafe { libc::waitpid(-1, &mut status, flags) };
+    match rc {
+        -1 => Err(Errno::last()),
+        0 => Ok(None),
+        tid => Ok(Some((tid, status))),
+    }
+}
+
+/// Waits for one specific task's next status (used while injecting a
+/// syscall, when only that task's stop matters).
+pub fn wait_tid(tid: Tid) -> Result<i32> {
+    let mut status = 0;
+    loop {
+        // SAFETY: waitpid writes one int through a pointer to a live local.
+        let rc = unsafe { libc::waitpid(tid, &mut status, libc::__WALL) };
+        if rc == tid {
+            return Ok(status);
+        }
+        let errno = Errno::last();
+        if errno != Errno::EINTR {
+            return Err(Error::from_errno(tid, "waitpid", errno));
+        }
+    }
+}
+
+/// Reads tracee memory with process_vm_readv: one syscall, no stop needed.
+/// Returns how many bytes were read; a short count means the range ran into
+/// an unmapped page.
+pub fn vm_read(tid: Tid, addr: u64, buf: &mut [u8]) -> Result<usize> {
+    let local = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: addr as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    // SAFETY: `local` describes `buf`, which is valid for writes of its
+    // length; the remote iovec is only interpreted by the kernel in the
+    // target's address space.
+    let rc = unsafe { libc::process_vm_readv(tid, &local, 1, &remote, 1, 0) };
+    check(tid, "process_vm_readv", rc as libc::c_long).map(|n| n as usize)
+}
+
+/// Writes tracee memory through an open /proc/PID/mem file. Unlike
+/// process_vm_writev this goes through FOLL_FORCE and so writes read-only
+/// pages too (proc(5), /proc/pid/mem), which is what the scratch region needs.
+pub fn mem_write(fd: libc::c_int, tid: Tid, addr: u64, data: &[u8]) -> Result<()> {
+    // SAFETY: pwrite reads `data.len()` bytes from a live slice.
+    let rc = unsafe { libc::pwrite(fd, data.as_ptr().cast(), data.len(), addr as libc::off_t) };
+    let n = check(tid, "pwrite /proc/PID/mem", rc as libc::c_long)?;
+    if n as usize != data.len() {
+        return Err(Error::Sys {
+            tid,
+            op: "pwrite /proc/PID/mem (short)",
+            errno: Errno::EIO,
+        });
+    }
+    Ok(())
+}
+
+pub fn tgkill(tgid: Tid, tid: Tid, sig: i32) -> Result<()> {
+    // SAFETY: plain integer syscall.
+    let rc = unsafe { libc::syscall(libc::SYS_tgkill, tgid, tid, sig) };
+    check(tid, "tgkill", rc).map(drop)
+}
+
+/// Decoded form of a wait status word for a traced task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitEvent {
+    Exited(i32),
+    Signaled {
+        sig: i32,
+        core: bool,
+    },
+    /// seccomp RET_TRACE stop (PTRACE_EVENT_SECCOMP).
+    Seccomp,
+    /// Syscall-exit stop (SIGTRAP|0x80 with PTRACE_O_TRACESYSGOOD).
+    SyscallExit,
+    /// A ptrace event stop other than seccomp/stop: fork, vfork, clone, exec.
+    Event(i32),
+    /// PTRACE_EVENT_STOP: a group-stop (sig is a stop signal), the initial
+    /// stop of an auto-attached child, or a PTRACE_INTERRUPT stop.
+    EventStop(i32),
+    /// Signal-delivery stop: the tracee is about to receive `sig`.
+    Signal(i32),
+}
+
+pub fn decode_status(status: i32) -> WaitEvent {
+    if libc::WIFEXITED(status) {
+        return WaitEvent::Exited(libc::WEXITSTATUS(status));
+    }
+    if libc::WIFSIGNALED(status) {
+        return WaitEvent::Signaled {
+            sig: libc::WTERMSIG(status),
+            core: libc::WCOREDUMP(status),
+        };
+    }
+    let sig = libc::WSTOPSIG(status);
+    let event = (status >> 16) & 0xff;
+    match event {
+        0 if sig == (libc::SIGTRAP | 0x80) => WaitEvent::SyscallExit,
+        0 => WaitEvent::Signal(sig),
+        libc::PTRACE_EVENT_SECCOMP => WaitEvent::Seccomp,
+        PTRACE_EVENT_STOP => WaitEvent::EventStop(sig),
+        ev => WaitEvent::Event(ev),
+    }
+}

@@ -1,0 +1,124 @@
+//! Per-thread and per-address-space bookkeeping of the supervisor.
+
+use crate::error::Result;
+use crate::policy::{Call, PathArg, SpawnKind, TraceeView, Verdict};
+use crate::remote::{self, MemFile, RemotePtr, PATH_MAX};
+use crate::scratch::Pool;
+use crate::sys::{self, Tid};
+use isotrace_arch::{RegAccess, Syscall};
+use std::cell::RefCell;
+use std::rc::Rc;
+
+/// One address space (mm), shared by the threads of a process and by
+/// CLONE_VM children (vfork, posix_spawn).
+#[derive(Default)]
+pub struct AddrSpace {
+    pub pool: Pool,
+    pub mem: Option<MemFile>,
+}
+
+impl AddrSpace {
+    pub fn shared_new() -> Rc<RefCell<AddrSpace>> {
+        Rc::new(RefCell::new(AddrSpace::default()))
+    }
+
+    /// The copy a fork() child gets: the scratch mapping is inherited, the
+    /// /proc/PID/mem file is not (it names the parent's mm).
+    pub fn forked_from(parent: &Rc<RefCell<AddrSpace>>) -> Rc<RefCell<AddrSpace>> {
+        Rc::new(RefCell::new(AddrSpace {
+            pool: parent.borrow().pool.forked(),
+            mem: None,
+        }))
+    }
+}
+
+/// A syscall waiting for its exit stop.
+pub struct Pending {
+    pub call: Call,
+    pub rewritten: Vec<(usize, Vec<u8>)>,
+}
+
+/// One traced thread.
+pub struct Task {
+    /// Thread-group id.
+    pub pid: Tid,
+    pub mm: Rc<RefCell<AddrSpace>>,
+    /// False until the initial PTRACE_EVENT_STOP of an auto-attached child
+    /// has been consumed.
+    pub attached: bool,
+    pub pending: Option<Pending>,
+    /// Scratch slot in flight (freed at the task's next stop).
+    pub slot: Option<u16>,
+    /// A verdict decided for syscall `.0` before an injected syscall made
+    /// the tracee re-issue it: applied as is when it traps again.
+    pub replay: Option<(u64, Call, Verdict)>,
+}
+
+impl Task {
+    pub fn new(pid: Tid, mm: Rc<RefCell<AddrSpace>>) -> Task {
+        Task {
+            pid,
+            mm,
+            attached: false,
+            pending: None,
+            slot: None,
+            replay: None,
+        }
+    }
+}
+
+/// The policy's read-only window onto one stopped tracee.
+pub struct View {
+    pub tid: Tid,
+}
+
+impl TraceeView for View {
+    fn read_cstr(&mut self, addr: u64, max: usize) -> Option<Vec<u8>> {
+        remote::read_cstr(self.tid, RemotePtr::new(addr), max).ok()
+    }
+    fn read_bytes(&mut self, addr: u64, len: usize) -> Option<Vec<u8>> {
+        remote::read_bytes(self.tid, addr, len).ok()
+    }
+}
+
+/// Reads every `Arg::Path` argument of a trapped call.
+pub fn decode_paths(tid: Tid, sc: &Syscall, args: &[u64; 6]) -> Vec<PathArg> {
+    sc.path_args()
+        .map(|idx| PathArg {
+            idx,
+            path: remote::read_cstr(tid, RemotePtr::new(args[idx]), PATH_MAX - 1)
+                .map_err(|e| e.guest_errno()),
+        })
+        .collect()
+}
+
+const CLONE_VM: u64 = libc::CLONE_VM as u64;
+const CLONE_VFORK: u64 = libc::CLONE_VFORK as u64;
+const CLONE_THREAD: u64 = libc::CLONE_THREAD as u64;
+
+/// How the child just reported by a fork/vfork/clone event of `parent` was
+/// made, from the parent's registers: it is still inside that syscall.
+pub fn spawn_kind(parent: Tid) -> Result<SpawnKind> {
+    let regs = sys::get_regs(parent)?;
+    let name = isotrace_arch::by_nr(regs.syscall_nr()).map_or("", |s| s.name);
+    let flags = match name {
+        "fork" => 0,
+        "vfork" => CLONE_VM | CLONE_VFORK,
+        "clone" => regs.arg(0),
+        // struct clone_args starts with the u64 flags (clone3(2)).
+        "clone3" => {
+            let b = remote::read_bytes(parent, regs.arg(0), 8)?;
+            u64::from_ne_bytes(b.try_into().unwrap_or([0; 8]))
+        }
+        _ => 0,
+    };
+    Ok(if flags & CLONE_THREAD != 0 {
+        SpawnKind::Thread
+    } else if flags & CLONE_VM != 0 && flags & CLONE_VFORK != 0 {
+        SpawnKind::Vfork
+    } else if flags & CLONE_VM != 0 {
+        SpawnKind::CloneVm
+    } else {
+        SpawnKind::Fork
+    })
+}
