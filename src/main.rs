@@ -21,7 +21,15 @@ fn main() {
                 | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => 0,
                 _ => EXIT_USAGE,
             };
-            let _ = e.print();
+            if code == 0 {
+                let _ = e.print();
+            } else {
+                // One line naming what is wrong (CLI.md), not clap's essay.
+                let text = e.render().to_string();
+                let first = text.lines().next().unwrap_or("invalid usage");
+                let first = first.trim_start_matches("error: ");
+                eprintln!("isotrace: {first} (see isotrace --help)");
+            }
             std::process::exit(code);
         }
     };

@@ -78,9 +78,13 @@ fn leaf(sc: &Syscall) -> Leaf {
 
 /// Builds the program for seccomp(SECCOMP_SET_MODE_FILTER). Pure: no syscalls.
 ///
-/// Numbers absent from `table` fail with ENOSYS, as do x32 calls; i386
-/// calls (`int 0x80`) fail with ENOSYS, any other architecture kills the
-/// process.
+/// `Allow`, `Trace` and `Deny(e)` become RET_ALLOW, RET_TRACE and
+/// RET_ERRNO|e. `TraceIfAddrBelowScratch(n)` traces iff argument n is below
+/// `scratch_end`, except that a call with a MapFlags argument (mmap) whose
+/// address is 0 without MAP_FIXED is allowed: that is a hint, and the kernel
+/// never places such a mapping over an existing one. Numbers absent from
+/// `table` fail with ENOSYS, as do x32 calls; i386 calls (`int 0x80`) fail
+/// with ENOSYS, any other architecture kills the process.
 ///
 /// # Panics
 /// If `cfg.scratch_end` does not fit in 32 bits.

@@ -54,11 +54,13 @@ pub fn check(sc: &Syscall, args: &[u64; 6], supervisor: i32) -> Option<Action> {
 
 fn check_mmap(args: &[u64; 6]) -> Option<Action> {
     let (addr, len, flags) = (args[0], args[1], args[3]);
-    if addr == 0 || !scratch::overlaps(addr, len) {
+    let fixed = flags & (libc::MAP_FIXED | libc::MAP_FIXED_NOREPLACE) as u64 != 0;
+    // Without MAP_FIXED, address 0 means "anywhere" and never lands below
+    // mmap_min_addr's neighbourhood by the kernel's own choice.
+    if (addr == 0 && !fixed) || !scratch::overlaps(addr, len) {
         return None;
     }
-    let fixed = (libc::MAP_FIXED | libc::MAP_FIXED_NOREPLACE) as u64;
-    if flags & fixed != 0 {
+    if fixed {
         Some(Action::Deny(Errno::EPERM))
     } else {
         // A plain hint: drop it, as the kernel may ignore it anyway (mmap(2)).
@@ -103,6 +105,7 @@ mod tests {
             Some(Action::Rewrite { .. })
         ));
         assert!(check(sc("mmap"), &[0, 4096, 3, 0x22, 0, 0], 1).is_none());
+        assert!(check(sc("mmap"), &[0, 1 << 20, 3, 0x22 | fixed, 0, 0], 1).is_some());
     }
 
     #[test]

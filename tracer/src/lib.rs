@@ -7,7 +7,8 @@
 //! region tracee threads cannot touch), emulate, or deny. It never decides
 //! anything itself beyond protecting its own invariants (`guard`).
 //!
-//! `unsafe` lives in `sys.rs`, `spawn.rs` and `jobctl.rs` only.
+//! `unsafe` lives in `sys.rs`, `spawn.rs` and `jobctl.rs` only (and in the
+//! kernel test of `filter.rs`).
 
 mod apply;
 pub mod error;
