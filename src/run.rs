@@ -73,6 +73,7 @@ fn run(args: RunArgs) -> Result<i32, Failure> {
             isotrace_arch::native::TABLE,
             &FilterConfig {
                 scratch_end: SCRATCH_END,
+                isolation: false,
             },
         ),
         no_new_privs: !has_cap_sys_admin(),

@@ -117,6 +117,17 @@ impl Syscall {
         self.args[..path_idx].iter().rposition(|a| *a == Arg::DirFd)
     }
 
+    /// The trap class in force. A call trapped only so that its result can
+    /// be translated back (no path argument, exit stop `WhenIsolated`, like
+    /// getdents64 and getcwd) runs untrapped when nothing is isolated.
+    pub fn effective_trap(&self, isolated: bool) -> Trap {
+        if !isolated && self.exit == ExitStop::WhenIsolated && !self.takes_path() {
+            Trap::Allow
+        } else {
+            self.trap
+        }
+    }
+
     pub fn takes_path(&self) -> bool {
         self.args.contains(&Arg::Path)
     }

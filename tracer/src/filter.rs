@@ -20,6 +20,10 @@ pub struct FilterConfig {
     /// End (exclusive) of the scratch region. Must fit in 32 bits: the
     /// comparison is made on the low half of the address.
     pub scratch_end: u64,
+    /// Whether paths are isolated; without isolation, calls trapped only
+    /// for translating results back are left untrapped
+    /// (`Syscall::effective_trap`).
+    pub isolation: bool,
 }
 
 // struct seccomp_data (<linux/seccomp.h>): nr, arch, instruction_pointer,
@@ -56,8 +60,8 @@ const fn errno_ret(e: i32) -> u32 {
     libc::SECCOMP_RET_ERRNO | (e as u32 & libc::SECCOMP_RET_DATA)
 }
 
-fn leaf(sc: &Syscall) -> Leaf {
-    match sc.trap {
+fn leaf(sc: &Syscall, isolation: bool) -> Leaf {
+    match sc.effective_trap(isolation) {
         Trap::Allow => Leaf::Ret(RET_ALLOW),
         Trap::Trace => Leaf::Ret(RET_TRACE),
         Trap::Deny(e) => Leaf::Ret(errno_ret(e)),
@@ -100,17 +104,17 @@ pub fn build(table: &[Syscall], cfg: &FilterConfig) -> Vec<libc::sock_filter> {
         jump(libc::BPF_JGE, X32_SYSCALL_BIT, 0, 1),
         ret(RET_ENOSYS),
     ];
-    prog.extend(tree(&ranges(table), scratch_end));
+    prog.extend(tree(&ranges(table, cfg.isolation), scratch_end));
     prog
 }
 
 /// Maximal runs of consecutive numbers below the x32 bit with one leaf, as
 /// (first number, leaf), covering 0..X32_SYSCALL_BIT.
-fn ranges(table: &[Syscall]) -> Vec<(u32, Leaf)> {
+fn ranges(table: &[Syscall], isolation: bool) -> Vec<(u32, Leaf)> {
     let mut rows: Vec<(u32, Leaf)> = table
         .iter()
         .filter(|s| s.nr < X32_SYSCALL_BIT)
-        .map(|s| (s.nr, leaf(s)))
+        .map(|s| (s.nr, leaf(s, isolation)))
         .collect();
     rows.sort_by_key(|r| r.0);
     rows.dedup_by_key(|r| r.0);
@@ -226,6 +230,7 @@ mod tests {
     const SCRATCH_END: u64 = 0x21_0000;
     const CFG: FilterConfig = FilterConfig {
         scratch_end: SCRATCH_END,
+        isolation: true,
     };
     const AUDIT_ARCH_AARCH64: u32 = 0xC000_00B7;
 
@@ -311,7 +316,7 @@ mod tests {
         let Some(sc) = TABLE.iter().find(|s| s.nr == d.nr) else {
             return RET_ENOSYS;
         };
-        match sc.trap {
+        match sc.effective_trap(true) {
             Trap::Allow => RET_ALLOW,
             Trap::Trace => RET_TRACE,
             Trap::Deny(e) => libc::SECCOMP_RET_ERRNO | e as u32,
@@ -397,6 +402,25 @@ mod tests {
         assert_eq!(verdict("mremap", [1 << 40, 4096, 8192, 0, 0, 0]), RET_TRACE);
         assert_eq!(verdict("io_uring_setup", [0; 6]), RET_ENOSYS);
         assert_eq!(verdict("open_by_handle_at", [0; 6]), errno_ret(libc::EPERM));
+    }
+
+    #[test]
+    fn translate_back_calls_are_untrapped_without_isolation() {
+        let open = FilterConfig {
+            isolation: false,
+            ..CFG
+        };
+        let prog = build(TABLE, &open);
+        let getdents64 = isotrace_arch::by_name("getdents64").unwrap().nr;
+        let stat = isotrace_arch::by_name("stat").unwrap().nr;
+        let d = |nr| Data {
+            nr,
+            arch: AUDIT_ARCH,
+            args: [0; 6],
+        };
+        assert_eq!(run(&prog, &d(getdents64)).verdict, RET_ALLOW);
+        assert_eq!(run(&prog, &d(stat)).verdict, RET_TRACE);
+        assert_eq!(run(&build(TABLE, &CFG), &d(getdents64)).verdict, RET_TRACE);
     }
 
     #[test]

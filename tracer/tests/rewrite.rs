@@ -87,6 +87,7 @@ fn rewritten_path_cannot_be_swapped_by_another_thread() {
             isotrace_arch::native::TABLE,
             &FilterConfig {
                 scratch_end: SCRATCH_END,
+                isolation: false,
             },
         ),
         no_new_privs: true,
