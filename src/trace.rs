@@ -3,7 +3,7 @@
 
 use isotrace_arch::Syscall;
 use isotrace_tracer::format::{self, StrReader};
-use isotrace_tracer::{Call, Policy, TraceeView, Verdict};
+use isotrace_tracer::{Call, ExitAction, Policy, TraceeView, Verdict};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
@@ -82,11 +82,11 @@ impl Policy for TracePolicy {
         _rewritten: &[(usize, Vec<u8>)],
         ret: i64,
         _view: &mut dyn TraceeView,
-    ) -> Option<i64> {
+    ) -> ExitAction {
         let text = self.in_flight.remove(&call.tid).unwrap_or_default();
         let ret_text = format::format_ret(call.sc, ret);
         self.line(call, &text, &ret_text);
-        None
+        ExitAction::NONE
     }
 
     fn on_abandoned(&mut self, call: &Call, _rewritten: &[(usize, Vec<u8>)]) {

@@ -23,6 +23,13 @@ pub fn verdict(
     match &verdict.action {
         Action::Continue => resume(sup, tid, call, Vec::new(), exit_stop),
         Action::Emulate(ret) => skip_with(sup, tid, regs, *ret, call, exit_stop),
+        Action::EmulateWrite { ret, writes } => {
+            let ret = match write_all(tid, writes) {
+                Ok(()) => *ret,
+                Err(e) => -(e.guest_errno() as i64),
+            };
+            skip_with(sup, tid, regs, ret, call, exit_stop)
+        }
         Action::Deny(e) => skip_with(sup, tid, regs, -(*e as i64), call, exit_stop),
         Action::Rewrite { paths, args } => {
             let paths = paths.clone();
@@ -172,4 +179,14 @@ fn map_scratch(
             }
         }
     }
+}
+
+/// Stores policy-provided bytes into the tracee's own buffers with
+/// process_vm_writev, which honours page protections as the kernel's
+/// copy_to_user would: a read-only buffer gives EFAULT.
+pub fn write_all(tid: Tid, writes: &[crate::policy::MemWrite]) -> Result<()> {
+    for w in writes {
+        sys::vm_write(tid, w.addr, &w.bytes)?;
+    }
+    Ok(())
 }

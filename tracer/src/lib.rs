@@ -26,6 +26,9 @@ pub mod sys;
 mod task;
 
 pub use error::{Error, Result};
-pub use policy::{Action, Call, Event, ExitKind, PathArg, Policy, SpawnKind, TraceeView, Verdict};
+pub use policy::{
+    Action, Call, Event, ExitAction, ExitKind, MemWrite, PathArg, Policy, SpawnKind, TraceeView,
+    Verdict,
+};
 pub use spawn::{ChildFailure, SpawnSpec};
 pub use supervisor::{Outcome, Stats, Supervisor};

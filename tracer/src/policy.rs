@@ -57,8 +57,34 @@ pub enum Action {
     },
     /// Skip the syscall; it returns this value (>= 0, or -errno).
     Emulate(i64),
+    /// Skip the syscall after writing these bytes into tracee memory (the
+    /// call's output buffers, e.g. an emulated getdents64); it returns `ret`.
+    EmulateWrite { ret: i64, writes: Vec<MemWrite> },
     /// Skip the syscall; it fails with this errno.
     Deny(Errno),
+}
+
+/// Bytes to store at an address of the tracee (its own writable buffer).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemWrite {
+    pub addr: u64,
+    pub bytes: Vec<u8>,
+}
+
+/// What to change at a syscall-exit stop.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExitAction {
+    /// Replace the return value.
+    pub ret: Option<i64>,
+    /// Store these first (e.g. a translated getcwd result).
+    pub writes: Vec<MemWrite>,
+}
+
+impl ExitAction {
+    pub const NONE: ExitAction = ExitAction {
+        ret: None,
+        writes: Vec::new(),
+    };
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -146,10 +172,19 @@ pub enum Event {
 }
 
 /// Read-only access to a tracee for the policy (paths of fds, the cwd,
-/// strings in memory). Implemented by the mechanism.
+/// strings in memory). Implemented by the mechanism with process_vm_readv,
+/// /proc and pidfd_getfd; none of it needs a ptrace request.
 pub trait TraceeView {
     fn read_cstr(&mut self, addr: u64, max: usize) -> Option<Vec<u8>>;
     fn read_bytes(&mut self, addr: u64, len: usize) -> Option<Vec<u8>>;
+    /// The real path of the tracee's working directory (/proc/TID/cwd).
+    fn cwd(&mut self) -> Option<std::path::PathBuf>;
+    /// The real path an fd refers to (/proc/PID/fd/N), as the kernel
+    /// prints it (" (deleted)" suffixes included).
+    fn fd_path(&mut self, fd: i32) -> Option<std::path::PathBuf>;
+    /// A duplicate of the tracee's fd sharing its open file description
+    /// (pidfd_getfd(2)), so the policy can read its offset or contents.
+    fn dup_fd(&mut self, fd: i32) -> Option<std::os::fd::OwnedFd>;
 }
 
 pub trait Policy {
@@ -164,17 +199,17 @@ pub trait Policy {
     fn on_entry(&mut self, call: &Call, view: &mut dyn TraceeView) -> Verdict;
 
     /// Called at syscall exit when the entry verdict asked for it. `ret` is
-    /// the raw return value; returning `Some(v)` replaces it. `rewritten`
-    /// lists the paths the mechanism put in place at entry.
+    /// the raw return value. `rewritten` lists the paths the mechanism put
+    /// in place at entry.
     fn on_exit(
         &mut self,
         call: &Call,
         rewritten: &[(usize, Vec<u8>)],
         ret: i64,
         view: &mut dyn TraceeView,
-    ) -> Option<i64> {
+    ) -> ExitAction {
         let _ = (call, rewritten, ret, view);
-        None
+        ExitAction::NONE
     }
 
     /// A syscall that was in flight when its task was SIGKILLed, exec'd or

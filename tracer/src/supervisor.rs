@@ -224,7 +224,7 @@ impl<'p> Supervisor<'p> {
             args,
             paths,
         };
-        let verdict = self.policy.on_entry(&call, &mut View { tid });
+        let verdict = self.policy.on_entry(&call, &mut View { tid, pid });
         apply::verdict(self, tid, regs, call, verdict)
     }
 
@@ -233,11 +233,16 @@ impl<'p> Supervisor<'p> {
         let Some(Pending { call, rewritten }) = task.pending.take() else {
             return sys::cont(tid, 0);
         };
+        let pid = task.pid;
         let mut regs: Regs = sys::get_regs(tid)?;
-        if let Some(v) = self
+        let act = self
             .policy
-            .on_exit(&call, &rewritten, regs.ret(), &mut View { tid })
-        {
+            .on_exit(&call, &rewritten, regs.ret(), &mut View { tid, pid });
+        let mut ret = act.ret;
+        if let Err(e) = apply::write_all(tid, &act.writes) {
+            ret = Some(-(e.guest_errno() as i64));
+        }
+        if let Some(v) = ret {
             regs.set_ret(v);
             sys::set_regs(tid, &regs)?;
         }

@@ -186,6 +186,47 @@ pub fn vm_read(tid: Tid, addr: u64, buf: &mut [u8]) -> Result<usize> {
     check(tid, "process_vm_readv", rc as libc::c_long).map(|n| n as usize)
 }
 
+/// Writes tracee memory with process_vm_writev; all or nothing from the
+/// caller's view (a short write is EFAULT).
+pub fn vm_write(tid: Tid, addr: u64, data: &[u8]) -> Result<()> {
+    let local = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: addr as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    // SAFETY: `local` describes `data`, valid for reads of its length; the
+    // kernel only reads through it. The remote side is the target's memory.
+    let rc = unsafe { libc::process_vm_writev(tid, &local, 1, &remote, 1, 0) };
+    let n = check(tid, "process_vm_writev", rc as libc::c_long)?;
+    if n as usize != data.len() {
+        return Err(Error::Sys {
+            tid,
+            op: "process_vm_writev (short)",
+            errno: Errno::EFAULT,
+        });
+    }
+    Ok(())
+}
+
+/// A duplicate of another process's fd (pidfd_getfd(2), Linux 5.6).
+pub fn dup_remote_fd(pid: Tid, fd: i32) -> Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: integer-only syscalls; each returned fd is owned below.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let pidfd = check(pid, "pidfd_open", pidfd)? as i32;
+    // SAFETY: pidfd is a fresh fd we own.
+    let pidfd = unsafe { std::os::fd::OwnedFd::from_raw_fd(pidfd) };
+    use std::os::fd::AsRawFd;
+    // SAFETY: integer-only syscall.
+    let rc = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) };
+    let got = check(pid, "pidfd_getfd", rc)? as i32;
+    // SAFETY: `got` is a fresh fd we own.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(got) })
+}
+
 /// Writes tracee memory through an open /proc/PID/mem file. Unlike
 /// process_vm_writev this goes through FOLL_FORCE and so writes read-only
 /// pages too (proc(5), /proc/pid/mem), which is what the scratch region needs.

@@ -70,6 +70,7 @@ impl Task {
 /// The policy's read-only window onto one stopped tracee.
 pub struct View {
     pub tid: Tid,
+    pub pid: Tid,
 }
 
 impl TraceeView for View {
@@ -78,6 +79,15 @@ impl TraceeView for View {
     }
     fn read_bytes(&mut self, addr: u64, len: usize) -> Option<Vec<u8>> {
         remote::read_bytes(self.tid, addr, len).ok()
+    }
+    fn cwd(&mut self) -> Option<std::path::PathBuf> {
+        std::fs::read_link(format!("/proc/{}/cwd", self.tid)).ok()
+    }
+    fn fd_path(&mut self, fd: i32) -> Option<std::path::PathBuf> {
+        std::fs::read_link(format!("/proc/{}/fd/{fd}", self.pid)).ok()
+    }
+    fn dup_fd(&mut self, fd: i32) -> Option<std::os::fd::OwnedFd> {
+        sys::dup_remote_fd(self.pid, fd).ok()
     }
 }
 
