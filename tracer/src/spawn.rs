@@ -141,6 +141,9 @@ unsafe fn child_main(
     let mut empty: libc::sigset_t = std::mem::zeroed();
     libc::sigemptyset(&mut empty);
     libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    // The Rust runtime set SIGPIPE to SIG_IGN in the supervisor at start-up;
+    // the program must get the default back, as std::process::Command does.
+    libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     if spec.no_new_privs {
         libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
     }
