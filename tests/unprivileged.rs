@@ -1,0 +1,136 @@
+//! The same workloads as an ordinary user. When the tests run as root, each
+//! case runs as nobody (65534) through setpriv(1), natively and under
+//! isotrace; otherwise they run as the current user.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{
+    guest, have_program, is_root, wait_for_file, wait_for_pid, write_file, Case, NOBODY, PYTHON,
+    PYTHON_THREADS,
+};
+
+/// setpriv is needed only when we must drop root.
+fn can_run() -> bool {
+    if is_root() && !have_program("setpriv") {
+        eprintln!("skipping: running as root and setpriv (util-linux) is missing");
+        return false;
+    }
+    true
+}
+
+fn send(pid: i32, sig: i32) {
+    // SAFETY: plain kill(2) to a pid the guest published.
+    let ret = unsafe { libc::kill(pid, sig) };
+    assert_eq!(
+        ret,
+        0,
+        "kill({pid}, {sig}): {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+#[test]
+fn runs_as_the_unprivileged_user() {
+    if !can_run() {
+        return;
+    }
+    let (_, traced) = Case::sh("id -u; id -g; id -G; touch mine; stat -c %u mine")
+        .unprivileged()
+        .check();
+    traced.assert_exit(0);
+    if is_root() {
+        assert_eq!(
+            traced.stdout_str(),
+            format!("{NOBODY}\n{NOBODY}\n{NOBODY}\n{NOBODY}\n")
+        );
+    }
+}
+
+#[test]
+fn coreutils_unprivileged() {
+    if !can_run() {
+        return;
+    }
+    let (_, traced) = Case::sh(
+        "ls -laR /usr/share/doc | sha256sum && find /usr/include -type f | sort | sha256sum && \
+         sort -S 1M -T . input.txt > sorted.txt && cp -a /usr/include/linux linux && \
+         tar -cf linux.tar linux && wc -l sorted.txt",
+    )
+    .setup(|dir: &Path| {
+        let lines: String = (0..50_000u64)
+            .map(|i| format!("{}\n", i.wrapping_mul(2_654_435_761) % 100_003))
+            .collect();
+        write_file(dir, "input.txt", lines);
+    })
+    .unprivileged()
+    .compare_files()
+    .check();
+    traced.assert_exit(0);
+    assert!(traced.stdout_str().ends_with("50000 sorted.txt\n"));
+}
+
+#[test]
+fn python_threads_unprivileged() {
+    if !can_run() {
+        return;
+    }
+    let (_, traced) = Case::new(PYTHON)
+        .args(["-c", PYTHON_THREADS])
+        .unprivileged()
+        .compare_files()
+        .check();
+    traced.assert_exit(0);
+    assert!(traced.stdout_str().starts_with("files 64\ndigest "));
+}
+
+#[test]
+fn segfault_unprivileged() {
+    if !can_run() {
+        return;
+    }
+    let (_, traced) = Case::new(guest("segv")).unprivileged().check();
+    traced.assert_exit(139);
+}
+
+#[test]
+fn signals_from_outside_unprivileged() {
+    if !can_run() {
+        return;
+    }
+    let sync = Duration::from_secs(60);
+    let (_, traced) = Case::new(guest("stop_cont"))
+        .unprivileged()
+        .during(move |dir: &Path, _| {
+            let child = wait_for_pid(&dir.join("child.pid"), sync);
+            send(child, libc::SIGSTOP);
+            wait_for_file(&dir.join("stopped"), sync);
+            send(child, libc::SIGCONT);
+        })
+        .check();
+    traced.assert_exit(0);
+    assert_eq!(
+        traced.stdout_str(),
+        "child stopped by signal 19\nchild continued\nchild exited 0\n"
+    );
+
+    let (_, traced) = Case::new(guest("sigterm_exit7"))
+        .unprivileged()
+        .during(move |dir: &Path, _| send(wait_for_pid(&dir.join("pid"), sync), libc::SIGTERM))
+        .check();
+    traced.assert_exit(7);
+}
+
+#[test]
+fn many_processes_unprivileged() {
+    if !can_run() {
+        return;
+    }
+    let (_, traced) = Case::new(guest("many_procs"))
+        .arg("200")
+        .unprivileged()
+        .check();
+    traced.assert_exit(0);
+}
