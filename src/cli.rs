@@ -81,17 +81,75 @@ pub enum Command {
     Receive(Planned),
     /// Start a second copy of a running group.
     Clone(Planned),
-    /// Snapshot any process (forensics).
-    Snapshot(Planned),
-    /// Inspect an image.
-    Inspect(Planned),
-    /// Write an ELF core file from an image.
-    Core(Planned),
+    /// Snapshot any process you may ptrace (forensics): a short pause, then it runs on.
+    Snapshot(SnapshotArgs),
+    /// Inspect an image: processes, threads, registers, maps, fds, sockets.
+    Inspect(InspectArgs),
+    /// Write an ELF core file from an image, for gdb.
+    Core(CoreArgs),
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct SnapshotArgs {
+    /// The process to snapshot. It must not be traced already.
+    #[arg(value_name = "PID")]
+    pub pid: i32,
+    /// The image directory to create (it must not exist).
+    #[arg(short = 'o', long = "output", value_name = "DIR")]
+    pub output: PathBuf,
+    /// Also snapshot every descendant of PID.
+    #[arg(long)]
+    pub tree: bool,
+}
+
+/// `inspect IMAGE ps|fds|mems|sockets`: one part of the image.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum InspectView {
+    /// Processes and their threads, with registers.
+    Ps,
+    /// Open file descriptors with their kinds and targets.
+    Fds,
+    /// Memory mappings with sizes, flags and what was captured.
+    Mems,
+    /// Sockets with addresses and states.
+    Sockets,
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// The image directory.
+    #[arg(value_name = "IMAGE")]
+    pub image: PathBuf,
+    /// Show only one part of the image.
+    #[arg(value_enum, value_name = "VIEW")]
+    pub view: Option<InspectView>,
+    /// Print JSON (schema "isotrace-inspect", documented in checkpoint/IMAGE.md).
+    #[arg(long)]
+    pub json: bool,
+    /// Hexdump LEN bytes of memory from ADDR (hex with 0x, or decimal).
+    #[arg(long, num_args = 2, value_names = ["ADDR", "LEN"], conflicts_with_all = ["view", "json"])]
+    pub dump_memory: Option<Vec<String>>,
+    /// The process whose memory --dump-memory reads (default: the image's first).
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<i32>,
+}
+
+#[derive(Args, Debug)]
+pub struct CoreArgs {
+    /// The image directory.
+    #[arg(value_name = "IMAGE")]
+    pub image: PathBuf,
+    /// The process to write a core of (default: the image's first).
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<i32>,
+    /// The core file to write.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: PathBuf,
 }
 
 /// Arguments of a verb that is not built yet: accepted, then refused with
@@ -115,10 +173,11 @@ impl Command {
             Command::Migrate(_) => ("migrate", 6),
             Command::Receive(_) => ("receive", 6),
             Command::Clone(_) => ("clone", 6),
-            Command::Snapshot(_) => ("snapshot", 7),
-            Command::Inspect(_) => ("inspect", 7),
-            Command::Core(_) => ("core", 7),
-            Command::Run(_) | Command::Completions { .. } => return None,
+            Command::Run(_)
+            | Command::Snapshot(_)
+            | Command::Inspect(_)
+            | Command::Core(_)
+            | Command::Completions { .. } => return None,
         })
     }
 }

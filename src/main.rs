@@ -1,6 +1,9 @@
 //! The `isotrace` command.
 
 mod cli;
+mod envs;
+mod forensics;
+mod isolate;
 mod run;
 mod trace;
 
@@ -44,6 +47,9 @@ fn main() {
     let code = match cli.command {
         None => run::main(cli.run),
         Some(Command::Run(args)) => run::main(args),
+        Some(Command::Snapshot(args)) => forensics::snapshot(args),
+        Some(Command::Inspect(args)) => forensics::inspect(args),
+        Some(Command::Core(args)) => forensics::core(args),
         Some(Command::Completions { shell }) => {
             clap_complete::generate(
                 shell,

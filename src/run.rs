@@ -1,6 +1,7 @@
 //! `isotrace run`: glue between the CLI, the tracer and the policy.
 
 use crate::cli::RunArgs;
+use crate::isolate::Isolation;
 use crate::trace::TracePolicy;
 use crate::EXIT_USAGE;
 use isotrace_tracer::filter::{self, FilterConfig};
@@ -25,7 +26,7 @@ pub fn main(args: RunArgs) -> i32 {
     }
 }
 
-type Failure = (i32, String);
+pub type Failure = (i32, String);
 
 fn run(args: RunArgs) -> Result<i32, Failure> {
     let Some(cmd) = args.cmd.first().cloned() else {
@@ -34,12 +35,6 @@ fn run(args: RunArgs) -> Result<i32, Failure> {
             "no command given (usage: isotrace [RUN-FLAGS] -- CMD [ARGS...])".into(),
         ));
     };
-    if !args.no_isolation {
-        return Err((
-            EXIT_USAGE,
-            "isolated environments (--env, --rm, the default env) are not implemented yet (issue #3); use --no-isolation".into(),
-        ));
-    }
     for (flag, set, issue) in [
         ("--report", args.report.is_some(), 4),
         ("--group", args.group.is_some(), 4),
@@ -54,6 +49,11 @@ fn run(args: RunArgs) -> Result<i32, Failure> {
         }
     }
     let program = resolve(&cmd)?;
+    let env = if args.no_isolation {
+        None
+    } else {
+        Some(crate::envs::open_for_run(&args, &cmd)?)
+    };
     let spec = SpawnSpec {
         program: cstring(program.as_os_str())?,
         argv: args
@@ -73,21 +73,23 @@ fn run(args: RunArgs) -> Result<i32, Failure> {
             isotrace_arch::native::TABLE,
             &FilterConfig {
                 scratch_end: SCRATCH_END,
-                isolation: false,
+                isolation: env.is_some(),
             },
         ),
         no_new_privs: !has_cap_sys_admin(),
     };
-    let mut policy = TracePolicy::new(args.trace, args.trace_file.as_deref())
+    let trace = TracePolicy::new(args.trace, args.trace_file.as_deref())
         .map_err(|e| (EXIT_USAGE, format!("--trace-file: {e}")))?;
-    let mut sup =
-        Supervisor::spawn(&spec, &mut policy).map_err(|e| (EXIT_USAGE, setup_hint(&e)))?;
-    let outcome = sup.run().map_err(|e| (EXIT_USAGE, e.to_string()))?;
-    if args.stats {
-        print_stats(&sup.stats());
-    }
-    drop(sup);
-    policy.finish();
+    let outcome = match env {
+        None => supervise(&spec, trace, args.stats)?,
+        Some(env) => {
+            let mut policy = Isolation::new(env.view.clone(), trace);
+            let outcome = supervise_with(&spec, &mut policy, args.stats);
+            policy.finish();
+            env.finish(&policy.changed);
+            outcome?
+        }
+    };
     match outcome {
         Outcome::Exited(how) => Ok(how.shell_status()),
         Outcome::NotStarted(ChildFailure::Exec(e)) => {
@@ -109,6 +111,25 @@ fn run(args: RunArgs) -> Result<i32, Failure> {
             ),
         )),
     }
+}
+
+fn supervise(spec: &SpawnSpec, mut policy: TracePolicy, stats: bool) -> Result<Outcome, Failure> {
+    let outcome = supervise_with(spec, &mut policy, stats);
+    policy.finish();
+    outcome
+}
+
+fn supervise_with(
+    spec: &SpawnSpec,
+    policy: &mut dyn isotrace_tracer::Policy,
+    stats: bool,
+) -> Result<Outcome, Failure> {
+    let mut sup = Supervisor::spawn(spec, policy).map_err(|e| (EXIT_USAGE, setup_hint(&e)))?;
+    let outcome = sup.run().map_err(|e| (EXIT_USAGE, e.to_string()))?;
+    if stats {
+        print_stats(&sup.stats());
+    }
+    Ok(outcome)
 }
 
 fn setup_hint(e: &isotrace_tracer::Error) -> String {

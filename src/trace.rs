@@ -3,7 +3,7 @@
 
 use isotrace_arch::Syscall;
 use isotrace_tracer::format::{self, StrReader};
-use isotrace_tracer::{Call, ExitAction, Policy, TraceeView, Verdict};
+use isotrace_tracer::{Action, Call, ExitAction, Policy, TraceeView, Verdict};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
@@ -46,6 +46,31 @@ impl TracePolicy {
         }
     }
 
+    /// Formats a call another policy decided on, showing the paths it
+    /// rewrote as `"public" => "private"`. Returns whether the line waits
+    /// for an exit stop to print the result.
+    pub fn on_entry_with(
+        &mut self,
+        call: &Call,
+        verdict: &Verdict,
+        view: &mut dyn TraceeView,
+    ) -> bool {
+        if self.out.is_none() {
+            return false;
+        }
+        let rewritten: &[(usize, Vec<u8>)] = match &verdict.action {
+            Action::Rewrite { paths, .. } => paths,
+            _ => &[],
+        };
+        let text = format::format_call(call.sc, &call.args, rewritten, &mut Reader(view));
+        if never_returns(call.sc) {
+            self.line(call, &text, "?");
+            return false;
+        }
+        self.in_flight.insert(call.tid, text);
+        true
+    }
+
     fn line(&mut self, call: &Call, text: &str, ret: &str) {
         if let Some(out) = self.out.as_mut() {
             let _ = writeln!(out, "[pid {}] {} = {}", call.tid, text, ret);
@@ -64,16 +89,8 @@ impl Policy for TracePolicy {
     }
 
     fn on_entry(&mut self, call: &Call, view: &mut dyn TraceeView) -> Verdict {
-        if self.out.is_none() {
-            return Verdict::CONTINUE;
-        }
-        let text = format::format_call(call.sc, &call.args, &[], &mut Reader(view));
-        if never_returns(call.sc) {
-            self.line(call, &text, "?");
-            return Verdict::CONTINUE;
-        }
-        self.in_flight.insert(call.tid, text);
-        Verdict::CONTINUE.with_exit_stop(true)
+        let wants_exit = self.on_entry_with(call, &Verdict::CONTINUE, view);
+        Verdict::CONTINUE.with_exit_stop(wants_exit)
     }
 
     fn on_exit(

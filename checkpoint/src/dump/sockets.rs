@@ -1,0 +1,203 @@
+//! Socket lookups by inode in the target's network namespace:
+//! /proc/PID/net/{unix,tcp,tcp6,udp,udp6} (proc(5)).
+
+use crate::model::SocketInfo;
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+pub type SocketTable = HashMap<u64, SocketInfo>;
+
+/// Every socket of the namespace `pid` lives in. Missing files (no IPv6,
+/// no such protocol) are simply absent.
+pub fn load(pid: i32) -> SocketTable {
+    let mut table = SocketTable::new();
+    let read = |name: &str| std::fs::read_to_string(format!("/proc/{pid}/net/{name}")).ok();
+    if let Some(text) = read("unix") {
+        parse_unix(&text, &mut table);
+    }
+    for proto in ["tcp", "tcp6", "udp", "udp6"] {
+        if let Some(text) = read(proto) {
+            parse_inet(proto, &text, &mut table);
+        }
+    }
+    table
+}
+
+/// `Num RefCount Protocol Flags Type St Inode [Path]`.
+pub fn parse_unix(text: &str, table: &mut SocketTable) {
+    for line in text.lines().skip(1) {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        if cols.len() < 7 {
+            continue;
+        }
+        let Ok(ino) = cols[6].parse() else { continue };
+        let flags = u32::from_str_radix(cols[3], 16).unwrap_or(0);
+        let kind = match cols[4] {
+            "0001" => "stream",
+            "0002" => "dgram",
+            "0005" => "seqpacket",
+            _ => "unknown",
+        };
+        // __SO_ACCEPTCON in Flags marks a listening socket.
+        let state = if flags & 0x1_0000 != 0 {
+            "listen"
+        } else {
+            match cols[5] {
+                "01" => "unconnected",
+                "02" => "connecting",
+                "03" => "connected",
+                "04" => "disconnecting",
+                _ => "unknown",
+            }
+        };
+        let path = cols.get(7..).map(|p| p.join(" ")).unwrap_or_default();
+        table.insert(
+            ino,
+            SocketInfo::Unix {
+                kind: kind.into(),
+                state: state.into(),
+                path,
+            },
+        );
+    }
+}
+
+/// include/net/tcp_states.h, the `st` column.
+fn tcp_state(hex: &str) -> &'static str {
+    match hex {
+        "01" => "ESTABLISHED",
+        "02" => "SYN_SENT",
+        "03" => "SYN_RECV",
+        "04" => "FIN_WAIT1",
+        "05" => "FIN_WAIT2",
+        "06" => "TIME_WAIT",
+        "07" => "CLOSE",
+        "08" => "CLOSE_WAIT",
+        "09" => "LAST_ACK",
+        "0A" => "LISTEN",
+        "0B" => "CLOSING",
+        _ => "UNKNOWN",
+    }
+}
+
+/// `ADDR:PORT` with ADDR printed as host-order 32-bit words of the
+/// network-order address (%08X each), PORT as %04X.
+fn parse_addr(text: &str) -> Option<String> {
+    let (addr, port) = text.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let mut bytes = Vec::with_capacity(16);
+    for i in (0..addr.len()).step_by(8) {
+        let word = u32::from_str_radix(addr.get(i..i + 8)?, 16).ok()?;
+        bytes.extend_from_slice(&word.to_ne_bytes());
+    }
+    Some(match bytes.len() {
+        4 => format!(
+            "{}:{port}",
+            Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3])
+        ),
+        16 => {
+            let b: [u8; 16] = bytes.try_into().ok()?;
+            format!("[{}]:{port}", Ipv6Addr::from(b))
+        }
+        _ => return None,
+    })
+}
+
+/// `sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode`.
+pub fn parse_inet(proto: &str, text: &str, table: &mut SocketTable) {
+    for line in text.lines().skip(1) {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        if cols.len() < 10 {
+            continue;
+        }
+        let (Some(local), Some(remote), Ok(ino)) =
+            (parse_addr(cols[1]), parse_addr(cols[2]), cols[9].parse())
+        else {
+            continue;
+        };
+        let state = match (proto.starts_with("udp"), cols[3]) {
+            (true, "07") => "UNCONNECTED",
+            (_, st) => tcp_state(st),
+        };
+        table.insert(
+            ino,
+            SocketInfo::Inet {
+                proto: proto.into(),
+                local,
+                remote,
+                state: state.into(),
+            },
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unix_table() {
+        let text = "Num       RefCount Protocol Flags    Type St Inode Path\n\
+            0000000000000000: 00000002 00000000 00010000 0001 01 1001 /run/a b.sock\n\
+            0000000000000000: 00000003 00000000 00000000 0001 03 1002\n\
+            0000000000000000: 00000002 00000000 00000000 0002 01 1003 @abstract\n";
+        let mut t = SocketTable::new();
+        parse_unix(text, &mut t);
+        let unix = |ino| match &t[&ino] {
+            SocketInfo::Unix { kind, state, path } => (kind.clone(), state.clone(), path.clone()),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            unix(1001),
+            ("stream".into(), "listen".into(), "/run/a b.sock".into())
+        );
+        assert_eq!(unix(1002), ("stream".into(), "connected".into(), "".into()));
+        assert_eq!(
+            unix(1003),
+            ("dgram".into(), "unconnected".into(), "@abstract".into())
+        );
+    }
+
+    #[test]
+    fn inet_tables() {
+        let tcp = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+            0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2001 1 0 100 0 0 10 0\n";
+        let tcp6 = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+            0: 00000000000000000000000001000000:0016 00000000000000000000000001000000:D431 01 00000000:00000000 00:00000000 00000000     0        0 2002 1\n";
+        let udp = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
+            1: 00000000:0044 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 2003 2 0 0\n";
+        let mut t = SocketTable::new();
+        parse_inet("tcp", tcp, &mut t);
+        parse_inet("tcp6", tcp6, &mut t);
+        parse_inet("udp", udp, &mut t);
+        let inet = |ino| match &t[&ino] {
+            SocketInfo::Inet {
+                local,
+                remote,
+                state,
+                ..
+            } => (local.clone(), remote.clone(), state.clone()),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            inet(2001),
+            ("127.0.0.1:8080".into(), "0.0.0.0:0".into(), "LISTEN".into())
+        );
+        assert_eq!(
+            inet(2002),
+            (
+                "[::1]:22".into(),
+                "[::1]:54321".into(),
+                "ESTABLISHED".into()
+            )
+        );
+        assert_eq!(
+            inet(2003),
+            (
+                "0.0.0.0:68".into(),
+                "0.0.0.0:0".into(),
+                "UNCONNECTED".into()
+            )
+        );
+    }
+}

@@ -1,0 +1,97 @@
+use crate::error::Error;
+use crate::image::{Image, ImageWriter, PROCS};
+use crate::testutil::{self, page, PID};
+use std::fs;
+
+#[test]
+fn write_then_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("img");
+    let image = testutil::image(&dir);
+    assert_eq!(image.tree, testutil::tree());
+    assert_eq!(image.manifest.sections.len(), 2);
+    assert_eq!(image.manifest.memory_method, "stopped");
+    // No temporary directory is left next to the image.
+    let names: Vec<_> = fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec!["img"]);
+}
+
+#[test]
+fn memory_reads_by_page() {
+    let tmp = tempfile::tempdir().unwrap();
+    let image = testutil::image(&tmp.path().join("img"));
+    let got = image.read_memory(PID, 0x10000ff0, 0x20).unwrap();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0], (0x10000000, Some(page(1))));
+    assert_eq!(got[1], (0x10001000, Some(page(2))));
+    let got = image.read_memory(PID, 0x10002000, 0x2000).unwrap();
+    assert_eq!(got, vec![(0x10002000, None), (0x10003000, Some(page(3)))]);
+    assert!(matches!(
+        image.read_memory(1, 0, 1),
+        Err(Error::NoSuchPid { pid: 1 })
+    ));
+}
+
+#[test]
+fn flipped_byte_names_the_section() {
+    for section in [PROCS.to_owned(), format!("pages-{PID}.img")] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("img");
+        testutil::image(&dir);
+        let path = dir.join(&section);
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[5] ^= 0x40;
+        fs::write(&path, bytes).unwrap();
+        match Image::open(&dir) {
+            Err(Error::CorruptSection { name, .. }) => assert_eq!(name, section),
+            other => panic!("{section}: {:?}", other.map(|_| ())),
+        }
+    }
+}
+
+#[test]
+fn truncated_section_and_bad_manifest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("img");
+    testutil::image(&dir);
+    let pages = dir.join(format!("pages-{PID}.img"));
+    let len = fs::metadata(&pages).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&pages)
+        .unwrap()
+        .set_len(len - 1)
+        .unwrap();
+    assert!(matches!(
+        Image::open(&dir),
+        Err(Error::CorruptSection { .. })
+    ));
+    fs::write(dir.join("manifest.json"), b"{not json").unwrap();
+    match Image::open(&dir) {
+        Err(Error::CorruptSection { name, .. }) => assert_eq!(name, "manifest.json"),
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    assert!(matches!(
+        Image::open(tmp.path()),
+        Err(Error::NotAnImage { .. })
+    ));
+}
+
+#[test]
+fn uncommitted_writer_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("img");
+    {
+        let mut w = ImageWriter::create(&dir).unwrap();
+        w.write_section("procs.bin", b"half").unwrap();
+    }
+    assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 0);
+    fs::create_dir(&dir).unwrap();
+    assert!(matches!(
+        ImageWriter::create(&dir),
+        Err(Error::Exists { .. })
+    ));
+}

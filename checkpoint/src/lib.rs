@@ -1,0 +1,22 @@
+//! Process images: the dump of stopped processes, the versioned on-disk
+//! image format, and what is built on it for forensics (inspection views
+//! and ELF core files). The format is documented in `IMAGE.md`.
+//!
+//! `unsafe` lives in `sys.rs` only.
+
+pub mod dump;
+pub mod elfcore;
+pub mod error;
+pub mod image;
+pub mod inspect;
+pub mod model;
+mod sys;
+
+pub use error::{Error, Result};
+pub use image::Image;
+
+/// Page size of the native architecture.
+pub const PAGE_SIZE: u64 = isotrace_arch::native::PAGE_SIZE;
+
+#[cfg(test)]
+mod testutil;

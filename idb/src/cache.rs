@@ -1,0 +1,191 @@
+//! Memoized merged-view lookups for the supervisor's hot path.
+//!
+//! Entries are kept per canonical public directory: a directory gets an id
+//! when it is first found, and its children are a hash map under that id.
+//! A cached lookup is two hash probes on the component name, whatever the
+//! size of the upper layer (nothing is ever scanned). Dropping a directory's
+//! entry in its parent orphans its whole subtree at once (the subtree's
+//! maps become unreachable: its next lookup gets a fresh id), so
+//! invalidation is O(depth) too. Orphans are reclaimed when the cache
+//! outgrows its capacity and starts over.
+//!
+//! What is cached: every lookup outside the global exceptions, including
+//! "missing" answers, and symlink targets. It is the caller's job to call
+//! [`Cache::invalidate`] after each mutation it performs or lets the kernel
+//! perform in the environment. Changes made behind the cache's back (by
+//! another supervisor sharing the environment, or on the host) are seen only
+//! after [`Cache::clear`].
+
+use crate::lookup::{Dir, Found};
+use crate::path::{bytes, components};
+use crate::resolve::Loc;
+use crate::view::View;
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// The id of the root directory's children.
+const ROOT_ID: u64 = 0;
+/// Default number of cached entries before the cache starts over.
+const DEFAULT_CAPACITY: usize = 1 << 20;
+
+struct Entry {
+    found: Option<Found>,
+    target: Option<Box<[u8]>>,
+}
+
+/// Memoized lookups of one environment's merged view.
+pub struct Cache {
+    upper: PathBuf,
+    root: Option<Dir>,
+    dirs: HashMap<u64, HashMap<OsString, Entry>>,
+    next_id: u64,
+    len: usize,
+    capacity: usize,
+}
+
+impl Default for Cache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Cache {
+    pub fn new() -> Self {
+        Self::with_capacity(DEFAULT_CAPACITY)
+    }
+
+    /// A cache that starts over once it holds `capacity` entries.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Cache {
+            upper: PathBuf::new(),
+            root: None,
+            dirs: HashMap::new(),
+            next_id: ROOT_ID + 1,
+            len: 0,
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// Number of entries held (including orphaned ones).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Forget everything.
+    pub fn clear(&mut self) {
+        self.root = None;
+        self.dirs.clear();
+        self.len = 0;
+    }
+
+    /// Forget what is known about `public` (a canonical public path), and
+    /// everything below it, after a mutation there: create, delete, rename
+    /// (call it for both names), copy-up, chmod/chown/utimes/xattr (which
+    /// copy up), [`crate::cow::finish_create`], [`crate::cow::whiteout`].
+    ///
+    /// Copy-up also moves the *ancestors* that were host-only into upper,
+    /// which changes how their children are looked up; so the topmost
+    /// cached ancestor that is not in upper is dropped instead, with its
+    /// subtree.
+    pub fn invalidate(&mut self, public: &Path) {
+        let comps: Vec<&[u8]> = components(bytes(public)).collect();
+        if comps.is_empty() {
+            self.clear();
+            return;
+        }
+        let mut dir = ROOT_ID;
+        for (i, name) in comps.iter().enumerate() {
+            let Some(children) = self.dirs.get_mut(&dir) else {
+                return;
+            };
+            let key = OsStr::from_bytes(name);
+            let Some(e) = children.get(key) else {
+                return;
+            };
+            match e.found {
+                Some(f) if i + 1 < comps.len() && f.loc == Loc::Upper && f.id != 0 => {
+                    dir = f.id;
+                }
+                _ => {
+                    children.remove(key);
+                    self.len -= 1;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Tie the cache to `view`; a cache used with another view starts over.
+    pub(crate) fn bind(&mut self, view: &View) {
+        if self.upper != view.upper() {
+            self.clear();
+            self.upper = view.upper().to_path_buf();
+        }
+    }
+
+    pub(crate) fn root(&self) -> Option<&Dir> {
+        self.root.as_ref()
+    }
+
+    pub(crate) fn set_root(&mut self, mut root: Dir) {
+        root.id = ROOT_ID;
+        self.root = Some(root);
+    }
+
+    pub(crate) fn get(&self, dir: u64, name: &[u8]) -> Option<Option<Found>> {
+        let e = self.dirs.get(&dir)?.get(OsStr::from_bytes(name))?;
+        Some(e.found)
+    }
+
+    /// Remember a lookup; a directory gets the id its children are kept
+    /// under. Returns the lookup as stored.
+    pub(crate) fn insert(&mut self, dir: u64, name: &[u8], found: Option<Found>) -> Option<Found> {
+        if self.len >= self.capacity {
+            let root = self.root.take();
+            self.clear();
+            self.root = root;
+            // Ids handed out before stay unique, so a walk in progress that
+            // still holds one simply finds nothing under it.
+        }
+        let found = found.map(|mut f| {
+            if f.kind == crate::Kind::Dir {
+                f.id = self.next_id;
+                self.next_id += 1;
+            }
+            f
+        });
+        let entry = Entry {
+            found,
+            target: None,
+        };
+        let children = self.dirs.entry(dir).or_default();
+        if children
+            .insert(OsStr::from_bytes(name).to_os_string(), entry)
+            .is_none()
+        {
+            self.len += 1;
+        }
+        found
+    }
+
+    pub(crate) fn target(&self, dir: u64, name: &[u8]) -> Option<&[u8]> {
+        let e = self.dirs.get(&dir)?.get(OsStr::from_bytes(name))?;
+        e.target.as_deref()
+    }
+
+    pub(crate) fn set_target(&mut self, dir: u64, name: &[u8], target: &[u8]) {
+        if let Some(e) = self
+            .dirs
+            .get_mut(&dir)
+            .and_then(|c| c.get_mut(OsStr::from_bytes(name)))
+        {
+            e.target = Some(target.into());
+        }
+    }
+}

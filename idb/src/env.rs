@@ -1,0 +1,283 @@
+//! The environment store: `home/envs/NAME/` holds `upper/` (the private
+//! layer), `work/` (temp files for atomic copy-up, on the same filesystem as
+//! upper so that rename(2) can move them in) and `env.json`.
+//!
+//! An environment appears atomically: it is built under a temp name and
+//! renamed into place with RENAME_NOREPLACE, so two concurrent creates of
+//! one name give one environment and one EEXIST, and a crash leaves only a
+//! dot-named temp directory that no listing shows. Removal renames it away
+//! first for the same reason.
+
+use crate::cow::copy_attrs;
+use crate::durable::{fsync_dir, temp_name, write_atomic};
+use crate::error::{Error, Result};
+use crate::rules::Rules;
+use crate::sys;
+use crate::view::View;
+use serde::{Deserialize, Serialize};
+use std::fs::DirBuilder;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Version of the serialized [`EnvMeta`].
+pub const ENV_VERSION: u32 = 1;
+const META: &str = "env.json";
+const RULES: &str = "rules.json";
+
+/// `env.json`: what a checkpoint or an export carries about an environment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvMeta {
+    pub version: u32,
+    pub name: String,
+    /// Creation time, seconds since the Unix epoch.
+    pub created: u64,
+    /// The host directory the private layer sits on; always `/` for now.
+    pub base: PathBuf,
+}
+
+/// One environment of the store.
+#[derive(Clone, Debug)]
+pub struct Environment {
+    dir: PathBuf,
+    meta: EnvMeta,
+}
+
+impl Environment {
+    pub fn name(&self) -> &str {
+        &self.meta.name
+    }
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub fn upper(&self) -> PathBuf {
+        self.dir.join("upper")
+    }
+    pub fn work(&self) -> PathBuf {
+        self.dir.join("work")
+    }
+    pub fn meta(&self) -> &EnvMeta {
+        &self.meta
+    }
+}
+
+/// Check an environment name: `[A-Za-z0-9][A-Za-z0-9._-]{0,63}`. This keeps
+/// `/`, `..`, NUL and the empty name out, and the leading character keeps
+/// the store's own dot-named temp directories apart.
+pub fn validate_name(name: &str) -> Result<()> {
+    let b = name.as_bytes();
+    let ok_rest = |c: &u8| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-');
+    let ok =
+        !b.is_empty() && b.len() <= 64 && b[0].is_ascii_alphanumeric() && b.iter().all(ok_rest);
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::BadName(name.to_string()))
+    }
+}
+
+/// The store at ISOTRACE_HOME.
+#[derive(Clone, Debug)]
+pub struct Store {
+    home: PathBuf,
+}
+
+fn mkdir(path: &Path, mode: u32) -> Result<()> {
+    DirBuilder::new()
+        .mode(mode)
+        .recursive(true)
+        .create(path)
+        .map_err(|e| Error::io("mkdir", path, e))
+}
+
+impl Store {
+    /// Open (creating if needed, mode 0700) the store at `home`. The path is
+    /// canonicalized: the view hides the store by its canonical name.
+    pub fn open(home: &Path) -> Result<Store> {
+        mkdir(&home.join("envs"), 0o700)?;
+        let home = home
+            .canonicalize()
+            .map_err(|e| Error::io("canonicalize", home, e))?;
+        Ok(Store { home })
+    }
+
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
+    fn envs(&self) -> PathBuf {
+        self.home.join("envs")
+    }
+
+    /// Create an environment; EnvExists if the name is taken.
+    pub fn create(&self, name: &str) -> Result<Environment> {
+        validate_name(name)?;
+        let envs = self.envs();
+        let tmp = envs.join(temp_name(".new-"));
+        let built = self.build(&tmp, name);
+        let placed = built.and_then(|env| {
+            let dst = envs.join(name);
+            match sys::rename_noreplace(&tmp, &dst) {
+                Ok(()) => Ok(Environment { dir: dst, ..env }),
+                Err(e)
+                    if matches!(e.raw_os_error(), Some(libc::EEXIST) | Some(libc::ENOTEMPTY)) =>
+                {
+                    Err(Error::EnvExists(name.to_string()))
+                }
+                Err(e) => Err(Error::io("rename", &dst, e)),
+            }
+        });
+        if placed.is_err() {
+            let _ = remove_tree(&tmp);
+        }
+        let env = placed?;
+        fsync_dir(&envs).map_err(|e| Error::io("fsync", &envs, e))?;
+        Ok(env)
+    }
+
+    fn build(&self, dir: &Path, name: &str) -> Result<Environment> {
+        mkdir(dir, 0o700)?;
+        let upper = dir.join("upper");
+        mkdir(&upper, 0o755)?;
+        // The upper root stands for the view's `/`: give it the host root's
+        // mode, owner (where permitted) and times.
+        let _ = copy_attrs(Path::new("/"), &upper);
+        mkdir(&dir.join("work"), 0o700)?;
+        let created = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let meta = EnvMeta {
+            version: ENV_VERSION,
+            name: name.to_string(),
+            created,
+            base: PathBuf::from("/"),
+        };
+        let path = dir.join(META);
+        let json = serde_json::to_vec_pretty(&meta).expect("env meta serializes");
+        write_atomic(&path, &json).map_err(|e| Error::io("write", &path, e))?;
+        Ok(Environment {
+            dir: dir.to_path_buf(),
+            meta,
+        })
+    }
+
+    /// The environment called `name`; NoSuchEnv names it if it is missing.
+    pub fn get(&self, name: &str) -> Result<Environment> {
+        validate_name(name)?;
+        let dir = self.envs().join(name);
+        let path = dir.join(META);
+        let text = match std::fs::read(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::NoSuchEnv(name.to_string()))
+            }
+            Err(e) => return Err(Error::io("read", &path, e)),
+        };
+        let corrupt = |what: String| Error::Corrupt {
+            path: path.clone(),
+            what,
+        };
+        let meta: EnvMeta = serde_json::from_slice(&text).map_err(|e| corrupt(e.to_string()))?;
+        if meta.version != ENV_VERSION {
+            return Err(corrupt(format!("unknown version {}", meta.version)));
+        }
+        if meta.name != name {
+            return Err(corrupt(format!("names environment {:?}", meta.name)));
+        }
+        Ok(Environment { dir, meta })
+    }
+
+    /// All environments, sorted by name.
+    pub fn list(&self) -> Result<Vec<Environment>> {
+        let envs = self.envs();
+        let rd = std::fs::read_dir(&envs).map_err(|e| Error::io("readdir", &envs, e))?;
+        let mut names = Vec::new();
+        for e in rd {
+            let e = e.map_err(|e| Error::io("readdir", &envs, e))?;
+            if let Some(n) = e.file_name().to_str() {
+                if validate_name(n).is_ok() {
+                    names.push(n.to_string());
+                }
+            }
+        }
+        names.sort();
+        names.iter().map(|n| self.get(n)).collect()
+    }
+
+    /// Delete an environment and its private layer. It disappears
+    /// atomically (renamed to a dot name) before its files are deleted.
+    pub fn remove(&self, name: &str) -> Result<()> {
+        let env = self.get(name)?;
+        let trash = self.envs().join(temp_name(".rm-"));
+        std::fs::rename(env.dir(), &trash).map_err(|e| Error::io("rename", env.dir(), e))?;
+        remove_tree(&trash).map_err(|e| Error::io("remove", &trash, e))
+    }
+
+    /// The global rules (`rules.json`); the defaults if none were saved.
+    pub fn rules(&self) -> Result<Rules> {
+        let path = self.home.join(RULES);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Rules::from_json(&text, &path),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Rules::default()),
+            Err(e) => Err(Error::io("read", &path, e)),
+        }
+    }
+
+    /// Replace the global rules atomically.
+    pub fn save_rules(&self, rules: &Rules) -> Result<()> {
+        let path = self.home.join(RULES);
+        write_atomic(&path, rules.to_json().as_bytes()).map_err(|e| Error::io("write", &path, e))
+    }
+
+    /// The merged view of `env` under `rules`, hiding the store by path and
+    /// by the identity of its directories (home, envs/, every environment
+    /// and its upper and work), so a bind mount of any of them is hidden too.
+    pub fn view(&self, env: &Environment, rules: Rules) -> Result<View> {
+        let mut view = View::new(env.upper(), env.work(), self.home.clone(), rules);
+        let envs = self.envs();
+        let mut dirs = vec![self.home.clone(), envs.clone()];
+        if let Ok(rd) = std::fs::read_dir(&envs) {
+            for e in rd.flatten() {
+                let d = e.path();
+                dirs.extend([d.join("upper"), d.join("work"), d]);
+            }
+        }
+        for d in dirs {
+            if let Ok(m) = std::fs::symlink_metadata(&d) {
+                view.hide_dir_id(m.dev(), m.ino());
+            }
+        }
+        Ok(view)
+    }
+}
+
+/// remove_dir_all that also gets through directories copied up without
+/// write permission for their owner (a host dir of mode 0555): on EACCES it
+/// gives every directory u+rwx and tries again.
+pub(crate) fn remove_tree(path: &Path) -> io::Result<()> {
+    match std::fs::remove_dir_all(path) {
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            open_up(path);
+            std::fs::remove_dir_all(path)
+        }
+        r => r,
+    }
+}
+
+fn open_up(dir: &Path) {
+    let Ok(m) = std::fs::symlink_metadata(dir) else {
+        return;
+    };
+    if !m.is_dir() {
+        return;
+    }
+    let mode = m.permissions().mode() | 0o700;
+    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode));
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            open_up(&e.path());
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! The libc calls std does not offer: renameat2, utimensat on a symlink,
+//! the l*xattr family and mknod. This is the only file of the crate with
+//! `unsafe`. Every function takes real paths and returns `io::Result` with
+//! the kernel's errno.
+
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+pub(crate) const O_NOFOLLOW: i32 = libc::O_NOFOLLOW;
+
+fn cstr(p: &Path) -> io::Result<CString> {
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+fn check(rc: libc::c_long) -> io::Result<libc::c_long> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+/// renameat2(2) with RENAME_NOREPLACE: fails with EEXIST instead of
+/// replacing `to`, atomically. Through the raw syscall, so it works with any
+/// libc.
+pub(crate) fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    let (f, t) = (cstr(from)?, cstr(to)?);
+    // SAFETY: both pointers are NUL-terminated strings that live across the
+    // call; the kernel only reads them.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            f.as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    check(rc).map(drop)
+}
+
+/// Set atime and mtime (seconds, nanoseconds) without following a final
+/// symlink: utimensat(2) with AT_SYMLINK_NOFOLLOW, the only way to set a
+/// symlink's own times.
+pub(crate) fn set_times_nofollow(
+    path: &Path,
+    atime: (i64, i64),
+    mtime: (i64, i64),
+) -> io::Result<()> {
+    let p = cstr(path)?;
+    let ts = |(sec, nsec): (i64, i64)| libc::timespec {
+        tv_sec: sec as libc::time_t,
+        tv_nsec: nsec as _,
+    };
+    let times = [ts(atime), ts(mtime)];
+    // SAFETY: `p` is NUL-terminated and `times` is an array of exactly the
+    // two timespecs utimensat reads; both outlive the call.
+    let rc = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            p.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    check(rc as libc::c_long).map(drop)
+}
+
+/// llistxattr(2): the names of a file's extended attributes, without
+/// following a final symlink.
+pub(crate) fn list_xattrs(path: &Path) -> io::Result<Vec<Vec<u8>>> {
+    let p = cstr(path)?;
+    let mut buf = vec![0u8; 1024];
+    loop {
+        // SAFETY: `buf` is writable for `buf.len()` bytes; `p` is
+        // NUL-terminated; the kernel writes at most `size` bytes.
+        let rc = unsafe { libc::llistxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        match check(rc as libc::c_long) {
+            Ok(n) => {
+                buf.truncate(n as usize);
+                let names = buf.split(|&b| b == 0).filter(|n| !n.is_empty());
+                return Ok(names.map(<[u8]>::to_vec).collect());
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ERANGE) => buf.resize(buf.len() * 4, 0),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// lgetxattr(2): one attribute's value.
+pub(crate) fn get_xattr(path: &Path, name: &[u8]) -> io::Result<Vec<u8>> {
+    let (p, n) = (
+        cstr(path)?,
+        CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?,
+    );
+    let mut buf = vec![0u8; 256];
+    loop {
+        // SAFETY: as in list_xattrs; `n` is NUL-terminated too.
+        let rc =
+            unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        match check(rc as libc::c_long) {
+            Ok(len) => {
+                buf.truncate(len as usize);
+                return Ok(buf);
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ERANGE) => buf.resize(buf.len() * 4, 0),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// lsetxattr(2): create or replace one attribute.
+pub(crate) fn set_xattr(path: &Path, name: &[u8], value: &[u8]) -> io::Result<()> {
+    let (p, n) = (
+        cstr(path)?,
+        CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?,
+    );
+    // SAFETY: `value` is readable for `value.len()` bytes; the strings are
+    // NUL-terminated; nothing is retained after the call.
+    let rc = unsafe {
+        libc::lsetxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    check(rc as libc::c_long).map(drop)
+}
+
+/// mknod(2) for fifos, sockets and device nodes (the latter need
+/// CAP_MKNOD).
+pub(crate) fn mknod(path: &Path, mode: u32, rdev: u64) -> io::Result<()> {
+    let p = cstr(path)?;
+    // SAFETY: `p` is NUL-terminated and lives across the call.
+    let rc = unsafe { libc::mknod(p.as_ptr(), mode as libc::mode_t, rdev as libc::dev_t) };
+    check(rc as libc::c_long).map(drop)
+}

@@ -1,0 +1,86 @@
+//! Choosing and opening the environment a run uses (CLI.md run modes).
+
+use crate::cli::RunArgs;
+use crate::run::Failure;
+use crate::EXIT_USAGE;
+use isotrace_idb::{Environment, Store, View};
+use std::collections::BTreeSet;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+
+/// The environment of one run, and what to do with it at the end.
+pub struct RunEnv {
+    pub view: View,
+    store: Store,
+    env: Environment,
+    throwaway: bool,
+}
+
+/// Where environments and the IDB live: $ISOTRACE_HOME, else
+/// $XDG_DATA_HOME/isotrace, else ~/.local/share/isotrace.
+pub fn home() -> Result<PathBuf, Failure> {
+    if let Some(h) = std::env::var_os("ISOTRACE_HOME").filter(|h| !h.is_empty()) {
+        return Ok(PathBuf::from(h));
+    }
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|h| Path::new(h).is_absolute()) {
+        return Ok(PathBuf::from(x).join("isotrace"));
+    }
+    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        Some(h) => Ok(PathBuf::from(h).join(".local/share/isotrace")),
+        None => Err((
+            EXIT_USAGE,
+            "cannot place environments: set ISOTRACE_HOME (or HOME)".into(),
+        )),
+    }
+}
+
+fn idb_err(e: isotrace_idb::Error) -> Failure {
+    (EXIT_USAGE, e.to_string())
+}
+
+/// `--env NAME`, `--rm`, or the env named after CMD's file name.
+pub fn open_for_run(args: &RunArgs, cmd: &OsStr) -> Result<RunEnv, Failure> {
+    let store = Store::open(&home()?).map_err(idb_err)?;
+    let (name, throwaway) = match (&args.env, args.rm) {
+        (Some(n), _) => (n.clone(), false),
+        (None, true) => (format!("rm-{}", std::process::id()), true),
+        (None, false) => {
+            let base = Path::new(cmd).file_name().unwrap_or(cmd);
+            (base.to_string_lossy().into_owned(), false)
+        }
+    };
+    isotrace_idb::validate_name(&name).map_err(idb_err)?;
+    let env = match store.get(&name) {
+        Ok(env) => env,
+        Err(isotrace_idb::Error::NoSuchEnv(_)) => store.create(&name).map_err(idb_err)?,
+        Err(e) => return Err(idb_err(e)),
+    };
+    let rules = store.rules().map_err(idb_err)?;
+    let view = store.view(&env, rules).map_err(idb_err)?;
+    Ok(RunEnv {
+        view,
+        store,
+        env,
+        throwaway,
+    })
+}
+
+impl RunEnv {
+    /// After the group exited: the one-line summary (issue #3), and the
+    /// throwaway env's removal.
+    pub fn finish(self, changed: &BTreeSet<PathBuf>) {
+        let name = self.env.name().to_string();
+        if self.throwaway {
+            if let Err(e) = self.store.remove(&name) {
+                eprintln!("isotrace: could not remove throwaway env {name}: {e}");
+            }
+            return;
+        }
+        if !changed.is_empty() {
+            eprintln!(
+                "isotrace: {} path(s) changed in env {name}; see `isotrace env diff {name}`",
+                changed.len()
+            );
+        }
+    }
+}

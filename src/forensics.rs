@@ -1,0 +1,96 @@
+//! `isotrace snapshot`, `inspect` and `core` (issue #7): the CLI glue over
+//! the checkpoint crate. Errors are one line on stderr and exit status 1.
+
+use crate::cli::{CoreArgs, InspectArgs, InspectView, SnapshotArgs};
+use isotrace_checkpoint::inspect::{self, View};
+use isotrace_checkpoint::{dump, elfcore, Image};
+
+/// Exit status of a snapshot, inspect or core that failed.
+const EXIT_FAILED: i32 = 1;
+
+fn fail(e: impl std::fmt::Display) -> i32 {
+    eprintln!("isotrace: {e}");
+    EXIT_FAILED
+}
+
+pub fn snapshot(args: SnapshotArgs) -> i32 {
+    let opts = dump::Options { tree: args.tree };
+    match dump::snapshot(args.pid, &args.output, &opts) {
+        Ok(s) => {
+            eprintln!(
+                "isotrace: snapshot of pid {} written to {}: {} process(es), {} thread(s), {} KiB of memory; paused {:.1} ms",
+                args.pid,
+                s.dir.display(),
+                s.pids.len(),
+                s.threads,
+                s.bytes >> 10,
+                s.paused.as_secs_f64() * 1e3
+            );
+            0
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// "0x1000", "4096", "1000h" is not accepted: hex needs 0x.
+fn parse_num(text: &str) -> Option<u64> {
+    match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => text.parse().ok(),
+    }
+}
+
+pub fn inspect(args: InspectArgs) -> i32 {
+    let image = match Image::open(&args.image) {
+        Ok(i) => i,
+        Err(e) => return fail(format_args!("{}: {e}", args.image.display())),
+    };
+    if let Some(range) = &args.dump_memory {
+        let (Some(addr), Some(len)) = (parse_num(&range[0]), parse_num(&range[1])) else {
+            eprintln!(
+                "isotrace: --dump-memory wants ADDR LEN as numbers (hex with 0x), got {range:?}"
+            );
+            return crate::EXIT_USAGE;
+        };
+        let pid = args.pid.unwrap_or(image.tree.root);
+        return match inspect::hexdump(&image, pid, addr, len) {
+            Ok(text) => {
+                print!("{text}");
+                0
+            }
+            Err(e) => fail(e),
+        };
+    }
+    let view = match args.view {
+        None => View::All,
+        Some(InspectView::Ps) => View::Ps,
+        Some(InspectView::Fds) => View::Fds,
+        Some(InspectView::Mems) => View::Mems,
+        Some(InspectView::Sockets) => View::Sockets,
+    };
+    if args.json {
+        println!("{}", inspect::json_text(&image, view));
+    } else {
+        print!("{}", inspect::human(&image, view));
+    }
+    0
+}
+
+pub fn core(args: CoreArgs) -> i32 {
+    let image = match Image::open(&args.image) {
+        Ok(i) => i,
+        Err(e) => return fail(format_args!("{}: {e}", args.image.display())),
+    };
+    match elfcore::write(&image, args.pid, &args.output) {
+        Ok(size) => {
+            eprintln!(
+                "isotrace: core of pid {} written to {} ({} KiB)",
+                args.pid.unwrap_or(image.tree.root),
+                args.output.display(),
+                size >> 10
+            );
+            0
+        }
+        Err(e) => fail(e),
+    }
+}

@@ -1,0 +1,317 @@
+//! Isolation: the policy that maps a program's paths into its environment.
+//!
+//! For every trapped path syscall it resolves each path in the
+//! environment's merged view (idb), prepares the copy-on-write layer (copy
+//! up before a write, create parents before a create, whiteouts for
+//! deletions) and answers with a rewrite to the real path, pinned in the
+//! tracer's scratch region so no sibling thread can swap it. Results that
+//! name real paths (getcwd, readlink of /proc magic links) are translated
+//! back at syscall exit; directory listings are merged (`dirents`).
+
+mod back;
+pub mod classify;
+pub mod dirents;
+mod ops;
+mod paths;
+
+use crate::trace::TracePolicy;
+use classify::{classify, Op, PathUse};
+use isotrace_arch::Syscall;
+use isotrace_idb::{Cache, View};
+use isotrace_tracer::{Action, Call, ExitAction, Policy, TraceeView, Verdict};
+use nix::errno::Errno;
+use ops::{After, Plan};
+use paths::Resolver;
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+pub struct Isolation {
+    view: View,
+    cache: Cache,
+    trace: TracePolicy,
+    /// Per thread: what to finish at the exit of its current syscall.
+    pending: HashMap<i32, Pending>,
+    dirs: dirents::Listings,
+    /// Public paths the group changed, for the closing summary.
+    pub changed: std::collections::BTreeSet<PathBuf>,
+}
+
+enum Pending {
+    After(Vec<After>),
+    Back(back::Back),
+}
+
+const RENAME_NOREPLACE: u64 = 1;
+const RENAME_EXCHANGE: u64 = 2;
+
+impl Isolation {
+    pub fn new(view: View, trace: TracePolicy) -> Isolation {
+        Isolation {
+            view,
+            cache: Cache::new(),
+            trace,
+            pending: HashMap::new(),
+            dirs: dirents::Listings::default(),
+            changed: Default::default(),
+        }
+    }
+
+    pub fn finish(&mut self) {
+        self.trace.finish();
+    }
+
+    fn resolver<'a>(&'a mut self, call: &Call, tv: &'a mut dyn TraceeView) -> Resolver<'a> {
+        Resolver {
+            view: &self.view,
+            cache: &mut self.cache,
+            tv,
+            pid: call.pid,
+            tid: call.tid,
+        }
+    }
+
+    fn decide(&mut self, call: &Call, tv: &mut dyn TraceeView) -> Result<Verdict, i32> {
+        match call.sc.name {
+            "getcwd" => return Ok(self.expect_back(call, back::Back::Getcwd)),
+            "getdents64" => return self.getdents64(call, tv),
+            "getdents" => return Err(libc::ENOSYS),
+            // open_how's RESOLVE_* flags are relative to the dirfd, which a
+            // rewrite to an absolute real path cannot keep. Programs fall
+            // back to openat(2) on ENOSYS, as on kernels before 5.6.
+            "openat2" => return Err(libc::ENOSYS),
+            _ => {}
+        }
+        let Some(uses) = classify(call.sc, &call.args) else {
+            return Ok(Verdict::CONTINUE);
+        };
+        if let [from, to] = uses.as_slice() {
+            if from.op == Op::RenameFrom {
+                return self.rename(call, tv, from, to);
+            }
+        }
+        let mut paths = Vec::with_capacity(uses.len());
+        let mut after = Vec::new();
+        for u in &uses {
+            match self.one_path(call, tv, u)? {
+                PathOutcome::Rewrite(p) => {
+                    after.extend(p.after);
+                    paths.push((u.idx, paths::bytes(&p.real)));
+                }
+                PathOutcome::Keep => {}
+                PathOutcome::Done(ret) => return Ok(Verdict::emulate(ret)),
+            }
+        }
+        let magic_back = self.readlink_back(call, &uses, &paths);
+        let exit_stop = !after.is_empty() || magic_back.is_some();
+        if let Some(b) = magic_back {
+            self.pending.insert(call.tid, Pending::Back(b));
+        } else if !after.is_empty() {
+            self.pending.insert(call.tid, Pending::After(after));
+        }
+        Ok(Verdict {
+            action: Action::Rewrite {
+                paths,
+                args: Vec::new(),
+            },
+            exit_stop,
+        })
+    }
+
+    fn one_path(
+        &mut self,
+        call: &Call,
+        tv: &mut dyn TraceeView,
+        u: &PathUse,
+    ) -> Result<PathOutcome, i32> {
+        let raw = match call.paths.iter().find(|p| p.idx == u.idx) {
+            Some(p) => p.path.clone().map_err(|e| e as i32)?,
+            None => return Err(libc::EFAULT),
+        };
+        if raw.is_empty() {
+            // AT_EMPTY_PATH: the call acts on the dirfd's object, which is
+            // already open; a write to a host object through it is caught
+            // by the fd-based checks. Without the flag: ENOENT.
+            return if u.empty_ok {
+                Ok(PathOutcome::Keep)
+            } else {
+                Err(libc::ENOENT)
+            };
+        }
+        let dirfd = call.sc.dirfd_for(u.idx).map(|i| call.args[i] as i32);
+        let r = self
+            .resolver(call, tv)
+            .resolve(dirfd, &raw, u.follow)
+            .map_err(|e| match u.op {
+                Op::Create | Op::CreateOrOpen { .. } => e.create_errno(),
+                _ => e.errno(),
+            })?;
+        if back::is_proc_mem(&r.public) && u.op != Op::Read {
+            // Writing through /proc/PID/mem ignores page protections: it
+            // could rewrite the scratch region under a pinned path.
+            return Err(libc::EACCES);
+        }
+        if r.loc == Some(isotrace_idb::Loc::Exception) {
+            return Ok(PathOutcome::Rewrite(Plan {
+                real: r.real,
+                after: Vec::new(),
+            }));
+        }
+        if let Op::Remove { dir } = u.op {
+            let ret = ops::remove(&self.view, &mut self.cache, &r, dir);
+            if ret == 0 {
+                self.changed.insert(r.public.clone());
+            }
+            return Ok(PathOutcome::Done(ret));
+        }
+        let plan = ops::plan(&self.view, &mut self.cache, &r, u.op)?;
+        if u.op != Op::Read && !matches!(u.op, Op::CreateOrOpen { write: false }) {
+            self.changed.insert(r.public.clone());
+        }
+        Ok(PathOutcome::Rewrite(plan))
+    }
+
+    fn rename(
+        &mut self,
+        call: &Call,
+        tv: &mut dyn TraceeView,
+        from: &PathUse,
+        to: &PathUse,
+    ) -> Result<Verdict, i32> {
+        let flags = if call.sc.name == "renameat2" {
+            call.args[4]
+        } else {
+            0
+        };
+        if flags & RENAME_EXCHANGE != 0 {
+            // Both sides would have to move into upper; not supported yet.
+            return Err(libc::EINVAL);
+        }
+        let path = |u: &PathUse| -> Result<Vec<u8>, i32> {
+            call.path(u.idx).map(<[u8]>::to_vec).ok_or(libc::EFAULT)
+        };
+        let (fp, tp) = (path(from)?, path(to)?);
+        let fdir = call.sc.dirfd_for(from.idx).map(|i| call.args[i] as i32);
+        let tdir = call.sc.dirfd_for(to.idx).map(|i| call.args[i] as i32);
+        let mut res = self.resolver(call, tv);
+        let fr = res.resolve(fdir, &fp, false).map_err(|e| e.errno())?;
+        let tr = res
+            .resolve(tdir, &tp, false)
+            .map_err(|e| e.create_errno())?;
+        let noreplace = flags & RENAME_NOREPLACE != 0;
+        let (src, dst) = ops::rename(&self.view, &mut self.cache, &fr, &tr, noreplace)?;
+        self.changed.insert(fr.public.clone());
+        self.changed.insert(tr.public.clone());
+        self.pending.insert(call.tid, Pending::After(dst.after));
+        Ok(Verdict {
+            action: Action::Rewrite {
+                paths: vec![
+                    (from.idx, paths::bytes(&src.real)),
+                    (to.idx, paths::bytes(&dst.real)),
+                ],
+                args: Vec::new(),
+            },
+            exit_stop: true,
+        })
+    }
+
+    fn expect_back(&mut self, call: &Call, b: back::Back) -> Verdict {
+        self.pending.insert(call.tid, Pending::Back(b));
+        Verdict::CONTINUE.with_exit_stop(true)
+    }
+
+    /// readlink of a /proc magic link reports a real path: translate it.
+    fn readlink_back(
+        &self,
+        call: &Call,
+        uses: &[PathUse],
+        _paths: &[(usize, Vec<u8>)],
+    ) -> Option<back::Back> {
+        if !matches!(call.sc.name, "readlink" | "readlinkat") {
+            return None;
+        }
+        let idx = uses.first()?.idx;
+        let raw = call.path(idx)?;
+        back::names_magic_link(raw).then_some(back::Back::Readlink)
+    }
+
+    fn getdents64(&mut self, call: &Call, tv: &mut dyn TraceeView) -> Result<Verdict, i32> {
+        let fd = call.args[0] as i32;
+        let Some(real) = tv.fd_path(fd) else {
+            return Err(libc::EBADF);
+        };
+        let Some(public) = isotrace_idb::public_of(&self.view, &real) else {
+            return Ok(Verdict::CONTINUE);
+        };
+        let r = self
+            .resolver(call, tv)
+            .resolve(None, &paths::bytes(&public), true)
+            .map_err(|e| e.errno())?;
+        if r.loc != Some(isotrace_idb::Loc::Upper) {
+            // A host directory with nothing of the environment in it (or an
+            // exception): the kernel's own listing is the merged one.
+            return Ok(Verdict::CONTINUE);
+        }
+        let room = call.args[2] as usize;
+        let buf = call.args[1];
+        let act = self.dirs.emulate(&self.view, call.pid, fd, &r, room, tv)?;
+        Ok(Verdict {
+            action: act.into_action(buf),
+            exit_stop: false,
+        })
+    }
+}
+
+enum PathOutcome {
+    Rewrite(Plan),
+    /// Hand the argument to the kernel as it is (AT_EMPTY_PATH).
+    Keep,
+    /// The call was carried out by the supervisor: this is its result.
+    Done(i64),
+}
+
+impl Policy for Isolation {
+    fn wants_paths(&self, _sc: &Syscall) -> bool {
+        true
+    }
+
+    fn on_entry(&mut self, call: &Call, tv: &mut dyn TraceeView) -> Verdict {
+        let verdict = match self.decide(call, tv) {
+            Ok(v) => v,
+            Err(errno) => Verdict::deny(Errno::from_raw(errno)),
+        };
+        let mut verdict = verdict;
+        verdict.exit_stop |= self.trace.on_entry_with(call, &verdict, tv);
+        verdict
+    }
+
+    fn on_exit(
+        &mut self,
+        call: &Call,
+        rewritten: &[(usize, Vec<u8>)],
+        ret: i64,
+        tv: &mut dyn TraceeView,
+    ) -> ExitAction {
+        let act = match self.pending.remove(&call.tid) {
+            Some(Pending::After(after)) if ret >= 0 => {
+                ops::finish(&self.view, &mut self.cache, &after);
+                ExitAction::NONE
+            }
+            Some(Pending::Back(b)) => back::translate(&self.view, b, call, ret, tv),
+            _ => ExitAction::NONE,
+        };
+        let shown = act.ret.unwrap_or(ret);
+        self.trace.on_exit(call, rewritten, shown, tv);
+        act
+    }
+
+    fn on_abandoned(&mut self, call: &Call, rewritten: &[(usize, Vec<u8>)]) {
+        self.pending.remove(&call.tid);
+        self.trace.on_abandoned(call, rewritten);
+    }
+
+    fn on_event(&mut self, event: &isotrace_tracer::Event) {
+        if let isotrace_tracer::Event::Exited { tid, .. } = event {
+            self.pending.remove(tid);
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! Carrying out one path's effect on the copy-on-write layer before the
+//! kernel runs the call on the real path.
+
+use super::classify::Op;
+use isotrace_idb::{self as idb, cow, Cache, Kind, Loc, RealFs, Resolved, View};
+use std::path::{Path, PathBuf};
+
+/// Work left for syscall exit, done only if the call succeeded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum After {
+    /// A create happened at this public path (drop the whiteout beside it,
+    /// make a directory over a deleted one opaque).
+    FinishCreate(PathBuf),
+    /// The object moved away from this public path (rename source).
+    Whiteout(PathBuf),
+}
+
+/// Where the kernel should act for one path argument.
+pub struct Plan {
+    pub real: PathBuf,
+    pub after: Vec<After>,
+}
+
+type Res<T> = Result<T, i32>;
+
+fn err(e: idb::Error) -> i32 {
+    e.errno()
+}
+
+/// Prepares the layer for `op` on `r` and says which real path the kernel
+/// must be given. Mutations invalidate the cache for what they touch.
+pub fn plan(view: &View, cache: &mut Cache, r: &Resolved, op: Op) -> Res<Plan> {
+    let real = |p: PathBuf| {
+        Ok(Plan {
+            real: p,
+            after: Vec::new(),
+        })
+    };
+    match (op, r.loc) {
+        (Op::Refuse, _) => Err(libc::EPERM),
+        (Op::Read, _) => real(r.real.clone()),
+        (Op::Modify, None) => Err(libc::ENOENT),
+        (Op::Modify, Some(_)) => real(copy_up(view, cache, r)?),
+        (Op::CreateOrOpen { .. }, None) | (Op::Create, None) => {
+            if r.must_be_dir && op != Op::Create {
+                return Err(libc::EISDIR);
+            }
+            let at = cow::prepare_create(view, r).map_err(err)?;
+            cache.invalidate(&r.public);
+            Ok(Plan {
+                real: at,
+                after: vec![After::FinishCreate(r.public.clone())],
+            })
+        }
+        (Op::CreateOrOpen { write: true }, Some(_)) => real(copy_up(view, cache, r)?),
+        (Op::CreateOrOpen { write: false }, Some(_)) => real(r.real.clone()),
+        (Op::Create, Some(_)) => Err(libc::EEXIST),
+        (Op::Remove { .. } | Op::RenameFrom | Op::RenameTo, _) => {
+            unreachable!("removal and rename are planned as a whole")
+        }
+    }
+}
+
+fn copy_up(view: &View, cache: &mut Cache, r: &Resolved) -> Res<PathBuf> {
+    if r.loc != Some(Loc::Host) {
+        return Ok(r.real.clone());
+    }
+    let at = cow::copy_up(view, r).map_err(err)?;
+    cache.invalidate(&r.public);
+    Ok(at)
+}
+
+/// unlink(2)/rmdir(2) in the merged view, done by the supervisor: the
+/// whiteout must exist before the upper copy goes, so that the host object
+/// never shows through. Returns the syscall's result.
+pub fn remove(view: &View, cache: &mut Cache, r: &Resolved, dir: bool) -> i64 {
+    let res = match (r.loc, dir) {
+        (None, _) => Err(libc::ENOENT),
+        (Some(Loc::Exception), _) => unreachable!("exceptions are removed by the kernel"),
+        (Some(_), false) => cow::unlink(view, r).map_err(err),
+        (Some(_), true) => cow::rmdir(view, r).map_err(err),
+    };
+    cache.invalidate(&r.public);
+    match res {
+        Ok(()) => 0,
+        Err(e) => -(e as i64),
+    }
+}
+
+/// Prepares rename(2) of `from` to `to`: the source moves into upper whole
+/// (a host directory is copied up recursively, so that the kernel's rename
+/// of the upper copy carries every entry), the target's parent exists in
+/// upper. Returns the two real paths and what to do after success.
+pub fn rename(
+    view: &View,
+    cache: &mut Cache,
+    from: &Resolved,
+    to: &Resolved,
+    noreplace: bool,
+) -> Res<(Plan, Plan)> {
+    if from.loc.is_none() {
+        return Err(libc::ENOENT);
+    }
+    if noreplace && to.loc.is_some() {
+        return Err(libc::EEXIST);
+    }
+    let exception = |r: &Resolved| r.loc == Some(Loc::Exception);
+    if exception(from) != exception(to)
+        && (from.loc.is_some() && to.loc.is_some() || exception(from))
+    {
+        // Across the boundary between the layer and a shared exception:
+        // different filesystems as far as the guest may know.
+        return Err(libc::EXDEV);
+    }
+    let src = if from.kind == Some(Kind::Dir) {
+        copy_up_tree(view, cache, from)?
+    } else {
+        copy_up(view, cache, from)?
+    };
+    let dst = cow::prepare_rename_target(view, to).map_err(err)?;
+    cache.invalidate(&from.public);
+    cache.invalidate(&to.public);
+    let mut after = vec![After::FinishCreate(to.public.clone())];
+    if from.loc == Some(Loc::Host) || from.merged {
+        after.insert(0, After::Whiteout(from.public.clone()));
+    }
+    Ok((
+        Plan {
+            real: src,
+            after: Vec::new(),
+        },
+        Plan { real: dst, after },
+    ))
+}
+
+/// Copies a directory and everything under it into upper, so that it no
+/// longer depends on the host (the copy is marked opaque).
+fn copy_up_tree(view: &View, cache: &mut Cache, dir: &Resolved) -> Res<PathBuf> {
+    let at = copy_up(view, cache, dir)?;
+    for entry in idb::merged_listing(view, &RealFs, dir).map_err(err)? {
+        if entry.name == "." || entry.name == ".." {
+            continue;
+        }
+        let public = dir.public.join(&entry.name);
+        let child = idb::resolve_cached(
+            view,
+            &RealFs,
+            cache,
+            Path::new("/"),
+            public.as_os_str().as_encoded_bytes(),
+            false,
+        )
+        .map_err(|e| e.errno())?;
+        if child.kind == Some(Kind::Dir) {
+            copy_up_tree(view, cache, &child)?;
+        } else {
+            copy_up(view, cache, &child)?;
+        }
+    }
+    make_opaque(view, &dir.public)?;
+    cache.invalidate(&dir.public);
+    Ok(at)
+}
+
+/// Runs the work left for exit after a successful call.
+pub fn finish(view: &View, cache: &mut Cache, after: &[After]) {
+    for a in after {
+        let (res, p) = match a {
+            After::FinishCreate(p) => (cow::finish_create(view, p), p),
+            After::Whiteout(p) => (cow::whiteout(view, p).map(drop), p),
+        };
+        if let Err(e) = res {
+            tracing::warn!("{}: {e}", p.display());
+        }
+        cache.invalidate(p);
+    }
+}
+
+/// Marks an upper directory opaque (`.wh..wh..opq`): the host's entries at
+/// the same public path no longer show through it.
+fn make_opaque(view: &View, public: &Path) -> Res<()> {
+    let marker = view.upper_path(public).join(idb::OPAQUE_NAME);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(marker)
+        .map(drop)
+        .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
+}

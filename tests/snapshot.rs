@@ -1,0 +1,426 @@
+//! `isotrace snapshot`, `inspect` and `core` against processes running
+//! natively (not under isotrace): the target is frozen only briefly and
+//! finishes normally; the image lists its threads, files and memory; gdb
+//! opens the core with every thread's stack; bad input is refused clearly.
+
+mod common;
+
+use common::{guest, have_program, isotrace_raw, wait_for_pid, wait_until, Run, Status};
+use isotrace_checkpoint::model::FdKind;
+use isotrace_checkpoint::Image;
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A natively running target, SIGKILLed with its process group on drop.
+struct Target {
+    child: Child,
+}
+
+impl Target {
+    fn spawn(cmd: &mut Command) -> Target {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
+        Target { child }
+    }
+
+    /// Waits for exit (bounded) and returns the status and stdout.
+    fn finish(mut self) -> (Status, String) {
+        let deadline = Instant::now() + WAIT;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("waitpid") {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "target did not finish");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let mut out = String::new();
+        use std::io::Read;
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        let status = match (
+            status.code(),
+            std::os::unix::process::ExitStatusExt::signal(&status),
+        ) {
+            (Some(c), _) => Status::Exited(c),
+            (None, Some(s)) => Status::Signaled(s),
+            _ => unreachable!(),
+        };
+        (status, out)
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        let pid = self.child.id() as i32;
+        // SAFETY: kill(2) of the group this test created (process_group(0)).
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+fn run_isotrace(args: &[&str], cwd: &Path) -> Run {
+    isotrace_raw(args, cwd)
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 test path")
+}
+
+/// Starts snap_threads in `dir` and waits until its three threads block.
+fn start_threads_guest(dir: &Path) -> (Target, i32, PathBuf) {
+    let exe = guest("snap_threads");
+    let target = Target::spawn(Command::new(&exe).arg(dir).current_dir(dir));
+    let pid = wait_for_pid(&dir.join("pid"), WAIT);
+    (target, pid, exe)
+}
+
+fn snapshot(pid: i32, img: &Path, cwd: &Path) -> Run {
+    run_isotrace(&["snapshot", &pid.to_string(), "-o", path(img)], cwd)
+}
+
+/// gdb's output for `cmds` on PROG + CORE, or None (with a note) when gdb is
+/// not installed.
+fn gdb(prog: &Path, core: &Path, cmds: &[&str]) -> Option<String> {
+    if !have_program("gdb") {
+        eprintln!("gdb is not installed: skipping the gdb checks (apt-get install gdb)");
+        return None;
+    }
+    let mut cmd = Command::new("gdb");
+    cmd.args(["-nx", "-batch"]);
+    for c in cmds {
+        cmd.args(["-ex", c]);
+    }
+    cmd.arg(prog).arg(core);
+    let (status, out, err) = common::execute(&mut cmd, None, Duration::from_secs(120), None);
+    assert_eq!(
+        status,
+        Status::Exited(0),
+        "gdb failed: {}",
+        String::from_utf8_lossy(&err)
+    );
+    Some(format!(
+        "{}{}",
+        String::from_utf8_lossy(&out),
+        String::from_utf8_lossy(&err)
+    ))
+}
+
+#[test]
+fn threads_inspect_core_and_the_target_runs_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (target, pid, exe) = start_threads_guest(dir);
+    let img = dir.join("img");
+    let run = snapshot(pid, &img, dir);
+    run.assert_exit(0);
+
+    // The JSON view: 4 threads, argv, cwd, the pipes.
+    let json = run_isotrace(&["inspect", path(&img), "--json"], dir);
+    json.assert_exit(0);
+    let text = json.stdout_str();
+    assert!(text.contains("\"schema\": \"isotrace-inspect\""), "{text}");
+    assert_eq!(text.matches("\"tid\":").count(), 4, "{text}");
+    assert!(
+        text.contains(&format!("\"cwd\": \"{}\"", path(dir))),
+        "{text}"
+    );
+    assert!(text.contains(path(&exe)), "{text}");
+
+    // The same through the library, field by field.
+    let image = Image::open(&img).unwrap();
+    let proc = image.process(pid).unwrap();
+    assert_eq!(proc.threads.len(), 4);
+    assert_eq!(proc.cwd.as_deref(), Some(path(dir)));
+    let argv: Vec<&[u8]> = proc.cmdline.split(|&b| b == 0).collect();
+    assert_eq!(argv[..2], [path(&exe).as_bytes(), path(dir).as_bytes()]);
+    let pipes = proc.fds.iter().filter(|f| f.kind == FdKind::Pipe).count();
+    assert!(pipes >= 6, "three pipes: {:?}", proc.fds);
+    assert!(proc
+        .threads
+        .iter()
+        .all(|t| t.xstate.len() >= 576 && t.xcr0 & 3 == 3));
+    assert_eq!(image.manifest.memory_method, "stopped");
+
+    // Memory: the marker string in the guest's .data, by hexdump.
+    let data = proc
+        .vmas
+        .iter()
+        .find(|v| v.path == path(&exe) && v.writable())
+        .expect("the guest's data mapping");
+    let hex = run_isotrace(
+        &[
+            "inspect",
+            path(&img),
+            "--dump-memory",
+            &format!("{:#x}", data.start),
+            &(data.len()).to_string(),
+        ],
+        dir,
+    );
+    hex.assert_exit(0);
+    let ascii: String = hex
+        .stdout_str()
+        .lines()
+        .filter_map(|l| {
+            l.split_once('|')
+                .map(|(_, a)| a.trim_end_matches('|').to_owned())
+        })
+        .collect();
+    assert!(
+        ascii.contains("isotrace-snapshot-marker-0123456789"),
+        "{}",
+        hex.stdout_str()
+    );
+
+    // The core: every blocked thread's function by name.
+    let core = dir.join("core");
+    run_isotrace(&["core", path(&img), "-o", path(&core)], dir).assert_exit(0);
+    if let Some(bt) = gdb(&exe, &core, &["thread apply all bt", "info threads"]) {
+        for f in [
+            "blocked_in_alpha",
+            "blocked_in_beta",
+            "blocked_in_gamma",
+            "main",
+        ] {
+            assert!(bt.contains(f), "gdb backtraces lack {f}:\n{bt}");
+        }
+        assert!(bt.contains(&format!("LWP {pid}")), "{bt}");
+    }
+
+    // The target was left as it was: it wakes its threads and finishes.
+    assert!(!fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .contains("TracerPid:\t1"));
+    fs::write(dir.join("go"), "").unwrap();
+    let (status, out) = target.finish();
+    assert_eq!(status, Status::Exited(0));
+    assert_eq!(
+        out,
+        "sum 6\nmarker isotrace-snapshot-marker-0123456789\ndone\n"
+    );
+}
+
+#[test]
+fn subcommand_views() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (_target, pid, _) = start_threads_guest(dir);
+    let img = dir.join("img");
+    snapshot(pid, &img, dir).assert_exit(0);
+    let human = run_isotrace(&["inspect", path(&img)], dir);
+    human.assert_exit(0);
+    assert!(
+        human
+            .stdout_str()
+            .contains(&format!("process {pid} (snap_threads)")),
+        "{}",
+        human.stdout_str()
+    );
+    let ps = run_isotrace(&["inspect", path(&img), "ps"], dir);
+    assert_eq!(ps.assert_exit(0).stdout_str().matches("tid ").count(), 4);
+    let fds = run_isotrace(&["inspect", path(&img), "fds"], dir);
+    assert!(fds.assert_exit(0).stdout_str().contains("pipe:["));
+    let mems = run_isotrace(&["inspect", path(&img), "mems"], dir);
+    assert!(mems.assert_exit(0).stdout_str().contains("[stack]"));
+    run_isotrace(&["inspect", path(&img), "sockets", "--json"], dir).assert_exit(0);
+}
+
+#[test]
+fn a_missing_pid_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = Command::new("true").spawn().unwrap();
+    let pid = child.id() as i32;
+    child.wait().unwrap();
+    let run = snapshot(pid, &tmp.path().join("img"), tmp.path());
+    assert_eq!(run.status, Status::Exited(1), "{}", run.describe());
+    assert!(
+        run.stderr_str()
+            .contains(&format!("isotrace: no process {pid}")),
+        "{}",
+        run.describe()
+    );
+    assert!(!tmp.path().join("img").exists());
+}
+
+#[test]
+fn an_already_traced_target_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exe = guest("snap_threads");
+    let mut tracers = vec![vec![
+        common::isotrace().to_str().unwrap().to_owned(),
+        "--no-isolation".into(),
+        "--".into(),
+    ]];
+    if have_program("strace") {
+        tracers.push(vec![
+            "strace".into(),
+            "-f".into(),
+            "-o".into(),
+            "/dev/null".into(),
+        ]);
+    }
+    for (i, tracer) in tracers.iter().enumerate() {
+        let dir = tmp.path().join(i.to_string());
+        fs::create_dir(&dir).unwrap();
+        let _target = Target::spawn(
+            Command::new(&tracer[0])
+                .args(&tracer[1..])
+                .arg(&exe)
+                .arg(&dir),
+        );
+        let pid = wait_for_pid(&dir.join("pid"), WAIT);
+        let img = dir.join("img");
+        let run = snapshot(pid, &img, &dir);
+        assert_eq!(run.status, Status::Exited(1), "{}", run.describe());
+        let msg = format!("isotrace: pid {pid} is already traced by pid ");
+        assert!(
+            run.stderr_str().contains(&msg),
+            "{tracer:?}: {}",
+            run.describe()
+        );
+        assert!(!img.exists());
+    }
+}
+
+#[test]
+fn a_corrupt_image_names_the_section() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let target = Target::spawn(Command::new("sleep").arg("60"));
+    let pid = target.child.id() as i32;
+    wait_until("sleep to start", WAIT, || {
+        fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e.ends_with("sleep"))
+    });
+    let img = dir.join("img");
+    snapshot(pid, &img, dir).assert_exit(0);
+    for section in ["procs.bin".to_owned(), format!("pages-{pid}.img")] {
+        let copy = dir.join(format!("copy-{section}"));
+        fs::create_dir(&copy).unwrap();
+        for e in fs::read_dir(&img).unwrap() {
+            let e = e.unwrap();
+            fs::copy(e.path(), copy.join(e.file_name())).unwrap();
+        }
+        let file = copy.join(&section);
+        let mut bytes = fs::read(&file).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x01;
+        fs::write(&file, bytes).unwrap();
+        for args in [
+            vec!["inspect", path(&copy)],
+            vec!["core", path(&copy), "-o", path(&dir.join("c"))],
+        ] {
+            let run = run_isotrace(&args, dir);
+            assert_eq!(run.status, Status::Exited(1), "{}", run.describe());
+            let want = format!("image section {section} is corrupt");
+            assert!(run.stderr_str().contains(&want), "{}", run.describe());
+        }
+    }
+    assert!(!dir.join("c").exists());
+}
+
+#[test]
+fn a_target_dying_mid_snapshot_leaves_no_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let target = Target::spawn(Command::new("sleep").arg("60"));
+    let pid = target.child.id() as i32;
+    wait_until("sleep to start", WAIT, || {
+        fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| e.ends_with("sleep"))
+    });
+    let mut cmd = Command::new(common::isotrace());
+    cmd.args(["snapshot", &pid.to_string(), "-o", path(&dir.join("img"))])
+        .env("ISOTRACE_FAULT", "kill-after-freeze");
+    let (status, _, err) = common::execute(&mut cmd, None, WAIT, None);
+    let err = String::from_utf8_lossy(&err);
+    assert_eq!(status, Status::Exited(1), "{err}");
+    assert!(
+        err.contains(&format!("pid {pid} exited during the snapshot")),
+        "{err}"
+    );
+    let left: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    let (status, _) = target.finish();
+    assert_eq!(status, Status::Signaled(libc::SIGKILL));
+}
+
+#[test]
+fn a_process_tree() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let _target = Target::spawn(
+        Command::new("/bin/sh")
+            .args(["-c", "sleep 60 & sleep 61 & echo ready > ready; wait"])
+            .current_dir(dir),
+    );
+    let pid = _target.child.id() as i32;
+    common::wait_for_file(&dir.join("ready"), WAIT);
+    let img = dir.join("img");
+    run_isotrace(
+        &["snapshot", &pid.to_string(), "--tree", "-o", path(&img)],
+        dir,
+    )
+    .assert_exit(0);
+    let image = Image::open(&img).unwrap();
+    assert_eq!(image.tree.processes.len(), 3, "{:?}", image.manifest.pids);
+    assert!(image.tree.processes[1..]
+        .iter()
+        .all(|p| p.ppid == pid && p.comm == "sleep"));
+}
+
+#[test]
+fn python_core_opens_in_gdb() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let script = "import os, threading, time\n\
+        ts = [threading.Thread(target=time.sleep, args=(60,), daemon=True) for _ in range(2)]\n\
+        [t.start() for t in ts]\n\
+        open('pid.tmp', 'w').write(str(os.getpid())); os.rename('pid.tmp', 'pid')\n\
+        time.sleep(60)\n";
+    let _target = Target::spawn(
+        Command::new(common::PYTHON)
+            .args(["-c", script])
+            .current_dir(dir),
+    );
+    let pid = wait_for_pid(&dir.join("pid"), WAIT);
+    let img = dir.join("img");
+    snapshot(pid, &img, dir).assert_exit(0);
+    let image = Image::open(&img).unwrap();
+    assert_eq!(image.process(pid).unwrap().threads.len(), 3);
+    let core = dir.join("core");
+    run_isotrace(&["core", path(&img), "-o", path(&core)], dir).assert_exit(0);
+    if let Some(out) = gdb(Path::new(common::PYTHON), &core, &["info threads", "bt"]) {
+        let threads = out
+            .lines()
+            .filter(|l| {
+                l.trim_start_matches(['*', ' '])
+                    .starts_with(char::is_numeric)
+                    && l.contains("(LWP ")
+            })
+            .count();
+        assert_eq!(threads, 3, "{out}");
+        assert!(
+            !out.contains("corrupt string table"),
+            "the vdso must be whole:\n{out}"
+        );
+        assert!(out.contains(&format!("LWP {pid}")), "{out}");
+    }
+}
