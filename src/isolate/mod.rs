@@ -11,6 +11,7 @@
 mod back;
 pub mod classify;
 pub mod dirents;
+mod fdops;
 mod ops;
 mod paths;
 
@@ -79,6 +80,13 @@ impl Isolation {
             // rewrite to an absolute real path cannot keep. Programs fall
             // back to openat(2) on ENOSYS, as on kernels before 5.6.
             "openat2" => return Err(libc::ENOSYS),
+            "fchmod" | "fchown" | "fsetxattr" | "fremovexattr" => {
+                return self.fd_metadata(call, call.args[0] as i32, tv);
+            }
+            // futimens(fd, times) is utimensat(fd, NULL, times, 0).
+            "utimensat" if call.args[1] == 0 => {
+                return self.fd_metadata(call, call.args[0] as i32, tv);
+            }
             _ => {}
         }
         let Some(uses) = classify(call.sc, &call.args) else {
@@ -100,6 +108,9 @@ impl Isolation {
                 PathOutcome::Keep => {}
                 PathOutcome::Done(ret) => return Ok(Verdict::emulate(ret)),
             }
+        }
+        if paths.is_empty() && after.is_empty() {
+            return Ok(Verdict::CONTINUE);
         }
         let magic_back = self.readlink_back(call, &uses, &paths);
         let exit_stop = !after.is_empty() || magic_back.is_some();
@@ -212,6 +223,18 @@ impl Isolation {
             },
             exit_stop: true,
         })
+    }
+
+    fn fd_metadata(
+        &mut self,
+        call: &Call,
+        fd: i32,
+        tv: &mut dyn TraceeView,
+    ) -> Result<Verdict, i32> {
+        match fdops::fd_metadata(&self.view, &mut self.cache, call, fd, tv)? {
+            fdops::FdOp::Kernel => Ok(Verdict::CONTINUE),
+            fdops::FdOp::Done(ret) => Ok(Verdict::emulate(ret)),
+        }
     }
 
     fn expect_back(&mut self, call: &Call, b: back::Back) -> Verdict {

@@ -1,0 +1,126 @@
+//! Metadata changes made through an fd (fchmod, fchown, futimens,
+//! f*xattr). An fd the tracee opened read-only may still name a host
+//! object; the change must land on the environment's copy instead. The
+//! object is copied up and the change applied to the copy by the
+//! supervisor; the tracee's fd keeps pointing at the host object, whose
+//! later fstat shows the old metadata until it is reopened (as after a
+//! copy-up in overlayfs).
+
+use super::paths;
+use isotrace_idb::{self as idb, cow, Cache, Loc, RealFs, View};
+use isotrace_tracer::{Call, TraceeView};
+use nix::sys::stat::{utimensat, Mode, UtimensatFlags};
+use nix::sys::time::TimeSpec;
+use std::path::Path;
+
+/// What to do with an fd-based metadata call.
+pub enum FdOp {
+    /// The fd names an object of the environment or an exception: the
+    /// kernel may act on it directly.
+    Kernel,
+    /// Carried out by the supervisor on the copy; the call's result.
+    Done(i64),
+}
+
+/// The public object an fd refers to, if it is a host object outside the
+/// exceptions (the only case that needs help).
+fn host_object(view: &View, cache: &mut Cache, real: &Path) -> Result<Option<idb::Resolved>, i32> {
+    let Some(public) = idb::public_of(view, real) else {
+        return Err(libc::EBADF);
+    };
+    if public.as_path() != real || view.is_exception(&public) {
+        return Ok(None);
+    }
+    let r = idb::resolve_cached(
+        view,
+        &RealFs,
+        cache,
+        Path::new("/"),
+        &paths::bytes(&public),
+        false,
+    )
+    .map_err(|e| e.errno())?;
+    Ok((r.loc == Some(Loc::Host)).then_some(r))
+}
+
+pub fn fd_metadata(
+    view: &View,
+    cache: &mut Cache,
+    call: &Call,
+    fd: i32,
+    tv: &mut dyn TraceeView,
+) -> Result<FdOp, i32> {
+    let Some(real) = tv.fd_path(fd) else {
+        return Err(libc::EBADF);
+    };
+    if !real.is_absolute() {
+        return Ok(FdOp::Kernel);
+    }
+    let Some(r) = host_object(view, cache, &real)? else {
+        return Ok(FdOp::Kernel);
+    };
+    let copy = cow::copy_up(view, &r).map_err(|e| e.errno())?;
+    cache.invalidate(&r.public);
+    let res = apply(call, &copy, tv);
+    Ok(FdOp::Done(match res {
+        Ok(()) => 0,
+        Err(e) => -(e as i64),
+    }))
+}
+
+fn apply(call: &Call, copy: &Path, tv: &mut dyn TraceeView) -> Result<(), i32> {
+    let a = &call.args;
+    match call.sc.name {
+        "fchmod" => {
+            let mode = Mode::from_bits_truncate(a[1] as libc::mode_t);
+            nix::sys::stat::fchmodat(
+                nix::fcntl::AT_FDCWD,
+                copy,
+                mode,
+                nix::sys::stat::FchmodatFlags::FollowSymlink,
+            )
+            .map_err(|e| e as i32)
+        }
+        "fchown" => {
+            let id = |v: u64| (v as i32 != -1).then_some(v as u32);
+            nix::unistd::chown(
+                copy,
+                id(a[1]).map(nix::unistd::Uid::from_raw),
+                id(a[2]).map(nix::unistd::Gid::from_raw),
+            )
+            .map_err(|e| e as i32)
+        }
+        "utimensat" => {
+            let (atime, mtime) = times(a[2], tv)?;
+            utimensat(
+                nix::fcntl::AT_FDCWD,
+                copy,
+                &atime,
+                &mtime,
+                UtimensatFlags::FollowSymlink,
+            )
+            .map_err(|e| e as i32)
+        }
+        // Extended attributes through a read-only host fd: the copy would
+        // need the raw xattr calls; refuse rather than touch the host.
+        _ => Err(libc::EROFS),
+    }
+}
+
+/// utimensat's `times`: NULL means now for both; UTIME_NOW/UTIME_OMIT
+/// pass through in tv_nsec.
+fn times(ptr: u64, tv: &mut dyn TraceeView) -> Result<(TimeSpec, TimeSpec), i32> {
+    if ptr == 0 {
+        let now = TimeSpec::UTIME_NOW;
+        return Ok((now, now));
+    }
+    let raw = tv.read_bytes(ptr, 32).ok_or(libc::EFAULT)?;
+    let word = |i: usize| i64::from_ne_bytes(raw[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+    let ts = |s, ns| {
+        TimeSpec::from(libc::timespec {
+            tv_sec: s,
+            tv_nsec: ns,
+        })
+    };
+    Ok((ts(word(0), word(1)), ts(word(2), word(3))))
+}
