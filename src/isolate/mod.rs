@@ -42,6 +42,8 @@ enum Pending {
     Back(back::Back),
 }
 
+/// sizeof(struct sockaddr_un).
+const SOCKADDR_UN_LEN: usize = 110;
 const RENAME_NOREPLACE: u64 = 1;
 const RENAME_EXCHANGE: u64 = 2;
 
@@ -83,6 +85,7 @@ impl Isolation {
             "fchmod" | "fchown" | "fsetxattr" | "fremovexattr" => {
                 return self.fd_metadata(call, call.args[0] as i32, tv);
             }
+            "bind" | "connect" => return self.unix_socket(call, tv),
             // futimens(fd, times) is utimensat(fd, NULL, times, 0).
             "utimensat" if call.args[1] == 0 => {
                 return self.fd_metadata(call, call.args[0] as i32, tv);
@@ -222,6 +225,57 @@ impl Isolation {
                 args: Vec::new(),
             },
             exit_stop: true,
+        })
+    }
+
+    /// bind(2)/connect(2) of a unix socket path: the socket file lives in
+    /// the merged view like any other file. Abstract and unnamed addresses
+    /// do not touch the filesystem and pass.
+    fn unix_socket(&mut self, call: &Call, tv: &mut dyn TraceeView) -> Result<Verdict, i32> {
+        let len = (call.args[2] as usize).min(SOCKADDR_UN_LEN);
+        if len <= 2 {
+            return Ok(Verdict::CONTINUE);
+        }
+        let raw = tv.read_bytes(call.args[1], len).ok_or(libc::EFAULT)?;
+        if u16::from_ne_bytes([raw[0], raw[1]]) != libc::AF_UNIX as u16 || raw[2] == 0 {
+            return Ok(Verdict::CONTINUE);
+        }
+        let path: Vec<u8> = raw[2..].iter().copied().take_while(|&b| b != 0).collect();
+        let bind = call.sc.name == "bind";
+        let r = self
+            .resolver(call, tv)
+            .resolve(None, &path, !bind)
+            .map_err(|e| if bind { e.create_errno() } else { e.errno() })?;
+        let plan = if r.loc == Some(isotrace_idb::Loc::Exception) {
+            Plan {
+                real: r.real.clone(),
+                after: Vec::new(),
+            }
+        } else {
+            let op = if bind { Op::Create } else { Op::Read };
+            ops::plan(&self.view, &mut self.cache, &r, op)?
+        };
+        let real = paths::bytes(&plan.real);
+        if real.len() + 1 > SOCKADDR_UN_LEN - 2 {
+            // sun_path holds 108 bytes; the private path is longer.
+            return Err(libc::ENAMETOOLONG);
+        }
+        if bind {
+            self.changed.insert(r.public.clone());
+        }
+        let mut addr = raw[..2].to_vec();
+        addr.extend_from_slice(&real);
+        addr.push(0);
+        let addr_len = addr.len() as u64;
+        if !plan.after.is_empty() {
+            self.pending.insert(call.tid, Pending::After(plan.after));
+        }
+        Ok(Verdict {
+            action: Action::Rewrite {
+                paths: vec![(1, addr)],
+                args: vec![(2, addr_len)],
+            },
+            exit_stop: self.pending.contains_key(&call.tid),
         })
     }
 
