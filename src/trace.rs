@@ -59,7 +59,7 @@ impl TracePolicy {
             return false;
         }
         let rewritten: &[(usize, Vec<u8>)] = match &verdict.action {
-            Action::Rewrite { paths, .. } => paths,
+            Action::Rewrite { paths, .. } | Action::RewriteArgv { paths, .. } => paths,
             _ => &[],
         };
         let text = format::format_call(call.sc, &call.args, rewritten, &mut Reader(view));

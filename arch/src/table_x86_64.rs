@@ -64,7 +64,6 @@ const GONE: &str = "not implemented for the x86_64 64-bit ABI (removed or never 
 const MOUNT: &str = "refused under isolation";
 const URING: &str = "io_uring bypasses syscall interception";
 const UNIX_DEST: &str = "an AF_UNIX destination path inside the call is not rewritten";
-const UNIX_NAME: &str = "AF_UNIX socket paths are reported untranslated";
 const MOUNT_INFO: &str = "mount points are reported untranslated";
 const UPROBE: &str = "only valid from the kernel's uprobe trampoline; seccomp lets it pass";
 
@@ -126,8 +125,8 @@ pub static TABLE: &[Syscall] = &[
     sc!(48, shutdown, [Fd, Int]),
     sc!(49, bind, [Fd, SockAddr, UInt], Trace, Full),
     sc!(50, listen, [Fd, Int]),
-    sc!(51, getsockname, [Fd, Ptr, Ptr], Allow, Partial, UNIX_NAME),
-    sc!(52, getpeername, [Fd, Ptr, Ptr], Allow, Partial, UNIX_NAME),
+    sc!(51, getsockname, [Fd, Ptr, Ptr], Trace, WhenIsolated, Full, ""),
+    sc!(52, getpeername, [Fd, Ptr, Ptr], Trace, WhenIsolated, Full, ""),
     sc!(53, socketpair, [Int, Int, Int, Ptr]),
     sc!(54, setsockopt, [Fd, Int, Int, Ptr, UInt]),
     sc!(55, getsockopt, [Fd, Int, Int, Ptr, Ptr]),
@@ -601,7 +600,15 @@ mod tests {
 
     #[test]
     fn results_naming_paths_stop_at_exit() {
-        let want = ["getcwd", "readlink", "readlinkat", "getdents", "getdents64"];
+        let want = [
+            "getcwd",
+            "readlink",
+            "readlinkat",
+            "getdents",
+            "getdents64",
+            "getsockname",
+            "getpeername",
+        ];
         for s in TABLE {
             let stops = s.exit == ExitStop::WhenIsolated;
             assert_eq!(stops, want.contains(&s.name), "{}", s.name);

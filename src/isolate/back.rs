@@ -12,9 +12,8 @@ use std::path::Path;
 pub enum Back {
     /// getcwd(buf, size): a NUL-terminated path, returns its length + 1.
     Getcwd,
-    /// readlink(path, buf, size) / readlinkat(dirfd, path, buf, size): no
-    /// NUL, returns the length, silently truncated to size.
-    Readlink,
+    /// getsockname/getpeername(fd, addr, &addrlen): a unix socket's path.
+    SockName,
 }
 
 pub fn translate(
@@ -24,18 +23,14 @@ pub fn translate(
     ret: i64,
     tv: &mut dyn TraceeView,
 ) -> ExitAction {
+    if b == Back::SockName {
+        return sockname(view, call, ret, tv);
+    }
     if ret <= 0 {
         return ExitAction::NONE;
     }
-    let (buf, size) = match (b, call.sc.name) {
-        (Back::Getcwd, _) => (call.args[0], call.args[1] as usize),
-        (Back::Readlink, "readlink") => (call.args[1], call.args[2] as usize),
-        (Back::Readlink, _) => (call.args[2], call.args[3] as usize),
-    };
-    let len = match b {
-        Back::Getcwd => ret as usize - 1,
-        Back::Readlink => ret as usize,
-    };
+    let (buf, size) = (call.args[0], call.args[1] as usize);
+    let len = ret as usize - 1;
     let Some(real) = tv.read_bytes(buf, len) else {
         return ExitAction::NONE;
     };
@@ -55,17 +50,12 @@ pub fn translate(
         return ExitAction::NONE;
     }
     let mut bytes = public.as_os_str().as_bytes().to_vec();
-    match b {
-        Back::Getcwd => {
-            bytes.push(0);
-            if bytes.len() > size {
-                return ExitAction {
-                    ret: Some(-(libc::ERANGE as i64)),
-                    writes: Vec::new(),
-                };
-            }
-        }
-        Back::Readlink => bytes.truncate(size),
+    bytes.push(0);
+    if bytes.len() > size {
+        return ExitAction {
+            ret: Some(-(libc::ERANGE as i64)),
+            writes: Vec::new(),
+        };
     }
     ExitAction {
         ret: Some(bytes.len() as i64),
@@ -84,4 +74,83 @@ pub fn names_magic_link(raw: &[u8]) -> bool {
 /// ignore page protections.
 pub fn is_proc_mem(public: &Path) -> bool {
     public.starts_with("/proc") && public.file_name().is_some_and(|n| n == "mem")
+}
+
+/// The value of a /proc magic link as the tracee would read it, translated
+/// to a public path and truncated to `size` like readlink(2) does. Read by
+/// the supervisor from the tracee's own /proc entry (`self` replaced by its
+/// pid), so a private path never reaches the tracee's buffer, not even cut.
+pub fn magic_readlink(
+    view: &View,
+    raw: &[u8],
+    pid: i32,
+    tid: i32,
+    size: usize,
+) -> Result<Vec<u8>, i32> {
+    let text = String::from_utf8_lossy(raw);
+    let own = if let Some(rest) = text.strip_prefix("/proc/thread-self") {
+        format!("/proc/{pid}/task/{tid}{rest}")
+    } else if let Some(rest) = text.strip_prefix("/proc/self") {
+        format!("/proc/{pid}{rest}")
+    } else {
+        text.into_owned()
+    };
+    let real = std::fs::read_link(&own).map_err(|e| e.raw_os_error().unwrap_or(libc::EINVAL))?;
+    let shown = if real.is_absolute() {
+        public_of(view, &real).ok_or(libc::ENOENT)?
+    } else {
+        real
+    };
+    let mut bytes = shown.as_os_str().as_bytes().to_vec();
+    bytes.truncate(size);
+    Ok(bytes)
+}
+
+/// getsockname/getpeername of a unix socket bound in the environment: the
+/// kernel reports the private path; show the public one.
+fn sockname(view: &View, call: &Call, ret: i64, tv: &mut dyn TraceeView) -> ExitAction {
+    if ret != 0 || call.args[1] == 0 || call.args[2] == 0 {
+        return ExitAction::NONE;
+    }
+    let Some(lenb) = tv.read_bytes(call.args[2], 4) else {
+        return ExitAction::NONE;
+    };
+    let reported = u32::from_ne_bytes([lenb[0], lenb[1], lenb[2], lenb[3]]) as usize;
+    let Some(addr) = tv.read_bytes(call.args[1], reported.clamp(2, 110)) else {
+        return ExitAction::NONE;
+    };
+    if u16::from_ne_bytes([addr[0], addr[1]]) != libc::AF_UNIX as u16
+        || addr.len() <= 2
+        || addr[2] == 0
+    {
+        return ExitAction::NONE;
+    }
+    let path: Vec<u8> = addr[2..].iter().copied().take_while(|&b| b != 0).collect();
+    let real = Path::new(std::ffi::OsStr::from_bytes(&path));
+    let Some(public) = public_of(view, real) else {
+        return ExitAction::NONE;
+    };
+    if public.as_path() == real {
+        return ExitAction::NONE;
+    }
+    // The caller's buffer size was in *addrlen before the call; the kernel
+    // replaced it with the full length. Write what fits of the public name.
+    let mut out = addr[..2].to_vec();
+    out.extend_from_slice(public.as_os_str().as_bytes());
+    out.push(0);
+    let full = out.len() as u32;
+    out.truncate(reported.min(110));
+    ExitAction {
+        ret: None,
+        writes: vec![
+            MemWrite {
+                addr: call.args[1],
+                bytes: out,
+            },
+            MemWrite {
+                addr: call.args[2],
+                bytes: full.to_ne_bytes().to_vec(),
+            },
+        ],
+    }
 }

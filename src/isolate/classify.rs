@@ -155,11 +155,13 @@ pub fn classify(sc: &Syscall, args: &[u64; 6]) -> Option<Vec<PathUse>> {
         ),
         "symlink" => one(1, Op::Create, false),
         "symlinkat" => one(2, Op::Create, false),
-        "link" => Some(vec![use_(0, Op::Read, false), use_(1, Op::Create, false)]),
+        // The link must share the environment's copy of the source, never
+        // the host's inode: the source is copied up first.
+        "link" => Some(vec![use_(0, Op::Modify, false), use_(1, Op::Create, false)]),
         "linkat" => Some(vec![
             PathUse {
                 idx: 1,
-                op: Op::Read,
+                op: Op::Modify,
                 follow: args[4] & AT_SYMLINK_FOLLOW != 0,
                 empty_ok: args[4] & AT_EMPTY_PATH != 0,
             },

@@ -11,6 +11,7 @@
 mod back;
 pub mod classify;
 pub mod dirents;
+mod exec;
 mod fdops;
 mod ops;
 mod paths;
@@ -19,11 +20,13 @@ use crate::trace::TracePolicy;
 use classify::{classify, Op, PathUse};
 use isotrace_arch::Syscall;
 use isotrace_idb::{Cache, View};
-use isotrace_tracer::{Action, Call, ExitAction, Policy, TraceeView, Verdict};
+use isotrace_tracer::{Action, ArgvItem, Call, ExitAction, Policy, TraceeView, Verdict};
 use nix::errno::Errno;
 use ops::{After, Plan};
 use paths::Resolver;
 use std::collections::HashMap;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::path::PathBuf;
 
 pub struct Isolation {
@@ -86,6 +89,14 @@ impl Isolation {
                 return self.fd_metadata(call, call.args[0] as i32, tv);
             }
             "bind" | "connect" => return self.unix_socket(call, tv),
+            "getsockname" | "getpeername" => {
+                return Ok(self.expect_back(call, back::Back::SockName));
+            }
+            "readlink" | "readlinkat" => {
+                if let Some(v) = self.magic_readlink(call, tv) {
+                    return v;
+                }
+            }
             // futimens(fd, times) is utimensat(fd, NULL, times, 0).
             "utimensat" if call.args[1] == 0 => {
                 return self.fd_metadata(call, call.args[0] as i32, tv);
@@ -115,11 +126,13 @@ impl Isolation {
         if paths.is_empty() && after.is_empty() {
             return Ok(Verdict::CONTINUE);
         }
-        let magic_back = self.readlink_back(call, &uses, &paths);
-        let exit_stop = !after.is_empty() || magic_back.is_some();
-        if let Some(b) = magic_back {
-            self.pending.insert(call.tid, Pending::Back(b));
-        } else if !after.is_empty() {
+        if call.sc.name == "execve" {
+            if let Some(v) = self.script(call, tv, &paths)? {
+                return Ok(v);
+            }
+        }
+        let exit_stop = !after.is_empty();
+        if exit_stop {
             self.pending.insert(call.tid, Pending::After(after));
         }
         Ok(Verdict {
@@ -145,11 +158,21 @@ impl Isolation {
             // AT_EMPTY_PATH: the call acts on the dirfd's object, which is
             // already open; a write to a host object through it is caught
             // by the fd-based checks. Without the flag: ENOENT.
-            return if u.empty_ok {
-                Ok(PathOutcome::Keep)
-            } else {
-                Err(libc::ENOENT)
-            };
+            if !u.empty_ok {
+                return Err(libc::ENOENT);
+            }
+            if u.op == Op::Modify && call.sc.name == "linkat" {
+                // linkat(fd, "", ..., AT_EMPTY_PATH): a host object's inode
+                // must not get a name in the environment.
+                let fd = call.args[0] as i32;
+                let real = tv.fd_path(fd).ok_or(libc::EBADF)?;
+                let upper = self.view.upper();
+                if real.is_absolute() && !real.starts_with(upper) && !self.view.is_exception(&real)
+                {
+                    return Err(libc::EXDEV);
+                }
+            }
+            return Ok(PathOutcome::Keep);
         }
         let dirfd = call.sc.dirfd_for(u.idx).map(|i| call.args[i] as i32);
         let r = self
@@ -279,6 +302,53 @@ impl Isolation {
         })
     }
 
+    /// execve of a `#!` script whose file or interpreter lives in the
+    /// environment: exec the interpreter with the script's public name.
+    fn script(
+        &mut self,
+        call: &Call,
+        tv: &mut dyn TraceeView,
+        paths: &[(usize, Vec<u8>)],
+    ) -> Result<Option<Verdict>, i32> {
+        let (Some((_, real)), Some(raw)) = (paths.first(), call.path(0)) else {
+            return Ok(None);
+        };
+        let real = PathBuf::from(std::ffi::OsStr::from_bytes(real));
+        let Some((interp, arg)) = exec::shebang(&real) else {
+            return Ok(None);
+        };
+        let ir = self
+            .resolver(call, tv)
+            .resolve(None, &interp, true)
+            .map_err(|e| e.errno())?;
+        if ir.loc.is_none() {
+            return Err(libc::ENOENT);
+        }
+        let script_public = real.as_path() == Path::new(std::ffi::OsStr::from_bytes(raw));
+        if script_public && ir.real.as_os_str().as_bytes() == interp.as_slice() {
+            // Both live on the host under their own names: the kernel's
+            // binfmt_script does the right thing.
+            return Ok(None);
+        }
+        let mut argv = vec![ArgvItem::New(interp)];
+        argv.extend(arg.map(ArgvItem::New));
+        argv.push(ArgvItem::New(raw.to_vec()));
+        argv.extend(
+            tracee_argv(call.args[1], tv)?
+                .into_iter()
+                .skip(1)
+                .map(ArgvItem::Tracee),
+        );
+        Ok(Some(Verdict {
+            action: Action::RewriteArgv {
+                paths: vec![(0, paths::bytes(&ir.real))],
+                argv_idx: 1,
+                argv,
+            },
+            exit_stop: false,
+        }))
+    }
+
     fn fd_metadata(
         &mut self,
         call: &Call,
@@ -296,19 +366,34 @@ impl Isolation {
         Verdict::CONTINUE.with_exit_stop(true)
     }
 
-    /// readlink of a /proc magic link reports a real path: translate it.
-    fn readlink_back(
-        &self,
+    /// readlink of a /proc magic link (exe, cwd, fd/N...) names a real
+    /// path: emulated, so the tracee only ever sees the public one.
+    fn magic_readlink(
+        &mut self,
         call: &Call,
-        uses: &[PathUse],
-        _paths: &[(usize, Vec<u8>)],
-    ) -> Option<back::Back> {
-        if !matches!(call.sc.name, "readlink" | "readlinkat") {
+        tv: &mut dyn TraceeView,
+    ) -> Option<Result<Verdict, i32>> {
+        let (pidx, buf, size) = if call.sc.name == "readlink" {
+            (0, call.args[1], call.args[2])
+        } else {
+            (1, call.args[2], call.args[3])
+        };
+        let raw = call.path(pidx)?;
+        if !back::names_magic_link(raw) {
             return None;
         }
-        let idx = uses.first()?.idx;
-        let raw = call.path(idx)?;
-        back::names_magic_link(raw).then_some(back::Back::Readlink)
+        let _ = tv;
+        Some(
+            back::magic_readlink(&self.view, raw, call.pid, call.tid, size as usize).map(|bytes| {
+                Verdict {
+                    action: Action::EmulateWrite {
+                        ret: bytes.len() as i64,
+                        writes: vec![isotrace_tracer::MemWrite { addr: buf, bytes }],
+                    },
+                    exit_stop: false,
+                }
+            }),
+        )
     }
 
     fn getdents64(&mut self, call: &Call, tv: &mut dyn TraceeView) -> Result<Verdict, i32> {
@@ -336,6 +421,25 @@ impl Isolation {
             exit_stop: false,
         })
     }
+}
+
+/// The pointers of a NULL-terminated string array in tracee memory.
+fn tracee_argv(mut at: u64, tv: &mut dyn TraceeView) -> Result<Vec<u64>, i32> {
+    const MAX: usize = 1 << 17;
+    let mut out = Vec::new();
+    if at == 0 {
+        return Ok(out);
+    }
+    while out.len() < MAX {
+        let chunk = tv.read_bytes(at, 8).ok_or(libc::EFAULT)?;
+        let p = u64::from_ne_bytes(chunk.try_into().map_err(|_| libc::EFAULT)?);
+        if p == 0 {
+            return Ok(out);
+        }
+        out.push(p);
+        at += 8;
+    }
+    Err(libc::E2BIG)
 }
 
 enum PathOutcome {

@@ -825,3 +825,301 @@ pub fn lines(bytes: &[u8]) -> Vec<String> {
 pub fn path_str(path: &Path) -> &str {
     path.to_str().expect("test paths are UTF-8")
 }
+
+// ---------------------------------------------------------------------------
+// Isolated environments (issue #3): a private ISOTRACE_HOME per test, runs in
+// an env, and "the host is byte-for-byte untouched" checks.
+// ---------------------------------------------------------------------------
+
+/// Deadline for one isotrace run in the isolation tests.
+pub const ISO_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One isolation test's world: a fresh `ISOTRACE_HOME` (`root/home`), a host
+/// directory the test populates natively (`root/host`) and a `HOME` for the
+/// programs (`root/user`). Everything is removed when dropped.
+pub struct Iso {
+    root: tempfile::TempDir,
+    /// Host paths outside `root` the test names (e.g. /usr/local/bin/X):
+    /// asserted absent by the test, and removed on drop in case a bug put
+    /// them on the host anyway, so one failure does not litter the machine.
+    litter: Mutex<Vec<PathBuf>>,
+}
+
+impl Iso {
+    pub fn new() -> Iso {
+        let root = tempfile::Builder::new()
+            .prefix("isotest-")
+            .tempdir()
+            .expect("tempdir");
+        for d in ["home", "host", "user"] {
+            fs::create_dir(root.path().join(d)).expect("create fixture dir");
+        }
+        Iso {
+            root,
+            litter: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The test's root directory (holds home/, host/ and user/).
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    /// `ISOTRACE_HOME` for every run of this test.
+    pub fn home(&self) -> PathBuf {
+        self.root.path().join("home")
+    }
+
+    /// The host directory the test populates natively.
+    pub fn host(&self) -> PathBuf {
+        self.root.path().join("host")
+    }
+
+    /// `host()/rel` as a string, for shell snippets.
+    pub fn hp(&self, rel: &str) -> String {
+        path_str(&self.host().join(rel)).to_owned()
+    }
+
+    /// Where env NAME's private layer lives (`$ISOTRACE_HOME/envs/NAME/upper`).
+    pub fn upper(&self, env: &str) -> PathBuf {
+        self.home().join("envs").join(env).join("upper")
+    }
+
+    /// Registers a host path outside the fixture to be removed on drop.
+    pub fn litter(&self, path: impl Into<PathBuf>) {
+        self.litter.lock().unwrap().push(path.into());
+    }
+
+    /// A `Command` for `isotrace ARGS...` with the harness environment,
+    /// `ISOTRACE_HOME` and `HOME` set, run in the host directory.
+    pub fn command<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let user = self.root.path().join("user");
+        let mut cmd = Command::new(isotrace());
+        cmd.args(args)
+            .current_dir(self.host())
+            .env_clear()
+            .envs(base_env(&user))
+            .env("ISOTRACE_HOME", self.home());
+        cmd
+    }
+
+    /// Runs `isotrace ARGS...` to completion under [`ISO_TIMEOUT`].
+    pub fn isotrace<I, S>(&self, args: I) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.execute(self.command(args))
+    }
+
+    /// Runs a prepared command (see [`Iso::command`]) under [`ISO_TIMEOUT`].
+    pub fn execute(&self, mut cmd: Command) -> Run {
+        let (status, stdout, stderr) = execute(&mut cmd, None, ISO_TIMEOUT, None);
+        Run {
+            mode: Mode::Traced,
+            status,
+            stdout,
+            stderr,
+            dir: self.host(),
+            _root: None,
+        }
+    }
+
+    /// `isotrace --env ENV -- /bin/sh -c SCRIPT`
+    pub fn sh(&self, env: &str, script: &str) -> Run {
+        self.isotrace(["--env", env, "--", "/bin/sh", "-c", script])
+    }
+
+    /// Like [`Iso::sh`], and panics unless the script exited 0.
+    pub fn sh_ok(&self, env: &str, script: &str) -> Run {
+        let run = self.sh(env, script);
+        assert_eq!(
+            run.status,
+            Status::Exited(0),
+            "in env {env}: sh -c {script:?} failed\n{}",
+            run.describe()
+        );
+        run
+    }
+
+    /// Runs `/bin/sh -c SCRIPT` natively with the same environment as the
+    /// isotrace runs (for setup and for checking what the host sees).
+    pub fn native_sh(&self, script: &str) -> Run {
+        let user = self.root.path().join("user");
+        let mut cmd = Command::new("/bin/sh");
+        cmd.args(["-c", script])
+            .current_dir(self.host())
+            .env_clear()
+            .envs(base_env(&user));
+        let (status, stdout, stderr) = execute(&mut cmd, None, ISO_TIMEOUT, None);
+        Run {
+            mode: Mode::Native,
+            status,
+            stdout,
+            stderr,
+            dir: self.host(),
+            _root: None,
+        }
+    }
+}
+
+impl Default for Iso {
+    fn default() -> Iso {
+        Iso::new()
+    }
+}
+
+impl Drop for Iso {
+    fn drop(&mut self) {
+        for p in self.litter.lock().unwrap().iter() {
+            if fs::symlink_metadata(p).is_ok() {
+                eprintln!("cleaning up host litter {}", p.display());
+                let _ = fs::remove_dir_all(p).or_else(|_| fs::remove_file(p));
+            }
+        }
+    }
+}
+
+/// Everything about one host entry that a write could change: content, mode,
+/// owner, link count and the m/ctimes. Access times are left out (reads
+/// update them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostEntry {
+    pub kind: char,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub nlink: u64,
+    pub len: u64,
+    pub mtime: (i64, i64),
+    pub ctime: (i64, i64),
+    /// Content hash for files, target for symlinks.
+    pub content: String,
+}
+
+/// A recursive snapshot of a host tree, including its root.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostSnapshot {
+    pub root: PathBuf,
+    pub entries: BTreeMap<PathBuf, HostEntry>,
+}
+
+/// lstat-level facts about one path, or `None` if it does not exist.
+pub fn host_entry(path: &Path) -> Option<HostEntry> {
+    let meta = fs::symlink_metadata(path).ok()?;
+    let ft = meta.file_type();
+    let (kind, content) = if ft.is_symlink() {
+        let t = fs::read_link(path).expect("readlink");
+        ('l', t.to_string_lossy().into_owned())
+    } else if ft.is_dir() {
+        ('d', String::new())
+    } else if ft.is_file() {
+        ('f', format!("{:016x}", hash_file(path)))
+    } else {
+        ('o', String::new())
+    };
+    Some(HostEntry {
+        kind,
+        mode: meta.mode(),
+        uid: meta.uid(),
+        gid: meta.gid(),
+        nlink: meta.nlink(),
+        len: if kind == 'd' { 0 } else { meta.len() },
+        mtime: (meta.mtime(), meta.mtime_nsec()),
+        ctime: (meta.ctime(), meta.ctime_nsec()),
+        content,
+    })
+}
+
+/// Snapshots `root` and everything below it (symlinks are not followed).
+pub fn host_snapshot(root: &Path) -> HostSnapshot {
+    fn go(base: &Path, rel: &Path, out: &mut BTreeMap<PathBuf, HostEntry>) {
+        let path = base.join(rel);
+        let Some(entry) = host_entry(&path) else {
+            return;
+        };
+        let is_dir = entry.kind == 'd';
+        out.insert(rel.to_owned(), entry);
+        if is_dir {
+            let mut names: Vec<_> = fs::read_dir(&path)
+                .unwrap_or_else(|e| panic!("read_dir {}: {e}", path.display()))
+                .map(|e| e.expect("dir entry").file_name())
+                .collect();
+            names.sort();
+            for n in names {
+                go(base, &rel.join(n), out);
+            }
+        }
+    }
+    let mut entries = BTreeMap::new();
+    go(root, Path::new(""), &mut entries);
+    HostSnapshot {
+        root: root.to_owned(),
+        entries,
+    }
+}
+
+impl HostSnapshot {
+    /// Panics, listing every difference, unless the tree is exactly as it
+    /// was when this snapshot was taken.
+    pub fn assert_unchanged(&self) {
+        let now = host_snapshot(&self.root);
+        if now == *self {
+            return;
+        }
+        let mut diffs = Vec::new();
+        for (p, e) in &self.entries {
+            match now.entries.get(p) {
+                None => diffs.push(format!("removed from host: {}", p.display())),
+                Some(n) if n != e => {
+                    diffs.push(format!("changed on host: {}: {e:?} -> {n:?}", p.display()))
+                }
+                Some(_) => {}
+            }
+        }
+        for p in now
+            .entries
+            .keys()
+            .filter(|p| !self.entries.contains_key(*p))
+        {
+            diffs.push(format!("appeared on host: {}", p.display()));
+        }
+        panic!(
+            "the host tree {} is not byte-for-byte untouched ({} differences):\n{}",
+            self.root.display(),
+            diffs.len(),
+            diffs.join("\n")
+        );
+    }
+}
+
+/// Panics unless `path` does not exist on the host (lstat says ENOENT).
+pub fn assert_absent_on_host(path: impl AsRef<Path>) {
+    let path = path.as_ref();
+    if let Ok(meta) = fs::symlink_metadata(path) {
+        panic!(
+            "{} exists on the host ({:?}, mode {:o}), but only the env should have it",
+            path.display(),
+            meta.file_type(),
+            meta.mode()
+        );
+    }
+}
+
+/// The counted summary line isotrace prints at exit, if any:
+/// `isotrace: N path(s) changed in env NAME; see ...` -> (N, NAME).
+pub fn change_summary(stderr: &[u8]) -> Vec<(u64, String)> {
+    lines(stderr)
+        .iter()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("isotrace: ")?;
+            let (n, rest) = rest.split_once(" path(s) changed in env ")?;
+            let (name, _) = rest.split_once("; see ")?;
+            Some((n.parse().ok()?, name.to_owned()))
+        })
+        .collect()
+}

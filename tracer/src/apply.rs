@@ -2,7 +2,7 @@
 
 use crate::error::Result;
 use crate::inject::{self, Injected};
-use crate::policy::{Action, Call, Verdict};
+use crate::policy::{Action, ArgvItem, Call, Verdict};
 use crate::remote::MemFile;
 use crate::scratch::{Pool, SCRATCH_BASE, SCRATCH_LEN, SLOT_SIZE};
 use crate::supervisor::Supervisor;
@@ -41,7 +41,15 @@ pub fn verdict(
                 sup.stats.rewrites += 1;
                 return resume(sup, tid, call, paths, exit_stop);
             }
-            rewrite_paths(sup, tid, regs, call, verdict, paths)
+            rewrite_paths(sup, tid, regs, call, verdict, paths, None)
+        }
+        Action::RewriteArgv {
+            paths,
+            argv_idx,
+            argv,
+        } => {
+            let (paths, argv) = (paths.clone(), (*argv_idx, argv.clone()));
+            rewrite_paths(sup, tid, regs, call, verdict, paths, Some(argv))
         }
     }
 }
@@ -95,6 +103,7 @@ fn rewrite_paths(
     call: Call,
     verdict: Verdict,
     paths: Vec<(usize, Vec<u8>)>,
+    argv: Option<(usize, Vec<ArgvItem>)>,
 ) -> Result<()> {
     let task = sup.tasks.get_mut(&tid).expect("known task");
     let mm = task.mm.clone();
@@ -103,13 +112,25 @@ fn rewrite_paths(
         return map_scratch(sup, tid, regs, call, verdict);
     }
     let mut space = mm.borrow_mut();
-    let need: usize = paths.iter().map(|(_, p)| p.len() + 1).sum();
+    let argv_need: usize = argv.as_ref().map_or(0, |(_, items)| {
+        items
+            .iter()
+            .map(|i| match i {
+                ArgvItem::New(s) => s.len() + 1,
+                ArgvItem::Tracee(_) => 0,
+            })
+            .sum::<usize>()
+            + 8 * (items.len() + 2)
+    });
+    let need: usize = paths.iter().map(|(_, p)| p.len() + 1).sum::<usize>() + argv_need;
     let Some(slot) = (need as u64 <= SLOT_SIZE)
         .then(|| space.pool.alloc())
         .flatten()
     else {
         drop(space);
-        let e = if need as u64 > SLOT_SIZE {
+        let e = if need as u64 > SLOT_SIZE && argv_need > 0 {
+            Errno::E2BIG
+        } else if need as u64 > SLOT_SIZE {
             Errno::ENAMETOOLONG
         } else {
             Errno::EAGAIN
@@ -126,6 +147,10 @@ fn rewrite_paths(
         regs.set_arg(*i, addr + blob.len() as u64);
         blob.extend_from_slice(p);
         blob.push(0);
+    }
+    if let Some((idx, items)) = &argv {
+        let array = lay_out_argv(addr, &mut blob, items);
+        regs.set_arg(*idx, array);
     }
     let written = mem.write(tid, addr, &blob);
     drop(space);
@@ -189,4 +214,28 @@ pub fn write_all(tid: Tid, writes: &[crate::policy::MemWrite]) -> Result<()> {
         sys::vm_write(tid, w.addr, &w.bytes)?;
     }
     Ok(())
+}
+
+/// Appends the new strings of `items`, then the 8-aligned pointer array
+/// (NULL-terminated) to `blob`, which starts at tracee address `base`.
+/// Returns the array's address.
+fn lay_out_argv(base: u64, blob: &mut Vec<u8>, items: &[ArgvItem]) -> u64 {
+    let mut ptrs = Vec::with_capacity(items.len() + 1);
+    for item in items {
+        match item {
+            ArgvItem::Tracee(p) => ptrs.push(*p),
+            ArgvItem::New(s) => {
+                ptrs.push(base + blob.len() as u64);
+                blob.extend_from_slice(s);
+                blob.push(0);
+            }
+        }
+    }
+    ptrs.push(0);
+    blob.resize(blob.len().next_multiple_of(8), 0);
+    let array = base + blob.len() as u64;
+    for p in ptrs {
+        blob.extend_from_slice(&p.to_ne_bytes());
+    }
+    array
 }

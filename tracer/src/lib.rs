@@ -27,8 +27,8 @@ mod task;
 
 pub use error::{Error, Result};
 pub use policy::{
-    Action, Call, Event, ExitAction, ExitKind, MemWrite, PathArg, Policy, SpawnKind, TraceeView,
-    Verdict,
+    Action, ArgvItem, Call, Event, ExitAction, ExitKind, MemWrite, PathArg, Policy, SpawnKind,
+    TraceeView, Verdict,
 };
 pub use spawn::{ChildFailure, SpawnSpec};
 pub use supervisor::{Outcome, Stats, Supervisor};

@@ -55,6 +55,16 @@ pub enum Action {
         paths: Vec<(usize, Vec<u8>)>,
         args: Vec<(usize, u64)>,
     },
+    /// A [`Action::Rewrite`] of `paths` that also replaces the string array
+    /// at argument `argv_idx` (execve's argv): new strings and the array
+    /// itself go into the scratch slot, existing strings are referred to by
+    /// their tracee address. Used to run a `#!` script's interpreter
+    /// directly with the script's public name.
+    RewriteArgv {
+        paths: Vec<(usize, Vec<u8>)>,
+        argv_idx: usize,
+        argv: Vec<ArgvItem>,
+    },
     /// Skip the syscall; it returns this value (>= 0, or -errno).
     Emulate(i64),
     /// Skip the syscall after writing these bytes into tracee memory (the
@@ -62,6 +72,15 @@ pub enum Action {
     EmulateWrite { ret: i64, writes: Vec<MemWrite> },
     /// Skip the syscall; it fails with this errno.
     Deny(Errno),
+}
+
+/// One element of a rewritten string array.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ArgvItem {
+    /// A string already in tracee memory, by address.
+    Tracee(u64),
+    /// A new string (without its NUL).
+    New(Vec<u8>),
 }
 
 /// Bytes to store at an address of the tracee (its own writable buffer).

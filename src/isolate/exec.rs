@@ -1,0 +1,62 @@
+//! execve(2) of a `#!` script inside an environment.
+//!
+//! The kernel runs a script by exec'ing its interpreter with the path that
+//! was given to execve as an argument (binfmt_script). With that path
+//! rewritten to the private copy, the interpreter would be handed a name in
+//! the store, which tracees cannot see, and the interpreter named by `#!`
+//! would be looked up on the host rather than in the environment. So the
+//! supervisor does binfmt_script's work itself: it resolves the interpreter
+//! in the merged view and execs it directly with the script's own name.
+
+use std::io::Read;
+use std::path::Path;
+
+/// The kernel reads at most this much of a `#!` line (BINPRM_BUF_SIZE).
+const BINPRM_BUF_SIZE: usize = 256;
+
+/// The interpreter and optional argument of a `#!` line, split as
+/// binfmt_script does: the interpreter up to the first blank, the rest
+/// (trimmed) as one argument.
+pub fn shebang(file: &Path) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
+    let mut buf = [0u8; BINPRM_BUF_SIZE];
+    let mut f = std::fs::File::open(file).ok()?;
+    let n = f.read(&mut buf).ok()?;
+    parse(&buf[..n])
+}
+
+fn parse(buf: &[u8]) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
+    let line = buf.strip_prefix(b"#!")?;
+    let line = &line[..line.iter().position(|&b| b == b'\n').unwrap_or(line.len())];
+    let blank = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = line.iter().position(|b| !blank(b))?;
+    let line = &line[start..];
+    let end = line.iter().position(blank).unwrap_or(line.len());
+    let interp = line[..end].to_vec();
+    let rest = &line[end..];
+    let arg = rest
+        .iter()
+        .position(|b| !blank(b))
+        .map(|s| {
+            let r = &rest[s..];
+            let e = r.iter().rposition(|b| !blank(b)).map_or(0, |e| e + 1);
+            r[..e].to_vec()
+        })
+        .filter(|a| !a.is_empty());
+    Some((interp, arg))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse;
+
+    #[test]
+    fn splits_like_binfmt_script() {
+        assert_eq!(parse(b"#!/bin/sh\necho"), Some((b"/bin/sh".to_vec(), None)));
+        assert_eq!(
+            parse(b"#! /usr/bin/env  python3 -u \n"),
+            Some((b"/usr/bin/env".to_vec(), Some(b"python3 -u".to_vec())))
+        );
+        assert_eq!(parse(b"\\x7fELF"), None);
+        assert_eq!(parse(b"#!\n"), None);
+    }
+}

@@ -1,0 +1,316 @@
+//! Issue #3, copy-on-write files: what a program writes, modifies, deletes,
+//! renames or links inside an environment lands in the env's private layer.
+//! The env sees the merged view; the host tree stays byte-for-byte as it was
+//! (content, mode, owner, link count, mtime and ctime of every entry).
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::os::unix::fs::{symlink, PermissionsExt};
+
+use common::{host_snapshot, write_file, Iso};
+
+/// A small host tree: a file, a nested directory, a relative symlink.
+fn populate(iso: &Iso) {
+    let h = iso.host();
+    write_file(&h, "a.txt", "one\n");
+    write_file(&h, "keep.txt", "keep\n");
+    write_file(&h, "tree/x", "x\n");
+    write_file(&h, "tree/sub/y", "y\n");
+    write_file(&h, "tree/sub/deeper/z", "z\n");
+    symlink("x", h.join("tree/link")).unwrap();
+}
+
+#[test]
+fn new_file_is_private_and_persists() {
+    let iso = Iso::new();
+    populate(&iso);
+    let host = host_snapshot(&iso.host());
+    let new = iso.hp("tree/sub/new.txt");
+    let run = iso.sh_ok("e", &format!("echo fresh > {new} && cat {new}"));
+    assert_eq!(run.stdout_str(), "fresh\n");
+    host.assert_unchanged();
+    // A later run in the same env still sees it; the host never does.
+    let again = iso.sh_ok("e", &format!("cat {new}"));
+    assert_eq!(again.stdout_str(), "fresh\n");
+    assert!(
+        iso.upper("e").join(new.trim_start_matches('/')).is_file(),
+        "the new file should be in the env's private layer"
+    );
+    host.assert_unchanged();
+}
+
+#[test]
+fn appending_to_a_host_file_changes_only_the_env_copy() {
+    let iso = Iso::new();
+    populate(&iso);
+    let host = host_snapshot(&iso.host());
+    let a = iso.hp("a.txt");
+    let run = iso.sh_ok("e", &format!("echo two >> {a} && cat {a}"));
+    assert_eq!(run.stdout_str(), "one\ntwo\n");
+    let again = iso.sh_ok("e", &format!("cat {a}"));
+    assert_eq!(again.stdout_str(), "one\ntwo\n");
+    assert_eq!(fs::read_to_string(&a).unwrap(), "one\n");
+    host.assert_unchanged();
+}
+
+#[test]
+fn rm_of_a_host_file_leaves_it_on_the_host() {
+    let iso = Iso::new();
+    populate(&iso);
+    let host = host_snapshot(&iso.host());
+    let a = iso.hp("a.txt");
+    iso.sh_ok("e", &format!("rm {a} && test ! -e {a}"));
+    let run = iso.sh("e", &format!("cat {a}"));
+    assert_ne!(
+        run.status,
+        common::Status::Exited(0),
+        "a deleted file must stay deleted in the env\n{}",
+        run.describe()
+    );
+    let ls = iso.sh_ok("e", &format!("ls -a {}", iso.hp("")));
+    assert_eq!(ls.stdout_str(), ".\n..\nkeep.txt\ntree\n");
+    // The deletion is recorded as an overlay-style whiteout.
+    let wh = iso
+        .upper("e")
+        .join(iso.hp(".wh.a.txt").trim_start_matches('/'));
+    assert!(wh.exists(), "expected a whiteout at {}", wh.display());
+    host.assert_unchanged();
+}
+
+#[test]
+fn rm_rf_of_a_host_tree_hides_it_in_the_env_only() {
+    let iso = Iso::new();
+    populate(&iso);
+    let host = host_snapshot(&iso.host());
+    let tree = iso.hp("tree");
+    iso.sh_ok("e", &format!("rm -rf {tree} && test ! -e {tree}"));
+    let ls = iso.sh("e", &format!("ls {tree}"));
+    assert_ne!(ls.status, common::Status::Exited(0), "{}", ls.describe());
+    let deep = iso.sh("e", &format!("cat {tree}/sub/deeper/z"));
+    assert_ne!(
+        deep.status,
+        common::Status::Exited(0),
+        "{}",
+        deep.describe()
+    );
+    // A directory re-created at the same name is empty: the host's old
+    // entries must not shine through (overlayfs's opaque directory).
+    let fresh = iso.sh_ok(
+        "e",
+        &format!("mkdir {tree} && ls -A {tree} && echo end && test ! -e {tree}/sub/y"),
+    );
+    assert_eq!(fresh.stdout_str(), "end\n");
+    host.assert_unchanged();
+}
+
+#[test]
+fn mv_of_a_host_directory_moves_everything_in_the_env() {
+    let iso = Iso::new();
+    populate(&iso);
+    let host = host_snapshot(&iso.host());
+    let (tree, moved) = (iso.hp("tree"), iso.hp("moved"));
+    iso.sh_ok("e", &format!("mv {tree} {moved}"));
+    let run = iso.sh_ok(
+        "e",
+        &format!(
+            "cd {moved} && find . | sort && cat sub/deeper/z link && \
+             test ! -e {tree} && echo old-gone"
+        ),
+    );
+    assert_eq!(
+        run.stdout_str(),
+        ".\n./link\n./sub\n./sub/deeper\n./sub/deeper/z\n./sub/y\n./x\nz\nx\nold-gone\n"
+    );
+    // The moved tree is a normal, writable part of the env.
+    let edit = iso.sh_ok(
+        "e",
+        &format!(
+            "echo y2 >> {moved}/sub/y && cat {moved}/sub/y && ls {}",
+            iso.hp("")
+        ),
+    );
+    assert_eq!(edit.stdout_str(), "y\ny2\na.txt\nkeep.txt\nmoved\n");
+    host.assert_unchanged();
+}
+
+#[test]
+fn mv_of_host_files_renames_and_replaces_in_the_env_only() {
+    let iso = Iso::new();
+    populate(&iso);
+    let host = host_snapshot(&iso.host());
+    let (a, a2, keep, x) = (
+        iso.hp("a.txt"),
+        iso.hp("a2.txt"),
+        iso.hp("keep.txt"),
+        iso.hp("tree/x"),
+    );
+    // A plain rename, then a write through the new name, then a rename
+    // over an existing host file.
+    let run = iso.sh_ok(
+        "e",
+        &format!(
+            "mv {a} {a2} && echo two >> {a2} && mv -f {keep} {x} && \
+             cat {a2} {x} && test ! -e {a} && test ! -e {keep} && echo gone"
+        ),
+    );
+    assert_eq!(run.stdout_str(), "one\ntwo\nkeep\ngone\n");
+    host.assert_unchanged();
+}
+
+#[test]
+fn ls_of_a_merged_directory_is_the_exact_union() {
+    let iso = Iso::new();
+    let h = iso.host();
+    for n in ["h1", "h2", "h3"] {
+        write_file(&h, &format!("m/{n}"), n);
+    }
+    let host = host_snapshot(&h);
+    let m = iso.hp("m");
+    iso.sh_ok(
+        "e",
+        &format!("touch {m}/e1 {m}/e2 && echo new > {m}/h1 && rm {m}/h2"),
+    );
+    let ls = iso.sh_ok("e", &format!("ls -a {m}"));
+    assert_eq!(ls.stdout_str(), ".\n..\ne1\ne2\nh1\nh3\n");
+    host.assert_unchanged();
+}
+
+/// Large enough that getdents64 needs many calls for one listing: the merge
+/// must be stable across calls (no duplicates, nothing skipped).
+#[test]
+fn large_merged_directory_listing_has_no_duplicates_or_gaps() {
+    let iso = Iso::new();
+    let h = iso.host();
+    let pad = "p".repeat(60);
+    for i in 0..1500 {
+        write_file(&h, &format!("big/host-{i:04}-{pad}"), "");
+    }
+    let host = host_snapshot(&h);
+    let big = iso.hp("big");
+    // `rm host-*[0369]-PAD` removes the host names whose index ends in 0, 3,
+    // 6 or 9; then 400 env-only names are created.
+    let script = format!(
+        "cd {big} && rm -f host-*[0369]-{pad} && \
+         i=0; while [ $i -lt 400 ]; do : > $(printf env-%04d-{pad} $i); i=$((i+1)); done; \
+         ls -f -a"
+    );
+    let expected: BTreeSet<String> = (0..1500)
+        .filter(|i| !matches!(i % 10, 0 | 3 | 6 | 9))
+        .map(|i| format!("host-{i:04}-{pad}"))
+        .chain((0..400).map(|i| format!("env-{i:04}-{pad}")))
+        .chain([".".to_owned(), "..".to_owned()])
+        .collect();
+    let run = iso.sh_ok("e", &script);
+    let got: Vec<String> = run.stdout_str().lines().map(str::to_owned).collect();
+    let unique: BTreeSet<String> = got.iter().cloned().collect();
+    assert_eq!(
+        got.len(),
+        unique.len(),
+        "the merged listing repeats {} entries",
+        got.len() - unique.len()
+    );
+    let missing: Vec<_> = expected.difference(&unique).take(5).collect();
+    let extra: Vec<_> = unique.difference(&expected).take(5).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "merged listing differs: {} entries, expected {}; missing e.g. {missing:?}; extra e.g. {extra:?}",
+        unique.len(),
+        expected.len()
+    );
+    // Python's os.listdir (its own getdents64 buffer size) agrees.
+    let py = iso.isotrace([
+        "--env",
+        "e",
+        "--",
+        common::PYTHON,
+        "-c",
+        &format!("import os; print(len(os.listdir({big:?})), len(set(os.listdir({big:?}))))"),
+    ]);
+    py.assert_exit(0);
+    let n = expected.len() - 2;
+    assert_eq!(py.stdout_str(), format!("{n} {n}\n"), "{}", py.describe());
+    host.assert_unchanged();
+}
+
+#[test]
+fn chmod_of_a_host_file_changes_only_the_env_copy() {
+    let iso = Iso::new();
+    populate(&iso);
+    fs::set_permissions(iso.host().join("a.txt"), fs::Permissions::from_mode(0o644)).unwrap();
+    fs::set_permissions(iso.host().join("tree"), fs::Permissions::from_mode(0o755)).unwrap();
+    let host = host_snapshot(&iso.host());
+    let (a, tree) = (iso.hp("a.txt"), iso.hp("tree"));
+    iso.sh_ok("e", &format!("chmod 600 {a} && chmod 700 {tree}"));
+    let run = iso.sh_ok("e", &format!("stat -c %a {a} {tree} && cat {a}"));
+    assert_eq!(run.stdout_str(), "600\n700\none\n");
+    host.assert_unchanged();
+}
+
+#[test]
+fn symlink_created_in_the_env_points_to_a_host_file() {
+    let iso = Iso::new();
+    populate(&iso);
+    let host = host_snapshot(&iso.host());
+    let (a, abs, rel) = (iso.hp("a.txt"), iso.hp("abs-link"), iso.hp("rel-link"));
+    iso.sh_ok("e", &format!("ln -s {a} {abs} && ln -s a.txt {rel}"));
+    let run = iso.sh_ok(
+        "e",
+        &format!("readlink {abs} {rel} && cat {abs} {rel} && test -L {abs} && echo ok"),
+    );
+    assert_eq!(run.stdout_str(), format!("{a}\na.txt\none\none\nok\n"));
+    host.assert_unchanged();
+}
+
+#[test]
+fn hard_link_to_a_host_file_shares_the_env_copy() {
+    let iso = Iso::new();
+    populate(&iso);
+    let host = host_snapshot(&iso.host());
+    let (a, hard) = (iso.hp("a.txt"), iso.hp("hard"));
+    iso.sh_ok("e", &format!("ln {a} {hard}"));
+    // Both names are one inode in the env: a write through one shows
+    // through the other, and the link count is 2.
+    let run = iso.sh_ok(
+        "e",
+        &format!(
+            "cat {hard} && echo two >> {hard} && cat {a} && stat -c %h {a} {hard} && \
+             test {a} -ef {hard} && echo same"
+        ),
+    );
+    assert_eq!(run.stdout_str(), "one\none\ntwo\n2\n2\nsame\n");
+    host.assert_unchanged();
+}
+
+#[test]
+fn touch_d_sets_the_env_mtime_only() {
+    let iso = Iso::new();
+    populate(&iso);
+    let host = host_snapshot(&iso.host());
+    let (a, n) = (iso.hp("a.txt"), iso.hp("new"));
+    iso.sh_ok("e", &format!("touch -d '2001-02-03 04:05:06' {a} {n}"));
+    let run = iso.sh_ok("e", &format!("stat -c %Y {a} {n} && cat {a}"));
+    assert_eq!(run.stdout_str(), "981173106\n981173106\none\n");
+    host.assert_unchanged();
+}
+
+#[test]
+fn two_envs_writing_one_path_see_only_their_own_content() {
+    let iso = Iso::new();
+    populate(&iso);
+    let host = host_snapshot(&iso.host());
+    let (p, a) = (iso.hp("tree/same"), iso.hp("a.txt"));
+    iso.sh_ok("A", &format!("echo from-A > {p}"));
+    iso.sh_ok("B", &format!("echo from-B > {p} && rm {a}"));
+    assert_eq!(iso.sh_ok("A", &format!("cat {p}")).stdout_str(), "from-A\n");
+    assert_eq!(iso.sh_ok("B", &format!("cat {p}")).stdout_str(), "from-B\n");
+    // B's deletion of a host file is B's alone.
+    assert_eq!(
+        iso.sh_ok("A", &format!("cat {a} {p}")).stdout_str(),
+        "one\nfrom-A\n"
+    );
+    let b = iso.sh("B", &format!("cat {a}"));
+    assert_ne!(b.status, common::Status::Exited(0), "{}", b.describe());
+    host.assert_unchanged();
+}
