@@ -259,6 +259,31 @@ fn a_missing_pid_is_named() {
 }
 
 #[test]
+fn another_users_process_is_refused() {
+    if !common::is_root() {
+        eprintln!("not root: cannot start a process as another user; skipped");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    common::chmod(tmp.path(), 0o777);
+    let target = Target::spawn(Command::new("sleep").arg("60"));
+    let pid = target.child.id() as i32;
+    let img = tmp.path().join("img");
+    let mut cmd = Command::new("setpriv");
+    cmd.args(&common::setpriv_prefix()[1..])
+        .arg(common::isotrace())
+        .args(["snapshot", &pid.to_string(), "-o", path(&img)]);
+    let (status, _, err) = common::execute(&mut cmd, None, WAIT, None);
+    let err = String::from_utf8_lossy(&err);
+    assert_eq!(status, Status::Exited(1), "{err}");
+    assert!(
+        err.contains(&format!("isotrace: not allowed to trace pid {pid}")),
+        "{err}"
+    );
+    assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 0);
+}
+
+#[test]
 fn an_already_traced_target_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let exe = guest("snap_threads");
@@ -390,7 +415,9 @@ fn a_process_tree() {
 fn python_core_opens_in_gdb() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let script = "import os, threading, time\n\
+    let script = "import os, socket, threading, time\n\
+        srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen()\n\
+        a, b = socket.socketpair()\n\
         ts = [threading.Thread(target=time.sleep, args=(60,), daemon=True) for _ in range(2)]\n\
         [t.start() for t in ts]\n\
         open('pid.tmp', 'w').write(str(os.getpid())); os.rename('pid.tmp', 'pid')\n\
@@ -405,6 +432,13 @@ fn python_core_opens_in_gdb() {
     snapshot(pid, &img, dir).assert_exit(0);
     let image = Image::open(&img).unwrap();
     assert_eq!(image.process(pid).unwrap().threads.len(), 3);
+    let socks = run_isotrace(&["inspect", path(&img), "sockets", "--json"], dir);
+    let text = socks.assert_exit(0).stdout_str();
+    assert!(
+        text.contains("\"state\": \"LISTEN\"") && text.contains("127.0.0.1:"),
+        "{text}"
+    );
+    assert_eq!(text.matches("\"family\": \"unix\"").count(), 2, "{text}");
     let core = dir.join("core");
     run_isotrace(&["core", path(&img), "-o", path(&core)], dir).assert_exit(0);
     if let Some(out) = gdb(Path::new(common::PYTHON), &core, &["info threads", "bt"]) {
@@ -423,4 +457,18 @@ fn python_core_opens_in_gdb() {
         );
         assert!(out.contains(&format!("LWP {pid}")), "{out}");
     }
+}
+
+#[test]
+fn a_zombie_leader_is_skipped_not_waited_for() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let _target = Target::spawn(Command::new(guest("snap_leader_exit")).arg(dir));
+    let pid = wait_for_pid(&dir.join("pid"), WAIT);
+    let img = dir.join("img");
+    snapshot(pid, &img, dir).assert_exit(0);
+    let image = Image::open(&img).unwrap();
+    let threads = &image.process(pid).unwrap().threads;
+    assert_eq!(threads.len(), 1, "only the worker: {threads:?}");
+    assert_ne!(threads[0].tid, pid);
 }

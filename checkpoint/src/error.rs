@@ -25,7 +25,8 @@ pub enum Error {
     },
     #[error("{} already exists; refusing to overwrite it", path.display())]
     Exists { path: PathBuf },
-    #[error("{} is not an isotrace image (no manifest.json)", path.display())]
+    /// (The path is left out of the message: callers name the image.)
+    #[error("not an isotrace image (no manifest.json)")]
     NotAnImage { path: PathBuf },
     /// A section's size or sha256 differs from the manifest, or it does not
     /// decode: the image was damaged after it was written.

@@ -135,7 +135,7 @@ pub struct Vma {
 
 impl Vma {
     pub fn len(&self) -> u64 {
-        self.end - self.start
+        self.end.saturating_sub(self.start)
     }
     pub fn is_empty(&self) -> bool {
         self.end == self.start

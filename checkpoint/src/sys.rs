@@ -90,3 +90,17 @@ pub fn peek_siginfo(tid: Tid, shared: bool) -> Result<Vec<Vec<u8>>> {
         }
     }
 }
+
+/// waitpid(tid, __WALL | WNOHANG): the raw status word of the task's next
+/// event, or None if it has none yet. (Raw, not nix's `WaitStatus`, which
+/// cannot represent a stop by a realtime signal.)
+pub fn wait_nohang(tid: Tid) -> std::result::Result<Option<i32>, Errno> {
+    let mut status = 0;
+    // SAFETY: waitpid writes one int through a pointer to a live local.
+    let rc = unsafe { libc::waitpid(tid, &mut status, libc::__WALL | libc::WNOHANG) };
+    match rc {
+        -1 => Err(Errno::last()),
+        0 => Ok(None),
+        _ => Ok(Some(status)),
+    }
+}

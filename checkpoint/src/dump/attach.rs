@@ -10,6 +10,10 @@ use crate::error::{Error, Result};
 use isotrace_tracer::sys::{self, WaitEvent};
 use nix::errno::Errno;
 use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+/// How long one thread may take to reach its ptrace-stop.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One thread in a ptrace-stop, ours until [`Frozen`] is dropped.
 #[derive(Debug)]
@@ -31,6 +35,8 @@ pub struct StoppedThread {
 pub struct Frozen {
     pids: Vec<i32>,
     threads: Vec<StoppedThread>,
+    /// Threads that exited (or were zombies) while we froze their process.
+    gone: BTreeSet<i32>,
 }
 
 fn sig_name(sig: i32) -> String {
@@ -68,10 +74,17 @@ pub fn precheck(pid: i32) -> Result<()> {
     if let Some(tracer) = field(&status, "TracerPid").filter(|&t| t != 0) {
         return Err(Error::AlreadyTraced { pid, tracer });
     }
-    if status
-        .lines()
-        .any(|l| l.starts_with("State:") && l.contains('Z'))
-    {
+    // A zombie leader with live threads (it called pthread_exit) is a live
+    // process; only a group with no live thread has exited.
+    let live = |tid: &i32| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat"));
+        let state = stat
+            .ok()
+            .and_then(|s| super::procfs::parse_stat(&s))
+            .map(|s| s.state);
+        state.is_some_and(|s| s != "Z" && s != "X")
+    };
+    if !list_dir_ints(&format!("/proc/{pid}/task")).iter().any(live) {
         return Err(Error::Exited { pid });
     }
     Ok(())
@@ -145,7 +158,7 @@ impl Frozen {
             }
             let new: Vec<i32> = tids
                 .into_iter()
-                .filter(|t| !self.threads.iter().any(|s| s.tid == *t))
+                .filter(|t| !self.gone.contains(t) && !self.threads.iter().any(|s| s.tid == *t))
                 .collect();
             if new.is_empty() {
                 return Ok(());
@@ -169,9 +182,18 @@ impl Frozen {
         let state = super::procfs::parse_stat(&stat)
             .map(|s| s.state)
             .unwrap_or_default();
+        // A zombie thread (a leader that called pthread_exit) never reports
+        // a stop; there is nothing of it left to dump.
+        if state.is_empty() || state == "Z" || state == "X" {
+            self.gone.insert(tid);
+            return Ok(None);
+        }
         match sys::seize(tid, 0) {
             Ok(()) => {}
-            Err(e) if e.is_died() => return Ok(None),
+            Err(e) if e.is_died() => {
+                self.gone.insert(tid);
+                return Ok(None);
+            }
             Err(isotrace_tracer::Error::Sys {
                 errno: Errno::EPERM,
                 ..
@@ -189,29 +211,61 @@ impl Frozen {
         }
         match sys::interrupt(tid) {
             Ok(()) => Ok(Some(state)),
-            Err(e) if e.is_died() => Ok(None),
+            Err(e) if e.is_died() => {
+                self.gone.insert(tid);
+                Ok(None)
+            }
             Err(e) => Err(e.into()),
         }
     }
 
     /// Waits for the stop PTRACE_INTERRUPT asked for (or an earlier one).
+    /// A thread that cannot stop (a vfork parent waiting for its child, an
+    /// uninterruptible sleep) fails the freeze after [`STOP_TIMEOUT`]
+    /// instead of hanging; it stays attached only until isotrace exits.
     fn wait_stop(&mut self, pid: i32, tid: i32, state: String) -> Result<()> {
-        let status = match sys::wait_tid(tid) {
-            Ok(s) => s,
-            Err(e) if e.is_died() => return Ok(()),
-            Err(e) => return Err(e.into()),
-        };
-        let (stop, deliver) = match sys::decode_status(status) {
-            WaitEvent::Exited(_) | WaitEvent::Signaled { .. } => {
-                if tid == pid {
-                    return Err(Error::Exited { pid });
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        let (stop, deliver) = loop {
+            let status = match crate::sys::wait_nohang(tid) {
+                Ok(Some(status)) => status,
+                Ok(None) | Err(Errno::EINTR) => {
+                    if Instant::now() >= deadline {
+                        return Err(Error::Invalid {
+                            what: format!(
+                                "pid {pid}: thread {tid} did not stop within {STOP_TIMEOUT:?} \
+                                 (uninterruptible sleep, or a vfork parent?)"
+                            ),
+                        });
+                    }
+                    std::thread::sleep(Duration::from_micros(200));
+                    continue;
                 }
-                return Ok(());
-            }
-            WaitEvent::EventStop(sig) if sig == libc::SIGTRAP => ("interrupt".to_owned(), 0),
-            WaitEvent::EventStop(sig) => (format!("group-stop {}", sig_name(sig)), 0),
-            WaitEvent::Signal(sig) => (format!("signal-delivery {}", sig_name(sig)), sig),
-            other => (format!("{other:?}"), 0),
+                Err(Errno::ECHILD) => {
+                    self.gone.insert(tid);
+                    return if tid == pid {
+                        Err(Error::Exited { pid })
+                    } else {
+                        Ok(())
+                    };
+                }
+                Err(errno) => {
+                    return Err(isotrace_tracer::Error::from_errno(tid, "waitpid", errno).into())
+                }
+            };
+            break match sys::decode_status(status) {
+                WaitEvent::Exited(_) | WaitEvent::Signaled { .. } => {
+                    self.gone.insert(tid);
+                    return if tid == pid {
+                        Err(Error::Exited { pid })
+                    } else {
+                        Ok(())
+                    };
+                }
+                WaitEvent::EventStop(sig) if sig == libc::SIGTRAP => ("interrupt".to_owned(), 0),
+                WaitEvent::EventStop(sig) => (format!("group-stop {}", sig_name(sig)), 0),
+                WaitEvent::Signal(sig) => (format!("signal-delivery {}", sig_name(sig)), sig),
+                other => (format!("{other:?}"), 0),
+            };
         };
         self.threads.push(StoppedThread {
             pid,

@@ -3,13 +3,14 @@
 
 use super::procfs::parse_fdinfo;
 use super::sockets::{self, SocketTable};
-use super::vanished;
+use super::{vanished, ProcDir};
 use crate::error::Result;
 use crate::model::{FdEntry, FdKind};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
-pub fn dump(pid: i32) -> Result<Vec<FdEntry>> {
-    let dir = format!("/proc/{pid}/fd");
+pub fn dump(proc: &ProcDir) -> Result<Vec<FdEntry>> {
+    let pid = proc.pid;
+    let dir = proc.path("fd");
     let entries = std::fs::read_dir(&dir).map_err(|e| vanished(pid, &dir, e))?;
     let mut fds: Vec<i32> = entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
@@ -25,13 +26,13 @@ pub fn dump(pid: i32) -> Result<Vec<FdEntry>> {
             continue;
         };
         let target = target.to_string_lossy().into_owned();
-        let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}"))
+        let info = std::fs::read_to_string(proc.path(&format!("fdinfo/{fd}")))
             .map(|t| parse_fdinfo(&t))
             .unwrap_or_default();
         let meta = std::fs::metadata(format!("{dir}/{fd}")).ok();
         let mut kind = classify(&target, meta.as_ref());
         if let FdKind::Socket(slot) = &mut kind {
-            let table = sockets.get_or_insert_with(|| sockets::load(pid));
+            let table = sockets.get_or_insert_with(|| sockets::load(&proc.path("net")));
             let ino = meta.as_ref().map_or(info.ino, MetadataExt::ino);
             *slot = table.get(&ino).cloned();
         }

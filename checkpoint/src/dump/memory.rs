@@ -9,7 +9,7 @@
 //! they read as zeros, or as the file's contents for file mappings, and are
 //! not stored.
 
-use super::vanished;
+use super::{vanished, ProcDir};
 use crate::error::{Error, Result};
 use crate::image::SectionWriter;
 use crate::model::{PageRun, Vma, VmaMemory};
@@ -49,17 +49,19 @@ pub fn skip_reason(vma: &Vma) -> Option<&'static str> {
 
 struct Source {
     pid: i32,
+    base: String,
     pagemap: File,
     mem: File,
 }
 
-pub fn dump(pid: i32, vmas: &mut [Vma], out: &mut SectionWriter) -> Result<()> {
+pub fn dump(proc: &ProcDir, vmas: &mut [Vma], out: &mut SectionWriter) -> Result<()> {
     let open = |name: &str| {
-        let path = format!("/proc/{pid}/{name}");
-        File::open(&path).map_err(|e| vanished(pid, &path, e))
+        let path = proc.path(name);
+        File::open(&path).map_err(|e| vanished(proc.pid, &path, e))
     };
     let src = Source {
-        pid,
+        pid: proc.pid,
+        base: proc.base.clone(),
         pagemap: open("pagemap")?,
         mem: open("mem")?,
     };
@@ -165,7 +167,7 @@ impl Source {
     }
 
     fn error(&self, file: &str, e: std::io::Error) -> Error {
-        vanished(self.pid, &format!("/proc/{}/{file}", self.pid), e)
+        vanished(self.pid, &format!("{}/{file}", self.base), e)
     }
 }
 

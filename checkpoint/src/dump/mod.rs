@@ -128,36 +128,68 @@ pub fn manifest(tree: &ProcessTree, kind: Kind) -> Manifest {
     }
 }
 
-fn read_text(pid: i32, name: &str) -> Result<String> {
-    let path = format!("/proc/{pid}/{name}");
-    std::fs::read_to_string(&path).map_err(|e| vanished(pid, &path, e))
+/// The /proc directory the dump reads a process through: that of one of
+/// its stopped threads, /proc/PID/task/TID. The per-process files of
+/// /proc/PID follow the thread-group leader, and a leader that called
+/// pthread_exit is a zombie whose maps, mem, fd and net are empty or gone
+/// while its other threads run on (proc(5)).
+pub struct ProcDir {
+    pub pid: i32,
+    /// The stopped thread whose /proc directory this is.
+    pub tid: i32,
+    pub base: String,
 }
 
-fn read_bytes(pid: i32, name: &str) -> Result<Vec<u8>> {
-    let path = format!("/proc/{pid}/{name}");
-    std::fs::read(&path).map_err(|e| vanished(pid, &path, e))
-}
+impl ProcDir {
+    pub fn of(frozen: &Frozen, pid: i32) -> Result<ProcDir> {
+        let tids: Vec<i32> = frozen.threads_of(pid).map(|t| t.tid).collect();
+        let tid = match tids.iter().find(|&&t| t == pid) {
+            Some(&leader) => leader,
+            None => *tids.first().ok_or(Error::Exited { pid })?,
+        };
+        Ok(ProcDir {
+            pid,
+            tid,
+            base: format!("/proc/{pid}/task/{tid}"),
+        })
+    }
 
-fn link(pid: i32, name: &str) -> Option<String> {
-    std::fs::read_link(format!("/proc/{pid}/{name}"))
-        .ok()
-        .map(|p| p.to_string_lossy().into_owned())
+    pub fn path(&self, name: &str) -> String {
+        format!("{}/{name}", self.base)
+    }
+
+    pub fn text(&self, name: &str) -> Result<String> {
+        let path = self.path(name);
+        std::fs::read_to_string(&path).map_err(|e| vanished(self.pid, &path, e))
+    }
+
+    pub fn bytes(&self, name: &str) -> Result<Vec<u8>> {
+        let path = self.path(name);
+        std::fs::read(&path).map_err(|e| vanished(self.pid, &path, e))
+    }
+
+    pub fn link(&self, name: &str) -> Option<String> {
+        std::fs::read_link(self.path(name))
+            .ok()
+            .map(|p| p.to_string_lossy().into_owned())
+    }
 }
 
 /// Everything about one stopped process; its pages go to `pages-PID.img`.
 fn dump_process(frozen: &Frozen, pid: i32, writer: &mut ImageWriter) -> Result<Process> {
-    let stat = parse_stat(&read_text(pid, "stat")?).ok_or(Error::Exited { pid })?;
-    let status = parse_status(&read_text(pid, "status")?);
-    let mut vmas = parse_maps(&read_text(pid, "maps")?);
+    let proc = ProcDir::of(frozen, pid)?;
+    let stat = parse_stat(&proc.text("stat")?).ok_or(Error::Exited { pid })?;
+    let status = parse_status(&proc.text("status")?);
+    let mut vmas = parse_maps(&proc.text("maps")?);
     let pages_section = format!("pages-{pid}.img");
     let mut pages = writer.section(&pages_section)?;
-    memory::dump(pid, &mut vmas, &mut pages)?;
+    memory::dump(&proc, &mut vmas, &mut pages)?;
     writer.finish(pages)?;
     let threads = frozen
         .threads_of(pid)
         .map(thread::dump)
         .collect::<Result<Vec<_>>>()?;
-    let shared_siginfo = crate::sys::peek_siginfo(pid, true).map_err(|e| {
+    let shared_siginfo = crate::sys::peek_siginfo(proc.tid, true).map_err(|e| {
         if e.is_died() {
             Error::Exited { pid }
         } else {
@@ -170,17 +202,17 @@ fn dump_process(frozen: &Frozen, pid: i32, writer: &mut ImageWriter) -> Result<P
         pgid: stat.pgrp,
         sid: stat.session,
         comm: stat.comm,
-        exe: link(pid, "exe"),
-        cwd: link(pid, "cwd"),
-        root: link(pid, "root"),
-        cmdline: read_bytes(pid, "cmdline")?,
-        environ: read_bytes(pid, "environ")?,
-        auxv: read_bytes(pid, "auxv")?,
+        exe: proc.link("exe"),
+        cwd: proc.link("cwd"),
+        root: proc.link("root"),
+        cmdline: proc.bytes("cmdline")?,
+        environ: proc.bytes("environ")?,
+        auxv: proc.bytes("auxv")?,
         creds: creds(&status),
         umask: status
             .get("Umask")
             .and_then(|u| u32::from_str_radix(u, 8).ok()),
-        limits: parse_limits(&read_text(pid, "limits")?),
+        limits: parse_limits(&proc.text("limits")?),
         signals: ProcessSignals {
             ignored: hex_field(&status, "SigIgn"),
             caught: hex_field(&status, "SigCgt"),
@@ -189,7 +221,7 @@ fn dump_process(frozen: &Frozen, pid: i32, writer: &mut ImageWriter) -> Result<P
         },
         threads,
         vmas,
-        fds: fds::dump(pid)?,
+        fds: fds::dump(&proc)?,
         pages_section,
     })
 }

@@ -7,11 +7,11 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 pub type SocketTable = HashMap<u64, SocketInfo>;
 
-/// Every socket of the namespace `pid` lives in. Missing files (no IPv6,
-/// no such protocol) are simply absent.
-pub fn load(pid: i32) -> SocketTable {
+/// Every socket of a network namespace, from its /proc/.../net directory.
+/// Missing files (no IPv6, no such protocol) are simply absent.
+pub fn load(net_dir: &str) -> SocketTable {
     let mut table = SocketTable::new();
-    let read = |name: &str| std::fs::read_to_string(format!("/proc/{pid}/net/{name}")).ok();
+    let read = |name: &str| std::fs::read_to_string(format!("{net_dir}/{name}")).ok();
     if let Some(text) = read("unix") {
         parse_unix(&text, &mut table);
     }

@@ -8,7 +8,7 @@ mod reader;
 mod writer;
 
 pub use manifest::{Host, Kind, Manifest, Section, FORMAT_NAME, FORMAT_VERSION, MANIFEST};
-pub use reader::{Image, PROCS};
+pub use reader::{decode_tree, Image, PROCS};
 pub use writer::{ImageWriter, SectionWriter};
 
 #[cfg(test)]

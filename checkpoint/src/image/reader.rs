@@ -69,8 +69,7 @@ impl Image {
             return Err(Error::corrupt(MANIFEST, "lists no procs.bin section"));
         }
         let bytes = std::fs::read(dir.join(PROCS)).map_err(|e| Error::io(dir.join(PROCS), e))?;
-        let tree: ProcessTree = codec::decode(PROCS, &bytes)?;
-        check_tree(&manifest, &tree)?;
+        let tree = decode_tree(&manifest, &bytes)?;
         Ok(Image {
             dir: dir.into(),
             manifest,
@@ -106,7 +105,10 @@ impl Image {
                 None => None,
             };
             out.push((page, data));
-            page += PAGE_SIZE;
+            match page.checked_add(PAGE_SIZE) {
+                Some(next) => page = next,
+                None => break,
+            }
         }
         Ok(out)
     }
@@ -128,37 +130,64 @@ fn find_run(proc: &Process, page: u64) -> Option<PageRun> {
     }
 }
 
-/// The metadata must agree with the sections: every pages section exists
-/// and every run lies inside it (a decoder can't check that on its own).
+/// Decodes `procs.bin` and checks it against the manifest. Public for the
+/// fuzz target (checkpoint/fuzz), which feeds it arbitrary bytes.
+pub fn decode_tree(manifest: &Manifest, bytes: &[u8]) -> Result<ProcessTree> {
+    let tree: ProcessTree = codec::decode(PROCS, bytes)?;
+    check_tree(manifest, &tree)?;
+    Ok(tree)
+}
+
+/// The metadata must agree with the sections and with itself: every pages
+/// section exists, mappings are page-aligned, ordered and disjoint, and
+/// every run is page-aligned, ordered, inside its mapping and inside its
+/// section. The checksums only prove the bytes are the ones written; this
+/// keeps a hand-made image from steering later arithmetic out of range.
 fn check_tree(manifest: &Manifest, tree: &ProcessTree) -> Result<()> {
     for proc in &tree.processes {
+        let bad = |what: String| Error::corrupt(PROCS, format!("pid {}: {what}", proc.pid));
         let Some(section) = manifest.section(&proc.pages_section) else {
-            return Err(Error::corrupt(
-                PROCS,
-                format!("pid {}: no section {:?}", proc.pid, proc.pages_section),
-            ));
+            return Err(bad(format!("no section {:?}", proc.pages_section)));
         };
+        let mut prev_end = 0;
         for vma in &proc.vmas {
-            let VmaMemory::Dumped { runs } = &vma.memory else {
-                continue;
-            };
-            for run in runs {
-                let bytes = run.pages.checked_mul(PAGE_SIZE);
-                let end = bytes.and_then(|b| run.offset.checked_add(b));
-                let in_vma = bytes
-                    .and_then(|b| run.addr.checked_add(b))
-                    .is_some_and(|e| run.addr >= vma.start && e <= vma.end);
-                if !in_vma || end.is_none_or(|e| e > section.size) {
-                    return Err(Error::corrupt(
-                        PROCS,
-                        format!(
-                            "pid {}: page run at {:#x} out of bounds",
-                            proc.pid, run.addr
-                        ),
-                    ));
-                }
+            let aligned = vma.start % PAGE_SIZE == 0 && vma.end % PAGE_SIZE == 0;
+            if !aligned || vma.start >= vma.end || vma.start < prev_end {
+                return Err(bad(format!(
+                    "mapping {:#x}-{:#x} is malformed",
+                    vma.start, vma.end
+                )));
+            }
+            prev_end = vma.end;
+            if let VmaMemory::Dumped { runs } = &vma.memory {
+                check_runs(vma.start, vma.end, runs, section.size)
+                    .map_err(|addr| bad(format!("page run at {addr:#x} is out of bounds")))?;
             }
         }
+    }
+    Ok(())
+}
+
+fn check_runs(
+    start: u64,
+    end: u64,
+    runs: &[PageRun],
+    section_size: u64,
+) -> std::result::Result<(), u64> {
+    let mut cursor = start;
+    for run in runs {
+        let bytes = run.pages.checked_mul(PAGE_SIZE).filter(|&b| b > 0);
+        let run_end = bytes.and_then(|b| run.addr.checked_add(b));
+        let data_end = bytes.and_then(|b| run.offset.checked_add(b));
+        let ok = run.addr % PAGE_SIZE == 0
+            && run.offset % PAGE_SIZE == 0
+            && run.addr >= cursor
+            && run_end.is_some_and(|e| e <= end)
+            && data_end.is_some_and(|e| e <= section_size);
+        if !ok {
+            return Err(run.addr);
+        }
+        cursor = run_end.unwrap_or(end);
     }
     Ok(())
 }

@@ -95,3 +95,69 @@ fn uncommitted_writer_leaves_nothing() {
         Err(Error::Exists { .. })
     ));
 }
+
+/// Metadata that checksums fine but lies (a hand-made image) is refused
+/// before anything computes with it.
+#[test]
+fn inconsistent_metadata_is_refused() {
+    use crate::dump::manifest;
+    use crate::image::{codec, Kind};
+    use crate::model::{PageRun, VmaMemory};
+    type Breakage = Box<dyn Fn(&mut crate::model::ProcessTree)>;
+    let cases: Vec<Breakage> = vec![
+        Box::new(|t| t.processes[0].vmas[1].end = t.processes[0].vmas[1].start),
+        Box::new(|t| t.processes[0].vmas.swap(0, 1)),
+        Box::new(|t| t.processes[0].vmas[0].start += 1),
+        Box::new(|t| t.processes[0].pages_section = "pages-1.img".into()),
+        Box::new(|t| {
+            t.processes[0].vmas[1].memory = VmaMemory::Dumped {
+                runs: vec![PageRun {
+                    addr: 0x10000000,
+                    pages: u64::MAX / 2,
+                    offset: 0,
+                }],
+            }
+        }),
+        Box::new(|t| {
+            t.processes[0].vmas[1].memory = VmaMemory::Dumped {
+                runs: vec![PageRun {
+                    addr: 0x10000000,
+                    pages: 1,
+                    offset: 1 << 40,
+                }],
+            }
+        }),
+        Box::new(|t| {
+            t.processes[0].vmas[1].memory = VmaMemory::Dumped {
+                runs: vec![
+                    PageRun {
+                        addr: 0x10001000,
+                        pages: 1,
+                        offset: 0,
+                    },
+                    PageRun {
+                        addr: 0x10000000,
+                        pages: 1,
+                        offset: 4096,
+                    },
+                ],
+            }
+        }),
+    ];
+    for (i, break_it) in cases.iter().enumerate() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("img");
+        let mut tree = testutil::tree();
+        break_it(&mut tree);
+        let mut w = ImageWriter::create(&dir).unwrap();
+        w.write_section(&format!("pages-{PID}.img"), &vec![0; 4 * 4096])
+            .unwrap();
+        w.write_section(PROCS, &codec::encode(&tree).unwrap())
+            .unwrap();
+        w.commit(manifest(&tree, Kind::Snapshot)).unwrap();
+        match Image::open(&dir) {
+            Err(Error::CorruptSection { name, .. }) => assert_eq!(name, PROCS, "case {i}"),
+            other => panic!("case {i}: {:?}", other.map(|_| ())),
+        }
+    }
+}

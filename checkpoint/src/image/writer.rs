@@ -15,6 +15,10 @@ pub struct ImageWriter {
     dir: PathBuf,
     tmp: PathBuf,
     sections: Vec<Section>,
+    /// Finished sections, fsynced at commit: a snapshot finishes its pages
+    /// sections while the target is frozen, and must not wait for the disk
+    /// there.
+    unsynced: Vec<(PathBuf, File)>,
     committed: bool,
 }
 
@@ -87,6 +91,7 @@ impl ImageWriter {
             dir: dir.into(),
             tmp,
             sections: Vec::new(),
+            unsynced: Vec::new(),
             committed: false,
         })
     }
@@ -104,7 +109,8 @@ impl ImageWriter {
         })
     }
 
-    /// Flushes and fsyncs a section and records it for the manifest.
+    /// Flushes a section and records it for the manifest (it is fsynced by
+    /// [`ImageWriter::commit`]).
     pub fn finish(&mut self, section: SectionWriter) -> Result<()> {
         let SectionWriter {
             name,
@@ -116,7 +122,7 @@ impl ImageWriter {
         let file = out
             .into_inner()
             .map_err(|e| Error::io(&path, e.into_error()))?;
-        file.sync_all().map_err(|e| Error::io(&path, e))?;
+        self.unsynced.push((path, file));
         self.sections.push(Section {
             name,
             size,
@@ -134,6 +140,9 @@ impl ImageWriter {
     /// Writes the manifest (with every finished section), makes it all
     /// durable and renames the directory into place.
     pub fn commit(mut self, mut manifest: Manifest) -> Result<PathBuf> {
+        for (path, file) in self.unsynced.drain(..) {
+            file.sync_all().map_err(|e| Error::io(&path, e))?;
+        }
         manifest.sections = std::mem::take(&mut self.sections);
         let text = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Invalid {
             what: format!("manifest: {e}"),
