@@ -283,8 +283,8 @@ pub static TABLE: &[Syscall] = &[
     sc!(200, tkill, [Pid, Signal]),
     sc!(201, time, [Ptr]),
     sc!(202, futex, [Ptr, Int, Hex, Ptr, Ptr, Hex]),
-    sc!(203, sched_setaffinity, [Pid, UInt, Ptr]),
-    sc!(204, sched_getaffinity, [Pid, UInt, Ptr]),
+    sc!(203, sched_setaffinity, [Pid, UInt, Ptr], Trace, Full),
+    sc!(204, sched_getaffinity, [Pid, UInt, Ptr], Trace, Full),
     // 64-bit code uses arch_prctl(ARCH_SET_FS); only the i386 ABI has these.
     gone!(205, set_thread_area, [Ptr]),
     sc!(206, io_setup, [UInt, Ptr]),

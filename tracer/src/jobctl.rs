@@ -15,6 +15,7 @@ use crate::sys::Tid;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 static PENDING: AtomicU64 = AtomicU64::new(0);
+static TIMER_ARMED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 const FORWARDED: [i32; 3] = [libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1];
 const IGNORED: [i32; 5] = [
     libc::SIGINT,
@@ -26,6 +27,31 @@ const IGNORED: [i32; 5] = [
 
 extern "C" fn on_signal(sig: libc::c_int) {
     PENDING.fetch_or(1 << sig, Ordering::SeqCst);
+}
+
+extern "C" fn on_alarm(_sig: libc::c_int) {
+    TIMER_ARMED.store(false, Ordering::SeqCst);
+}
+
+/// Keeps a one-shot timer pending while `wanted`, so that a blocking
+/// waitpid returns EINTR within one sweep period.
+pub fn arm_sweep_timer(wanted: bool) {
+    if !wanted || TIMER_ARMED.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let period = crate::placement::SWEEP;
+    let it = libc::itimerval {
+        it_interval: libc::timeval {
+            tv_sec: 0,
+            tv_usec: 0,
+        },
+        it_value: libc::timeval {
+            tv_sec: period.as_secs() as libc::time_t,
+            tv_usec: period.subsec_micros() as libc::suseconds_t,
+        },
+    };
+    // SAFETY: setitimer reads one live itimerval; no old value is requested.
+    unsafe { libc::setitimer(libc::ITIMER_REAL, &it, std::ptr::null_mut()) };
 }
 
 pub struct JobControl {
@@ -42,6 +68,8 @@ impl JobControl {
         for sig in FORWARDED {
             set_handler(sig, on_signal as *const () as usize, 0)?;
         }
+        // SIGALRM only interrupts waitpid for the placement sweep.
+        set_handler(libc::SIGALRM, on_alarm as *const () as usize, 0)?;
         // SAFETY: isatty only inspects the fd.
         let tty = (0..3).find(|&fd| unsafe { libc::isatty(fd) } == 1);
         Ok(JobControl { tty })

@@ -7,7 +7,7 @@
 //! region tracee threads cannot touch), emulate, or deny. It never decides
 //! anything itself beyond protecting its own invariants (`guard`).
 //!
-//! `unsafe` lives in `sys.rs`, `spawn.rs` and `jobctl.rs` only (and in the
+//! `unsafe` lives in `sys.rs`, `spawn.rs`, `jobctl.rs` and `placement.rs` only (and in the
 //! kernel test of `filter.rs`).
 
 mod apply;
@@ -17,6 +17,7 @@ pub mod format;
 mod guard;
 mod inject;
 mod jobctl;
+mod placement;
 pub mod policy;
 pub mod remote;
 pub mod scratch;

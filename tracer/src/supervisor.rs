@@ -47,6 +47,7 @@ pub struct Supervisor<'p> {
     pub(crate) me: Tid,
     pub(crate) stats: Stats,
     jobctl: jobctl::JobControl,
+    placement: crate::placement::Placement,
 }
 
 impl<'p> Supervisor<'p> {
@@ -55,6 +56,7 @@ impl<'p> Supervisor<'p> {
         let spawned = spawn::spawn(spec)?;
         let root = spawned.pid;
         let jobctl = jobctl::JobControl::install(root)?;
+        let placement = crate::placement::Placement::settle();
         let mut sup = Supervisor {
             policy,
             tasks: HashMap::new(),
@@ -67,6 +69,7 @@ impl<'p> Supervisor<'p> {
             me: std::process::id() as Tid,
             stats: Stats::default(),
             jobctl,
+            placement,
         };
         let mut task = Task::new(root, AddrSpace::shared_new());
         // The root was seized while blocked before exec: it needs no
@@ -100,6 +103,7 @@ impl<'p> Supervisor<'p> {
                     Ok(s) => s,
                     Err(Errno::EINTR) => {
                         self.jobctl.forward_pending(self.root);
+                        self.sweep();
                         continue;
                     }
                     Err(Errno::ECHILD) => break,
@@ -113,6 +117,7 @@ impl<'p> Supervisor<'p> {
             };
             let Some((tid, status)) = next else { continue };
             self.stats.stops += 1;
+            self.sweep();
             if let Err(e) = self.handle(tid, status) {
                 if !e.is_died() {
                     tracing::warn!("{e}");
@@ -131,9 +136,17 @@ impl<'p> Supervisor<'p> {
         }
     }
 
+    /// Releases cooled-down pinned tracees, and keeps a timer running while
+    /// any is pinned so that this happens even when no tracee stops.
+    fn sweep(&mut self) {
+        self.placement.sweep();
+        jobctl::arm_sweep_timer(self.placement.any_pinned());
+    }
+
     fn handle(&mut self, tid: Tid, status: i32) -> Result<()> {
         let ev = sys::decode_status(status);
         if let Some(task) = self.tasks.get_mut(&tid) {
+            self.placement.on_stop(tid);
             // Any stop means the syscall that used the slot has read it.
             if let Some(slot) = task.slot.take() {
                 task.mm.borrow_mut().pool.free(slot);
@@ -163,6 +176,7 @@ impl<'p> Supervisor<'p> {
 
     fn on_gone(&mut self, tid: Tid, how: ExitKind) -> Result<()> {
         self.early.remove(&tid);
+        self.placement.on_gone(tid);
         let Some(mut task) = self.tasks.remove(&tid) else {
             return Ok(());
         };
@@ -198,7 +212,11 @@ impl<'p> Supervisor<'p> {
         for (i, a) in args.iter_mut().enumerate() {
             *a = regs.arg(i);
         }
-        if let Some(action) = crate::guard::check(sc, &args, self.me) {
+        let action = match sc.name {
+            "sched_getaffinity" | "sched_setaffinity" => self.affinity(tid, sc.name, &args),
+            _ => crate::guard::check(sc, &args, self.me),
+        };
+        if let Some(action) = action {
             let call = Call {
                 tid,
                 pid,
@@ -226,6 +244,28 @@ impl<'p> Supervisor<'p> {
         };
         let verdict = self.policy.on_entry(&call, &mut View { tid, pid });
         apply::verdict(self, tid, regs, call, verdict)
+    }
+
+    /// The supervisor's own pinning stays invisible: a pinned tracee asking
+    /// for its affinity sees its original mask; one setting its affinity is
+    /// never pinned again. Returns an action only when emulating.
+    fn affinity(&mut self, tid: Tid, name: &str, args: &[u64; 6]) -> Option<crate::policy::Action> {
+        use crate::policy::{Action, MemWrite};
+        let target = if args[0] == 0 { tid } else { args[0] as Tid };
+        if name == "sched_setaffinity" {
+            self.placement.on_set_affinity(target);
+            return None;
+        }
+        Some(match self.placement.shown_mask(target, args[1] as usize)? {
+            Ok(bytes) => Action::EmulateWrite {
+                ret: bytes.len() as i64,
+                writes: vec![MemWrite {
+                    addr: args[2],
+                    bytes,
+                }],
+            },
+            Err(e) => Action::Deny(Errno::from_raw(e)),
+        })
     }
 
     fn on_syscall_exit(&mut self, tid: Tid) -> Result<()> {
@@ -290,6 +330,7 @@ impl<'p> Supervisor<'p> {
         };
         let mut task = Task::new(pid, mm);
         self.stats.tasks_seen += 1;
+        self.placement.on_new(parent, child);
         let resume_now = self.early.remove(&child);
         task.attached = resume_now;
         self.tasks.insert(child, task);
