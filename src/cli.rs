@@ -64,7 +64,7 @@ pub enum Command {
     /// Run CMD under the supervisor (the default verb).
     Run(RunArgs),
     /// Manage isolated environments (create, list, show, copy, rm, export, import, diff).
-    Env(Planned),
+    Env(crate::envcmd::args::EnvArgs),
     /// Show or set configuration.
     Config(Planned),
     /// Global exceptions and per-env/per-app policies.
@@ -164,7 +164,6 @@ impl Command {
     /// The issue that brings a verb not built yet.
     pub fn planned_issue(&self) -> Option<(&'static str, u32)> {
         Some(match self {
-            Command::Env(_) => ("env", 4),
             Command::Config(_) => ("config", 4),
             Command::Rules(_) => ("rules", 4),
             Command::Ps(_) => ("ps", 4),
@@ -174,6 +173,7 @@ impl Command {
             Command::Receive(_) => ("receive", 6),
             Command::Clone(_) => ("clone", 6),
             Command::Run(_)
+            | Command::Env(_)
             | Command::Snapshot(_)
             | Command::Inspect(_)
             | Command::Core(_)

@@ -1,6 +1,7 @@
 //! The `isotrace` command.
 
 mod cli;
+mod envcmd;
 mod envs;
 mod forensics;
 mod isolate;
@@ -47,6 +48,7 @@ fn main() {
     let code = match cli.command {
         None => run::main(cli.run),
         Some(Command::Run(args)) => run::main(args),
+        Some(Command::Env(args)) => envcmd::main(args),
         Some(Command::Snapshot(args)) => forensics::snapshot(args),
         Some(Command::Inspect(args)) => forensics::inspect(args),
         Some(Command::Core(args)) => forensics::core(args),

@@ -9,10 +9,9 @@
 //! first for the same reason.
 
 use crate::cow::copy_attrs;
-use crate::durable::{fsync_dir, temp_name, write_atomic};
+use crate::durable::{temp_name, write_atomic};
 use crate::error::{Error, Result};
 use crate::rules::Rules;
-use crate::sys;
 use crate::view::View;
 use serde::{Deserialize, Serialize};
 use std::fs::DirBuilder;
@@ -40,8 +39,8 @@ pub struct EnvMeta {
 /// One environment of the store.
 #[derive(Clone, Debug)]
 pub struct Environment {
-    dir: PathBuf,
-    meta: EnvMeta,
+    pub(crate) dir: PathBuf,
+    pub(crate) meta: EnvMeta,
 }
 
 impl Environment {
@@ -106,37 +105,16 @@ impl Store {
         &self.home
     }
 
-    fn envs(&self) -> PathBuf {
+    pub(crate) fn envs(&self) -> PathBuf {
         self.home.join("envs")
     }
 
     /// Create an environment; EnvExists if the name is taken.
     pub fn create(&self, name: &str) -> Result<Environment> {
-        validate_name(name)?;
-        let envs = self.envs();
-        let tmp = envs.join(temp_name(".new-"));
-        let built = self.build(&tmp, name);
-        let placed = built.and_then(|env| {
-            let dst = envs.join(name);
-            match sys::rename_noreplace(&tmp, &dst) {
-                Ok(()) => Ok(Environment { dir: dst, ..env }),
-                Err(e)
-                    if matches!(e.raw_os_error(), Some(libc::EEXIST) | Some(libc::ENOTEMPTY)) =>
-                {
-                    Err(Error::EnvExists(name.to_string()))
-                }
-                Err(e) => Err(Error::io("rename", &dst, e)),
-            }
-        });
-        if placed.is_err() {
-            let _ = remove_tree(&tmp);
-        }
-        let env = placed?;
-        fsync_dir(&envs).map_err(|e| Error::io("fsync", &envs, e))?;
-        Ok(env)
+        self.stage(name)?.place()
     }
 
-    fn build(&self, dir: &Path, name: &str) -> Result<Environment> {
+    pub(crate) fn build(&self, dir: &Path, name: &str) -> Result<Environment> {
         mkdir(dir, 0o700)?;
         let upper = dir.join("upper");
         mkdir(&upper, 0o755)?;

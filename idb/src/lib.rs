@@ -40,6 +40,8 @@
 //! - [`mod@resolve`]: path walk in the merged view (the hot path) and [`Cache`].
 //! - [`cow`]: copy-up, create, whiteout; [`listing`]: merged directory lists.
 //! - [`mod@diff`]: what an environment changed (A/M/D).
+//! - `stage`: environments built out of sight and renamed into place
+//!   ([`Staged`]): `env create`, `copy`, `import`.
 //!
 //! `unsafe` and libc calls live in `sys.rs` only.
 
@@ -56,6 +58,7 @@ mod lookup;
 mod path;
 pub mod resolve;
 pub mod rules;
+mod stage;
 mod sys;
 pub mod view;
 mod whiteout;
@@ -72,5 +75,6 @@ pub use fs::{Fs, Kind, ListEntry, RealFs, Stat};
 pub use listing::merged_listing;
 pub use resolve::{resolve, resolve_cached, Loc, Resolved};
 pub use rules::{Exception, Rules};
+pub use stage::Staged;
 pub use view::{is_magic_link, public_of, View};
 pub use whiteout::{is_reserved_name, OPAQUE_NAME, WHITEOUT_PREFIX};

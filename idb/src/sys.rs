@@ -140,3 +140,13 @@ pub(crate) fn mknod(path: &Path, mode: u32, rdev: u64) -> io::Result<()> {
     let rc = unsafe { libc::mknod(p.as_ptr(), mode as libc::mode_t, rdev as libc::dev_t) };
     check(rc as libc::c_long).map(drop)
 }
+
+/// syncfs(2) on the filesystem holding `path`: one call that makes a whole
+/// freshly written tree durable, instead of an fsync per file.
+pub(crate) fn syncfs(path: &Path) -> io::Result<()> {
+    let f = std::fs::File::open(path)?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: the fd is open for the duration of the call.
+    let rc = unsafe { libc::syncfs(f.as_raw_fd()) };
+    check(rc as libc::c_long).map(drop)
+}

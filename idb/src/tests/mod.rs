@@ -13,3 +13,4 @@ mod prop;
 mod resolve;
 mod rules_view;
 mod sandbox;
+mod stage;

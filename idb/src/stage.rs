@@ -1,0 +1,155 @@
+//! Building an environment out of sight, for `env create`, `env copy` and
+//! `env import`: the new environment is filled under a dot-named temp
+//! directory of the store (which no listing shows and no lookup finds), made
+//! durable, and only then renamed to its name with RENAME_NOREPLACE. A kill
+//! -9 at any point leaves either no environment or a complete one; an
+//! unfinished one is removed when its [`Staged`] is dropped (or, after a
+//! crash, stays as an invisible `.new-*` directory).
+
+use crate::attrs;
+use crate::durable::{fsync_dir, temp_name};
+use crate::env::{remove_tree, validate_name, Environment, Store};
+use crate::error::{Error, Result};
+use crate::sys;
+use std::fs::{DirBuilder, OpenOptions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// An environment being built; see the module doc.
+#[derive(Debug)]
+pub struct Staged {
+    store: Store,
+    env: Environment,
+    placed: bool,
+}
+
+impl Store {
+    /// Start building environment `name`. EnvExists if the name is already
+    /// taken (checked again, atomically, by [`Staged::commit`]).
+    pub fn stage(&self, name: &str) -> Result<Staged> {
+        validate_name(name)?;
+        if std::fs::symlink_metadata(self.envs().join(name)).is_ok() {
+            return Err(Error::EnvExists(name.to_string()));
+        }
+        let tmp = self.envs().join(temp_name(".new-"));
+        match self.build(&tmp, name) {
+            Ok(env) => Ok(Staged {
+                store: self.clone(),
+                env,
+                placed: false,
+            }),
+            Err(e) => {
+                let _ = remove_tree(&tmp);
+                Err(e)
+            }
+        }
+    }
+
+    /// `env copy SRC DST`: a new environment whose private layer is a copy
+    /// of SRC's, with modes, owners (where permitted), times, symlinks,
+    /// xattrs and special files. Hard links inside the layer become separate
+    /// files. The data goes through copy_file_range(2), which shares extents
+    /// (reflink) on filesystems that support it (btrfs, XFS).
+    pub fn copy(&self, src: &str, dst: &str) -> Result<Environment> {
+        let from = self.get(src)?;
+        let staged = self.stage(dst)?;
+        copy_tree(&from.upper(), &staged.upper())?;
+        staged.commit()
+    }
+}
+
+impl Staged {
+    pub fn name(&self) -> &str {
+        self.env.name()
+    }
+
+    /// The new private layer, to fill.
+    pub fn upper(&self) -> PathBuf {
+        self.env.upper()
+    }
+
+    /// Make everything written under the staged directory durable
+    /// (syncfs(2)), then give the environment its name.
+    pub fn commit(self) -> Result<Environment> {
+        let upper = self.env.upper();
+        sys::syncfs(&upper).map_err(|e| Error::io("syncfs", &upper, e))?;
+        self.place()
+    }
+
+    /// Give the environment its name, without syncing its contents (an
+    /// empty environment's only record, env.json, is already fsynced).
+    pub(crate) fn place(mut self) -> Result<Environment> {
+        let envs = self.store.envs();
+        let name = self.env.name().to_string();
+        let dst = envs.join(&name);
+        match sys::rename_noreplace(self.env.dir(), &dst) {
+            Ok(()) => self.placed = true,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EEXIST) | Some(libc::ENOTEMPTY)) => {
+                return Err(Error::EnvExists(name));
+            }
+            Err(e) => return Err(Error::io("rename", &dst, e)),
+        }
+        fsync_dir(&envs).map_err(|e| Error::io("fsync", &envs, e))?;
+        Ok(Environment {
+            dir: dst,
+            meta: self.env.meta.clone(),
+        })
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.placed {
+            let _ = remove_tree(self.env.dir());
+        }
+    }
+}
+
+/// Copy the children of directory `src` into the existing directory `dst`,
+/// then give `dst` the attributes of `src` (last, so its mode cannot stop
+/// the copy and its times are not bumped by it).
+pub(crate) fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
+    let rd = std::fs::read_dir(src).map_err(|e| Error::io("readdir", src, e))?;
+    for entry in rd {
+        let entry = entry.map_err(|e| Error::io("readdir", src, e))?;
+        copy_node(&entry.path(), &dst.join(entry.file_name()))?;
+    }
+    let meta = std::fs::symlink_metadata(src).map_err(|e| Error::io("lstat", src, e))?;
+    attrs::apply(src, dst, &meta, src)
+}
+
+fn copy_node(from: &Path, to: &Path) -> Result<()> {
+    let err = |op, e| Error::io(op, from, e);
+    let meta = std::fs::symlink_metadata(from).map_err(|e| err("lstat", e))?;
+    let ft = meta.file_type();
+    if ft.is_dir() {
+        DirBuilder::new()
+            .mode(0o700)
+            .create(to)
+            .map_err(|e| err("mkdir", e))?;
+        return copy_tree(from, to);
+    }
+    if ft.is_symlink() {
+        let target = std::fs::read_link(from).map_err(|e| err("readlink", e))?;
+        std::os::unix::fs::symlink(target, to).map_err(|e| err("symlink", e))?;
+    } else if ft.is_file() {
+        copy_content(from, to).map_err(|e| err("copy", e))?;
+    } else {
+        sys::mknod(to, meta.mode(), meta.rdev()).map_err(|e| err("mknod", e))?;
+    }
+    attrs::apply(from, to, &meta, from)
+}
+
+fn copy_content(src: &Path, dst: &Path) -> io::Result<()> {
+    let mut from = OpenOptions::new()
+        .read(true)
+        .custom_flags(sys::O_NOFOLLOW)
+        .open(src)?;
+    let mut to = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dst)?;
+    io::copy(&mut from, &mut to).map(drop)
+}

@@ -1,0 +1,175 @@
+//! `isotrace env ...`: the environment lifecycle of CLI.md (create, list,
+//! show, copy, rm, export, import, diff). The store's mechanics (atomic
+//! placement, copy, diff) live in the IDB; this module parses, reports and
+//! maps errors to exit statuses.
+
+mod archive;
+pub mod args;
+mod usage;
+
+use crate::envs::home;
+use crate::run::Failure;
+use crate::EXIT_USAGE;
+use args::{EnvArgs, EnvVerb};
+use isotrace_idb::{Environment, Kind, RealFs, Store};
+use serde_json::json;
+use std::fmt::Write as _;
+use std::io::Write as _;
+
+/// An operation that failed for a reason other than usage: I/O, a corrupt
+/// archive or record.
+pub const EXIT_FAILED: i32 = 1;
+
+/// Run one `env` verb; returns the exit status.
+pub fn main(args: EnvArgs) -> i32 {
+    match dispatch(args.verb) {
+        Ok(()) => 0,
+        Err((code, msg)) => {
+            eprintln!("isotrace: {msg}");
+            code
+        }
+    }
+}
+
+fn dispatch(verb: EnvVerb) -> Result<(), Failure> {
+    let store = Store::open(&home()?).map_err(idb_err)?;
+    match verb {
+        EnvVerb::Create { name, from: None } => store.create(&name).map(drop).map_err(idb_err),
+        EnvVerb::Create {
+            name,
+            from: Some(src),
+        } => store.copy(&src, &name).map(drop).map_err(idb_err),
+        EnvVerb::List { json } => list(&store, json),
+        EnvVerb::Show { name, json } => show(&store, &name, json),
+        EnvVerb::Copy { src, dst } => store.copy(&src, &dst).map(drop).map_err(idb_err),
+        // No registry of running groups exists yet (issue #4, groups), so
+        // there is nothing to refuse on; --force is accepted for scripts.
+        EnvVerb::Rm { name, force: _ } => store.remove(&name).map_err(idb_err),
+        EnvVerb::Export { name, output } => archive::export(&store, &name, &output),
+        EnvVerb::Import { file, name } => archive::import(&store, &file, name.as_deref()),
+        EnvVerb::Diff { name, json } => diff(&store, &name, json),
+    }
+}
+
+/// Usage and configuration errors (a bad or unknown name, a taken one) are
+/// 125, as CLI.md fixes for isotrace's own errors; the rest failed while
+/// working.
+pub(crate) fn idb_err(e: isotrace_idb::Error) -> Failure {
+    use isotrace_idb::Error as E;
+    let code = match e {
+        E::BadName(_) | E::NoSuchEnv(_) | E::EnvExists(_) | E::BadRule { .. } => EXIT_USAGE,
+        _ => EXIT_FAILED,
+    };
+    (code, e.to_string())
+}
+
+/// Write to stdout; a closed pipe (`| head`) is not an error.
+fn out(text: &str) {
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
+fn json_out(value: &serde_json::Value) {
+    out(&format!("{value:#}\n"));
+}
+
+fn list(store: &Store, as_json: bool) -> Result<(), Failure> {
+    let envs = store.list().map_err(idb_err)?;
+    if as_json {
+        let envs: Vec<_> = envs
+            .iter()
+            .map(|e| {
+                let m = e.meta();
+                json!({"name": m.name, "created": m.created, "base": m.base, "dir": e.dir()})
+            })
+            .collect();
+        json_out(&json!({"version": 1, "envs": envs}));
+    } else {
+        out(&envs.iter().fold(String::new(), |mut s, e| {
+            let _ = writeln!(s, "{}", e.name());
+            s
+        }));
+    }
+    Ok(())
+}
+
+fn show(store: &Store, name: &str, as_json: bool) -> Result<(), Failure> {
+    let env = store.get(name).map_err(idb_err)?;
+    let rules = store.rules().map_err(idb_err)?;
+    let u = usage::of(&env.upper()).map_err(|e| {
+        (
+            EXIT_FAILED,
+            format!("reading {}: {e}", env.upper().display()),
+        )
+    })?;
+    let m = env.meta();
+    let prefixes: Vec<String> = rules
+        .exceptions
+        .iter()
+        .map(|e| e.prefix.display().to_string())
+        .collect();
+    if as_json {
+        json_out(&json!({
+            "version": 1,
+            "name": m.name,
+            "base": m.base,
+            "created": m.created,
+            "dir": env.dir(),
+            "size_bytes": u.bytes,
+            "files": u.files,
+            "dirs": u.dirs,
+            "whiteouts": u.whiteouts,
+            "groups": [],
+            "rules": rules,
+        }));
+        return Ok(());
+    }
+    let mut s = String::new();
+    let _ = writeln!(s, "name: {}", m.name);
+    let _ = writeln!(s, "base: {}", m.base.display());
+    let _ = writeln!(s, "created: {}", usage::utc(m.created));
+    let _ = writeln!(s, "dir: {}", env.dir().display());
+    let _ = writeln!(s, "size: {} bytes (private layer)", u.bytes);
+    let _ = writeln!(s, "files: {}", u.files);
+    let _ = writeln!(s, "dirs: {}", u.dirs);
+    let _ = writeln!(s, "whiteouts: {}", u.whiteouts);
+    let _ = writeln!(s, "groups: none running");
+    let _ = writeln!(s, "rules: global exceptions {}", prefixes.join(" "));
+    out(&s);
+    Ok(())
+}
+
+fn kind_name(k: Kind) -> &'static str {
+    match k {
+        Kind::Dir => "dir",
+        Kind::File => "file",
+        Kind::Symlink => "symlink",
+        Kind::Other => "other",
+    }
+}
+
+fn diff(store: &Store, name: &str, as_json: bool) -> Result<(), Failure> {
+    let env: Environment = store.get(name).map_err(idb_err)?;
+    let rules = store.rules().map_err(idb_err)?;
+    let view = store.view(&env, rules).map_err(idb_err)?;
+    let changes = isotrace_idb::diff(&view, &RealFs).map_err(idb_err)?;
+    if as_json {
+        let list: Vec<_> = changes
+            .iter()
+            .map(|c| {
+                json!({
+                    "status": c.change.letter().to_string(),
+                    "path": c.public,
+                    "kind": kind_name(c.kind),
+                })
+            })
+            .collect();
+        json_out(&json!({"version": 1, "env": name, "changes": list}));
+        return Ok(());
+    }
+    let mut s = String::new();
+    for c in &changes {
+        let _ = writeln!(s, "{} {}", c.change.letter(), c.public.display());
+    }
+    out(&s);
+    Ok(())
+}
