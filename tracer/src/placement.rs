@@ -11,10 +11,12 @@
 //! is serialised through the one supervisor thread anyway, so co-locating
 //! the tracees that keep it busy costs no parallelism; tracees that mostly
 //! compute are never pinned, or are released when they cool down, and keep
-//! the other CPUs. New children start with the group's original mask, and
-//! a pinned tracee asking for its affinity is shown its original mask, so
-//! `nproc` and `make -j$(nproc)` see the machine as it is. A tracee that
-//! sets its own affinity is left alone from then on.
+//! the other CPUs. New children and new programs (execve) start with the
+//! group's original mask, and a pinned tracee asking for its affinity is
+//! shown its original mask, so `nproc` and `make -j$(nproc)` see the
+//! machine as it is. A tracee that sets its own affinity is left alone from
+//! then on. What remains visible: a pinned thread's own
+//! /proc/self/status `Cpus_allowed` while it is pinned.
 
 use crate::sys::Tid;
 use std::collections::HashMap;
@@ -173,6 +175,15 @@ impl Placement {
     pub fn on_new(&mut self, parent: Tid, child: Tid) {
         if self.heat.get(&parent).is_some_and(|h| h.pinned) {
             self.original.apply(child);
+        }
+    }
+
+    /// A new program starts with the mask its process had before it was
+    /// pinned, and must earn pinning afresh.
+    pub fn on_exec(&mut self, tid: Tid, former: Tid) {
+        let was = self.heat.remove(&former).or_else(|| self.heat.remove(&tid));
+        if was.is_some_and(|h| h.pinned) {
+            self.original.apply(tid);
         }
     }
 

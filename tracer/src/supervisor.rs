@@ -357,6 +357,7 @@ impl<'p> Supervisor<'p> {
             self.tasks.remove(&tid).expect("known task")
         };
         let pid = task.pid;
+        self.placement.on_exec(tid, former);
         // Every other thread of the group died in de_thread().
         self.tasks.retain(|_, t| t.pid != pid);
         task.mm = AddrSpace::shared_new();
