@@ -312,3 +312,19 @@ fn proc_self_mem_is_refused_for_writing_in_every_spelling() {
         run.describe()
     );
 }
+
+#[test]
+fn the_supervisors_proc_entry_is_hidden() {
+    // The supervisor is the first process's parent. A root tracee could
+    // otherwise write its memory through /proc/PID/mem or reach its fds.
+    let iso = Iso::new();
+    let run = iso.sh(
+        "e",
+        "for p in /proc/$PPID/status /proc/$PPID/mem /proc/$PPID/fd /proc/$PPID/task/$PPID/mem; do \
+           if [ -e $p ]; then echo visible $p; fi; done; \
+         (echo x > /proc/$PPID/mem) 2>/dev/null && echo wrote; \
+         grep -q Name /proc/$$/status && echo own-proc-ok",
+    );
+    run.assert_exit(0);
+    assert_eq!(run.stdout_str(), "own-proc-ok\n", "{}", run.describe());
+}

@@ -154,3 +154,25 @@ fn sockname(view: &View, call: &Call, ret: i64, tv: &mut dyn TraceeView) -> Exit
         ],
     }
 }
+
+/// Whether a public path is inside /proc/PID of the supervisor itself (any
+/// of its threads, which /proc also answers for by tid).
+pub fn is_supervisor_proc(public: &Path) -> bool {
+    let mut parts = public.components().skip(1);
+    let (Some(proc_), Some(who)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    if proc_.as_os_str() != "proc" {
+        return false;
+    }
+    let Some(n) = who.as_os_str().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        return false;
+    };
+    let me = std::process::id();
+    n == me
+        || std::fs::read_to_string(format!("/proc/{n}/status")).is_ok_and(|st| {
+            st.lines()
+                .find_map(|l| l.strip_prefix("Tgid:"))
+                .is_some_and(|t| t.trim().parse() == Ok(me))
+        })
+}

@@ -182,6 +182,11 @@ impl Isolation {
                 Op::Create | Op::CreateOrOpen { .. } => e.create_errno(),
                 _ => e.errno(),
             })?;
+        if back::is_supervisor_proc(&r.public) {
+            // /proc/SUPERVISOR/{mem,fd,...}: a root tracee could otherwise
+            // write the supervisor's memory or reach its fds.
+            return Err(libc::ENOENT);
+        }
         if back::is_proc_mem(&r.public) && u.op != Op::Read {
             // Writing through /proc/PID/mem ignores page protections: it
             // could rewrite the scratch region under a pinned path.
