@@ -62,6 +62,10 @@ pub enum Trap {
     TraceIfAddrBelowScratch(u8),
     /// Refused by the filter itself with this errno; the supervisor never sees it.
     Deny(i32),
+    /// Trapped only when paths are isolated: fd-based calls that could
+    /// change a host object through an fd opened read-only (fchmod...).
+    /// Without isolation they run untrapped.
+    TraceWhenIsolated,
 }
 
 /// Whether the call, when trapped, also needs a stop at syscall exit
@@ -121,10 +125,13 @@ impl Syscall {
     /// be translated back (no path argument, exit stop `WhenIsolated`, like
     /// getdents64 and getcwd) runs untrapped when nothing is isolated.
     pub fn effective_trap(&self, isolated: bool) -> Trap {
-        if !isolated && self.exit == ExitStop::WhenIsolated && !self.takes_path() {
-            Trap::Allow
-        } else {
-            self.trap
+        match self.trap {
+            Trap::TraceWhenIsolated if isolated => Trap::Trace,
+            Trap::TraceWhenIsolated => Trap::Allow,
+            _ if !isolated && self.exit == ExitStop::WhenIsolated && !self.takes_path() => {
+                Trap::Allow
+            }
+            t => t,
         }
     }
 

@@ -63,7 +63,8 @@ const fn errno_ret(e: i32) -> u32 {
 fn leaf(sc: &Syscall, isolation: bool) -> Leaf {
     match sc.effective_trap(isolation) {
         Trap::Allow => Leaf::Ret(RET_ALLOW),
-        Trap::Trace => Leaf::Ret(RET_TRACE),
+        // effective_trap resolved it to Trace or Allow already.
+        Trap::Trace | Trap::TraceWhenIsolated => Leaf::Ret(RET_TRACE),
         Trap::Deny(e) => Leaf::Ret(errno_ret(e)),
         // An argument index past the six registers cannot be checked:
         // fail closed.
@@ -318,7 +319,7 @@ mod tests {
         };
         match sc.effective_trap(true) {
             Trap::Allow => RET_ALLOW,
-            Trap::Trace => RET_TRACE,
+            Trap::Trace | Trap::TraceWhenIsolated => RET_TRACE,
             Trap::Deny(e) => libc::SECCOMP_RET_ERRNO | e as u32,
             Trap::TraceIfAddrBelowScratch(i) => {
                 let addr = d.args[usize::from(i)];
@@ -421,6 +422,9 @@ mod tests {
         assert_eq!(run(&prog, &d(getdents64)).verdict, RET_ALLOW);
         assert_eq!(run(&prog, &d(stat)).verdict, RET_TRACE);
         assert_eq!(run(&build(TABLE, &CFG), &d(getdents64)).verdict, RET_TRACE);
+        let fchmod = isotrace_arch::by_name("fchmod").unwrap().nr;
+        assert_eq!(run(&prog, &d(fchmod)).verdict, RET_ALLOW);
+        assert_eq!(run(&build(TABLE, &CFG), &d(fchmod)).verdict, RET_TRACE);
     }
 
     #[test]
