@@ -217,41 +217,60 @@ record() {
 	return 0
 }
 
-# bench ROW GROUP LABEL UNIT TARGET PIN KIND [--prepare FN] [--n N [--proot-n M]] -- CMD...
-# Runs CMD ROUNDS times under each tool, interleaved. FN, if given, runs
-# before every run (outside the timing) with the tool's name as argument.
-# With --n, an argument `{N}` in CMD becomes N, or M under PRoot: a loop guest
-# reports per call, so PRoot may run fewer calls where it is very slow.
+# bench ROW GROUP LABEL UNIT TARGET PIN KIND [OPTIONS] -- CMD...
+# Runs CMD ROUNDS times under each tool, interleaved. Options:
+#   --prepare FN   FN runs before every run (outside the timing), with the
+#                  tool's name as argument
+#   --n N          an argument `{N}` in CMD becomes N ...
+#   --proot-n M    ... or M under PRoot: a loop guest reports per call, so
+#                  PRoot may run fewer calls where it is very slow
+#   --floor LABEL  also runs CMD natively with BENCH_SECCOMP_ALLOW=1 (the
+#                  guest installs an allow-all seccomp filter), interleaved
+#                  with the others, as a second row ROW-floor labelled LABEL
+#                  whose native column is that figure and whose other columns
+#                  repeat this row's, so that its ratios are against the floor
 bench() {
 	local row=$1 group=$2 label=$3 unit=$4 target=$5 pin=$6 kind=$7
 	shift 7
-	local prepare="" n="" proot_n=""
+	local prepare="" n="" proot_n="" floor=""
 	while [[ $1 != -- ]]; do
 		case $1 in
 		--prepare) prepare=$2 ;;
 		--n) n=$2 ;;
 		--proot-n) proot_n=$2 ;;
+		--floor) floor=$2 ;;
 		*) say "bench: bad option $1"; exit 2 ;;
 		esac
 		shift 2
 	done
 	shift
 	printf '%s\t%s\t%s\t%s\t%s\n' "$row" "$group" "$label" "$unit" "$target" >>"$WORK/rows.tsv"
+	[[ -n $floor ]] && printf '%s\t%s\t%s\t%s\t%s\n' "$row-floor" "$group" "$floor" "$unit" "" >>"$WORK/rows.tsv"
 	say "== $label"
-	local round tool arg stdout=/dev/null
-	local -a cmd
+	local round tool arg last stdout=/dev/null
+	local -a cmd tools=("${TOOLS[@]}")
+	[[ -n $floor ]] && tools=(native floor isotrace proot)
 	[[ $kind == guest ]] && stdout=$WORK/out
 	for ((round = 1; round <= ROUNDS; round++)); do
-		for tool in "${TOOLS[@]}"; do
-			((HAVE[$tool])) || continue
+		for tool in "${tools[@]}"; do
+			[[ $tool == floor ]] || ((HAVE[$tool])) || continue
 			[[ -n $prepare ]] && "$prepare" "$tool"
 			cmd=()
 			for arg in "$@"; do
 				[[ $arg == "{N}" ]] && arg=$n && [[ $tool == proot && -n $proot_n ]] && arg=$proot_n
 				cmd+=("$arg")
 			done
+			if [[ $tool == floor ]]; then
+				run_tool native "$pin" "$stdout" env BENCH_SECCOMP_ALLOW=1 "${cmd[@]}"
+				record "$row-floor" native "$round" "$kind"
+				continue
+			fi
 			run_tool "$tool" "$pin" "$stdout" "${cmd[@]}"
 			record "$row" "$tool" "$round" "$kind"
+			if [[ -n $floor && $tool != native ]]; then
+				last=$(tail -n1 "$WORK/results.tsv")
+				printf '%s\n' "$row-floor${last#"$row"}" >>"$WORK/results.tsv"
+			fi
 		done
 	done
 }
@@ -261,10 +280,14 @@ B=$WORK/bin
 # Debian's PRoot traps every syscall (it is built without its seccomp
 # accelerator): at 15-90 us per getppid, 2,000,000 calls would take up to
 # 3 minutes a round, so PRoot does a tenth of them. The figure is per call.
+# The floor row shows what any seccomp filter costs an untrapped syscall,
+# even one the kernel's action cache answers without running the filter.
 if want getppid; then
 	for pin in pinned unpinned; do
 		bench "getppid-$pin" getppid "getppid loop, $pin (untrapped)" "ns/call" "<= 1.02x native" "$pin" guest \
-			--n "$N_GETPPID" --proot-n "$((N_GETPPID / 10))" -- "$B/getppid" "{N}"
+			--n "$N_GETPPID" --proot-n "$((N_GETPPID / 10))" \
+			--floor "getppid loop, $pin, vs the floor: native under an allow-all seccomp filter" \
+			-- "$B/getppid" "{N}"
 	done
 fi
 
@@ -396,6 +419,7 @@ render() {
 		print "|---|---|---|"
 		for (r = 1; r <= NROWS; r++) {
 			row = ROWS[r]
+			if (row ~ /-floor$/) continue
 			if (SN[row]) printf "| %s | %s | %s |\n", LABEL[row], STOPS[row], RSS[row]
 			else printf "| %s | n/a | n/a |\n", LABEL[row]
 		}
@@ -408,9 +432,10 @@ render() {
 	echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
 	echo "- command: benches/run.sh --rounds $ROUNDS$( ((QUICK)) && echo ' --quick')${ONLY:+ --only $ONLY}"
 	echo "- machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), Linux $(uname -r); load average at start $LOAD_AT_START, at end $(cut -d' ' -f1-3 /proc/loadavg)"
-	echo "- isotrace: ${ISO_VERSION:-unknown} ($ISOTRACE)$( ((${#STATS_FLAG[@]})) || echo ', --stats not supported')"
+	echo "- isotrace: ${ISO_VERSION:-unknown} ($ISOTRACE), source $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)$( ((${#STATS_FLAG[@]})) || echo ', --stats not supported')"
 	if ((HAVE[proot])); then echo "- $PROOT_VERSION, run as plain \`proot CMD\`"; else echo "- $PROOT_VERSION"; fi
 	echo "- rounds: $ROUNDS, interleaved native/isotrace/proot; figures are median (min-max); pinned = \`taskset -c $PIN_CPU\` around the whole tool"
+	echo "- \"vs the floor\" rows: the native column is the guest natively under a one-instruction RET_ALLOW seccomp filter (what any seccomp supervisor costs an untrapped call); the other columns repeat the row above"
 	echo "- loop guests time their own loop (getppid: $N_GETPPID calls, $((N_GETPPID / 10)) under PRoot; stat: $N_STAT; open+close: $N_OPEN; threads: $K_STAT stat each); tar/find/gcc are wall-clock time including the tool's start-up"
 	echo
 	render
