@@ -13,6 +13,7 @@ pub mod classify;
 pub mod dirents;
 mod exec;
 mod fdops;
+mod open2;
 mod ops;
 mod paths;
 
@@ -135,13 +136,14 @@ impl Isolation {
         if exit_stop {
             self.pending.insert(call.tid, Pending::After(after));
         }
-        Ok(Verdict {
-            action: Action::Rewrite {
+        let action = match open2::harden(call, paths) {
+            Ok(action) => action,
+            Err(paths) => Action::Rewrite {
                 paths,
                 args: Vec::new(),
             },
-            exit_stop,
-        })
+        };
+        Ok(Verdict { action, exit_stop })
     }
 
     fn one_path(

@@ -34,7 +34,11 @@ pub fn verdict(
         Action::Rewrite { paths, args } => {
             let paths = paths.clone();
             for &(i, v) in args {
-                regs.set_arg(i, v);
+                if i == crate::policy::SYSCALL_NR {
+                    regs.set_syscall_nr(v);
+                } else {
+                    regs.set_arg(i, v);
+                }
             }
             if paths.is_empty() {
                 sys::set_regs(tid, &regs)?;

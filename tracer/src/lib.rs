@@ -29,7 +29,7 @@ mod task;
 pub use error::{Error, Result};
 pub use policy::{
     Action, ArgvItem, Call, Event, ExitAction, ExitKind, MemWrite, PathArg, Policy, SpawnKind,
-    TraceeView, Verdict,
+    TraceeView, Verdict, SYSCALL_NR,
 };
 pub use spawn::{ChildFailure, SpawnSpec};
 pub use supervisor::{Outcome, Stats, Supervisor};

@@ -51,6 +51,9 @@ pub enum Action {
     /// kernel reads it, and the argument is pointed there. A policy that
     /// decided on a path's *content* must re-issue it here, even unchanged,
     /// so that the kernel reads the bytes that were checked.
+    ///
+    /// In `args`, index [`SYSCALL_NR`] replaces the syscall number itself
+    /// (the kernel re-runs the filter on the new number).
     Rewrite {
         paths: Vec<(usize, Vec<u8>)>,
         args: Vec<(usize, u64)>,
@@ -73,6 +76,10 @@ pub enum Action {
     /// Skip the syscall; it fails with this errno.
     Deny(Errno),
 }
+
+/// The pseudo argument index that names the syscall number in
+/// [`Action::Rewrite`]'s `args`.
+pub const SYSCALL_NR: usize = 6;
 
 /// One element of a rewritten string array.
 #[derive(Clone, Debug, PartialEq, Eq)]
