@@ -33,7 +33,10 @@ pub struct RunArgs {
     /// Supervise and trace only: no environment, paths pass through untouched.
     #[arg(long)]
     pub no_isolation: bool,
-    /// The application group's name (default: the environment's name).
+    /// The application group's name (default: the environment's name; with
+    /// --no-isolation or --rm, CMD's file name and the supervisor's pid).
+    /// It must be unique among running groups; the group's control socket
+    /// is $XDG_RUNTIME_DIR/isotrace/NAME.sock (docs/API.md).
     #[arg(long, value_name = "NAME")]
     pub group: Option<String>,
     /// Print every trapped syscall strace-style to stderr.
@@ -69,12 +72,13 @@ pub enum Command {
     Config(Planned),
     /// Global exceptions and per-env/per-app policies.
     Rules(Planned),
-    /// List running application groups.
-    Ps(Planned),
+    /// List running application groups: name, env, supervisor pid,
+    /// processes, threads, RSS, uptime.
+    Ps(PsArgs),
     /// Checkpoint a running group.
     Checkpoint(Planned),
-    /// Restore a group from an image.
-    Restore(Planned),
+    /// Restore a process from an image (one single-threaded process so far).
+    Restore(RestoreArgs),
     /// Live-migrate a group to another environment or host.
     Migrate(Planned),
     /// Receive a migrated or cloned group.
@@ -95,6 +99,17 @@ pub enum Command {
 }
 
 #[derive(Args, Debug)]
+#[command(
+    after_help = "Groups are found through their control sockets in $XDG_RUNTIME_DIR/isotrace/ \
+        (the API of docs/API.md); sockets left by a supervisor that died are removed."
+)]
+pub struct PsArgs {
+    /// Print a JSON array of the groups' `status` objects (docs/API.md).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
 pub struct SnapshotArgs {
     /// The process to snapshot. It must not be traced already.
     #[arg(value_name = "PID")]
@@ -105,6 +120,22 @@ pub struct SnapshotArgs {
     /// Also snapshot every descendant of PID.
     #[arg(long)]
     pub tree: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// The image directory (from `isotrace snapshot` or `checkpoint`).
+    #[arg(value_name = "IMAGE")]
+    pub image: PathBuf,
+    /// Restore into the isolated environment NAME (not supported yet).
+    #[arg(long, value_name = "NAME")]
+    pub env: Option<String>,
+    /// The application group's name.
+    #[arg(long, value_name = "NAME")]
+    pub group: Option<String>,
+    /// Exit once the process runs (in a session of its own) instead of waiting for it.
+    #[arg(long)]
+    pub detach: bool,
 }
 
 /// `inspect IMAGE ps|fds|mems|sockets`: one part of the image.
@@ -166,14 +197,14 @@ impl Command {
         Some(match self {
             Command::Config(_) => ("config", 4),
             Command::Rules(_) => ("rules", 4),
-            Command::Ps(_) => ("ps", 4),
             Command::Checkpoint(_) => ("checkpoint", 5),
-            Command::Restore(_) => ("restore", 5),
             Command::Migrate(_) => ("migrate", 6),
             Command::Receive(_) => ("receive", 6),
             Command::Clone(_) => ("clone", 6),
             Command::Run(_)
+            | Command::Ps(_)
             | Command::Env(_)
+            | Command::Restore(_)
             | Command::Snapshot(_)
             | Command::Inspect(_)
             | Command::Core(_)

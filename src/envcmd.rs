@@ -11,6 +11,8 @@ use crate::envs::home;
 use crate::run::Failure;
 use crate::EXIT_USAGE;
 use args::{EnvArgs, EnvVerb};
+use isotrace::api::client::{running_groups, stop_and_wait};
+use isotrace::api::protocol::GroupStatus;
 use isotrace_idb::{Environment, Kind, RealFs, Store};
 use serde_json::json;
 use std::fmt::Write as _;
@@ -42,9 +44,7 @@ fn dispatch(verb: EnvVerb) -> Result<(), Failure> {
         EnvVerb::List { json } => list(&store, json),
         EnvVerb::Show { name, json } => show(&store, &name, json),
         EnvVerb::Copy { src, dst } => store.copy(&src, &dst).map(drop).map_err(idb_err),
-        // No registry of running groups exists yet (issue #4, groups), so
-        // there is nothing to refuse on; --force is accepted for scripts.
-        EnvVerb::Rm { name, force: _ } => store.remove(&name).map_err(idb_err),
+        EnvVerb::Rm { name, force } => rm(&store, &name, force),
         EnvVerb::Export { name, output } => archive::export(&store, &name, &output),
         EnvVerb::Import { file, name } => archive::import(&store, &file, name.as_deref()),
         EnvVerb::Diff { name, json } => diff(&store, &name, json),
@@ -102,6 +102,7 @@ fn show(store: &Store, name: &str, as_json: bool) -> Result<(), Failure> {
         )
     })?;
     let m = env.meta();
+    let groups = groups_in(name)?;
     let prefixes: Vec<String> = rules
         .exceptions
         .iter()
@@ -118,7 +119,7 @@ fn show(store: &Store, name: &str, as_json: bool) -> Result<(), Failure> {
             "files": u.files,
             "dirs": u.dirs,
             "whiteouts": u.whiteouts,
-            "groups": [],
+            "groups": groups,
             "rules": rules,
         }));
         return Ok(());
@@ -132,10 +133,64 @@ fn show(store: &Store, name: &str, as_json: bool) -> Result<(), Failure> {
     let _ = writeln!(s, "files: {}", u.files);
     let _ = writeln!(s, "dirs: {}", u.dirs);
     let _ = writeln!(s, "whiteouts: {}", u.whiteouts);
-    let _ = writeln!(s, "groups: none running");
+    if groups.is_empty() {
+        let _ = writeln!(s, "groups: none running");
+    }
+    for g in &groups {
+        let _ = writeln!(
+            s,
+            "group: {} (supervisor pid {}, {} processes)",
+            g.group, g.supervisor_pid, g.processes
+        );
+    }
     let _ = writeln!(s, "rules: global exceptions {}", prefixes.join(" "));
     out(&s);
     Ok(())
+}
+
+/// The running groups whose env is `name` in this store (src/api): the
+/// same name in another ISOTRACE_HOME is another env.
+fn groups_in(name: &str) -> Result<Vec<GroupStatus>, Failure> {
+    let home = isotrace::api::rundir::canonical(&home()?);
+    let listing = running_groups().map_err(|e| (EXIT_FAILED, format!("listing groups: {e}")))?;
+    for p in &listing.problems {
+        eprintln!("isotrace: warning: {p}");
+    }
+    let home = home.display().to_string();
+    Ok(listing
+        .groups
+        .into_iter()
+        .filter(|g| g.env.as_deref() == Some(name) && g.home.as_deref() == Some(&home))
+        .collect())
+}
+
+/// `env rm`: refused while a group runs in the env; `--force` stops those
+/// groups (SIGTERM, then SIGKILL after 5 s) and waits for them first.
+fn rm(store: &Store, name: &str, force: bool) -> Result<(), Failure> {
+    store.get(name).map_err(idb_err)?;
+    let groups = groups_in(name)?;
+    if let (Some(g), false) = (groups.first(), force) {
+        let more = match groups.len() {
+            1 => String::new(),
+            n => format!(" and {} other group(s)", n - 1),
+        };
+        return Err((
+            EXIT_FAILED,
+            format!(
+                "env {name} is in use by group {} (supervisor pid {}){more}; use --force",
+                g.group, g.supervisor_pid
+            ),
+        ));
+    }
+    for g in &groups {
+        stop_and_wait(&g.group, std::time::Duration::from_secs(5)).map_err(|e| {
+            (
+                EXIT_FAILED,
+                format!("env {name}: cannot stop group {}: {e}", g.group),
+            )
+        })?;
+    }
+    store.remove(name).map_err(idb_err)
 }
 
 fn kind_name(k: Kind) -> &'static str {

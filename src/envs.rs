@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 /// The environment of one run, and what to do with it at the end.
 pub struct RunEnv {
     pub view: View,
+    /// The environment's change counter shared with other supervisors.
+    pub generation: Option<isotrace_idb::Generation>,
     store: Store,
     env: Environment,
     throwaway: bool,
@@ -57,8 +59,11 @@ pub fn open_for_run(args: &RunArgs, cmd: &OsStr) -> Result<RunEnv, Failure> {
     };
     let rules = store.rules().map_err(idb_err)?;
     let view = store.view(&env, rules).map_err(idb_err)?;
+    let generation = isotrace_idb::Generation::open(env.dir())
+        .map_err(|e| (EXIT_USAGE, format!("{}: {e}", env.dir().display())))?;
     Ok(RunEnv {
         view,
+        generation: Some(generation),
         store,
         env,
         throwaway,

@@ -5,6 +5,8 @@ mod envcmd;
 mod envs;
 mod forensics;
 mod isolate;
+mod ps;
+mod restore;
 mod run;
 mod trace;
 
@@ -49,7 +51,9 @@ fn main() {
         None => run::main(cli.run),
         Some(Command::Run(args)) => run::main(args),
         Some(Command::Env(args)) => envcmd::main(args),
+        Some(Command::Ps(args)) => ps::main(args),
         Some(Command::Snapshot(args)) => forensics::snapshot(args),
+        Some(Command::Restore(args)) => restore::main(args),
         Some(Command::Inspect(args)) => forensics::inspect(args),
         Some(Command::Core(args)) => forensics::core(args),
         Some(Command::Completions { shell }) => {

@@ -4,6 +4,7 @@ use crate::cli::RunArgs;
 use crate::isolate::Isolation;
 use crate::trace::TracePolicy;
 use crate::EXIT_USAGE;
+use isotrace::api::server::{Claim, ClaimError, GroupInfo};
 use isotrace_tracer::filter::{self, FilterConfig};
 use isotrace_tracer::scratch::SCRATCH_END;
 use isotrace_tracer::{ChildFailure, Outcome, SpawnSpec, Supervisor};
@@ -37,7 +38,6 @@ fn run(args: RunArgs) -> Result<i32, Failure> {
     };
     for (flag, set, issue) in [
         ("--report", args.report.is_some(), 4),
-        ("--group", args.group.is_some(), 4),
         ("--checkpoint-every", args.checkpoint_every.is_some(), 5),
         ("--checkpoint-dir", args.checkpoint_dir.is_some(), 5),
     ] {
@@ -49,6 +49,8 @@ fn run(args: RunArgs) -> Result<i32, Failure> {
         }
     }
     let program = resolve(&cmd)?;
+    // Issue #4: the group's socket; dropped (removed) on every way out.
+    let mut group = claim_group(&args, &cmd)?;
     let env = if args.no_isolation {
         None
     } else {
@@ -81,10 +83,10 @@ fn run(args: RunArgs) -> Result<i32, Failure> {
     let trace = TracePolicy::new(args.trace, args.trace_file.as_deref())
         .map_err(|e| (EXIT_USAGE, format!("--trace-file: {e}")))?;
     let outcome = match env {
-        None => supervise(&spec, trace, args.stats)?,
-        Some(env) => {
-            let mut policy = Isolation::new(env.view.clone(), trace);
-            let outcome = supervise_with(&spec, &mut policy, args.stats);
+        None => supervise(&spec, trace, args.stats, &mut group)?,
+        Some(mut env) => {
+            let mut policy = Isolation::new(env.view.clone(), trace, env.generation.take());
+            let outcome = supervise_with(&spec, &mut policy, args.stats, &mut group);
             policy.finish();
             env.finish(&policy.changed);
             outcome?
@@ -113,8 +115,13 @@ fn run(args: RunArgs) -> Result<i32, Failure> {
     }
 }
 
-fn supervise(spec: &SpawnSpec, mut policy: TracePolicy, stats: bool) -> Result<Outcome, Failure> {
-    let outcome = supervise_with(spec, &mut policy, stats);
+fn supervise(
+    spec: &SpawnSpec,
+    mut policy: TracePolicy,
+    stats: bool,
+    group: &mut Claim,
+) -> Result<Outcome, Failure> {
+    let outcome = supervise_with(spec, &mut policy, stats, group);
     policy.finish();
     outcome
 }
@@ -123,8 +130,12 @@ fn supervise_with(
     spec: &SpawnSpec,
     policy: &mut dyn isotrace_tracer::Policy,
     stats: bool,
+    group: &mut Claim,
 ) -> Result<Outcome, Failure> {
     let mut sup = Supervisor::spawn(spec, policy).map_err(|e| (EXIT_USAGE, setup_hint(&e)))?;
+    if let Err(e) = group.serve(sup.root()) {
+        eprintln!("isotrace: group {} has no control API: {e}", group.group());
+    }
     let outcome = sup.run().map_err(|e| (EXIT_USAGE, e.to_string()))?;
     if stats {
         print_stats(&sup.stats());
@@ -217,4 +228,50 @@ fn print_stats(s: &isotrace_tracer::Stats) {
         "isotrace: stats: stops={} seccomp_stops={} exit_stops={} rewrites={} injections={} tasks={} peak_rss_kib={}",
         s.stops, s.seccomp_stops, s.exit_stops, s.rewrites, s.injections, s.tasks_seen, peak
     );
+}
+
+// ---- Issue #4: the application group and its control socket (src/api) ----
+
+/// Claims the group's name and socket before anything starts. The group is
+/// `--group`, else the env's name; under --no-isolation and --rm it is the
+/// command's file name and our pid, so that such runs never collide. Only
+/// an explicit --group must be free: several programs may share one env,
+/// each as its own group, so a default name that is taken gets `-PID`.
+fn claim_group(args: &RunArgs, cmd: &OsStr) -> Result<Claim, Failure> {
+    let base = Path::new(cmd).file_name().unwrap_or(cmd).to_string_lossy();
+    let pid = std::process::id();
+    let (env, mode) = match (&args.env, args.rm, args.no_isolation) {
+        (Some(env), _, _) => (Some(env.clone()), "isolated"),
+        // The name envs::open_for_run gives a throwaway env.
+        (None, true, _) => (Some(format!("rm-{pid}")), "throwaway"),
+        (None, false, true) => (None, "no-isolation"),
+        (None, false, false) => (Some(base.to_string()), "isolated"),
+    };
+    if let Some(env) = &env {
+        // The env's own error, before a group named after it is refused.
+        isotrace_idb::validate_name(env).map_err(|e| (EXIT_USAGE, e.to_string()))?;
+    }
+    let group = match (&args.group, mode, &env) {
+        (Some(g), _, _) => g.clone(),
+        (None, "isolated", Some(env)) => env.clone(),
+        _ => format!("{base}-{pid}"),
+    };
+    let home = env
+        .as_ref()
+        .and_then(|_| crate::envs::home().ok())
+        .map(|h| isotrace::api::rundir::canonical(&h).display().to_string());
+    let mut info = GroupInfo {
+        group,
+        env,
+        home,
+        mode: mode.into(),
+    };
+    let claimed = match Claim::new(info.clone()) {
+        Err(ClaimError::Running { .. }) if args.group.is_none() => {
+            info.group = format!("{}-{pid}", info.group);
+            Claim::new(info)
+        }
+        other => other,
+    };
+    claimed.map_err(|e| (EXIT_USAGE, e.to_string()))
 }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod image;
 pub mod inspect;
 pub mod model;
+pub mod restore;
 mod sys;
 
 pub use error::{Error, Result};

@@ -104,3 +104,142 @@ pub fn wait_nohang(tid: Tid) -> std::result::Result<Option<i32>, Errno> {
         _ => Ok(Some(status)),
     }
 }
+
+/// ptrace(2) requests the restore adds (<linux/ptrace.h>).
+const PTRACE_SETREGSET: libc::c_uint = 0x4205;
+const PTRACE_GET_RSEQ_CONFIGURATION: libc::c_uint = 0x420f;
+
+/// Loads a whole XSAVE area into a stopped thread. The kernel only takes a
+/// buffer of exactly its own regset size (arch/x86/kernel/fpu/regset.c,
+/// xstateregs_set) and rejects feature bits outside XCR0 with EINVAL.
+pub fn set_xstate(tid: Tid, xstate: &[u8]) -> Result<()> {
+    let mut iov = libc::iovec {
+        iov_base: xstate.as_ptr() as *mut libc::c_void,
+        iov_len: xstate.len(),
+    };
+    // SAFETY: `iov` describes `xstate`, valid for reads of iov_len bytes for
+    // the duration of the call; for a SET request the kernel only reads it.
+    let rc = unsafe {
+        libc::ptrace(
+            PTRACE_SETREGSET,
+            tid,
+            NT_X86_XSTATE as usize as *mut libc::c_void,
+            &mut iov as *mut libc::iovec as *mut libc::c_void,
+        )
+    };
+    check(tid, "PTRACE_SETREGSET NT_X86_XSTATE", rc).map(drop)
+}
+
+/// struct ptrace_rseq_configuration from <linux/ptrace.h>.
+#[repr(C)]
+#[derive(Default)]
+struct RseqConfiguration {
+    rseq_abi_pointer: u64,
+    rseq_abi_size: u32,
+    signature: u32,
+    flags: u32,
+    pad: u32,
+}
+
+/// The thread's rseq registration (pointer, size, signature), if any
+/// (PTRACE_GET_RSEQ_CONFIGURATION, Linux 5.13).
+pub fn rseq_config(tid: Tid) -> Result<Option<(u64, u32, u32)>> {
+    let mut conf = RseqConfiguration::default();
+    // SAFETY: the kernel writes at most `addr` bytes (the struct's size)
+    // into `conf`, a live local of that size.
+    let rc = unsafe {
+        libc::ptrace(
+            PTRACE_GET_RSEQ_CONFIGURATION,
+            tid,
+            std::mem::size_of::<RseqConfiguration>() as *mut libc::c_void,
+            &mut conf as *mut RseqConfiguration as *mut libc::c_void,
+        )
+    };
+    check(tid, "PTRACE_GET_RSEQ_CONFIGURATION", rc)?;
+    Ok((conf.rseq_abi_pointer != 0).then_some((
+        conf.rseq_abi_pointer,
+        conf.rseq_abi_size,
+        conf.signature,
+    )))
+}
+
+/// Sets one resource limit of another process (prlimit(2)).
+pub fn prlimit(pid: Tid, resource: u32, soft: u64, hard: u64) -> Result<()> {
+    let lim = libc::rlimit64 {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: `lim` is a live struct the kernel only reads; the old-limit
+    // pointer is null.
+    let rc = unsafe {
+        libc::prlimit64(
+            pid,
+            resource as libc::__rlimit_resource_t,
+            &lim,
+            std::ptr::null_mut(),
+        )
+    };
+    check(pid, "prlimit", rc as libc::c_long).map(drop)
+}
+
+/// Forks a copy of this process that stops itself at once and never runs
+/// our code again: the vessel a restore rebuilds by injected syscalls.
+///
+/// The child waits on a pipe until the parent has PTRACE_SEIZEd it with
+/// PTRACE_O_EXITKILL (so it dies with the restorer), then raises SIGSTOP;
+/// the parent sees that as a signal-delivery-stop. If the parent dies
+/// before the seize, the child reads EOF without the go byte and exits.
+pub fn fork_vessel() -> Result<Tid> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two fds into a live array of two ints.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } == -1 {
+        return Err(Error::Setup {
+            op: "pipe2".into(),
+            errno: Errno::last(),
+        });
+    }
+    let (rd, wr) = (fds[0], fds[1]);
+    // SAFETY: the restorer is single-threaded here; the child calls only
+    // async-signal-safe functions (close, read, getpid, kill, _exit).
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: child side of fork, plain syscalls on our own fds.
+        unsafe {
+            libc::close(wr);
+            let mut go = 0u8;
+            let n = loop {
+                let n = libc::read(rd, (&mut go as *mut u8).cast(), 1);
+                if n != -1 || *libc::__errno_location() != libc::EINTR {
+                    break n;
+                }
+            };
+            if n == 1 {
+                libc::kill(libc::getpid(), libc::SIGSTOP);
+            }
+            libc::_exit(127);
+        }
+    }
+    let errno = Errno::last();
+    // SAFETY: closing the read end we own.
+    unsafe { libc::close(rd) };
+    let close_wr = || {
+        // SAFETY: closing the write end we own, once.
+        unsafe { libc::close(wr) };
+    };
+    if pid == -1 {
+        close_wr();
+        return Err(Error::Setup {
+            op: "fork".into(),
+            errno,
+        });
+    }
+    if let Err(e) = isotrace_tracer::sys::seize(pid, libc::PTRACE_O_EXITKILL) {
+        close_wr();
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+        return Err(e);
+    }
+    // SAFETY: writes one byte from a live local to the pipe we own.
+    unsafe { libc::write(wr, b"g".as_ptr().cast(), 1) };
+    close_wr();
+    Ok(pid)
+}

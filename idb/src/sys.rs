@@ -150,3 +150,38 @@ pub(crate) fn syncfs(path: &Path) -> io::Result<()> {
     let rc = unsafe { libc::syncfs(f.as_raw_fd()) };
     check(rc as libc::c_long).map(drop)
 }
+
+/// A u64 shared between processes through a mapped file, updated
+/// atomically.
+pub(crate) struct SharedU64 {
+    map: memmap2::MmapMut,
+}
+
+impl SharedU64 {
+    /// Maps the first 8 bytes of `file` (extended to 8 bytes if shorter).
+    pub(crate) fn open(file: &std::fs::File) -> io::Result<SharedU64> {
+        if file.metadata()?.len() < 8 {
+            file.set_len(8)?;
+        }
+        // SAFETY: the file is at least 8 bytes; every process maps it
+        // shared and only ever accesses it through the atomic below.
+        let map = unsafe { memmap2::MmapOptions::new().len(8).map_mut(file)? };
+        Ok(SharedU64 { map })
+    }
+
+    fn atomic(&self) -> &std::sync::atomic::AtomicU64 {
+        // SAFETY: the mapping is page-aligned (so 8-byte aligned), 8 bytes
+        // long and lives as long as `self`; AtomicU64 has u64's layout.
+        unsafe { &*(self.map.as_ptr() as *const std::sync::atomic::AtomicU64) }
+    }
+
+    pub(crate) fn load(&self) -> u64 {
+        self.atomic().load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub(crate) fn bump(&self) -> u64 {
+        self.atomic()
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel)
+            + 1
+    }
+}

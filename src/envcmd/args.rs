@@ -52,8 +52,8 @@ pub enum EnvVerb {
     Rm {
         #[arg(value_name = "NAME")]
         name: String,
-        /// Delete even while a group runs in it. (Running groups are not
-        /// tracked yet, so rm never refuses; the flag is accepted.)
+        /// Delete even while a group runs in it: stop the group first
+        /// (SIGTERM to its first process, SIGKILL to all after 5 s).
         #[arg(long)]
         force: bool,
     },

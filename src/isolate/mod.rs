@@ -20,7 +20,7 @@ mod paths;
 use crate::trace::TracePolicy;
 use classify::{classify, Op, PathUse};
 use isotrace_arch::Syscall;
-use isotrace_idb::{Cache, View};
+use isotrace_idb::{Cache, Generation, View};
 use isotrace_tracer::{Action, ArgvItem, Call, ExitAction, Policy, TraceeView, Verdict};
 use nix::errno::Errno;
 use ops::{After, Plan};
@@ -32,6 +32,7 @@ use std::path::PathBuf;
 
 pub struct Isolation {
     view: View,
+    generation: Option<Generation>,
     cache: Cache,
     trace: TracePolicy,
     /// Per thread: what to finish at the exit of its current syscall.
@@ -52,9 +53,12 @@ const RENAME_NOREPLACE: u64 = 1;
 const RENAME_EXCHANGE: u64 = 2;
 
 impl Isolation {
-    pub fn new(view: View, trace: TracePolicy) -> Isolation {
+    /// `generation` is the environment's shared change counter, when the
+    /// environment may be shared with other supervisors.
+    pub fn new(view: View, trace: TracePolicy, generation: Option<Generation>) -> Isolation {
         Isolation {
             view,
+            generation,
             cache: Cache::new(),
             trace,
             pending: HashMap::new(),
@@ -77,7 +81,24 @@ impl Isolation {
         }
     }
 
+    /// Records a change of the layer: for the closing summary, and for the
+    /// other supervisors sharing the environment.
+    fn note_change(&mut self, public: PathBuf) {
+        self.changed.insert(public);
+        if let Some(g) = self.generation.as_mut() {
+            g.bump();
+        }
+    }
+
     fn decide(&mut self, call: &Call, tv: &mut dyn TraceeView) -> Result<Verdict, i32> {
+        if self
+            .generation
+            .as_mut()
+            .is_some_and(|g| g.changed_elsewhere())
+        {
+            // Another group changed the environment: forget what we knew.
+            self.cache.clear();
+        }
         match call.sc.name {
             "getcwd" => return Ok(self.expect_back(call, back::Back::Getcwd)),
             "getdents64" => return self.getdents64(call, tv),
@@ -203,13 +224,13 @@ impl Isolation {
         if let Op::Remove { dir } = u.op {
             let ret = ops::remove(&self.view, &mut self.cache, &r, dir);
             if ret == 0 {
-                self.changed.insert(r.public.clone());
+                self.note_change(r.public.clone());
             }
             return Ok(PathOutcome::Done(ret));
         }
         let plan = ops::plan(&self.view, &mut self.cache, &r, u.op)?;
         if u.op != Op::Read && !matches!(u.op, Op::CreateOrOpen { write: false }) {
-            self.changed.insert(r.public.clone());
+            self.note_change(r.public.clone());
         }
         Ok(PathOutcome::Rewrite(plan))
     }
@@ -243,8 +264,8 @@ impl Isolation {
             .map_err(|e| e.create_errno())?;
         let noreplace = flags & RENAME_NOREPLACE != 0;
         let (src, dst) = ops::rename(&self.view, &mut self.cache, &fr, &tr, noreplace)?;
-        self.changed.insert(fr.public.clone());
-        self.changed.insert(tr.public.clone());
+        self.note_change(fr.public.clone());
+        self.note_change(tr.public.clone());
         self.pending.insert(call.tid, Pending::After(dst.after));
         Ok(Verdict {
             action: Action::Rewrite {
@@ -291,7 +312,7 @@ impl Isolation {
             return Err(libc::ENAMETOOLONG);
         }
         if bind {
-            self.changed.insert(r.public.clone());
+            self.note_change(r.public.clone());
         }
         let mut addr = raw[..2].to_vec();
         addr.extend_from_slice(&real);
@@ -364,7 +385,12 @@ impl Isolation {
     ) -> Result<Verdict, i32> {
         match fdops::fd_metadata(&self.view, &mut self.cache, call, fd, tv)? {
             fdops::FdOp::Kernel => Ok(Verdict::CONTINUE),
-            fdops::FdOp::Done(ret) => Ok(Verdict::emulate(ret)),
+            fdops::FdOp::Done(ret) => {
+                if let Some(g) = self.generation.as_mut() {
+                    g.bump();
+                }
+                Ok(Verdict::emulate(ret))
+            }
         }
     }
 
@@ -482,6 +508,9 @@ impl Policy for Isolation {
         let act = match self.pending.remove(&call.tid) {
             Some(Pending::After(after)) if ret >= 0 => {
                 ops::finish(&self.view, &mut self.cache, &after);
+                if let Some(g) = self.generation.as_mut() {
+                    g.bump();
+                }
                 ExitAction::NONE
             }
             Some(Pending::Back(b)) => back::translate(&self.view, b, call, ret, tv),

@@ -1,0 +1,396 @@
+//! Rebuilding the address space inside the vessel: unmap what it inherited
+//! from the restorer, move its vDSO to where the image had it, then map
+//! every mapping of the image at its address and fill it from the pages
+//! section with injected pread64, straight from the image file.
+
+use super::inject::{Vessel, GADGET_LEN};
+use crate::dump::procfs::parse_maps;
+use crate::error::{Error, Result};
+use crate::model::{Process, Vma, VmaMemory};
+use crate::PAGE_SIZE;
+
+/// Top of the x86_64 user address space with 4-level paging (TASK_SIZE).
+pub const TASK_TOP: u64 = 0x7fff_ffff_f000;
+
+/// The kernel's special mappings: never unmapped, only moved ([vsyscall]
+/// cannot even be moved: it is not a VMA of the process).
+pub fn is_special(path: &str) -> bool {
+    matches!(path, "[vdso]" | "[vvar]" | "[vvar_vclock]" | "[vsyscall]")
+}
+
+/// How one mapping of the image is recreated.
+#[derive(Debug, PartialEq, Eq)]
+pub enum MapKind {
+    /// The vDSO and friends: moved, not mapped.
+    Special,
+    Anon {
+        shared: bool,
+        stack: bool,
+    },
+    File {
+        path: String,
+        shared: bool,
+    },
+}
+
+fn refuse(pid: i32, vma: &Vma, why: &str) -> Error {
+    Error::Invalid {
+        what: format!(
+            "cannot restore pid {pid}: mapping {:#x}-{:#x} {} {}: {why}",
+            vma.start, vma.end, vma.perms, vma.path
+        ),
+    }
+}
+
+/// Decides how to recreate `vma`, or refuses what cannot be recreated.
+pub fn classify(pid: i32, vma: &Vma) -> Result<MapKind> {
+    if is_special(&vma.path) {
+        return Ok(MapKind::Special);
+    }
+    if vma.path.ends_with(" (deleted)") {
+        return Err(refuse(
+            pid,
+            vma,
+            "a deleted file's mapping is not restored yet",
+        ));
+    }
+    let anon_like = !vma.file_backed()
+        || vma.path.starts_with("/memfd:")
+        || vma.path.starts_with("/dev/zero")
+        || vma.path.starts_with("/SYSV");
+    if vma.path.starts_with("/dev/") && !vma.path.starts_with("/dev/zero") {
+        return Err(refuse(pid, vma, "device mappings are not restored"));
+    }
+    if anon_like {
+        if vma.shared() && !matches!(vma.memory, VmaMemory::Dumped { .. }) {
+            return Err(refuse(pid, vma, "its shared memory is not in the image"));
+        }
+        return Ok(MapKind::Anon {
+            shared: vma.shared(),
+            stack: vma.path == "[stack]",
+        });
+    }
+    Ok(MapKind::File {
+        path: vma.path.clone(),
+        shared: vma.shared(),
+    })
+}
+
+/// The first free `len` bytes at or above `min` that overlap none of
+/// `taken` (ranges as start, end), below [`TASK_TOP`].
+pub fn free_range(taken: &[(u64, u64)], len: u64, min: u64) -> Option<u64> {
+    let mut ranges = taken.to_vec();
+    ranges.sort_unstable();
+    let mut at = min.next_multiple_of(PAGE_SIZE);
+    for (start, end) in ranges {
+        if at.checked_add(len)? <= start {
+            break;
+        }
+        at = at.max(end);
+    }
+    (at.checked_add(len)? <= TASK_TOP).then_some(at)
+}
+
+pub fn vessel_maps(pid: i32) -> Result<Vec<Vma>> {
+    let path = format!("/proc/{pid}/maps");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(path, e))?;
+    Ok(parse_maps(&text))
+}
+
+fn ranges(vmas: &[Vma]) -> impl Iterator<Item = (u64, u64)> + '_ {
+    vmas.iter().map(|v| (v.start, v.end))
+}
+
+/// The lowest address the kernel lets user space map (mmap_min_addr).
+pub fn mmap_min_addr() -> u64 {
+    std::fs::read_to_string("/proc/sys/vm/mmap_min_addr")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(65536)
+        .max(PAGE_SIZE)
+}
+
+/// Unmaps everything of the vessel but the gadget and the special mappings.
+pub fn teardown(v: &Vessel) -> Result<()> {
+    let gadget = v.gadget();
+    for vma in vessel_maps(v.pid)? {
+        if is_special(&vma.path) || (vma.start >= gadget && vma.end <= gadget + GADGET_LEN) {
+            continue;
+        }
+        v.call(
+            &format!("munmap {:#x}-{:#x} {}", vma.start, vma.end, vma.path),
+            libc::SYS_munmap,
+            [vma.start, vma.len(), 0, 0, 0, 0],
+        )?;
+    }
+    Ok(())
+}
+
+/// Moves the vessel's [vdso]/[vvar]... to the image's addresses with
+/// mremap, which the kernel supports for these special mappings (it
+/// updates mm->context.vdso, arch/x86/entry/vdso/vma.c). Each must have
+/// the image's size, and the vDSO's code must be the image's: another
+/// kernel's vDSO would not match the pointers the program holds into it.
+pub fn move_vdso(v: &Vessel, proc: &Process, image: &crate::Image) -> Result<()> {
+    let current = vessel_maps(v.pid)?;
+    let mut moves = Vec::new();
+    for cur in current
+        .iter()
+        .filter(|m| is_special(&m.path) && m.path != "[vsyscall]")
+    {
+        let want = proc.vmas.iter().find(|m| m.path == cur.path);
+        match want {
+            Some(w) if w.len() == cur.len() => moves.push((cur.start, w.start, cur.len())),
+            _ => {
+                return Err(Error::Invalid {
+                    what: format!(
+                        "cannot restore pid {}: this kernel's {} ({} bytes) differs from the image's; restore on the kernel that wrote the image ({})",
+                        proc.pid,
+                        cur.path,
+                        cur.len(),
+                        image.manifest.host.kernel
+                    ),
+                })
+            }
+        }
+    }
+    check_vdso_code(v, proc, image, &current)?;
+    let overlaps = moves.iter().any(|&(_, to, len)| {
+        moves
+            .iter()
+            .any(|&(from, _, l)| from != to && to < from + l && from < to + len)
+    });
+    if overlaps {
+        // Park them in a hole first so no move lands on another.
+        let taken: Vec<_> = ranges(&proc.vmas).chain(ranges(&current)).collect();
+        let span: u64 = moves.iter().map(|m| m.2).sum();
+        let hole = free_range(&taken, span, mmap_min_addr()).ok_or_else(|| Error::Invalid {
+            what: "no free address range to move the vDSO through".into(),
+        })?;
+        let mut at = hole;
+        for m in moves.iter_mut() {
+            remap(v, m.0, at, m.2)?;
+            m.0 = at;
+            at += m.2;
+        }
+    }
+    for (from, to, len) in moves {
+        if from != to {
+            remap(v, from, to, len)?;
+        }
+    }
+    Ok(())
+}
+
+fn remap(v: &Vessel, from: u64, to: u64, len: u64) -> Result<()> {
+    const MREMAP_MAYMOVE: u64 = 1;
+    const MREMAP_FIXED: u64 = 2;
+    v.call(
+        &format!("mremap {from:#x} -> {to:#x}"),
+        libc::SYS_mremap,
+        [from, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, to, 0],
+    )
+    .map(drop)
+}
+
+fn check_vdso_code(v: &Vessel, proc: &Process, image: &crate::Image, cur: &[Vma]) -> Result<()> {
+    let (Some(mine), Some(theirs)) = (
+        cur.iter().find(|m| m.path == "[vdso]"),
+        proc.vmas.iter().find(|m| m.path == "[vdso]"),
+    ) else {
+        return Ok(());
+    };
+    let mut code = vec![0u8; mine.len() as usize];
+    v.peek(mine.start, &mut code)?;
+    let pages = image.read_memory(proc.pid, theirs.start, theirs.len())?;
+    let same = pages.iter().enumerate().all(|(i, (_, data))| {
+        let at = i * PAGE_SIZE as usize;
+        data.as_ref()
+            .is_none_or(|d| d[..] == code[at..at + PAGE_SIZE as usize])
+    });
+    if same {
+        Ok(())
+    } else {
+        Err(Error::Invalid {
+            what: format!(
+                "cannot restore pid {}: the image's [vdso] is another kernel's (the image was written on {}); restore on that kernel",
+                proc.pid, image.manifest.host.kernel
+            ),
+        })
+    }
+}
+
+/// PROT_* of a maps perms string.
+pub fn prot(perms: &str) -> u64 {
+    let b = perms.as_bytes();
+    let mut p = 0;
+    if b.first() == Some(&b'r') {
+        p |= libc::PROT_READ;
+    }
+    if b.get(1) == Some(&b'w') {
+        p |= libc::PROT_WRITE;
+    }
+    if b.get(2) == Some(&b'x') {
+        p |= libc::PROT_EXEC;
+    }
+    p as u64
+}
+
+/// Maps and fills every non-special mapping of `proc`. `pages_fd` is the
+/// vessel's fd of the process's pages section.
+pub fn rebuild(v: &Vessel, proc: &Process, pages_fd: u64) -> Result<()> {
+    for vma in &proc.vmas {
+        let kind = classify(proc.pid, vma)?;
+        let runs = match &vma.memory {
+            VmaMemory::Dumped { runs } if !runs.is_empty() => runs.as_slice(),
+            _ => &[],
+        };
+        let final_prot = prot(&vma.perms);
+        let map_prot = if runs.is_empty() {
+            final_prot
+        } else {
+            (libc::PROT_READ | libc::PROT_WRITE) as u64
+        };
+        match kind {
+            MapKind::Special => continue,
+            MapKind::Anon { shared, stack } => {
+                let mut flags = libc::MAP_FIXED | libc::MAP_ANONYMOUS;
+                flags |= if shared {
+                    libc::MAP_SHARED
+                } else {
+                    libc::MAP_PRIVATE
+                };
+                if stack {
+                    flags |= libc::MAP_GROWSDOWN;
+                }
+                let what = format!("mmap {:#x}-{:#x} {}", vma.start, vma.end, vma.path);
+                let args = [vma.start, vma.len(), map_prot, flags as u64, u64::MAX, 0];
+                v.call(&what, libc::SYS_mmap, args)?;
+            }
+            MapKind::File { path, shared } => map_file(v, vma, &path, shared, map_prot)?,
+        }
+        for run in runs {
+            fill(v, pages_fd, run.addr, run.pages * PAGE_SIZE, run.offset)?;
+        }
+        if map_prot != final_prot {
+            let what = format!("mprotect {:#x}-{:#x} {}", vma.start, vma.end, vma.perms);
+            v.call(
+                &what,
+                libc::SYS_mprotect,
+                [vma.start, vma.len(), final_prot, 0, 0, 0],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn map_file(v: &Vessel, vma: &Vma, path: &str, shared: bool, map_prot: u64) -> Result<()> {
+    let access = if shared && vma.writable() {
+        libc::O_RDWR
+    } else {
+        libc::O_RDONLY
+    };
+    let at = v.stage_path(path)?;
+    let fd = v.call(
+        &format!("open {path} to map it"),
+        libc::SYS_openat,
+        [
+            libc::AT_FDCWD as u64,
+            at,
+            (access | libc::O_CLOEXEC) as u64,
+            0,
+            0,
+            0,
+        ],
+    )?;
+    let flags = libc::MAP_FIXED
+        | if shared {
+            libc::MAP_SHARED
+        } else {
+            libc::MAP_PRIVATE
+        };
+    let what = format!("mmap {:#x}-{:#x} {path}", vma.start, vma.end);
+    let mapped = v.call(
+        &what,
+        libc::SYS_mmap,
+        [vma.start, vma.len(), map_prot, flags as u64, fd, vma.offset],
+    );
+    v.call("close", libc::SYS_close, [fd, 0, 0, 0, 0, 0])?;
+    mapped.map(drop)
+}
+
+/// pread64 of `len` bytes at `offset` of the pages section into `addr`,
+/// looping over short reads (pread64 stops at 2 GiB - 4 KiB per call).
+fn fill(v: &Vessel, fd: u64, addr: u64, len: u64, offset: u64) -> Result<()> {
+    let mut done = 0;
+    while done < len {
+        let n = v.call(
+            &format!("pread64 of pages into {:#x}", addr + done),
+            libc::SYS_pread64,
+            [fd, addr + done, len - done, offset + done, 0, 0],
+        )?;
+        if n == 0 {
+            return Err(Error::corrupt("pages", "ended before a page run"));
+        }
+        done += n;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_range_skips_taken() {
+        let taken = [(0x10000, 0x20000), (0x20000, 0x30000), (0x40000, 0x50000)];
+        assert_eq!(free_range(&taken, 0x1000, 0x10000), Some(0x30000));
+        assert_eq!(free_range(&taken, 0x10000, 0x10000), Some(0x30000));
+        assert_eq!(free_range(&taken, 0x10001, 0x10000), Some(0x50000));
+        assert_eq!(free_range(&[], 0x2000, 0x10000), Some(0x10000));
+        assert_eq!(free_range(&[(0x10000, TASK_TOP)], 0x1000, 0x10000), None);
+    }
+
+    #[test]
+    fn prot_bits() {
+        assert_eq!(prot("r-xp"), (libc::PROT_READ | libc::PROT_EXEC) as u64);
+        assert_eq!(prot("---p"), 0);
+        assert_eq!(prot("rw-s"), (libc::PROT_READ | libc::PROT_WRITE) as u64);
+    }
+
+    #[test]
+    fn classify_kinds() {
+        let vma = |path: &str, perms: &str, inode| Vma {
+            start: 0x1000,
+            end: 0x2000,
+            perms: perms.into(),
+            inode,
+            path: path.into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            classify(1, &vma("[vdso]", "r-xp", 0)).unwrap(),
+            MapKind::Special
+        );
+        assert_eq!(
+            classify(1, &vma("[stack]", "rw-p", 0)).unwrap(),
+            MapKind::Anon {
+                shared: false,
+                stack: true
+            }
+        );
+        assert_eq!(
+            classify(1, &vma("/usr/lib/libc.so.6", "r-xp", 7)).unwrap(),
+            MapKind::File {
+                path: "/usr/lib/libc.so.6".into(),
+                shared: false
+            }
+        );
+        let err = classify(1, &vma("/dev/fb0", "rw-s", 9))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("device"), "{err}");
+        let err = classify(1, &vma("/tmp/x (deleted)", "r--p", 9)).unwrap_err();
+        assert!(err.to_string().contains("deleted"));
+    }
+}

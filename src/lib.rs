@@ -1,0 +1,7 @@
+//! The isotrace library: what programs use to drive running groups.
+//!
+//! [`api`] is the per-group control socket: the server the supervisor runs
+//! and the client the CLI verbs (`ps`, `env rm`, `env show`) are built on.
+//! The protocol is documented in docs/API.md.
+
+pub mod api;

@@ -1,0 +1,326 @@
+//! `isotrace restore` of images taken with `isotrace snapshot` from native
+//! processes: the restored program carries on where the image left it
+//! (same file offset, heap, globals, brk growth), a damaged image restores
+//! nothing, and what is not supported yet is refused clearly.
+
+mod common;
+
+use common::{guest, guest_static, isotrace_raw, path_str, wait_for_pid, wait_until, Run, Status};
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A process SIGKILLed (and reaped if it is our child) on drop.
+struct Running {
+    pid: i32,
+    child: Option<Child>,
+}
+
+impl Running {
+    fn kill(&mut self) {
+        // SAFETY: kill(2) of a process this test started.
+        unsafe {
+            libc::kill(self.pid, libc::SIGKILL);
+        }
+        if let Some(mut c) = self.child.take() {
+            let _ = c.wait();
+        }
+    }
+
+    fn alive(&self) -> bool {
+        !matches!(common::proc_state(self.pid), None | Some('Z') | Some('X'))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Starts rst_counter writing to DIR/out, and waits until it has counted
+/// a little.
+fn start_counter(exe: &Path, dir: &Path, extra: &[&str]) -> Running {
+    start_program(&mut Command::new(exe), dir, extra)
+}
+
+/// Starts a program that takes rst_counter's arguments and protocol.
+fn start_program(cmd: &mut Command, dir: &Path, extra: &[&str]) -> Running {
+    let child = cmd
+        .arg(dir.join("out"))
+        .arg(dir.join("pid"))
+        .args(extra)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("spawn rst_counter");
+    let pid = wait_for_pid(&dir.join("pid"), WAIT);
+    wait_until("3 lines of output", WAIT, || counted(dir) >= 3);
+    Running {
+        pid,
+        child: Some(child),
+    }
+}
+
+/// Checks that DIR/out is exactly "ok 1" .. "ok N" and returns N.
+fn counted(dir: &Path) -> u64 {
+    let text = fs::read_to_string(dir.join("out")).unwrap_or_default();
+    let mut n = 0;
+    for line in text.lines() {
+        n += 1;
+        assert_eq!(
+            line,
+            format!("ok {n}"),
+            "line {n} of the counter's output:\n{text}"
+        );
+    }
+    n
+}
+
+fn snapshot(pid: i32, img: &Path, dir: &Path) {
+    let run = isotrace_raw(["snapshot", &pid.to_string(), "-o", path_str(img)], dir);
+    run.assert_exit(0);
+}
+
+fn restore(img: &Path, dir: &Path, extra: &[&str]) -> Run {
+    let mut args = vec!["restore", path_str(img)];
+    args.extend_from_slice(extra);
+    isotrace_raw(args, dir)
+}
+
+/// The new pid from "restored pid OLD from IMG as pid NEW".
+fn restored_pid(run: &Run) -> i32 {
+    let err = run.stderr_str();
+    let pid = err
+        .lines()
+        .find_map(|l| l.split(" as pid ").nth(1))
+        .and_then(|p| p.split_whitespace().next()?.parse().ok());
+    pid.unwrap_or_else(|| panic!("no restored pid in:\n{err}"))
+}
+
+/// Snapshot, kill the original, restore detached: the counter goes on
+/// from where the image left it (nothing reset, no line lost or doubled)
+/// with its heap, big malloc block and global intact.
+fn continues_counting(exe: PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut original = start_counter(&exe, dir, &[]);
+    let restored = restore_in_place(&mut original, dir);
+    let comm = fs::read_to_string(format!("/proc/{}/comm", restored.pid)).unwrap();
+    let name = exe.file_name().unwrap().to_str().unwrap();
+    assert!(name.starts_with(comm.trim()), "comm {comm:?}");
+    let cmdline = fs::read(format!("/proc/{}/cmdline", restored.pid)).unwrap();
+    assert!(cmdline.starts_with(exe.as_os_str().as_encoded_bytes()));
+}
+
+/// Snapshots `original`, kills it, restores it detached, and waits until
+/// the restored copy has counted 5 more lines with every check passing.
+fn restore_in_place(original: &mut Running, dir: &Path) -> Running {
+    let img = dir.join("img");
+    snapshot(original.pid, &img, dir);
+    original.kill();
+    let before = counted(dir);
+    let run = restore(&img, dir, &["--detach"]);
+    run.assert_exit(0);
+    let restored = Running {
+        pid: restored_pid(&run),
+        child: None,
+    };
+    assert_ne!(restored.pid, original.pid);
+    wait_until("the restored counter to pass the original", WAIT, || {
+        counted(dir) >= before + 5
+    });
+    assert!(restored.alive());
+    restored
+}
+
+#[test]
+fn dynamic_counter_continues_after_restore() {
+    continues_counting(guest("rst_counter"));
+}
+
+#[test]
+fn static_counter_continues_after_restore() {
+    continues_counting(guest_static("rst_counter"));
+}
+
+/// python3 (interpreter, dynamic libraries, its own heap arenas and
+/// buffered file object) carries on too.
+#[test]
+fn python_counter_continues_after_restore() {
+    if !common::have_program("python3") {
+        eprintln!("python3 is not installed: skipping");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let script = dir.join("count.py");
+    fs::write(&script, PY_COUNTER).unwrap();
+    let mut cmd = Command::new("python3");
+    cmd.arg(&script);
+    let mut original = start_program(&mut cmd, dir, &[]);
+    restore_in_place(&mut original, dir);
+}
+
+/// rst_counter's protocol in Python: "ok N" lines checked against a
+/// digest of data built at start.
+const PY_COUNTER: &str = r#"
+import hashlib, os, sys, time
+data = [bytes([i % 256]) * 1000 for i in range(2000)]
+digest = hashlib.sha256(b"".join(data)).hexdigest()
+out = open(sys.argv[1], "w")
+with open(sys.argv[2] + ".tmp", "w") as f:
+    f.write(str(os.getpid()))
+os.rename(sys.argv[2] + ".tmp", sys.argv[2])
+n = 0
+while True:
+    n += 1
+    ok = hashlib.sha256(b"".join(data)).hexdigest() == digest
+    out.write(("ok %d\n" if ok else "BAD %d\n") % n)
+    out.flush()
+    time.sleep(0.1)
+"#;
+
+/// Without --detach, restore waits and exits with the program's status.
+#[test]
+fn restore_waits_for_the_program_without_detach() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let img = dir.join("img");
+    let mut original = start_counter(&guest("rst_counter"), dir, &["25"]);
+    snapshot(original.pid, &img, dir);
+    original.kill();
+    let run = restore(&img, dir, &[]);
+    assert_eq!(run.status, Status::Exited(7), "{}", run.stderr_str());
+    assert_eq!(counted(dir), 25);
+}
+
+/// A flipped byte in the pages section: the checksum names the section,
+/// and no process is started.
+#[test]
+fn corrupt_image_restores_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let img = dir.join("img");
+    let mut original = start_counter(&guest("rst_counter"), dir, &[]);
+    snapshot(original.pid, &img, dir);
+    original.kill();
+    let pages = fs::read_dir(&img)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("pages-")
+        })
+        .expect("a pages section");
+    let mut bytes = fs::read(&pages).unwrap();
+    bytes[4096] ^= 0x40;
+    fs::write(&pages, bytes).unwrap();
+    let before = counted(dir);
+    let run = restore(&img, dir, &["--detach"]);
+    run.assert_exit(1);
+    let err = run.stderr_str();
+    let name = pages.file_name().unwrap().to_str().unwrap();
+    assert!(
+        err.contains(&format!("image section {name} is corrupt"))
+            && err.contains("nothing was restored"),
+        "{err}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(counted(dir), before, "something ran after a failed restore");
+}
+
+/// A failure after the vessel exists (the open file is gone) names the fd
+/// and path, and kills the half-built process.
+#[test]
+fn missing_file_fails_after_start_and_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let img = dir.join("img");
+    let mut original = start_counter(&guest("rst_counter"), dir, &[]);
+    snapshot(original.pid, &img, dir);
+    original.kill();
+    let before = counted(dir);
+    fs::rename(dir.join("out"), dir.join("out.moved")).unwrap();
+    let run = restore(&img, dir, &["--detach"]);
+    run.assert_exit(1);
+    let err = run.stderr_str();
+    let want = format!("cannot reopen fd 3 ({})", path_str(&dir.join("out")));
+    assert!(err.contains(&want), "{err}");
+    assert!(err.contains("nothing was restored"), "{err}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !dir.join("out").exists(),
+        "something ran after a failed restore"
+    );
+    let out = dir.join("out.moved");
+    assert_eq!(
+        fs::read_to_string(out).unwrap().lines().count() as u64,
+        before
+    );
+}
+
+/// A multi-threaded image is refused with the pid and thread count.
+#[test]
+fn multi_threaded_image_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let img = dir.join("img");
+    let child = Command::new(guest("snap_threads"))
+        .arg(dir)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let pid = wait_for_pid(&dir.join("pid"), WAIT);
+    let _original = Running {
+        pid,
+        child: Some(child),
+    };
+    snapshot(pid, &img, dir);
+    let run = restore(&img, dir, &["--detach"]);
+    run.assert_exit(1);
+    let err = run.stderr_str();
+    assert!(
+        err.contains(&format!("cannot restore pid {pid}: it has 4 threads")),
+        "{err}"
+    );
+}
+
+#[test]
+fn restore_into_an_env_is_refused_for_now() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = restore(&tmp.path().join("img"), tmp.path(), &["--env", "e1"]);
+    run.assert_exit(125);
+    assert!(
+        run.stderr_str().contains("not supported yet"),
+        "{}",
+        run.stderr_str()
+    );
+}
+
+#[test]
+fn missing_image_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = tmp.path().join("nope");
+    let run = restore(&img, tmp.path(), &[]);
+    run.assert_exit(1);
+    assert!(
+        run.stderr_str().contains("not an isotrace image"),
+        "{}",
+        run.stderr_str()
+    );
+}
