@@ -398,6 +398,32 @@ fn a_process_tree() {
     );
     let pid = _target.child.id() as i32;
     common::wait_for_file(&dir.join("ready"), WAIT);
+    // Both children forked before `ready`, but may not have exec'd sleep
+    // yet: wait until they are the processes the assertions describe.
+    let children = format!("/proc/{pid}/task/{pid}/children");
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let kids: Vec<String> = std::fs::read_to_string(&children)
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        let sleeping = kids
+            .iter()
+            .filter(|k| {
+                std::fs::read_to_string(format!("/proc/{k}/comm"))
+                    .is_ok_and(|c| c.trim() == "sleep")
+            })
+            .count();
+        if sleeping == 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "children never became sleep: {kids:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     let img = dir.join("img");
     run_isotrace(
         &["snapshot", &pid.to_string(), "--tree", "-o", path(&img)],
