@@ -71,6 +71,10 @@ pub fn open_for_run(args: &RunArgs, cmd: &OsStr) -> Result<RunEnv, Failure> {
 }
 
 impl RunEnv {
+    pub fn name(&self) -> &str {
+        self.env.name()
+    }
+
     /// After the group exited: the one-line summary (issue #3), and the
     /// throwaway env's removal.
     pub fn finish(self, changed: &BTreeSet<PathBuf>) {

@@ -6,6 +6,7 @@ mod envs;
 mod forensics;
 mod isolate;
 mod ps;
+mod report;
 mod restore;
 mod run;
 mod trace;

@@ -37,7 +37,6 @@ fn run(args: RunArgs) -> Result<i32, Failure> {
         ));
     };
     for (flag, set, issue) in [
-        ("--report", args.report.is_some(), 4),
         ("--checkpoint-every", args.checkpoint_every.is_some(), 5),
         ("--checkpoint-dir", args.checkpoint_dir.is_some(), 5),
     ] {
@@ -80,18 +79,40 @@ fn run(args: RunArgs) -> Result<i32, Failure> {
         ),
         no_new_privs: !has_cap_sys_admin(),
     };
-    let trace = TracePolicy::new(args.trace, args.trace_file.as_deref())
+    let mut trace = TracePolicy::new(args.trace, args.trace_file.as_deref())
         .map_err(|e| (EXIT_USAGE, format!("--trace-file: {e}")))?;
-    let outcome = match env {
-        None => supervise(&spec, trace, args.stats, &mut group)?,
+    if args.report.is_some() {
+        trace.report = Some(crate::report::Report::new());
+    }
+    let env_name = env.as_ref().map(|e| e.name().to_string());
+    let (outcome, report) = match env {
+        None => {
+            let outcome = supervise(&spec, &mut trace, args.stats, &mut group);
+            (outcome, trace.report.take())
+        }
         Some(mut env) => {
             let mut policy = Isolation::new(env.view.clone(), trace, env.generation.take());
             let outcome = supervise_with(&spec, &mut policy, args.stats, &mut group);
             policy.finish();
             env.finish(&policy.changed);
-            outcome?
+            (outcome, policy.take_report())
         }
     };
+    let outcome = outcome?;
+    if let (Some(file), Some(report)) = (&args.report, report) {
+        let status = match outcome {
+            Outcome::Exited(how) => how.shell_status(),
+            Outcome::NotStarted(_) => EXIT_NOT_FOUND,
+        };
+        let command: Vec<String> = args
+            .cmd
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        report
+            .write(file, &command, env_name.as_deref(), status)
+            .map_err(|e| (EXIT_USAGE, format!("--report {}: {e}", file.display())))?;
+    }
     match outcome {
         Outcome::Exited(how) => Ok(how.shell_status()),
         Outcome::NotStarted(ChildFailure::Exec(e)) => {
@@ -117,11 +138,11 @@ fn run(args: RunArgs) -> Result<i32, Failure> {
 
 fn supervise(
     spec: &SpawnSpec,
-    mut policy: TracePolicy,
+    policy: &mut TracePolicy,
     stats: bool,
     group: &mut Claim,
 ) -> Result<Outcome, Failure> {
-    let outcome = supervise_with(spec, &mut policy, stats, group);
+    let outcome = supervise_with(spec, policy, stats, group);
     policy.finish();
     outcome
 }

@@ -1,6 +1,7 @@
 //! The product policy of `--no-isolation`: pass everything through, and
 //! with `--trace` print one strace-style line per trapped syscall.
 
+use crate::report::Report;
 use isotrace_arch::Syscall;
 use isotrace_tracer::format::{self, StrReader};
 use isotrace_tracer::{Action, Call, ExitAction, Policy, TraceeView, Verdict};
@@ -10,6 +11,8 @@ use std::path::Path;
 
 pub struct TracePolicy {
     out: Option<Box<dyn Write>>,
+    /// `--report`: the accesses of the group.
+    pub report: Option<Report>,
     /// Calls formatted at entry, printed with their result at exit. Entry
     /// is the only time an execve's arguments can still be read.
     in_flight: HashMap<i32, String>,
@@ -36,6 +39,7 @@ impl TracePolicy {
         };
         Ok(TracePolicy {
             out,
+            report: None,
             in_flight: HashMap::new(),
         })
     }
@@ -55,8 +59,12 @@ impl TracePolicy {
         verdict: &Verdict,
         view: &mut dyn TraceeView,
     ) -> bool {
+        let reported = match self.report.as_mut() {
+            Some(r) => r.begin(call, view),
+            None => false,
+        };
         if self.out.is_none() {
-            return false;
+            return reported;
         }
         let rewritten: &[(usize, Vec<u8>)] = match &verdict.action {
             Action::Rewrite { paths, .. } | Action::RewriteArgv { paths, .. } => paths,
@@ -65,7 +73,7 @@ impl TracePolicy {
         let text = format::format_call(call.sc, &call.args, rewritten, &mut Reader(view));
         if never_returns(call.sc) {
             self.line(call, &text, "?");
-            return false;
+            return reported;
         }
         self.in_flight.insert(call.tid, text);
         true
@@ -85,7 +93,7 @@ fn never_returns(sc: &Syscall) -> bool {
 
 impl Policy for TracePolicy {
     fn wants_paths(&self, _sc: &Syscall) -> bool {
-        false
+        self.report.is_some()
     }
 
     fn on_entry(&mut self, call: &Call, view: &mut dyn TraceeView) -> Verdict {
@@ -100,14 +108,24 @@ impl Policy for TracePolicy {
         ret: i64,
         _view: &mut dyn TraceeView,
     ) -> ExitAction {
-        let text = self.in_flight.remove(&call.tid).unwrap_or_default();
+        if let Some(r) = self.report.as_mut() {
+            r.end(call, ret);
+        }
+        let Some(text) = self.in_flight.remove(&call.tid) else {
+            return ExitAction::NONE;
+        };
         let ret_text = format::format_ret(call.sc, ret);
         self.line(call, &text, &ret_text);
         ExitAction::NONE
     }
 
     fn on_abandoned(&mut self, call: &Call, _rewritten: &[(usize, Vec<u8>)]) {
-        let text = self.in_flight.remove(&call.tid).unwrap_or_default();
+        if let Some(r) = self.report.as_mut() {
+            r.abandon(call.tid);
+        }
+        let Some(text) = self.in_flight.remove(&call.tid) else {
+            return;
+        };
         self.line(call, &text, "?");
     }
 }

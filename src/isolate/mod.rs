@@ -55,7 +55,12 @@ const RENAME_EXCHANGE: u64 = 2;
 impl Isolation {
     /// `generation` is the environment's shared change counter, when the
     /// environment may be shared with other supervisors.
-    pub fn new(view: View, trace: TracePolicy, generation: Option<Generation>) -> Isolation {
+    pub fn new(view: View, mut trace: TracePolicy, generation: Option<Generation>) -> Isolation {
+        if let Some(report) = trace.report.as_mut() {
+            // The report names paths as the program knows them.
+            let v = view.clone();
+            report.set_public_name(Box::new(move |real| isotrace_idb::public_of(&v, real)));
+        }
         Isolation {
             view,
             generation,
@@ -65,6 +70,11 @@ impl Isolation {
             dirs: dirents::Listings::default(),
             changed: Default::default(),
         }
+    }
+
+    /// The `--report` accesses, once the group has exited.
+    pub fn take_report(&mut self) -> Option<crate::report::Report> {
+        self.trace.report.take()
     }
 
     pub fn finish(&mut self) {
