@@ -66,6 +66,10 @@ pub enum Trap {
     /// change a host object through an fd opened read-only (fchmod...).
     /// Without isolation they run untrapped.
     TraceWhenIsolated,
+    /// Trapped when argument `n` (a path pointer) is non-NULL; always
+    /// trapped under isolation. utimensat(fd, NULL, ...) is futimens: without
+    /// isolation it names no path and needs no stop.
+    TraceIfNonNullOrIsolated(u8),
 }
 
 /// Whether the call, when trapped, also needs a stop at syscall exit
@@ -128,6 +132,7 @@ impl Syscall {
         match self.trap {
             Trap::TraceWhenIsolated if isolated => Trap::Trace,
             Trap::TraceWhenIsolated => Trap::Allow,
+            Trap::TraceIfNonNullOrIsolated(_) if isolated => Trap::Trace,
             _ if !isolated && self.exit == ExitStop::WhenIsolated && !self.takes_path() => {
                 Trap::Allow
             }

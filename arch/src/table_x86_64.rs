@@ -365,7 +365,7 @@ pub static TABLE: &[Syscall] = &[
     sc!(277, sync_file_range, [Fd, Int, Int, Hex]),
     sc!(278, vmsplice, [Fd, Ptr, UInt, Hex]),
     sc!(279, move_pages, [Pid, UInt, Ptr, Ptr, Ptr, Hex]),
-    sc!(280, utimensat, [DirFd, Path, Ptr, AtFlags], Trace, Full),
+    sc!(280, utimensat, [DirFd, Path, Ptr, AtFlags], TraceIfNonNullOrIsolated(1), Full),
     sc!(281, epoll_pwait, [Fd, Ptr, Int, Int, Ptr, UInt]),
     sc!(282, signalfd, [Fd, Ptr, UInt]),
     sc!(283, timerfd_create, [Int, Hex]),

@@ -50,6 +50,8 @@ enum Leaf {
     /// (the MapFlags argument of mmap), address 0 without MAP_FIXED asks
     /// the kernel to choose, which never lands on an existing mapping.
     AddrCheck { addr: u8, hint: Option<u8> },
+    /// Trace iff argument `arg` is not NULL (both halves zero means NULL).
+    NonNull { arg: u8 },
 }
 
 const RET_ALLOW: u32 = libc::SECCOMP_RET_ALLOW;
@@ -68,7 +70,10 @@ fn leaf(sc: &Syscall, isolation: bool) -> Leaf {
         Trap::Deny(e) => Leaf::Ret(errno_ret(e)),
         // An argument index past the six registers cannot be checked:
         // fail closed.
-        Trap::TraceIfAddrBelowScratch(i) if i >= 6 => Leaf::Ret(RET_TRACE),
+        Trap::TraceIfAddrBelowScratch(i) | Trap::TraceIfNonNullOrIsolated(i) if i >= 6 => {
+            Leaf::Ret(RET_TRACE)
+        }
+        Trap::TraceIfNonNullOrIsolated(i) => Leaf::NonNull { arg: i },
         Trap::TraceIfAddrBelowScratch(i) => Leaf::AddrCheck {
             addr: i,
             hint: sc
@@ -171,6 +176,14 @@ fn leaf_code(l: Leaf, scratch_end: u32) -> Vec<libc::sock_filter> {
     use libc::{BPF_JEQ, BPF_JGE, BPF_JSET};
     match l {
         Leaf::Ret(k) => vec![ret(k)],
+        Leaf::NonNull { arg } => vec![
+            ld(arg_lo(arg)),
+            jump(BPF_JEQ, 0, 0, 2),
+            ld(arg_hi(arg)),
+            jump(BPF_JEQ, 0, 1, 0),
+            ret(RET_TRACE),
+            ret(RET_ALLOW),
+        ],
         // An address with a non-zero high half is above any 32-bit end.
         Leaf::AddrCheck { addr, hint: None } => vec![
             ld(arg_hi(addr)),
@@ -236,6 +249,7 @@ mod tests {
     const AUDIT_ARCH_AARCH64: u32 = 0xC000_00B7;
 
     /// struct seccomp_data, as the kernel hands it to the filter.
+    #[derive(Clone, Copy)]
     struct Data {
         nr: u32,
         arch: u32,
@@ -319,7 +333,7 @@ mod tests {
         };
         match sc.effective_trap(true) {
             Trap::Allow => RET_ALLOW,
-            Trap::Trace | Trap::TraceWhenIsolated => RET_TRACE,
+            Trap::Trace | Trap::TraceWhenIsolated | Trap::TraceIfNonNullOrIsolated(_) => RET_TRACE,
             Trap::Deny(e) => libc::SECCOMP_RET_ERRNO | e as u32,
             Trap::TraceIfAddrBelowScratch(i) => {
                 let addr = d.args[usize::from(i)];
@@ -422,6 +436,19 @@ mod tests {
         assert_eq!(run(&prog, &d(getdents64)).verdict, RET_ALLOW);
         assert_eq!(run(&prog, &d(stat)).verdict, RET_TRACE);
         assert_eq!(run(&build(TABLE, &CFG), &d(getdents64)).verdict, RET_TRACE);
+        let utimensat = isotrace_arch::by_name("utimensat").unwrap().nr;
+        let futimens = Data {
+            nr: utimensat,
+            arch: AUDIT_ARCH,
+            args: [3, 0, 0x7000, 0, 0, 0],
+        };
+        let with_path = Data {
+            args: [3, 0x1_0000_0000, 0x7000, 0, 0, 0],
+            ..futimens
+        };
+        assert_eq!(run(&prog, &futimens).verdict, RET_ALLOW);
+        assert_eq!(run(&prog, &with_path).verdict, RET_TRACE);
+        assert_eq!(run(&build(TABLE, &CFG), &futimens).verdict, RET_TRACE);
         let fchmod = isotrace_arch::by_name("fchmod").unwrap().nr;
         assert_eq!(run(&prog, &d(fchmod)).verdict, RET_ALLOW);
         assert_eq!(run(&build(TABLE, &CFG), &d(fchmod)).verdict, RET_TRACE);
