@@ -336,3 +336,45 @@ fn unix_socket_bound_in_the_env_is_private_and_shows_its_public_name() {
     assert_absent_on_host(&sock);
     host.assert_unchanged();
 }
+
+#[test]
+fn programs_use_the_dynamic_loader_installed_in_the_env() {
+    // An environment that upgraded its libc also replaced the loader named
+    // by PT_INTERP; programs there must run with that loader, not the
+    // host's. Here the env's loader is a copy, so the program still works,
+    // and the trace shows that the env's copy was exec'd.
+    let iso = Iso::new();
+    let loader = std::fs::canonicalize("/lib64/ld-linux-x86-64.so.2").unwrap();
+    let loader = loader.to_str().unwrap();
+    iso.sh_ok(
+        "e",
+        &format!("cp {loader} {loader}.new && mv {loader}.new {loader}"),
+    );
+    let trace = iso.root().join("trace.txt");
+    let run = iso.isotrace([
+        "--env",
+        "e",
+        "--trace-file",
+        trace.to_str().unwrap(),
+        "--",
+        "/bin/sh",
+        "-c",
+        "/bin/echo via-env-loader; readlink /proc/self/exe",
+    ]);
+    run.assert_exit(0);
+    assert_eq!(
+        run.stdout_str(),
+        format!("via-env-loader\n{loader}\n"),
+        "{}",
+        run.describe()
+    );
+    let text = std::fs::read_to_string(&trace).unwrap();
+    assert!(
+        text.lines().any(|l| l.contains("execve(\"/bin/echo\" =>")
+            && l.contains("/upper")
+            && l.contains("ld-linux")),
+        "no exec through the env's loader in:\n{text}"
+    );
+    // The host's loader is untouched.
+    assert!(!Path::new(&format!("{loader}.new")).exists());
+}

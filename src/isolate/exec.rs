@@ -60,3 +60,42 @@ mod tests {
         assert_eq!(parse(b"#!\n"), None);
     }
 }
+
+/// The PT_INTERP path of a 64-bit little-endian ELF executable (the
+/// dynamic loader the kernel would map), read with plain file reads.
+pub fn elf_interp(file: &Path) -> Option<Vec<u8>> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = std::fs::File::open(file).ok()?;
+    let mut eh = [0u8; 64];
+    f.read_exact(&mut eh).ok()?;
+    // ELFCLASS64, ELFDATA2LSB.
+    if &eh[..4] != b"\x7fELF" || eh[4] != 2 || eh[5] != 1 {
+        return None;
+    }
+    let u16_at = |b: &[u8], o: usize| u16::from_le_bytes([b[o], b[o + 1]]) as u64;
+    let u64_at = |b: &[u8], o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap_or([0; 8]));
+    let (phoff, phentsize, phnum) = (u64_at(&eh, 0x20), u16_at(&eh, 0x36), u16_at(&eh, 0x38));
+    if phentsize < 56 || phnum > 256 {
+        return None;
+    }
+    for i in 0..phnum {
+        let mut ph = [0u8; 56];
+        f.seek(SeekFrom::Start(phoff + i * phentsize)).ok()?;
+        f.read_exact(&mut ph).ok()?;
+        const PT_INTERP: u32 = 3;
+        if u32::from_le_bytes([ph[0], ph[1], ph[2], ph[3]]) != PT_INTERP {
+            continue;
+        }
+        let (off, len) = (u64_at(&ph, 8), u64_at(&ph, 32));
+        if len == 0 || len > 4096 {
+            return None;
+        }
+        let mut interp = vec![0u8; len as usize];
+        f.seek(SeekFrom::Start(off)).ok()?;
+        f.read_exact(&mut interp).ok()?;
+        let end = interp.iter().position(|&b| b == 0).unwrap_or(interp.len());
+        interp.truncate(end);
+        return Some(interp);
+    }
+    None
+}

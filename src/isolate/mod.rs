@@ -353,7 +353,7 @@ impl Isolation {
         };
         let real = PathBuf::from(std::ffi::OsStr::from_bytes(real));
         let Some((interp, arg)) = exec::shebang(&real) else {
-            return Ok(None);
+            return self.elf_loader(call, tv, &real, raw);
         };
         let ir = self
             .resolver(call, tv)
@@ -377,6 +377,43 @@ impl Isolation {
                 .skip(1)
                 .map(ArgvItem::Tracee),
         );
+        Ok(Some(Verdict {
+            action: Action::RewriteArgv {
+                paths: vec![(0, paths::bytes(&ir.real))],
+                argv_idx: 1,
+                argv,
+            },
+            exit_stop: false,
+        }))
+    }
+
+    /// execve of an ELF whose PT_INTERP the environment replaced (a libc
+    /// upgraded inside it): the kernel would map the host's loader. Run the
+    /// environment's loader instead, as `ld.so --argv0 ARGV0 PROGRAM ARGS`.
+    fn elf_loader(
+        &mut self,
+        call: &Call,
+        tv: &mut dyn TraceeView,
+        real: &Path,
+        raw: &[u8],
+    ) -> Result<Option<Verdict>, i32> {
+        let Some(interp) = exec::elf_interp(real) else {
+            return Ok(None);
+        };
+        let Ok(ir) = self.resolver(call, tv).resolve(None, &interp, true) else {
+            return Ok(None);
+        };
+        if ir.loc != Some(isotrace_idb::Loc::Upper) {
+            return Ok(None);
+        }
+        let argv_ptrs = tracee_argv(call.args[1], tv)?;
+        let mut argv = vec![ArgvItem::New(interp), ArgvItem::New(b"--argv0".to_vec())];
+        match argv_ptrs.first() {
+            Some(&p) => argv.push(ArgvItem::Tracee(p)),
+            None => argv.push(ArgvItem::New(raw.to_vec())),
+        }
+        argv.push(ArgvItem::New(raw.to_vec()));
+        argv.extend(argv_ptrs.into_iter().skip(1).map(ArgvItem::Tracee));
         Ok(Some(Verdict {
             action: Action::RewriteArgv {
                 paths: vec![(0, paths::bytes(&ir.real))],
