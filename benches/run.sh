@@ -116,8 +116,10 @@ for src in "$ROOT"/benches/guests/*.c; do
 done
 cp "$ROOT/benches/guests/hello.c" "$WORK/gcc/hello.c"
 
-TOOLS=(native isotrace proot)
-declare -A HAVE=([native]=1 [isotrace]=1 [proot]=1)
+# "env" is isotrace with isolation: `isotrace --env bench`, its store on the
+# same tmpfs as the work directory (issue #3's side-by-side comparison).
+TOOLS=(native isotrace env proot)
+declare -A HAVE=([native]=1 [isotrace]=1 [env]=1 [proot]=1)
 STATS_FLAG=()
 FAILED=0
 
@@ -136,6 +138,7 @@ else
 	say "run.sh: isotrace does not work: \`$ISOTRACE --no-isolation -- sh -c 'echo probe-ok; exit 3'\` gave exit $probe_rc, stdout '$probe_out', stderr:"
 	head -n5 "$WORK/probe.err" >&2 || true
 	HAVE[isotrace]=0
+	HAVE[env]=0
 	ISO_VERSION="not working"
 	FAILED=1
 fi
@@ -171,6 +174,7 @@ run_tool() {
 	case $tool in
 	native) ;;
 	isotrace) pre+=("$ISOTRACE" --no-isolation "${STATS_FLAG[@]}" --) ;;
+	env) pre+=(env "ISOTRACE_HOME=$WORK/isohome" "XDG_RUNTIME_DIR=$WORK" "$ISOTRACE" --env bench --) ;;
 	proot) pre+=("$PROOT") ;;
 	esac
 	local t0=$EPOCHREALTIME t1
@@ -249,7 +253,7 @@ bench() {
 	say "== $label"
 	local round tool arg last stdout=/dev/null
 	local -a cmd tools=("${TOOLS[@]}")
-	[[ -n $floor ]] && tools=(native floor isotrace proot)
+	[[ -n $floor ]] && tools=(native floor isotrace env proot)
 	[[ $kind == guest ]] && stdout=$WORK/out
 	for ((round = 1; round <= ROUNDS; round++)); do
 		for tool in "${tools[@]}"; do
@@ -361,7 +365,7 @@ fi
 # ---------------------------------------------------------------- report
 
 render() {
-	awk -F'\t' -v have_proot="${HAVE[proot]}" -v have_iso="${HAVE[isotrace]}" '
+	awk -F'\t' -v have_proot="${HAVE[proot]}" -v have_iso="${HAVE[isotrace]}" -v have_env="${HAVE[env]}" '
 	function fmt(v) {
 		if (v >= 100) return sprintf("%.0f", v)
 		if (v >= 10) return sprintf("%.1f", v)
@@ -379,6 +383,7 @@ render() {
 		key = row SUBSEP tool
 		if (tool == "proot" && !have_proot) return "n/a"
 		if (tool == "isotrace" && !have_iso) return "n/a"
+		if (tool == "env" && !have_env) return "n/a"
 		if (FAILS[key]) return "FAIL (" FAILS[key] "/" (FAILS[key] + CNT[key]) ")"
 		n = CNT[key]
 		if (n == 0) return "n/a"
@@ -403,14 +408,15 @@ render() {
 		next
 	}
 	END {
-		print "| workload | unit | native | isotrace | proot | isotrace/native | isotrace/proot | proot/native | target |"
-		print "|---|---|---|---|---|---|---|---|---|"
+		print "| workload | unit | native | isotrace | isotrace --env | proot | isotrace/native | env/native | isotrace/proot | env/proot | proot/native | target |"
+		print "|---|---|---|---|---|---|---|---|---|---|---|---|"
 		for (r = 1; r <= NROWS; r++) {
 			row = ROWS[r]
 			delete MED
-			n = cell(row, "native"); i = cell(row, "isotrace"); p = cell(row, "proot")
-			printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", LABEL[row], UNIT[row], n, i, p,
-				ratio("isotrace", "native"), ratio("isotrace", "proot"), ratio("proot", "native"), TARGET[row]
+			n = cell(row, "native"); i = cell(row, "isotrace"); e = cell(row, "env"); p = cell(row, "proot")
+			printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", LABEL[row], UNIT[row], n, i, e, p,
+				ratio("isotrace", "native"), ratio("env", "native"), ratio("isotrace", "proot"),
+				ratio("env", "proot"), ratio("proot", "native"), TARGET[row]
 		}
 		print ""
 		print "Supervisor (isotrace --stats, last run of each workload: ptrace stops; peak RSS over all runs):"
@@ -434,7 +440,8 @@ render() {
 	echo "- machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), Linux $(uname -r); load average at start $LOAD_AT_START, at end $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "- isotrace: ${ISO_VERSION:-unknown} ($ISOTRACE), source $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)$( ((${#STATS_FLAG[@]})) || echo ', --stats not supported')"
 	if ((HAVE[proot])); then echo "- $PROOT_VERSION, run as plain \`proot CMD\`"; else echo "- $PROOT_VERSION"; fi
-	echo "- rounds: $ROUNDS, interleaved native/isotrace/proot; figures are median (min-max); pinned = \`taskset -c $PIN_CPU\` around the whole tool"
+	echo "- isotrace --env: isolation in env \`bench\` (store on the work directory's tmpfs); the isotrace column is --no-isolation"
+	echo "- rounds: $ROUNDS, interleaved native/isotrace/env/proot; figures are median (min-max); pinned = \`taskset -c $PIN_CPU\` around the whole tool"
 	echo "- \"vs the floor\" rows: the native column is the guest natively under a one-instruction RET_ALLOW seccomp filter (what any seccomp supervisor costs an untrapped call); the other columns repeat the row above"
 	echo "- loop guests time their own loop (getppid: $N_GETPPID calls, $((N_GETPPID / 10)) under PRoot; stat: $N_STAT; open+close: $N_OPEN; threads: $K_STAT stat each); tar/find/gcc are wall-clock time including the tool's start-up"
 	echo
