@@ -51,7 +51,10 @@ pub struct RunArgs {
     /// Checkpoint the group periodically (e.g. 30s).
     #[arg(long, value_name = "DURATION")]
     pub checkpoint_every: Option<String>,
-    /// Where checkpoints go (default: inside the environment).
+    /// Where checkpoints of this group go by default, each in
+    /// GROUP-TIMESTAMP (default: $ISOTRACE_HOME/checkpoints). SIGUSR2 sent
+    /// to the supervisor (its pid is in `isotrace ps`) writes a checkpoint
+    /// there and lets the group run on.
     #[arg(long, value_name = "DIR")]
     pub checkpoint_dir: Option<PathBuf>,
     /// On exit, print the supervisor's counters and peak RSS to stderr.
@@ -65,18 +68,26 @@ pub struct RunArgs {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run CMD under the supervisor (the default verb).
+    ///
+    /// Signals to the supervisor: SIGTERM, SIGHUP and SIGUSR1 are passed on
+    /// to CMD's first process; SIGUSR2 (`kill -USR2 SUPERVISOR_PID`, the pid
+    /// `isotrace ps` shows) writes a checkpoint of the group into
+    /// --checkpoint-dir (default $ISOTRACE_HOME/checkpoints), in
+    /// GROUP-TIMESTAMP, and lets the group run on.
     Run(RunArgs),
     /// Manage isolated environments (create, list, show, copy, rm, export, import, diff).
     Env(crate::envcmd::args::EnvArgs),
-    /// Show or set configuration.
-    Config(Planned),
-    /// Global exceptions and per-env/per-app policies.
-    Rules(Planned),
+    /// Show or set configuration: the merged settings in force and where
+    /// each comes from; per-env and per-app overrides.
+    Config(crate::configcmd::ConfigArgs),
+    /// Global exceptions: paths that stay public in every environment.
+    Rules(crate::rulescmd::RulesArgs),
     /// List running application groups: name, env, supervisor pid,
     /// processes, threads, RSS, uptime.
     Ps(PsArgs),
-    /// Checkpoint a running group.
-    Checkpoint(Planned),
+    /// Checkpoint a running group: freeze it, write an image, then stop it
+    /// (default) or let it run on (--leave-running).
+    Checkpoint(CheckpointArgs),
     /// Restore a process from an image (one single-threaded process so far).
     Restore(RestoreArgs),
     /// Live-migrate a group to another environment or host.
@@ -105,6 +116,29 @@ pub enum Command {
 )]
 pub struct PsArgs {
     /// Print a JSON array of the groups' `status` objects (docs/API.md).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(
+    after_help = "By default the group is stopped once the image is written (checkpoint-terminate, \
+        as CRIU does): its `isotrace run` exits with 137 (128+SIGKILL). A checkpoint that fails \
+        (an fd that cannot be dumped, a process that died meanwhile) leaves no image and the \
+        group runs on. `isotrace restore IMAGE` brings a checkpointed process back."
+)]
+pub struct CheckpointArgs {
+    /// The running group (see `isotrace ps`).
+    #[arg(value_name = "GROUP")]
+    pub group: String,
+    /// The image directory to create (it must not exist). Default:
+    /// the run's --checkpoint-dir, else $ISOTRACE_HOME/checkpoints, in GROUP-TIMESTAMP.
+    #[arg(short = 'o', long = "output", value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// Let the group run on after the checkpoint.
+    #[arg(long)]
+    pub leave_running: bool,
+    /// Print the result and per-phase times as JSON (docs/API.md, `checkpoint`).
     #[arg(long)]
     pub json: bool,
 }
@@ -195,14 +229,14 @@ impl Command {
     /// The issue that brings a verb not built yet.
     pub fn planned_issue(&self) -> Option<(&'static str, u32)> {
         Some(match self {
-            Command::Config(_) => ("config", 4),
-            Command::Rules(_) => ("rules", 4),
-            Command::Checkpoint(_) => ("checkpoint", 5),
             Command::Migrate(_) => ("migrate", 6),
             Command::Receive(_) => ("receive", 6),
             Command::Clone(_) => ("clone", 6),
             Command::Run(_)
+            | Command::Config(_)
+            | Command::Rules(_)
             | Command::Ps(_)
+            | Command::Checkpoint(_)
             | Command::Env(_)
             | Command::Restore(_)
             | Command::Snapshot(_)

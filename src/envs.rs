@@ -57,7 +57,17 @@ pub fn open_for_run(args: &RunArgs, cmd: &OsStr) -> Result<RunEnv, Failure> {
         Err(isotrace_idb::Error::NoSuchEnv(_)) => store.create(&name).map_err(idb_err)?,
         Err(e) => return Err(idb_err(e)),
     };
-    let rules = store.rules().map_err(idb_err)?;
+    // The global exceptions, plus those the configuration adds for this
+    // env and this program (`isotrace config`).
+    let app = Path::new(cmd)
+        .file_name()
+        .unwrap_or(cmd)
+        .to_string_lossy()
+        .into_owned();
+    let settings = isotrace::config::effective_for_run(&name, &app)
+        .map_err(|e| (EXIT_USAGE, e.to_string()))?;
+    let mut rules = store.rules().map_err(idb_err)?;
+    settings.apply_exceptions(&mut rules).map_err(idb_err)?;
     let view = store.view(&env, rules).map_err(idb_err)?;
     let generation = isotrace_idb::Generation::open(env.dir())
         .map_err(|e| (EXIT_USAGE, format!("{}: {e}", env.dir().display())))?;

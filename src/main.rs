@@ -1,6 +1,8 @@
 //! The `isotrace` command.
 
+mod checkpoint_cmd;
 mod cli;
+mod configcmd;
 mod envcmd;
 mod envs;
 mod forensics;
@@ -8,6 +10,7 @@ mod isolate;
 mod ps;
 mod report;
 mod restore;
+mod rulescmd;
 mod run;
 mod trace;
 
@@ -52,7 +55,10 @@ fn main() {
         None => run::main(cli.run),
         Some(Command::Run(args)) => run::main(args),
         Some(Command::Env(args)) => envcmd::main(args),
+        Some(Command::Config(args)) => configcmd::main(args),
+        Some(Command::Rules(args)) => rulescmd::main(args),
         Some(Command::Ps(args)) => ps::main(args),
+        Some(Command::Checkpoint(args)) => checkpoint_cmd::main(args),
         Some(Command::Snapshot(args)) => forensics::snapshot(args),
         Some(Command::Restore(args)) => restore::main(args),
         Some(Command::Inspect(args)) => forensics::inspect(args),

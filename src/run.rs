@@ -36,10 +36,7 @@ fn run(args: RunArgs) -> Result<i32, Failure> {
             "no command given (usage: isotrace [RUN-FLAGS] -- CMD [ARGS...])".into(),
         ));
     };
-    for (flag, set, issue) in [
-        ("--checkpoint-every", args.checkpoint_every.is_some(), 5),
-        ("--checkpoint-dir", args.checkpoint_dir.is_some(), 5),
-    ] {
+    for (flag, set, issue) in [("--checkpoint-every", args.checkpoint_every.is_some(), 5)] {
         if set {
             return Err((
                 EXIT_USAGE,
@@ -50,6 +47,8 @@ fn run(args: RunArgs) -> Result<i32, Failure> {
     let program = resolve(&cmd)?;
     // Issue #4: the group's socket; dropped (removed) on every way out.
     let mut group = claim_group(&args, &cmd)?;
+    // Issue #5: where checkpoints of the group go by default.
+    group.set_checkpoint_root(checkpoint_root(&args)?);
     let env = if args.no_isolation {
         None
     } else {
@@ -154,6 +153,7 @@ fn supervise_with(
     group: &mut Claim,
 ) -> Result<Outcome, Failure> {
     let mut sup = Supervisor::spawn(spec, policy).map_err(|e| (EXIT_USAGE, setup_hint(&e)))?;
+    isotrace::api::checkpoint::attach(&mut sup, group);
     if let Err(e) = group.serve(sup.root()) {
         eprintln!("isotrace: group {} has no control API: {e}", group.group());
     }
@@ -162,6 +162,16 @@ fn supervise_with(
         print_stats(&sup.stats());
     }
     Ok(outcome)
+}
+
+/// --checkpoint-dir (made absolute), else $ISOTRACE_HOME/checkpoints.
+fn checkpoint_root(args: &RunArgs) -> Result<Option<PathBuf>, Failure> {
+    match &args.checkpoint_dir {
+        Some(d) => std::path::absolute(d)
+            .map(Some)
+            .map_err(|e| (EXIT_USAGE, format!("--checkpoint-dir: {e}"))),
+        None => Ok(crate::envs::home().ok().map(|h| h.join("checkpoints"))),
+    }
 }
 
 fn setup_hint(e: &isotrace_tracer::Error) -> String {

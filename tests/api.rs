@@ -160,7 +160,7 @@ fn a_group_answers_over_its_socket_and_stops() {
             r#"{"v":1,"id":3,"op":"ps"}"#,
             r#"{"v":1,"id":4,"op":"no-such-op"}"#,
             r#"{"v":1,"id":5,"op": "status""#,
-            r#"{"v":1,"id":6,"op":"checkpoint"}"#,
+            r#"{"v":1,"id":6,"op":"checkpoint","leave_running":"yes"}"#,
             r#"{"v":1,"id":7,"op":"stats"}"#,
         ],
     );
@@ -178,7 +178,7 @@ fn a_group_answers_over_its_socket_and_stops() {
         (&json!(false), &json!("unknown-op"))
     );
     assert_eq!(r[4]["error"]["code"], "bad-request");
-    assert_eq!(r[5]["error"]["code"], "unsupported");
+    assert_eq!(r[5]["error"]["code"], "bad-request");
     assert!(r[6]["result"]["peak_rss_kib"].as_u64().unwrap() > 0);
 
     // The Rust API sees the same group.

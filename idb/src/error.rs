@@ -12,6 +12,9 @@ pub enum Error {
         "bad environment name {0:?}: use 1-64 of [A-Za-z0-9._-], starting with a letter or digit"
     )]
     BadName(String),
+    /// An application name that cannot name an override record.
+    #[error("bad application name {0:?}: use a program's file name (no /, not starting with .)")]
+    BadAppName(String),
     #[error("no such environment: {0}")]
     NoSuchEnv(String),
     #[error("environment {0} already exists")]
@@ -54,7 +57,7 @@ impl Error {
     /// error keeps the kernel's errno (ENOSPC during copy-up stays ENOSPC).
     pub fn errno(&self) -> i32 {
         match self {
-            Error::BadName(_) | Error::BadRule { .. } => libc::EINVAL,
+            Error::BadName(_) | Error::BadAppName(_) | Error::BadRule { .. } => libc::EINVAL,
             Error::NoSuchEnv(_) | Error::NotFound(_) => libc::ENOENT,
             Error::EnvExists(_) | Error::Exists(_) => libc::EEXIST,
             Error::Corrupt { .. } => libc::EIO,

@@ -36,6 +36,7 @@
 //! # Modules
 //! - [`mod@env`]: the store and its environments.
 //! - [`rules`]: global exceptions.
+//! - [`settings`]: per-environment and per-application setting overrides.
 //! - [`view`]: one environment's merged view, public/real path mapping.
 //! - [`mod@resolve`]: path walk in the merged view (the hot path) and [`Cache`].
 //! - [`cow`]: copy-up, create, whiteout; [`listing`]: merged directory lists.
@@ -59,6 +60,7 @@ mod lookup;
 mod path;
 pub mod resolve;
 pub mod rules;
+pub mod settings;
 mod stage;
 mod sys;
 pub mod view;
@@ -70,6 +72,7 @@ mod tests;
 pub use cache::Cache;
 pub use cow::{copy_up, finish_create, prepare_create, whiteout};
 pub use diff::{diff, Change, DiffEntry};
+pub use durable::write_atomic;
 pub use env::{validate_name, EnvMeta, Environment, Store};
 pub use error::{Error, ResolveError, Result};
 pub use fs::{Fs, Kind, ListEntry, RealFs, Stat};
@@ -77,6 +80,7 @@ pub use generation::{Generation, GENERATION_FILE};
 pub use listing::merged_listing;
 pub use resolve::{resolve, resolve_cached, Loc, Resolved};
 pub use rules::{Exception, Rules};
+pub use settings::{Overrides, Scope};
 pub use stage::Staged;
 pub use view::{is_magic_link, public_of, View};
 pub use whiteout::{is_reserved_name, OPAQUE_NAME, WHITEOUT_PREFIX};

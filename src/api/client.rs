@@ -10,7 +10,7 @@
 //! ```
 
 use crate::api::protocol::{self, ErrorBody, GroupStatus, Hello, Process, ProcessList};
-use crate::api::protocol::{StopResult, SupervisorStats};
+use crate::api::protocol::{CheckpointResult, StopResult, SupervisorStats};
 use crate::api::rundir;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
@@ -177,6 +177,32 @@ impl Client {
         let mut args = Map::new();
         args.insert("signal".into(), json!(signal));
         self.typed("stop", args)
+    }
+}
+
+impl Client {
+    /// Checkpoints the group into `dir` (absolute; None: the supervisor's
+    /// default place), then kills it unless `leave_running`. Waits as long
+    /// as the dump takes (up to `api::checkpoint::WAIT`).
+    pub fn checkpoint(
+        &mut self,
+        dir: Option<&Path>,
+        leave_running: bool,
+    ) -> Result<CheckpointResult, ApiError> {
+        let mut args = Map::new();
+        if let Some(dir) = dir {
+            let dir = std::path::absolute(dir)?;
+            let text = dir
+                .to_str()
+                .ok_or_else(|| ApiError::Protocol(format!("{} is not UTF-8", dir.display())))?;
+            args.insert("dir".into(), json!(text));
+        }
+        args.insert("leave_running".into(), json!(leave_running));
+        let wait = crate::api::checkpoint::WAIT + Duration::from_secs(5);
+        self.writer.set_read_timeout(Some(wait))?;
+        let result = self.typed("checkpoint", args);
+        self.writer.set_read_timeout(Some(TIMEOUT))?;
+        result
     }
 }
 

@@ -6,9 +6,12 @@
 //!   served from a thread of the supervisor. That thread only reads /proc
 //!   and sends signals; it never calls ptrace, whose requests must come from
 //!   the tracer thread (ptrace(2): the tracer is a thread, not a process).
+//! - [`checkpoint`]: the `checkpoint` op and the SIGUSR2 trigger, run at
+//!   the supervisor's freeze barrier on the tracer thread (#5).
 //! - [`client`]: the Rust API over the socket, used by `isotrace ps`,
 //!   `env rm` and `env show`, and by other programs.
 
+pub mod checkpoint;
 pub mod client;
 pub mod procs;
 pub mod protocol;

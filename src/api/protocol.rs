@@ -43,6 +43,9 @@ pub mod code {
     pub const NOT_RUNNING: &str = "not-running";
     /// The server failed while answering (an I/O or system error).
     pub const INTERNAL: &str = "internal";
+    /// A checkpoint was refused or failed; no image was left and the
+    /// group runs on.
+    pub const CHECKPOINT_FAILED: &str = "checkpoint-failed";
 }
 
 /// `hello`: what the server speaks.
@@ -114,6 +117,31 @@ pub struct SupervisorStats {
 pub struct StopResult {
     pub signal: String,
     pub signalled: Vec<i32>,
+}
+
+/// `checkpoint`: the image written and what it cost, in the manner of
+/// CRIU's dump statistics. Times are milliseconds.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct CheckpointResult {
+    /// The image directory, absolute.
+    pub image: String,
+    /// Every process in the image, the group's first process first.
+    pub pids: Vec<i32>,
+    pub threads: u64,
+    /// Page data stored.
+    pub bytes: u64,
+    /// Whether the group runs on (`leave_running`) or was killed.
+    pub left_running: bool,
+    /// From the first PTRACE_INTERRUPT until every task was resumed or
+    /// killed.
+    pub frozen_ms: f64,
+    /// Reaching the barrier.
+    pub freeze_ms: f64,
+    /// Dumping memory, fds and state at the barrier.
+    pub dump_ms: f64,
+    /// Writing the metadata, syncing and renaming the image.
+    pub write_ms: f64,
+    pub total_ms: f64,
 }
 
 /// `error` of a failed response.

@@ -11,6 +11,7 @@
 //! thread that does not block it (signal(7)). They never call ptrace: only
 //! the tracer thread may (ptrace(2): the tracer is a thread).
 
+use crate::api::checkpoint::{self, CheckpointLink};
 use crate::api::client::{self, Probe};
 use crate::api::procs;
 use crate::api::protocol::{self, code, Hello, ProcessList, Request, StopResult};
@@ -84,6 +85,8 @@ pub struct Claim {
     id: (u64, u64),
     listener: Option<UnixListener>,
     state: Option<Arc<State>>,
+    checkpoint: Option<CheckpointLink>,
+    checkpoint_root: Option<PathBuf>,
 }
 
 fn io_err(what: String) -> impl FnOnce(io::Error) -> ClaimError {
@@ -125,6 +128,8 @@ impl Claim {
             path,
             listener: Some(listener),
             state: None,
+            checkpoint: None,
+            checkpoint_root: None,
         };
         // The directory is 0700, so nobody else can reach the socket while
         // it still has bind(2)'s umask-derived mode.
@@ -139,6 +144,21 @@ impl Claim {
 
     pub fn group(&self) -> &str {
         &self.info.group
+    }
+
+    /// Lets the `checkpoint` op reach the supervisor's freeze barrier
+    /// (without it, the op answers `unsupported`). Call before `serve`.
+    pub fn enable_checkpoint(&mut self, link: CheckpointLink) {
+        self.checkpoint = Some(link);
+    }
+
+    /// Where this group's checkpoints go by default (in GROUP-TIMESTAMP).
+    pub fn set_checkpoint_root(&mut self, root: Option<PathBuf>) {
+        self.checkpoint_root = root;
+    }
+
+    pub fn checkpoint_root(&self) -> Option<&Path> {
+        self.checkpoint_root.as_deref()
     }
 
     /// Starts answering on a server thread; `root` is the group's first
@@ -160,6 +180,7 @@ impl Claim {
             clock: Instant::now(),
             connections: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
+            checkpoint: self.checkpoint.take(),
         });
         self.state = Some(Arc::clone(&state));
         spawn_quiet(move || accept_loop(listener, state))
@@ -210,6 +231,7 @@ struct State {
     connections: AtomicU64,
     /// Requests read and not yet answered.
     in_flight: AtomicUsize,
+    checkpoint: Option<CheckpointLink>,
 }
 
 fn accept_loop(listener: UnixListener, state: Arc<State>) {
@@ -336,10 +358,13 @@ fn dispatch(state: &State, req: &Request) -> OpResult {
             to_value(s)
         }
         "stop" => stop(state, &req.args),
-        "checkpoint" => Err((
-            code::UNSUPPORTED,
-            "checkpoint is planned in issue #5".into(),
-        )),
+        "checkpoint" => match &state.checkpoint {
+            Some(link) => checkpoint::request(link, &req.args).and_then(to_value),
+            None => Err((
+                code::UNSUPPORTED,
+                "this supervisor cannot checkpoint its group".into(),
+            )),
+        },
         op @ ("migrate" | "clone") => {
             Err((code::UNSUPPORTED, format!("{op} is planned in issue #6")))
         }

@@ -9,6 +9,10 @@
 //! foreground process group (Ctrl-Z), the supervisor stops too, so that the
 //! shell that started it sees a stopped job; the shell's SIGCONT (`fg`)
 //! wakes both.
+//!
+//! SIGUSR2 sent to the supervisor by a user (kill(2)) asks for a
+//! checkpoint of the group (`freeze`); the supervisor's own SIGUSR2
+//! (tgkill(2) from an API thread) only wakes the event loop.
 
 use crate::error::{Error, Result};
 use crate::sys::Tid;
@@ -27,6 +31,23 @@ const IGNORED: [i32; 5] = [
 
 extern "C" fn on_signal(sig: libc::c_int) {
     PENDING.fetch_or(1 << sig, Ordering::SeqCst);
+}
+
+static CHECKPOINT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_usr2(_sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler;
+    // si_pid is valid for SI_USER and SI_TKILL; getpid is async-signal-safe.
+    let own_wake =
+        unsafe { (*info).si_code == libc::SI_TKILL && (*info).si_pid() == libc::getpid() };
+    if !own_wake {
+        CHECKPOINT.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Whether a user sent SIGUSR2 since the last call.
+pub fn take_checkpoint_signal() -> bool {
+    CHECKPOINT.swap(false, Ordering::SeqCst)
 }
 
 extern "C" fn on_alarm(_sig: libc::c_int) {
@@ -68,6 +89,11 @@ impl JobControl {
         for sig in FORWARDED {
             set_handler(sig, on_signal as *const () as usize, 0)?;
         }
+        set_handler(
+            crate::freeze::WAKE_SIGNAL,
+            on_usr2 as *const () as usize,
+            libc::SA_SIGINFO,
+        )?;
         // SIGALRM only interrupts waitpid for the placement sweep.
         set_handler(libc::SIGALRM, on_alarm as *const () as usize, 0)?;
         // SAFETY: isatty only inspects the fd.

@@ -14,6 +14,7 @@ mod apply;
 pub mod error;
 pub mod filter;
 pub mod format;
+pub mod freeze;
 mod guard;
 mod inject;
 mod jobctl;
@@ -27,6 +28,7 @@ pub mod sys;
 mod task;
 
 pub use error::{Error, Result};
+pub use freeze::{AfterFreeze, Barrier, BarrierJob, FrozenTask, StopKind, Waker};
 pub use policy::{
     Action, ArgvItem, Call, Event, ExitAction, ExitKind, MemWrite, PathArg, Policy, SpawnKind,
     TraceeView, Verdict, SYSCALL_NR,

@@ -40,7 +40,7 @@ pub struct Supervisor<'p> {
     early: HashSet<Tid>,
     /// Wait statuses consumed out of order (during an injected syscall).
     pub(crate) deferred: VecDeque<(Tid, i32)>,
-    root: Tid,
+    pub(crate) root: Tid,
     root_exit: Option<ExitKind>,
     root_execd: bool,
     spawned: Spawned,
@@ -48,6 +48,12 @@ pub struct Supervisor<'p> {
     pub(crate) stats: Stats,
     jobctl: jobctl::JobControl,
     placement: crate::placement::Placement,
+    /// The thread running the event loop: the only one that may ptrace.
+    pub(crate) main_tid: Tid,
+    pub(crate) barriers: crate::freeze::Barriers,
+    /// vfork children that have not exec'd or exited yet: their parent
+    /// cannot stop until they do (vfork(2)), so a freeze lets them run.
+    pub(crate) vforked: HashSet<Tid>,
 }
 
 impl<'p> Supervisor<'p> {
@@ -70,6 +76,9 @@ impl<'p> Supervisor<'p> {
             stats: Stats::default(),
             jobctl,
             placement,
+            main_tid: nix::unistd::gettid().as_raw(),
+            barriers: Default::default(),
+            vforked: HashSet::new(),
         };
         let mut task = Task::new(root, AddrSpace::shared_new());
         // The root was seized while blocked before exec: it needs no
@@ -97,6 +106,9 @@ impl<'p> Supervisor<'p> {
     /// Runs until every tracee has exited.
     pub fn run(&mut self) -> Result<Outcome> {
         loop {
+            // Checked on every turn, not only on EINTR: the signal may have
+            // arrived while no waitpid was blocking.
+            self.run_barriers();
             let next = match self.deferred.pop_front() {
                 Some(s) => Some(s),
                 None => match sys::wait_any(false) {
@@ -143,7 +155,7 @@ impl<'p> Supervisor<'p> {
         jobctl::arm_sweep_timer(self.placement.any_pinned());
     }
 
-    fn handle(&mut self, tid: Tid, status: i32) -> Result<()> {
+    pub(crate) fn handle(&mut self, tid: Tid, status: i32) -> Result<()> {
         let ev = sys::decode_status(status);
         if let Some(task) = self.tasks.get_mut(&tid) {
             self.placement.on_stop(tid);
@@ -176,6 +188,7 @@ impl<'p> Supervisor<'p> {
 
     fn on_gone(&mut self, tid: Tid, how: ExitKind) -> Result<()> {
         self.early.remove(&tid);
+        self.vforked.remove(&tid);
         self.placement.on_gone(tid);
         let Some(mut task) = self.tasks.remove(&tid) else {
             return Ok(());
@@ -331,6 +344,9 @@ impl<'p> Supervisor<'p> {
         let mut task = Task::new(pid, mm);
         self.stats.tasks_seen += 1;
         self.placement.on_new(parent, child);
+        if kind == SpawnKind::Vfork {
+            self.vforked.insert(child);
+        }
         let resume_now = self.early.remove(&child);
         task.attached = resume_now;
         self.tasks.insert(child, task);
@@ -357,6 +373,8 @@ impl<'p> Supervisor<'p> {
             self.tasks.remove(&tid).expect("known task")
         };
         let pid = task.pid;
+        self.vforked.remove(&tid);
+        self.vforked.remove(&former);
         self.placement.on_exec(tid, former);
         // Every other thread of the group died in de_thread().
         self.tasks.retain(|_, t| t.pid != pid);

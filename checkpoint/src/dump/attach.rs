@@ -28,15 +28,21 @@ pub struct StoppedThread {
     /// A signal we intercepted in signal-delivery-stop; handed back to the
     /// thread by PTRACE_DETACH so it is not lost.
     pub deliver: i32,
+    /// Stopped at a syscall's entry (a supervisor's seccomp stop), before
+    /// the call ran: recorded as interrupted so that a restore issues it.
+    pub at_syscall_entry: bool,
 }
 
-/// Every stopped thread, in freeze order; detached on drop.
+/// Every stopped thread, in freeze order; detached on drop unless adopted.
 #[derive(Debug, Default)]
 pub struct Frozen {
     pids: Vec<i32>,
     threads: Vec<StoppedThread>,
     /// Threads that exited (or were zombies) while we froze their process.
     gone: BTreeSet<i32>,
+    /// Stopped by the caller, who traces them and resumes them: never
+    /// detached here.
+    adopted: bool,
 }
 
 fn sig_name(sig: i32) -> String {
@@ -125,6 +131,18 @@ fn children(pid: i32) -> BTreeSet<i32> {
 }
 
 impl Frozen {
+    /// Threads the caller already holds in ptrace-stops (a supervisor at
+    /// its freeze barrier, which is their tracer): `pids` in dump order.
+    /// They are left stopped and attached when this is dropped.
+    pub fn adopt(pids: Vec<i32>, threads: Vec<StoppedThread>) -> Frozen {
+        Frozen {
+            pids,
+            threads,
+            gone: BTreeSet::new(),
+            adopted: true,
+        }
+    }
+
     /// Stops `root` (and with `tree` every descendant) thread by thread.
     /// On error, whatever was stopped is released by drop.
     pub fn freeze(root: i32, tree: bool) -> Result<Frozen> {
@@ -273,6 +291,7 @@ impl Frozen {
             state,
             stop,
             deliver,
+            at_syscall_entry: false,
         });
         Ok(())
     }
@@ -310,6 +329,10 @@ impl Frozen {
     }
 
     fn detach_all(&mut self) {
+        if self.adopted {
+            self.threads.clear();
+            return;
+        }
         for t in self.threads.drain(..) {
             if let Err(e) = sys::detach(t.tid, t.deliver) {
                 if !e.is_died() {

@@ -1,7 +1,9 @@
 //! The dump of stopped processes into an image (#5's dump, used by #7's
 //! snapshot): freeze, per-process and per-thread state, memory, fds.
+//! [`checkpoint`] dumps a group its supervisor already holds stopped.
 
 mod attach;
+pub mod checkpoint;
 pub mod fds;
 pub mod memory;
 pub mod procfs;
@@ -55,36 +57,69 @@ pub const STOPPED_LIMITATIONS: &[&str] = &[
 /// left at `dir` and the targets are released.
 pub fn snapshot(pid: i32, dir: &Path, opts: &Options) -> Result<Summary> {
     precheck(pid)?;
-    let mut writer = ImageWriter::create(dir)?;
+    let writer = ImageWriter::create(dir)?;
     let started = Instant::now();
     let frozen = Frozen::freeze(pid, opts.tree)?;
     inject_fault(pid);
-    let mut tree = ProcessTree {
-        root: pid,
-        processes: Vec::new(),
-    };
-    for &p in frozen.pids() {
-        tree.processes.push(dump_process(&frozen, p, &mut writer)?);
-    }
-    frozen.check_alive()?;
-    let threads = frozen.thread_count();
+    let dumped = Dumped::new(&frozen, pid, writer, Kind::Snapshot)?;
     frozen.release();
-    let paused = started.elapsed();
-    writer.write_section(PROCS, &codec::encode(&tree)?)?;
-    let bytes = tree
-        .processes
-        .iter()
-        .flat_map(|p| &p.vmas)
-        .map(|v| v.captured_bytes())
-        .sum();
-    let dir = writer.commit(manifest(&tree, Kind::Snapshot))?;
-    Ok(Summary {
-        dir,
-        pids: tree.processes.iter().map(|p| p.pid).collect(),
-        threads,
-        bytes,
-        paused,
-    })
+    dumped.commit(started.elapsed())
+}
+
+/// An image whose every process was dumped, not yet committed: writing
+/// its metadata and syncing it to disk can wait until the group runs on.
+pub struct Dumped {
+    writer: ImageWriter,
+    tree: ProcessTree,
+    threads: usize,
+    kind: Kind,
+}
+
+impl Dumped {
+    /// Dumps every process of `frozen` (`root` first in the tree), then
+    /// checks that none died meanwhile.
+    pub fn new(frozen: &Frozen, root: i32, mut writer: ImageWriter, kind: Kind) -> Result<Dumped> {
+        let mut tree = ProcessTree {
+            root,
+            processes: Vec::new(),
+        };
+        for &p in frozen.pids() {
+            tree.processes.push(dump_process(frozen, p, &mut writer)?);
+        }
+        frozen.check_alive()?;
+        Ok(Dumped {
+            writer,
+            tree,
+            threads: frozen.thread_count(),
+            kind,
+        })
+    }
+
+    pub fn tree(&self) -> &ProcessTree {
+        &self.tree
+    }
+
+    /// Writes the metadata and the manifest, syncs, and renames the image
+    /// into place. `paused`: how long the processes were stopped.
+    pub fn commit(mut self, paused: Duration) -> Result<Summary> {
+        self.writer
+            .write_section(PROCS, &codec::encode(&self.tree)?)?;
+        let bytes = self
+            .tree
+            .processes
+            .iter()
+            .flat_map(|p| &p.vmas)
+            .map(|v| v.captured_bytes())
+            .sum();
+        let dir = self.writer.commit(manifest(&self.tree, self.kind))?;
+        Ok(Summary {
+            dir,
+            pids: self.tree.processes.iter().map(|p| p.pid).collect(),
+            threads: self.threads,
+            bytes,
+            paused,
+        })
+    }
 }
 
 /// Test hook (ISOTRACE_FAULT=kill-after-freeze): SIGKILLs the target once

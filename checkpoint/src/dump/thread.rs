@@ -37,9 +37,19 @@ fn died(pid: i32) -> impl Fn(isotrace_tracer::Error) -> Error {
     }
 }
 
+/// -ERESTARTNOINTR (include/linux/errno.h): "restart the call,
+/// whatever happens", the code restore turns back into the call.
+const ERESTARTNOINTR: i64 = -513;
+
 pub fn dump(t: &StoppedThread) -> Result<Thread> {
     let (pid, tid) = (t.pid, t.tid);
-    let regs = isotrace_tracer::sys::get_regs(tid).map_err(died(pid))?;
+    let mut regs = isotrace_tracer::sys::get_regs(tid).map_err(died(pid))?;
+    if t.at_syscall_entry {
+        // At a seccomp stop rax is -ENOSYS and orig_rax the call, which has
+        // not run (seccomp(2), SECCOMP_RET_TRACE). Recorded as a call the
+        // kernel was about to restart, a restore re-issues it.
+        regs.rax = ERESTARTNOINTR as u64;
+    }
     let xstate = sys::get_xstate(tid).map_err(died(pid))?;
     let siginfo = sys::peek_siginfo(tid, false).map_err(died(pid))?;
     let task = format!("/proc/{pid}/task/{tid}");

@@ -1,0 +1,136 @@
+//! The dump of a group its supervisor holds at the freeze barrier (#5).
+//!
+//! The threads are the supervisor's own tracees, already in ptrace-stops:
+//! nothing is seized, interrupted or detached here, and the caller resumes
+//! (or kills) them afterwards. The image has the snapshot's format with
+//! `"kind": "checkpoint"` (IMAGE.md), so `isotrace restore` reads it.
+
+use super::{attach::StoppedThread, Dumped, Frozen};
+use crate::error::{Error, Result};
+use crate::image::{ImageWriter, Kind};
+use crate::model::{FdEntry, FdKind, ProcessTree, SocketInfo};
+use std::path::Path;
+
+/// Anonymous-inode files whose state the dump records (fdinfo) and that a
+/// restore can rebuild from it.
+const KNOWN_ANON: &[&str] = &[
+    "[eventfd]",
+    "[eventpoll]",
+    "[timerfd]",
+    "[signalfd]",
+    "inotify",
+    "[pidfd]",
+    "[pidfd:]",
+];
+
+/// Dumps the stopped `threads` of processes `pids` (`root` first) into a
+/// new image at `dir`, not yet committed. Refuses, naming the pid, the fd
+/// and its kind, an fd that cannot be checkpointed; on any error nothing is
+/// left at `dir`.
+pub fn dump(root: i32, pids: Vec<i32>, threads: Vec<StoppedThread>, dir: &Path) -> Result<Dumped> {
+    let writer = ImageWriter::create(dir)?;
+    let frozen = Frozen::adopt(pids, threads);
+    super::inject_fault(root);
+    let dumped = Dumped::new(&frozen, root, writer, Kind::Checkpoint)?;
+    refuse_unsupported(dumped.tree())?;
+    Ok(dumped)
+}
+
+/// The first fd of the tree that a checkpoint cannot carry, as an error.
+pub fn refuse_unsupported(tree: &ProcessTree) -> Result<()> {
+    for p in &tree.processes {
+        for e in &p.fds {
+            if let Some(why) = unsupported(e) {
+                return Err(Error::Invalid {
+                    what: format!(
+                        "cannot checkpoint pid {}: fd {} ({} {}): {why}",
+                        p.pid,
+                        e.fd,
+                        e.kind.name(),
+                        e.target
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Why one fd cannot be checkpointed, if it cannot.
+pub fn unsupported(e: &FdEntry) -> Option<&'static str> {
+    match &e.kind {
+        FdKind::AnonInode(name) if name == "[io_uring]" => {
+            Some("io_uring rings live in the kernel and cannot be dumped")
+        }
+        FdKind::AnonInode(name) if name == "[userfaultfd]" => {
+            Some("userfaultfd state cannot be dumped")
+        }
+        FdKind::AnonInode(name) if !KNOWN_ANON.contains(&name.as_str()) => {
+            Some("this kind of anonymous-inode file cannot be dumped")
+        }
+        // The memory devices (null, zero, full, random, urandom: major 1)
+        // have no state; any other device has state we cannot see.
+        FdKind::Device { major, .. } if *major != 1 => Some("a device"),
+        FdKind::Socket(Some(SocketInfo::Inet { state, .. }))
+            if !matches!(state.as_str(), "LISTEN" | "UNCONNECTED" | "CLOSE") =>
+        {
+            Some("a connected network socket (its peer is outside the group)")
+        }
+        FdKind::Other => Some("an fd of unknown kind"),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(kind: FdKind) -> FdEntry {
+        FdEntry {
+            fd: 5,
+            target: "x".into(),
+            kind,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn refuses_what_cannot_be_carried() {
+        let refused = |k: FdKind| unsupported(&entry(k)).is_some();
+        assert!(refused(FdKind::AnonInode("[io_uring]".into())));
+        assert!(refused(FdKind::AnonInode("[userfaultfd]".into())));
+        assert!(refused(FdKind::Device {
+            major: 10,
+            minor: 200
+        }));
+        assert!(!refused(FdKind::Device { major: 1, minor: 3 }));
+        assert!(!refused(FdKind::AnonInode("[eventfd]".into())));
+        assert!(!refused(FdKind::File { deleted: false }));
+        assert!(!refused(FdKind::Pipe));
+        let tcp = |state: &str| {
+            FdKind::Socket(Some(SocketInfo::Inet {
+                proto: "tcp".into(),
+                local: "127.0.0.1:80".into(),
+                remote: "0.0.0.0:0".into(),
+                state: state.into(),
+            }))
+        };
+        assert!(!refused(tcp("LISTEN")));
+        assert!(refused(tcp("ESTABLISHED")));
+    }
+
+    #[test]
+    fn the_error_names_pid_fd_and_kind() {
+        let mut tree = ProcessTree::default();
+        tree.processes.push(crate::model::Process {
+            pid: 42,
+            fds: vec![entry(FdKind::AnonInode("[io_uring]".into()))],
+            ..Default::default()
+        });
+        let e = refuse_unsupported(&tree).unwrap_err().to_string();
+        assert!(
+            e.contains("pid 42") && e.contains("fd 5") && e.contains("anon_inode"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,216 @@
+//! The settings in force for a run: plain versioned serde data, so that a
+//! checkpoint can carry them.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Version of the serialized [`Settings`].
+pub const SETTINGS_VERSION: u32 = 1;
+
+/// Where files of a kind that an application installs go.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// Into the environment's private layer (the default).
+    #[default]
+    Env,
+    /// Into the global location on the host, shared by every environment.
+    Global,
+}
+
+impl Policy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::Env => "env",
+            Policy::Global => "global",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Policy> {
+        match text {
+            "env" => Some(Policy::Env),
+            "global" => Some(Policy::Global),
+            _ => None,
+        }
+    }
+}
+
+/// `[isolation]`
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Isolation {
+    /// Path prefixes that stay public, on top of the built-in /proc, /sys
+    /// and /dev and the IDB's global rules.
+    pub exceptions: Vec<PathBuf>,
+}
+
+/// `[libraries]` and `[fonts]`
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Placement {
+    pub policy: Policy,
+}
+
+/// `[trace]`
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trace {
+    /// Trace every run as if `--trace` were given.
+    pub default: bool,
+}
+
+/// `[checkpoint]`
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Checkpoint {
+    /// Periodic checkpoints, as `--checkpoint-every`; none by default.
+    #[serde(with = "every_serde")]
+    pub every: Option<Duration>,
+}
+
+/// Every setting, merged from all sources.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub version: u32,
+    pub isolation: Isolation,
+    pub libraries: Placement,
+    pub fonts: Placement,
+    pub trace: Trace,
+    pub checkpoint: Checkpoint,
+}
+
+impl Default for Settings {
+    /// The built-in defaults.
+    fn default() -> Self {
+        Settings {
+            version: SETTINGS_VERSION,
+            isolation: Isolation::default(),
+            libraries: Placement::default(),
+            fonts: Placement::default(),
+            trace: Trace::default(),
+            checkpoint: Checkpoint::default(),
+        }
+    }
+}
+
+impl Settings {
+    /// `rules` plus `isolation.exceptions`: the exceptions a run uses.
+    pub fn apply_exceptions(&self, rules: &mut isotrace_idb::Rules) -> isotrace_idb::Result<()> {
+        for p in &self.isolation.exceptions {
+            rules.add_exception(p, None)?;
+        }
+        Ok(())
+    }
+}
+
+/// Parse a duration: one or more `<integer><unit>` with unit ms, s, m or h
+/// (`30s`, `1h30m`, `500ms`); `none` or `off` for no value. Zero is refused:
+/// a period of zero means nothing sensible.
+pub fn parse_every(text: &str) -> Result<Option<Duration>, String> {
+    let t = text.trim();
+    if matches!(t, "none" | "off") {
+        return Ok(None);
+    }
+    let bad =
+        || format!("expected a duration such as 30s, 5m, 1h30m or 500ms, or none; got {text:?}");
+    let mut total = Duration::ZERO;
+    let mut rest = t;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(bad());
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let part = match &rest[..unit_len] {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n.checked_mul(60).ok_or_else(bad)?),
+            "h" => Duration::from_secs(n.checked_mul(3600).ok_or_else(bad)?),
+            _ => return Err(bad()),
+        };
+        total = total.checked_add(part).ok_or_else(bad)?;
+        rest = &rest[unit_len..];
+    }
+    if total.is_zero() {
+        return Err(format!(
+            "{text:?}: a period must be longer than zero (use none)"
+        ));
+    }
+    Ok(Some(total))
+}
+
+/// The canonical text of a duration: the largest unit that is exact.
+pub fn format_every(every: Option<Duration>) -> String {
+    let Some(d) = every else {
+        return "none".into();
+    };
+    let ms = d.as_millis();
+    match ms {
+        _ if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+        _ if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        _ if ms % 1000 == 0 => format!("{}s", ms / 1000),
+        _ => format!("{ms}ms"),
+    }
+}
+
+mod every_serde {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(v: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(_) => s.serialize_str(&super::format_every(*v)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(None),
+            Some(t) => super::parse_every(&t).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let s = |t| parse_every(t).unwrap().map(|d| d.as_millis());
+        assert_eq!(s("30s"), Some(30_000));
+        assert_eq!(s("1h30m"), Some(5_400_000));
+        assert_eq!(s("500ms"), Some(500));
+        assert_eq!(s("none"), None);
+        for bad in ["", "0s", "30", "s", "3x", "-1s", "1.5s"] {
+            assert!(parse_every(bad).is_err(), "{bad}");
+        }
+        for t in ["90m", "2h", "45s", "1500ms"] {
+            let d = parse_every(t).unwrap();
+            assert_eq!(parse_every(&format_every(d)).unwrap(), d);
+        }
+        assert_eq!(format_every(parse_every("120s").unwrap()), "2m");
+    }
+
+    #[test]
+    fn settings_round_trip() {
+        let mut s = Settings::default();
+        s.checkpoint.every = Some(Duration::from_secs(30));
+        s.fonts.policy = Policy::Global;
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(json.contains("\"30s\""), "{json}");
+        assert_eq!(serde_json::from_str::<Settings>(&json).unwrap(), s);
+    }
+}

@@ -1,0 +1,438 @@
+//! Issue #5, `isotrace checkpoint GROUP` of a group running under isotrace:
+//! --leave-running (the group counts on), checkpoint-terminate (the group
+//! ends with 137) and a restore of that image that carries on counting,
+//! SIGUSR2 to the supervisor, a multi-process group frozen repeatedly while
+//! it forks, an unknown group, and the API op's argument checks. Every test
+//! has its own ISOTRACE_HOME and XDG_RUNTIME_DIR.
+
+mod common;
+
+use common::{guest, path_str, wait_for_pid, wait_until};
+use isotrace_checkpoint::image::Kind;
+use isotrace_checkpoint::Image;
+use serde_json::Value;
+use std::fs;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A test's own ISOTRACE_HOME and XDG_RUNTIME_DIR, under one tempdir.
+struct World {
+    tmp: tempfile::TempDir,
+}
+
+impl World {
+    fn new() -> World {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::create_dir(tmp.path().join("home")).unwrap();
+        fs::create_dir(tmp.path().join("run")).unwrap();
+        World { tmp }
+    }
+
+    fn dir(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    fn home(&self) -> PathBuf {
+        self.dir().join("home")
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(common::isotrace());
+        cmd.args(args)
+            .current_dir(self.dir())
+            .env("ISOTRACE_HOME", self.home())
+            .env("XDG_RUNTIME_DIR", self.dir().join("run"))
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn isotrace(&self, args: &[&str]) -> Out {
+        let mut cmd = self.command(args);
+        let (status, stdout, stderr) = common::execute(&mut cmd, None, WAIT, None);
+        Out {
+            status: status.shell_code(),
+            stdout,
+            stderr,
+        }
+    }
+
+    /// `isotrace --no-isolation --group GROUP -- rst_counter OUT PID` in
+    /// the background, once it has counted a little.
+    fn start_counter(&self, group: &str) -> Supervisor {
+        let exe = guest("rst_counter");
+        let out = self.dir().join("out");
+        let pid = self.dir().join("pid");
+        let args = [
+            "--no-isolation",
+            "--group",
+            group,
+            "--",
+            path_str(&exe),
+            path_str(&out),
+            path_str(&pid),
+        ];
+        let child = self
+            .command(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn isotrace");
+        let sup = Supervisor(child);
+        wait_for_pid(&pid, WAIT);
+        wait_until("3 lines of output", WAIT, || counted(self.dir()) >= 3);
+        let sock = self
+            .dir()
+            .join("run/isotrace")
+            .join(format!("{group}.sock"));
+        wait_until("the group's socket", WAIT, || {
+            UnixStream::connect(&sock).is_ok()
+        });
+        sup
+    }
+}
+
+/// What one `isotrace` command did.
+struct Out {
+    status: i32,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+impl Out {
+    fn stdout_str(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    fn stderr_str(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "exit {}\nstdout:\n{}\nstderr:\n{}",
+            self.status,
+            self.stdout_str(),
+            self.stderr_str()
+        )
+    }
+
+    fn assert_exit(&self, code: i32) {
+        assert_eq!(self.status, code, "{}", self.describe());
+    }
+}
+
+/// A background `isotrace run`, SIGKILLed if the test ends first (its
+/// tracees die with it: PTRACE_O_EXITKILL).
+struct Supervisor(Child);
+
+impl Supervisor {
+    fn pid(&self) -> i32 {
+        self.0.id() as i32
+    }
+
+    fn running(&mut self) -> bool {
+        self.0.try_wait().unwrap().is_none()
+    }
+
+    /// Its exit status as a shell reports it.
+    fn wait(&mut self) -> i32 {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(st) = self.0.try_wait().unwrap() {
+                return st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0));
+            }
+            assert!(Instant::now() < deadline, "supervisor did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Checks that DIR/out is exactly "ok 1" .. "ok N" and returns N.
+fn counted(dir: &Path) -> u64 {
+    let text = fs::read_to_string(dir.join("out")).unwrap_or_default();
+    let mut n = 0;
+    for line in text.lines() {
+        n += 1;
+        assert_eq!(line, format!("ok {n}"), "line {n} of the output:\n{text}");
+    }
+    n
+}
+
+fn json_of(run: &Out) -> Value {
+    serde_json::from_slice(&run.stdout).unwrap_or_else(|e| panic!("{e}\n{}", run.describe()))
+}
+
+/// --leave-running writes a checkpoint image and the group counts on;
+/// the default (terminate) then ends the group with 137 and its image
+/// restores into a process that continues the count where it stopped.
+#[test]
+fn checkpoint_leave_running_then_terminate_and_restore() {
+    let w = World::new();
+    let mut sup = w.start_counter("g");
+    let img = w.dir().join("img1");
+    let run = w.isotrace(&[
+        "checkpoint",
+        "g",
+        "-o",
+        path_str(&img),
+        "--leave-running",
+        "--json",
+    ]);
+    run.assert_exit(0);
+    let r = json_of(&run);
+    assert_eq!(r["image"], path_str(&img), "{r}");
+    assert_eq!(r["left_running"], true);
+    assert!(r["frozen_ms"].as_f64().unwrap() > 0.0, "{r}");
+    let pid = r["pids"][0].as_i64().unwrap();
+    let image = Image::open(&img).unwrap();
+    assert_eq!(image.manifest.kind, Kind::Checkpoint);
+    assert_eq!(image.manifest.pids, vec![pid as i32]);
+    let at = counted(w.dir());
+    wait_until("the group to count on", WAIT, || counted(w.dir()) >= at + 3);
+    assert!(sup.running());
+
+    let img2 = w.dir().join("img2");
+    let run = w.isotrace(&["checkpoint", "g", "-o", path_str(&img2)]);
+    run.assert_exit(0);
+    assert!(
+        run.stdout_str().contains("the group was stopped"),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(
+        sup.wait(),
+        128 + 9,
+        "checkpoint-terminate SIGKILLs the group"
+    );
+    let stopped_at = counted(w.dir());
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        counted(w.dir()),
+        stopped_at,
+        "nothing runs after the checkpoint"
+    );
+
+    let run = w.isotrace(&["restore", path_str(&img2), "--detach"]);
+    run.assert_exit(0);
+    let new_pid: i32 = run
+        .stderr_str()
+        .lines()
+        .find_map(|l| l.split(" as pid ").nth(1))
+        .and_then(|p| p.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no restored pid:\n{}", run.describe()));
+    // counted() checks every line: the count goes on, not from 1 again.
+    wait_until("the restored counter to go on", WAIT, || {
+        counted(w.dir()) >= stopped_at + 3
+    });
+    // SAFETY: kill(2) of the process this test restored.
+    unsafe { libc::kill(new_pid, libc::SIGKILL) };
+}
+
+/// SIGUSR2 to the supervisor writes a leave-running checkpoint into
+/// $ISOTRACE_HOME/checkpoints/GROUP-TIMESTAMP.
+#[test]
+fn sigusr2_writes_a_checkpoint_in_the_default_place() {
+    let w = World::new();
+    let mut sup = w.start_counter("sig");
+    // SAFETY: kill(2) of the supervisor this test started.
+    unsafe { libc::kill(sup.pid(), libc::SIGUSR2) };
+    let dir = w.home().join("checkpoints");
+    let mut image = None;
+    wait_until("an image in the default checkpoint dir", WAIT, || {
+        image = fs::read_dir(&dir).ok().and_then(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                // Not the temporary directory the image is written in.
+                .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+                .find(|p| p.join("manifest.json").exists())
+        });
+        image.is_some()
+    });
+    let image = image.unwrap();
+    let name = image.file_name().unwrap().to_str().unwrap().to_owned();
+    assert!(name.starts_with("sig-"), "{name}");
+    assert_eq!(Image::open(&image).unwrap().manifest.kind, Kind::Checkpoint);
+    let at = counted(w.dir());
+    wait_until("the group to count on", WAIT, || counted(w.dir()) >= at + 2);
+    assert!(sup.running());
+}
+
+/// --checkpoint-dir is where SIGUSR2 and `checkpoint` without -o put
+/// their images.
+#[test]
+fn checkpoint_dir_of_the_run_is_the_default() {
+    let w = World::new();
+    let mut cmd = w.command(&[
+        "--no-isolation",
+        "--group",
+        "cd",
+        "--checkpoint-dir",
+        "cps",
+        "--",
+        "sleep",
+        "30",
+    ]);
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut sup = Supervisor(child);
+    let sock = w.dir().join("run/isotrace/cd.sock");
+    wait_until("the group's socket", WAIT, || {
+        UnixStream::connect(&sock).is_ok()
+    });
+    let run = w.isotrace(&["checkpoint", "cd", "--leave-running", "--json"]);
+    run.assert_exit(0);
+    let image = PathBuf::from(json_of(&run)["image"].as_str().unwrap());
+    assert_eq!(image.parent().unwrap(), w.dir().join("cps"));
+    assert!(image.join("manifest.json").exists());
+    assert!(sup.running());
+}
+
+/// A shell that forks and execs without pause is frozen again and again:
+/// every checkpoint holds a consistent set of processes and the group
+/// carries on.
+#[test]
+fn a_forking_group_is_checkpointed_repeatedly() {
+    let w = World::new();
+    let n = w.dir().join("n");
+    let script = format!(
+        "i=0; while :; do /bin/true; i=$((i+1)); echo $i > {}.tmp; mv {}.tmp {}; done",
+        n.display(),
+        n.display(),
+        n.display()
+    );
+    let child = w
+        .command(&["--no-isolation", "--group", "fk", "--", "sh", "-c", &script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut sup = Supervisor(child);
+    let count = || {
+        fs::read_to_string(&n)
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    wait_until("the loop to run", WAIT, || count() > 5);
+    for i in 0..5 {
+        let img = w.dir().join(format!("img{i}"));
+        let run = w.isotrace(&["checkpoint", "fk", "-o", path_str(&img), "--leave-running"]);
+        run.assert_exit(0);
+        let image = Image::open(&img).unwrap();
+        assert!(!image.tree.processes.is_empty());
+        let before = count();
+        wait_until("the loop to go on", WAIT, || count() > before + 2);
+    }
+    assert!(sup.running());
+}
+
+#[test]
+fn unknown_group_is_named_and_refused() {
+    let w = World::new();
+    let run = w.isotrace(&["checkpoint", "nosuch", "-o", "img"]);
+    run.assert_exit(125);
+    assert!(run.stderr_str().contains("nosuch"), "{}", run.describe());
+    assert!(!w.dir().join("img").exists());
+}
+
+/// An existing -o DIR is refused before anything is frozen, and a bad
+/// argument to the op is a bad request; the group runs on.
+#[test]
+fn bad_requests_leave_the_group_running() {
+    let w = World::new();
+    let mut sup = w.start_counter("br");
+    fs::create_dir(w.dir().join("taken")).unwrap();
+    let run = w.isotrace(&["checkpoint", "br", "-o", "taken"]);
+    run.assert_exit(125);
+    assert!(
+        run.stderr_str().contains("already exists"),
+        "{}",
+        run.describe()
+    );
+    let sock = w.dir().join("run/isotrace/br.sock");
+    let mut c = isotrace::api::client::Client::connect(&sock).unwrap();
+    let mut args = serde_json::Map::new();
+    args.insert("dir".into(), "relative/img".into());
+    let e = c.call("checkpoint", args).unwrap_err();
+    assert_eq!(e.code(), Some("bad-request"), "{e}");
+    let at = counted(w.dir());
+    wait_until("the group to count on", WAIT, || counted(w.dir()) >= at + 2);
+    assert!(sup.running());
+}
+
+/// An fd that cannot be checkpointed (a TCP connection to outside the
+/// group) refuses the checkpoint, naming the pid, the fd and its kind: no
+/// image is left and the group runs on.
+#[test]
+fn an_unsupported_fd_refuses_the_checkpoint_and_the_group_runs_on() {
+    if !common::have_program("bash") {
+        eprintln!("bash is not installed: skipping");
+        return;
+    }
+    let w = World::new();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let script = format!(
+        "exec 3<>/dev/tcp/127.0.0.1/{port}; echo $$ > pid.tmp; mv pid.tmp pid; exec sleep 30"
+    );
+    let child = w
+        .command(&[
+            "--no-isolation",
+            "--group",
+            "tcp",
+            "--",
+            "bash",
+            "-c",
+            &script,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut sup = Supervisor(child);
+    let _peer = listener.accept().unwrap();
+    let pid = wait_for_pid(&w.dir().join("pid"), WAIT);
+    wait_until("sleep to run", WAIT, || {
+        fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sleep")
+    });
+    let img = w.dir().join("img");
+    let run = w.isotrace(&["checkpoint", "tcp", "-o", path_str(&img)]);
+    run.assert_exit(1);
+    let err = run.stderr_str();
+    assert!(
+        err.contains(&format!("pid {pid}: fd 3 (socket"))
+            && err.contains("connected network socket")
+            && err.contains("no image was written"),
+        "{}",
+        run.describe()
+    );
+    assert!(!img.exists());
+    let leftovers: Vec<_> = fs::read_dir(w.dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".img"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(sup.running());
+    assert_eq!(
+        common::proc_state(pid),
+        Some('S'),
+        "sleep runs on (not stopped)"
+    );
+}
