@@ -262,6 +262,7 @@ bench() {
 			cmd=()
 			for arg in "$@"; do
 				[[ $arg == "{N}" ]] && arg=$n && [[ $tool == proot && -n $proot_n ]] && arg=$proot_n
+				[[ $arg == "{EX}" ]] && arg=$(extract_dir "$tool")
 				cmd+=("$arg")
 			done
 			if [[ $tool == floor ]]; then
@@ -311,10 +312,19 @@ fi
 
 # tar -x: one uncompressed tarball of $TAR_SRC, extracted into a fresh
 # directory for each run, on tmpfs and (secondary) on disk under /var/tmp.
+# Where a tool extracts. Under `isotrace --env` the tmpfs work directory is
+# below /dev, a global exception that writes through to the host; the env
+# extracts into a host directory outside the exceptions instead, so that the
+# files land in its private layer (its store is on the same tmpfs).
+extract_dir() {
+	if [[ $1 == env ]]; then printf '%s\n' "$DISK/extract-env"; else printf '%s\n' "$EXTRACT"; fi
+}
 fresh_dir() {
-	rm -rf "$EXTRACT"
+	local dir
+	dir=$(extract_dir "$1")
+	rm -rf "$dir" "$WORK/isohome/envs/bench"
 	sync # flush the previous run's writeback so that it is not billed to this one
-	mkdir -p "$EXTRACT"
+	mkdir -p "$dir"
 }
 if want tar; then
 	say "== making a tarball of $TAR_SRC"
@@ -322,12 +332,12 @@ if want tar; then
 	for pin in pinned unpinned; do
 		EXTRACT=$WORK/extract
 		bench "tar-shm-$pin" tar "tar -x $TAR_SRC on tmpfs, $pin" "s" "<= 1.6x native" "$pin" wall \
-			--prepare fresh_dir -- tar -xf "$WORK/src.tar" -C "$WORK/extract"
+			--prepare fresh_dir -- tar -xf "$WORK/src.tar" -C "{EX}"
 	done
 	EXTRACT=$DISK/extract
 	bench "tar-disk-unpinned" tar "tar -x $TAR_SRC on disk (/var/tmp), unpinned" "s" "" unpinned wall \
-		--prepare fresh_dir -- tar -xf "$WORK/src.tar" -C "$DISK/extract"
-	rm -rf "$WORK/extract" "$DISK/extract" "$WORK/src.tar"
+		--prepare fresh_dir -- tar -xf "$WORK/src.tar" -C "{EX}"
+	rm -rf "$WORK/extract" "$DISK/extract" "$DISK/extract-env" "$WORK/src.tar"
 fi
 
 if want find; then
@@ -440,7 +450,7 @@ render() {
 	echo "- machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), Linux $(uname -r); load average at start $LOAD_AT_START, at end $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "- isotrace: ${ISO_VERSION:-unknown} ($ISOTRACE), source $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)$( ((${#STATS_FLAG[@]})) || echo ', --stats not supported')"
 	if ((HAVE[proot])); then echo "- $PROOT_VERSION, run as plain \`proot CMD\`"; else echo "- $PROOT_VERSION"; fi
-	echo "- isotrace --env: isolation in env \`bench\` (store on the work directory's tmpfs); the isotrace column is --no-isolation"
+	echo "- isotrace --env: isolation in env \`bench\`, its store (the private layer) on the work directory's tmpfs, reset before each tar run; it extracts into a host directory outside the /dev exception, so its on-disk tar row writes to that tmpfs too; the isotrace column is --no-isolation"
 	echo "- rounds: $ROUNDS, interleaved native/isotrace/env/proot; figures are median (min-max); pinned = \`taskset -c $PIN_CPU\` around the whole tool"
 	echo "- \"vs the floor\" rows: the native column is the guest natively under a one-instruction RET_ALLOW seccomp filter (what any seccomp supervisor costs an untrapped call); the other columns repeat the row above"
 	echo "- loop guests time their own loop (getppid: $N_GETPPID calls, $((N_GETPPID / 10)) under PRoot; stat: $N_STAT; open+close: $N_OPEN; threads: $K_STAT stat each); tar/find/gcc are wall-clock time including the tool's start-up"

@@ -99,7 +99,14 @@ pub fn prepare_rename_target(view: &View, target: &Resolved) -> Result<PathBuf> 
     if is_reserved_name(name.as_bytes()) {
         return Err(Error::Reserved(public.clone()));
     }
-    ensure_dirs(view, parent)?;
+    // Fast path: upper directories are only ever made by ensure_dirs or a
+    // copy-up, ancestors first, so a parent already in upper needs nothing
+    // (one lstat instead of a walk of every component).
+    let parent_in_upper =
+        std::fs::symlink_metadata(view.upper_path(parent)).is_ok_and(|m| m.is_dir());
+    if !parent_in_upper {
+        ensure_dirs(view, parent)?;
+    }
     Ok(view.upper_path(public))
 }
 
@@ -109,6 +116,16 @@ pub fn prepare_rename_target(view: &View, target: &Resolved) -> Result<PathBuf> 
 /// hidden. Until this runs the directory is opaque anyway (a directory
 /// beside its own whiteout is), so a crash in between changes nothing.
 /// Idempotent; does nothing if the create did not happen.
+/// Whether a create at `public` will need [`finish_create`]: only when a
+/// whiteout hides a deleted object of that name. Most creates need nothing,
+/// so the caller can skip waiting for the syscall's exit.
+pub fn needs_finish(view: &View, public: &Path) -> bool {
+    if view.is_exception(public) || view.is_hidden(public) {
+        return false;
+    }
+    whiteout_of(&view.upper_path(public)).is_some_and(|wh| std::fs::symlink_metadata(wh).is_ok())
+}
+
 pub fn finish_create(view: &View, public: &Path) -> Result<()> {
     if view.is_exception(public) || view.is_hidden(public) {
         return Ok(());

@@ -47,10 +47,13 @@ pub fn plan(view: &View, cache: &mut Cache, r: &Resolved, op: Op) -> Res<Plan> {
             }
             let at = cow::prepare_create(view, r).map_err(err)?;
             cache.invalidate(&r.public);
-            Ok(Plan {
-                real: at,
-                after: vec![After::FinishCreate(r.public.clone())],
-            })
+            // Only a create over a whiteout has work left for the exit stop.
+            let after = if cow::needs_finish(view, &r.public) {
+                vec![After::FinishCreate(r.public.clone())]
+            } else {
+                Vec::new()
+            };
+            Ok(Plan { real: at, after })
         }
         (Op::CreateOrOpen { write: true }, Some(_)) => real(copy_up(view, cache, r)?),
         (Op::CreateOrOpen { write: false }, Some(_)) => real(r.real.clone()),
