@@ -134,3 +134,65 @@ fn many_processes_unprivileged() {
         .check();
     traced.assert_exit(0);
 }
+
+#[test]
+fn isolation_works_for_an_unprivileged_user() {
+    if !can_run() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let host = dir.join("host");
+    std::fs::create_dir(&host).unwrap();
+    std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o777)).unwrap();
+    write_file(&host, "existing", "host\n");
+    let h = host.to_str().unwrap();
+    let script = format!("echo hi > {h}/new && cat {h}/new && rm {h}/existing && ls {h} && id -u");
+    let mut argv: Vec<String> = Vec::new();
+    if is_root() {
+        argv.extend(
+            [
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+            ]
+            .map(String::from),
+        );
+    }
+    argv.push(common::isotrace().to_str().unwrap().to_string());
+    argv.extend(["--env", "u", "--", "/bin/sh", "-c", &script].map(String::from));
+    let out = std::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .env("ISOTRACE_HOME", dir.join("store"))
+        .env("HOME", dir)
+        .env("XDG_RUNTIME_DIR", dir)
+        .env_remove("XDG_CONFIG_HOME")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let uid = if is_root() {
+        NOBODY.to_string()
+    } else {
+        current_uid()
+    };
+    assert_eq!(stdout, format!("hi\nnew\n{uid}\n"));
+    // The host kept its file and never saw the new one.
+    assert_eq!(
+        std::fs::read_to_string(host.join("existing")).unwrap(),
+        "host\n"
+    );
+    assert!(!host.join("new").exists());
+}
+
+fn current_uid() -> String {
+    // SAFETY: getuid has no preconditions.
+    unsafe { libc::getuid() }.to_string()
+}
