@@ -45,15 +45,26 @@ fn run(args: RunArgs) -> Result<i32, Failure> {
         }
     }
     let program = resolve(&cmd)?;
-    // Issue #4: the group's socket; dropped (removed) on every way out.
-    let mut group = claim_group(&args, &cmd)?;
-    // Issue #5: where checkpoints of the group go by default.
-    group.set_checkpoint_root(checkpoint_root(&args)?);
+    // The env exists before the group's socket appears, so that a client
+    // that sees the group (ps, env show) also finds its env.
     let env = if args.no_isolation {
         None
     } else {
         Some(crate::envs::open_for_run(&args, &cmd)?)
     };
+    // Issue #4: the group's socket; dropped (removed) on every way out.
+    let mut group = match claim_group(&args, &cmd) {
+        Ok(g) => g,
+        Err(e) => {
+            // A throwaway env made for this run goes with it.
+            if let Some(env) = env {
+                env.finish(&Default::default());
+            }
+            return Err(e);
+        }
+    };
+    // Issue #5: where checkpoints of the group go by default.
+    group.set_checkpoint_root(checkpoint_root(&args)?);
     let spec = SpawnSpec {
         program: cstring(program.as_os_str())?,
         argv: args
