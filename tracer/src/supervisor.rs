@@ -364,14 +364,19 @@ impl<'p> Supervisor<'p> {
     }
 
     fn on_exec(&mut self, tid: Tid, former: Tid) {
-        let mut task = if former != tid {
-            // A non-leader thread exec'd and took over the leader's tid
-            // (ptrace(2), "execve(2) under ptrace"); the old leader is gone.
-            self.tasks.remove(&tid);
-            self.tasks.remove(&former).expect("known task")
+        // A non-leader thread that exec'd takes over the leader's tid
+        // (ptrace(2), "execve(2) under ptrace"); the old leader is gone.
+        let leader = self.tasks.remove(&tid);
+        let execd = if former != tid {
+            self.tasks.remove(&former)
         } else {
-            self.tasks.remove(&tid).expect("known task")
+            None
         };
+        // Both are known here (a new task stays stopped until its creation
+        // event is seen); should neither be, start afresh rather than panic.
+        let mut task = execd
+            .or(leader)
+            .unwrap_or_else(|| Task::new(tid, AddrSpace::shared_new()));
         let pid = task.pid;
         self.vforked.remove(&tid);
         self.vforked.remove(&former);
