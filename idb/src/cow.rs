@@ -312,7 +312,7 @@ fn copy_node(view: &View, public: &Path) -> Result<()> {
     Ok(())
 }
 
-fn copy_content(src: &Path, dst: &Path) -> io::Result<File> {
+pub(crate) fn copy_content(src: &Path, dst: &Path) -> io::Result<File> {
     let mut from = OpenOptions::new()
         .read(true)
         .custom_flags(sys::O_NOFOLLOW)

@@ -11,9 +11,9 @@ use crate::durable::{fsync_dir, temp_name};
 use crate::env::{remove_tree, validate_name, Environment, Store};
 use crate::error::{Error, Result};
 use crate::sys;
-use std::fs::{DirBuilder, OpenOptions};
+use std::fs::DirBuilder;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 /// An environment being built; see the module doc.
@@ -142,14 +142,5 @@ fn copy_node(from: &Path, to: &Path) -> Result<()> {
 }
 
 fn copy_content(src: &Path, dst: &Path) -> io::Result<()> {
-    let mut from = OpenOptions::new()
-        .read(true)
-        .custom_flags(sys::O_NOFOLLOW)
-        .open(src)?;
-    let mut to = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(dst)?;
-    io::copy(&mut from, &mut to).map(drop)
+    crate::cow::copy_content(src, dst).map(drop)
 }
