@@ -90,11 +90,11 @@ pub enum Command {
     Checkpoint(CheckpointArgs),
     /// Restore a process from an image (one single-threaded process so far).
     Restore(RestoreArgs),
-    /// Live-migrate a group to another environment or host.
+    /// Live-migrate a group to another environment or host (planned, issue #6).
     Migrate(Planned),
-    /// Receive a migrated or cloned group.
+    /// Receive a migrated or cloned group (planned, issue #6).
     Receive(Planned),
-    /// Start a second copy of a running group.
+    /// Start a second copy of a running group (planned, issue #6).
     Clone(Planned),
     /// Snapshot any process you may ptrace (forensics): a short pause, then it runs on.
     Snapshot(SnapshotArgs),
