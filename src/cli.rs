@@ -45,6 +45,11 @@ pub struct RunArgs {
     /// Write the --trace lines to FILE instead of stderr (implies --trace).
     #[arg(long, value_name = "FILE")]
     pub trace_file: Option<PathBuf>,
+    /// With an environment: when the group exits, print what it changed
+    /// (`env diff` lines: A/M/D PATH) to stderr, before a --rm environment
+    /// is deleted.
+    #[arg(long, conflicts_with = "no_isolation")]
+    pub diff: bool,
     /// When the group exits, write a JSON access report to FILE.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,

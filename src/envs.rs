@@ -16,6 +16,8 @@ pub struct RunEnv {
     store: Store,
     env: Environment,
     throwaway: bool,
+    /// `--diff`: print the env's changes when the group exits.
+    show_diff: bool,
 }
 
 /// Where environments and the IDB live: $ISOTRACE_HOME, else
@@ -77,6 +79,7 @@ pub fn open_for_run(args: &RunArgs, cmd: &OsStr) -> Result<RunEnv, Failure> {
         store,
         env,
         throwaway,
+        show_diff: args.diff,
     })
 }
 
@@ -89,6 +92,16 @@ impl RunEnv {
     /// throwaway env's removal.
     pub fn finish(self, changed: &BTreeSet<PathBuf>) {
         let name = self.env.name().to_string();
+        if self.show_diff {
+            match isotrace_idb::diff(&self.view, &isotrace_idb::RealFs) {
+                Ok(changes) => {
+                    for c in changes {
+                        eprintln!("{} {}", c.change.letter(), c.public.display());
+                    }
+                }
+                Err(e) => eprintln!("isotrace: env diff {name}: {e}"),
+            }
+        }
         if self.throwaway {
             if let Err(e) = self.store.remove(&name) {
                 eprintln!("isotrace: could not remove throwaway env {name}: {e}");

@@ -94,3 +94,31 @@ fn report_without_isolation_names_real_effects() {
     );
     assert!(dir.join("made.txt").exists());
 }
+
+#[test]
+fn rm_with_diff_prints_the_changes_before_deleting_the_env() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().canonicalize().unwrap();
+    std::fs::write(dir.join("old.txt"), "host\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_isotrace"))
+        .args([
+            "run",
+            "--rm",
+            "--diff",
+            "--",
+            "sh",
+            "-c",
+            "echo x > new.txt; rm old.txt",
+        ])
+        .current_dir(&dir)
+        .env("ISOTRACE_HOME", dir.join("home"))
+        .env("XDG_RUNTIME_DIR", &dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let d = dir.display();
+    assert!(err.contains(&format!("A {d}/new.txt\n")), "{err}");
+    assert!(err.contains(&format!("D {d}/old.txt\n")), "{err}");
+    assert!(dir.join("old.txt").exists() && !dir.join("new.txt").exists());
+}
