@@ -58,9 +58,9 @@ pub fn plan(view: &View, cache: &mut Cache, r: &Resolved, op: Op) -> Res<Plan> {
         (Op::CreateOrOpen { write: true }, Some(_)) => real(copy_up(view, cache, r)?),
         (Op::CreateOrOpen { write: false }, Some(_)) => real(r.real.clone()),
         (Op::Create, Some(_)) => Err(libc::EEXIST),
-        (Op::Remove { .. } | Op::RenameFrom | Op::RenameTo, _) => {
-            unreachable!("removal and rename are planned as a whole")
-        }
+        // Removal and rename are planned as a whole by their callers; a
+        // path reaching here alone is refused rather than guessed at.
+        (Op::Remove { .. } | Op::RenameFrom | Op::RenameTo, _) => Err(libc::EINVAL),
     }
 }
 
@@ -79,7 +79,9 @@ fn copy_up(view: &View, cache: &mut Cache, r: &Resolved) -> Res<PathBuf> {
 pub fn remove(view: &View, cache: &mut Cache, r: &Resolved, dir: bool) -> i64 {
     let res = match (r.loc, dir) {
         (None, _) => Err(libc::ENOENT),
-        (Some(Loc::Exception), _) => unreachable!("exceptions are removed by the kernel"),
+        // Exceptions are removed by the kernel (the caller rewrites them);
+        // never by the supervisor on the host.
+        (Some(Loc::Exception), _) => Err(libc::EPERM),
         (Some(_), false) => cow::unlink(view, r).map_err(err),
         (Some(_), true) => cow::rmdir(view, r).map_err(err),
     };
