@@ -36,14 +36,11 @@ fn run(args: RunArgs) -> Result<i32, Failure> {
             "no command given (usage: isotrace [RUN-FLAGS] -- CMD [ARGS...])".into(),
         ));
     };
-    for (flag, set, issue) in [("--checkpoint-every", args.checkpoint_every.is_some(), 5)] {
-        if set {
-            return Err((
-                EXIT_USAGE,
-                format!("{flag} is not implemented yet (issue #{issue})"),
-            ));
-        }
-    }
+    let every = match &args.checkpoint_every {
+        Some(text) => isotrace::config::model::parse_every(text)
+            .map_err(|e| (EXIT_USAGE, format!("--checkpoint-every {text}: {e}")))?,
+        None => None,
+    };
     let program = resolve(&cmd)?;
     // The env exists before the group's socket appears, so that a client
     // that sees the group (ps, env show) also finds its env.
@@ -97,12 +94,12 @@ fn run(args: RunArgs) -> Result<i32, Failure> {
     let env_name = env.as_ref().map(|e| e.name().to_string());
     let (outcome, report) = match env {
         None => {
-            let outcome = supervise(&spec, &mut trace, args.stats, &mut group);
+            let outcome = supervise(&spec, &mut trace, args.stats, &mut group, every);
             (outcome, trace.report.take())
         }
         Some(mut env) => {
             let mut policy = Isolation::new(env.view.clone(), trace, env.generation.take());
-            let outcome = supervise_with(&spec, &mut policy, args.stats, &mut group);
+            let outcome = supervise_with(&spec, &mut policy, args.stats, &mut group, every);
             policy.finish();
             env.finish(&policy.changed);
             (outcome, policy.take_report())
@@ -151,8 +148,9 @@ fn supervise(
     policy: &mut TracePolicy,
     stats: bool,
     group: &mut Claim,
+    every: Option<std::time::Duration>,
 ) -> Result<Outcome, Failure> {
-    let outcome = supervise_with(spec, policy, stats, group);
+    let outcome = supervise_with(spec, policy, stats, group, every);
     policy.finish();
     outcome
 }
@@ -162,17 +160,40 @@ fn supervise_with(
     policy: &mut dyn isotrace_tracer::Policy,
     stats: bool,
     group: &mut Claim,
+    every: Option<std::time::Duration>,
 ) -> Result<Outcome, Failure> {
     let mut sup = Supervisor::spawn(spec, policy).map_err(|e| (EXIT_USAGE, setup_hint(&e)))?;
     isotrace::api::checkpoint::attach(&mut sup, group);
-    if let Err(e) = group.serve(sup.root()) {
-        eprintln!("isotrace: group {} has no control API: {e}", group.group());
+    match group.serve(sup.root()) {
+        Ok(()) => {
+            if let Some(every) = every {
+                periodic_checkpoints(group.path().to_path_buf(), every);
+            }
+        }
+        Err(e) => eprintln!("isotrace: group {} has no control API: {e}", group.group()),
     }
     let outcome = sup.run().map_err(|e| (EXIT_USAGE, e.to_string()))?;
     if stats {
         print_stats(&sup.stats());
     }
     Ok(outcome)
+}
+
+/// `--checkpoint-every`: a client of the group's own control socket asks
+/// for a leave-running checkpoint (into the group's checkpoint directory)
+/// every period, until the group is gone. The freeze itself happens on the
+/// supervisor's ptrace thread, as for `isotrace checkpoint`.
+fn periodic_checkpoints(socket: PathBuf, every: std::time::Duration) {
+    std::thread::spawn(move || loop {
+        std::thread::sleep(every);
+        let Ok(mut client) = isotrace::api::client::Client::connect(&socket) else {
+            return;
+        };
+        match client.checkpoint(None, true) {
+            Ok(done) => tracing::info!("periodic checkpoint: {done:?}"),
+            Err(e) => eprintln!("isotrace: periodic checkpoint failed: {e}"),
+        }
+    });
 }
 
 /// --checkpoint-dir (made absolute), else $ISOTRACE_HOME/checkpoints.
