@@ -22,9 +22,9 @@ Keys:
                         is planned in issue #4)
   trace.default         true | false: trace every run as with --trace (default false)
   checkpoint.every      a duration (30s, 5m, 1h30m) or none, as --checkpoint-every (default none)
-Isolated runs apply isolation.exceptions (with the env's and the app's overrides); runs do not
-read trace.default and checkpoint.every yet (issue #4). The exceptions of `isotrace rules add`
-apply to every run started after them.
+Runs apply these settings (with the env's and the program's overrides): isolation.exceptions in
+environments, trace.default and checkpoint.every when --trace or --checkpoint-every is not given.
+The exceptions of `isotrace rules add` apply to every run started after them.
 
 Sources, merged in this order (a later one wins key by key; a list is replaced, not extended):
   default   built in

@@ -36,11 +36,6 @@ fn run(args: RunArgs) -> Result<i32, Failure> {
             "no command given (usage: isotrace [RUN-FLAGS] -- CMD [ARGS...])".into(),
         ));
     };
-    let every = match &args.checkpoint_every {
-        Some(text) => isotrace::config::model::parse_every(text)
-            .map_err(|e| (EXIT_USAGE, format!("--checkpoint-every {text}: {e}")))?,
-        None => None,
-    };
     let program = resolve(&cmd)?;
     // The env exists before the group's socket appears, so that a client
     // that sees the group (ps, env show) also finds its env.
@@ -48,6 +43,21 @@ fn run(args: RunArgs) -> Result<i32, Failure> {
         None
     } else {
         Some(crate::envs::open_for_run(&args, &cmd)?)
+    };
+    // `isotrace config`: trace.default and checkpoint.every apply when the
+    // flags are not given (the env's and the program's overrides included).
+    let app = Path::new(&cmd)
+        .file_name()
+        .unwrap_or(&cmd)
+        .to_string_lossy()
+        .into_owned();
+    let config_env = env.as_ref().map_or(app.clone(), |e| e.name().to_string());
+    let settings = isotrace::config::effective_for_run(&config_env, &app)
+        .map_err(|e| (EXIT_USAGE, e.to_string()))?;
+    let every = match &args.checkpoint_every {
+        Some(text) => isotrace::config::model::parse_every(text)
+            .map_err(|e| (EXIT_USAGE, format!("--checkpoint-every {text}: {e}")))?,
+        None => settings.checkpoint.every,
     };
     // Issue #4: the group's socket; dropped (removed) on every way out.
     let mut group = match claim_group(&args, &cmd) {
@@ -86,8 +96,11 @@ fn run(args: RunArgs) -> Result<i32, Failure> {
         ),
         no_new_privs: !has_cap_sys_admin(),
     };
-    let mut trace = TracePolicy::new(args.trace, args.trace_file.as_deref())
-        .map_err(|e| (EXIT_USAGE, format!("--trace-file: {e}")))?;
+    let mut trace = TracePolicy::new(
+        args.trace || settings.trace.default,
+        args.trace_file.as_deref(),
+    )
+    .map_err(|e| (EXIT_USAGE, format!("--trace-file: {e}")))?;
     if args.report.is_some() {
         trace.report = Some(crate::report::Report::new());
     }

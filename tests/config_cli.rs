@@ -428,3 +428,22 @@ fn config_exceptions_apply_to_runs_of_that_env_only() {
     run.assert_exit(0);
     assert_absent_on_host(shared.join("g"));
 }
+
+#[test]
+fn trace_default_applies_to_runs_and_app_overrides_win() {
+    let w = World::new();
+    w.write_user("[trace]\ndefault = true\n");
+    let run = w.run(&["--no-isolation", "--", "/bin/cat", "/etc/hostname"]);
+    run.assert_exit(0);
+    assert!(
+        run.stderr_str()
+            .contains("openat(AT_FDCWD, \"/etc/hostname\""),
+        "trace.default = true traces the run: {}",
+        run.describe()
+    );
+    // An app override turns it back off for that program only.
+    w.ok(&["config", "set", "trace.default", "false", "--app", "cat"]);
+    let run = w.run(&["--no-isolation", "--", "/bin/cat", "/etc/hostname"]);
+    run.assert_exit(0);
+    assert!(!run.stderr_str().contains("openat("), "{}", run.describe());
+}
