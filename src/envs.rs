@@ -56,7 +56,12 @@ pub fn open_for_run(args: &RunArgs, cmd: &OsStr) -> Result<RunEnv, Failure> {
     isotrace_idb::validate_name(&name).map_err(idb_err)?;
     let env = match store.get(&name) {
         Ok(env) => env,
-        Err(isotrace_idb::Error::NoSuchEnv(_)) => store.create(&name).map_err(idb_err)?,
+        // Two groups starting at once may both find the env missing: the
+        // one that loses the creation race uses the winner's.
+        Err(isotrace_idb::Error::NoSuchEnv(_)) => match store.create(&name) {
+            Err(isotrace_idb::Error::EnvExists(_)) => store.get(&name).map_err(idb_err)?,
+            other => other.map_err(idb_err)?,
+        },
         Err(e) => return Err(idb_err(e)),
     };
     // The global exceptions, plus those the configuration adds for this
