@@ -13,10 +13,9 @@ use isotrace_checkpoint::Image;
 use serde_json::Value;
 use std::fs;
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -141,14 +140,7 @@ impl Supervisor {
 
     /// Its exit status as a shell reports it.
     fn wait(&mut self) -> i32 {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(st) = self.0.try_wait().unwrap() {
-                return st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0));
-            }
-            assert!(Instant::now() < deadline, "supervisor did not exit");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        common::shell_status_within(&mut self.0, WAIT)
     }
 }
 

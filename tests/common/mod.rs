@@ -1123,3 +1123,18 @@ pub fn change_summary(stderr: &[u8]) -> Vec<(u64, String)> {
         })
         .collect()
 }
+
+/// Waits (up to `timeout`) for a background child to exit and returns its
+/// status as a shell reports it (128+signal when killed).
+#[allow(dead_code)]
+pub fn shell_status_within(child: &mut std::process::Child, timeout: Duration) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0));
+        }
+        assert!(Instant::now() < deadline, "process did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
