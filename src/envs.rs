@@ -44,7 +44,6 @@ fn idb_err(e: isotrace_idb::Error) -> Failure {
 
 /// `--env NAME`, `--rm`, or the env named after CMD's file name.
 pub fn open_for_run(args: &RunArgs, cmd: &OsStr) -> Result<RunEnv, Failure> {
-    let store = Store::open(&home()?).map_err(idb_err)?;
     let (name, throwaway) = match (&args.env, args.rm) {
         (Some(n), _) => (n.clone(), false),
         (None, true) => (format!("rm-{}", std::process::id()), true),
@@ -53,26 +52,36 @@ pub fn open_for_run(args: &RunArgs, cmd: &OsStr) -> Result<RunEnv, Failure> {
             (base.to_string_lossy().into_owned(), false)
         }
     };
-    isotrace_idb::validate_name(&name).map_err(idb_err)?;
-    let env = match store.get(&name) {
+    let app = Path::new(cmd)
+        .file_name()
+        .unwrap_or(cmd)
+        .to_string_lossy()
+        .into_owned();
+    let mut env = open_named(&name, &app)?;
+    env.throwaway = throwaway;
+    env.show_diff = args.diff;
+    Ok(env)
+}
+
+/// The environment NAME, created if it does not exist, with the rules in
+/// force for program `app` in it.
+pub fn open_named(name: &str, app: &str) -> Result<RunEnv, Failure> {
+    let store = Store::open(&home()?).map_err(idb_err)?;
+    isotrace_idb::validate_name(name).map_err(idb_err)?;
+    let env = match store.get(name) {
         Ok(env) => env,
         // Two groups starting at once may both find the env missing: the
         // one that loses the creation race uses the winner's.
-        Err(isotrace_idb::Error::NoSuchEnv(_)) => match store.create(&name) {
-            Err(isotrace_idb::Error::EnvExists(_)) => store.get(&name).map_err(idb_err)?,
+        Err(isotrace_idb::Error::NoSuchEnv(_)) => match store.create(name) {
+            Err(isotrace_idb::Error::EnvExists(_)) => store.get(name).map_err(idb_err)?,
             other => other.map_err(idb_err)?,
         },
         Err(e) => return Err(idb_err(e)),
     };
     // The global exceptions, plus those the configuration adds for this
     // env and this program (`isotrace config`).
-    let app = Path::new(cmd)
-        .file_name()
-        .unwrap_or(cmd)
-        .to_string_lossy()
-        .into_owned();
-    let settings = isotrace::config::effective_for_run(&name, &app)
-        .map_err(|e| (EXIT_USAGE, e.to_string()))?;
+    let settings =
+        isotrace::config::effective_for_run(name, app).map_err(|e| (EXIT_USAGE, e.to_string()))?;
     let mut rules = store.rules().map_err(idb_err)?;
     settings.apply_exceptions(&mut rules).map_err(idb_err)?;
     let view = store.view(&env, rules).map_err(idb_err)?;
@@ -83,8 +92,8 @@ pub fn open_for_run(args: &RunArgs, cmd: &OsStr) -> Result<RunEnv, Failure> {
         generation: Some(generation),
         store,
         env,
-        throwaway,
-        show_diff: args.diff,
+        throwaway: false,
+        show_diff: false,
     })
 }
 

@@ -5,6 +5,7 @@ use crate::isolate::Isolation;
 use crate::trace::TracePolicy;
 use crate::EXIT_USAGE;
 use isotrace::api::server::{Claim, ClaimError, GroupInfo};
+use isotrace::api::state::SupervisorState;
 use isotrace_tracer::filter::{self, FilterConfig};
 use isotrace_tracer::scratch::SCRATCH_END;
 use isotrace_tracer::{ChildFailure, Outcome, SpawnSpec, Supervisor};
@@ -105,14 +106,28 @@ fn run(args: RunArgs) -> Result<i32, Failure> {
         trace.report = Some(crate::report::Report::new());
     }
     let env_name = env.as_ref().map(|e| e.name().to_string());
+    // Issue #5: what a checkpoint of this group records of its supervisor.
+    let state = SupervisorState {
+        version: isotrace::api::state::VERSION,
+        group: group.group().to_string(),
+        mode: group.info().mode.clone(),
+        env: env_name.clone(),
+        upper: env.as_ref().map(|e| e.view.upper().to_path_buf()),
+        trace: args.trace || settings.trace.default,
+    };
+    let sup = SuperviseOpts {
+        stats: args.stats,
+        every,
+        state,
+    };
     let (outcome, report) = match env {
         None => {
-            let outcome = supervise(&spec, &mut trace, args.stats, &mut group, every);
+            let outcome = supervise(&spec, &mut trace, &sup, &mut group);
             (outcome, trace.report.take())
         }
         Some(mut env) => {
             let mut policy = Isolation::new(env.view.clone(), trace, env.generation.take());
-            let outcome = supervise_with(&spec, &mut policy, args.stats, &mut group, every);
+            let outcome = supervise_with(&spec, &mut policy, &sup, &mut group);
             policy.finish();
             env.finish(&policy.changed);
             (outcome, policy.take_report())
@@ -156,14 +171,23 @@ fn run(args: RunArgs) -> Result<i32, Failure> {
     }
 }
 
+/// How a group is supervised, whether spawned or restored.
+pub struct SuperviseOpts {
+    /// `--stats`: print the tracer's counters at the end.
+    pub stats: bool,
+    /// `--checkpoint-every`.
+    pub every: Option<std::time::Duration>,
+    /// Written into each checkpoint of the group.
+    pub state: SupervisorState,
+}
+
 fn supervise(
     spec: &SpawnSpec,
     policy: &mut TracePolicy,
-    stats: bool,
+    opts: &SuperviseOpts,
     group: &mut Claim,
-    every: Option<std::time::Duration>,
 ) -> Result<Outcome, Failure> {
-    let outcome = supervise_with(spec, policy, stats, group, every);
+    let outcome = supervise_with(spec, policy, opts, group);
     policy.finish();
     outcome
 }
@@ -171,22 +195,30 @@ fn supervise(
 fn supervise_with(
     spec: &SpawnSpec,
     policy: &mut dyn isotrace_tracer::Policy,
-    stats: bool,
+    opts: &SuperviseOpts,
     group: &mut Claim,
-    every: Option<std::time::Duration>,
 ) -> Result<Outcome, Failure> {
-    let mut sup = Supervisor::spawn(spec, policy).map_err(|e| (EXIT_USAGE, setup_hint(&e)))?;
-    isotrace::api::checkpoint::attach(&mut sup, group);
+    let sup = Supervisor::spawn(spec, policy).map_err(|e| (EXIT_USAGE, setup_hint(&e)))?;
+    drive(sup, opts, group)
+}
+
+/// Connects a started supervisor to the group's API and runs it to the end.
+pub fn drive(
+    mut sup: Supervisor<'_>,
+    opts: &SuperviseOpts,
+    group: &mut Claim,
+) -> Result<Outcome, Failure> {
+    isotrace::api::checkpoint::attach(&mut sup, group, Some(opts.state.clone()));
     match group.serve(sup.root()) {
         Ok(()) => {
-            if let Some(every) = every {
+            if let Some(every) = opts.every {
                 periodic_checkpoints(group.path().to_path_buf(), every);
             }
         }
         Err(e) => eprintln!("isotrace: group {} has no control API: {e}", group.group()),
     }
     let outcome = sup.run().map_err(|e| (EXIT_USAGE, e.to_string()))?;
-    if stats {
+    if opts.stats {
         print_stats(&sup.stats());
     }
     Ok(outcome)

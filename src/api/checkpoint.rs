@@ -10,6 +10,7 @@
 //! it is committed first, so that a failed write leaves the group running.
 
 use crate::api::protocol::{code, CheckpointResult};
+use crate::api::state::{self, SupervisorState};
 use isotrace_checkpoint::dump::{checkpoint, Dumped, StoppedThread};
 use isotrace_tracer::{AfterFreeze, Barrier, BarrierJob, StopKind, Waker};
 use serde_json::{Map, Value};
@@ -29,6 +30,8 @@ pub struct CheckpointLink {
     /// Default images go to `ROOT/GROUP-TIMESTAMP`; None if there is no
     /// default place (then `dir` is required).
     pub root: Option<PathBuf>,
+    /// What the supervisor is, written into every image (`state.rs`).
+    pub state: Option<SupervisorState>,
 }
 
 impl CheckpointLink {
@@ -53,11 +56,24 @@ impl CheckpointLink {
         Ok(dir)
     }
 
+    /// A checkpoint of this group into `dir`, carrying the supervisor's
+    /// state.
+    pub fn job(
+        &self,
+        dir: PathBuf,
+        leave_running: bool,
+        reply: Option<mpsc::Sender<Answer>>,
+    ) -> CheckpointJob {
+        let mut job = CheckpointJob::new(dir, leave_running, reply);
+        job.state = self.state.clone();
+        job
+    }
+
     /// What the supervisor runs on a user's SIGUSR2: a leave-running
     /// checkpoint into the default place, reported on stderr.
     pub fn signal_job(&self) -> Box<dyn BarrierJob> {
         match self.default_dir() {
-            Ok(dir) => Box::new(CheckpointJob::new(dir, true, None)),
+            Ok(dir) => Box::new(self.job(dir, true, None)),
             Err(why) => Box::new(Refused(why)),
         }
     }
@@ -65,11 +81,17 @@ impl CheckpointLink {
 
 /// Connects a supervisor's freeze barrier to the group's `checkpoint` op
 /// and to SIGUSR2. Call after spawning, before `Claim::serve`.
-pub fn attach(sup: &mut isotrace_tracer::Supervisor<'_>, claim: &mut crate::api::server::Claim) {
+/// `state` goes into every image of the group.
+pub fn attach(
+    sup: &mut isotrace_tracer::Supervisor<'_>,
+    claim: &mut crate::api::server::Claim,
+    state: Option<SupervisorState>,
+) {
     let link = CheckpointLink {
         waker: sup.waker(),
         group: claim.group().to_string(),
         root: claim.checkpoint_root().map(Path::to_path_buf),
+        state,
     };
     let on_signal = link.clone();
     sup.on_checkpoint_signal(Box::new(move || on_signal.signal_job()));
@@ -101,7 +123,7 @@ pub fn request(
         Some(_) => return Err(bad("\"dir\" must be a string")),
     };
     let (tx, rx) = mpsc::channel();
-    let job = Box::new(CheckpointJob::new(dir, leave_running, Some(tx)));
+    let job = Box::new(link.job(dir, leave_running, Some(tx)));
     let gone = || {
         let why = "the group ended before it could be checkpointed";
         (code::NOT_RUNNING, why.to_string())
@@ -140,6 +162,8 @@ pub struct CheckpointJob {
     dump: Duration,
     dumped: Option<Dumped>,
     answer: Option<Answer>,
+    /// The supervisor's state, written as a section of the image.
+    pub state: Option<SupervisorState>,
 }
 
 impl CheckpointJob {
@@ -153,6 +177,7 @@ impl CheckpointJob {
             dump: Duration::ZERO,
             dumped: None,
             answer: None,
+            state: None,
         }
     }
 
@@ -233,6 +258,12 @@ impl BarrierJob for CheckpointJob {
             stopped_threads(barrier),
             &self.dir,
         );
+        let dumped = dumped.and_then(|mut d| {
+            if let Some(s) = &self.state {
+                d.write_section(state::SECTION, &s.to_json())?;
+            }
+            Ok(d)
+        });
         self.dump = start.elapsed();
         match dumped {
             Err(e) => {

@@ -17,3 +17,4 @@ pub mod procs;
 pub mod protocol;
 pub mod rundir;
 pub mod server;
+pub mod state;

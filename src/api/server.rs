@@ -146,6 +146,10 @@ impl Claim {
         &self.info.group
     }
 
+    pub fn info(&self) -> &GroupInfo {
+        &self.info
+    }
+
     /// Lets the `checkpoint` op reach the supervisor's freeze barrier
     /// (without it, the op answers `unsupported`). Call before `serve`.
     pub fn enable_checkpoint(&mut self, link: CheckpointLink) {

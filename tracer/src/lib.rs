@@ -34,4 +34,4 @@ pub use policy::{
     TraceeView, Verdict, SYSCALL_NR,
 };
 pub use spawn::{ChildFailure, SpawnSpec};
-pub use supervisor::{Outcome, Stats, Supervisor};
+pub use supervisor::{Adopted, Outcome, Stats, Supervisor};

@@ -10,7 +10,9 @@ use crate::{apply, jobctl};
 use isotrace_arch::native::Regs;
 use isotrace_arch::RegAccess;
 use nix::errno::Errno;
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::rc::Rc;
 
 /// How the supervised group ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,6 +21,16 @@ pub enum Outcome {
     Exited(ExitKind),
     /// The first process never started its program.
     NotStarted(ChildFailure),
+}
+
+/// One thread handed to [`Supervisor::adopt`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Adopted {
+    pub tid: Tid,
+    /// Its thread group.
+    pub pid: Tid,
+    /// The thread group's parent, if it is one of the adopted processes.
+    pub parent: Option<Tid>,
 }
 
 /// Counters for `--stats`.
@@ -43,7 +55,8 @@ pub struct Supervisor<'p> {
     pub(crate) root: Tid,
     root_exit: Option<ExitKind>,
     root_execd: bool,
-    spawned: Spawned,
+    /// The spawn of the first process; None for an adopted group.
+    spawned: Option<Spawned>,
     pub(crate) me: Tid,
     pub(crate) stats: Stats,
     jobctl: jobctl::JobControl,
@@ -61,25 +74,7 @@ impl<'p> Supervisor<'p> {
     pub fn spawn(spec: &SpawnSpec, policy: &'p mut dyn Policy) -> Result<Self> {
         let spawned = spawn::spawn(spec)?;
         let root = spawned.pid;
-        let jobctl = jobctl::JobControl::install(root)?;
-        let placement = crate::placement::Placement::settle();
-        let mut sup = Supervisor {
-            policy,
-            tasks: HashMap::new(),
-            early: HashSet::new(),
-            deferred: VecDeque::new(),
-            root,
-            root_exit: None,
-            root_execd: false,
-            spawned,
-            me: std::process::id() as Tid,
-            stats: Stats::default(),
-            jobctl,
-            placement,
-            main_tid: nix::unistd::gettid().as_raw(),
-            barriers: Default::default(),
-            vforked: HashSet::new(),
-        };
+        let mut sup = Supervisor::empty(root, Some(spawned), policy)?;
         let mut task = Task::new(root, AddrSpace::shared_new());
         // The root was seized while blocked before exec: it needs no
         // initial-stop handling.
@@ -93,6 +88,71 @@ impl<'p> Supervisor<'p> {
             kind: SpawnKind::Root,
         });
         Ok(sup)
+    }
+
+    /// Takes over tasks that other code of this thread put in ptrace-stops
+    /// (a restore, #5): sets the supervisor's ptrace options on each, tells
+    /// the policy about them, and resumes them. `tasks` lists every thread,
+    /// each with its thread group and the thread group's parent; `root` is
+    /// the process whose exit ends the group. Their seccomp filter must
+    /// already be installed: a filter cannot be added from outside (the
+    /// restore injects it as its last call).
+    pub fn adopt(root: Tid, tasks: &[Adopted], policy: &'p mut dyn Policy) -> Result<Self> {
+        let mut sup = Supervisor::empty(root, None, policy)?;
+        let mut spaces: HashMap<Tid, Rc<RefCell<AddrSpace>>> = HashMap::new();
+        for t in tasks {
+            sys::set_options(t.tid, sys::SEIZE_OPTIONS)?;
+            let mm = spaces
+                .entry(t.pid)
+                .or_insert_with(AddrSpace::shared_new)
+                .clone();
+            let mut task = Task::new(t.pid, mm);
+            task.attached = true;
+            sup.tasks.insert(t.tid, task);
+            sup.stats.tasks_seen += 1;
+            let kind = match (t.tid == t.pid, t.pid == root) {
+                (false, _) => SpawnKind::Thread,
+                (true, true) => SpawnKind::Root,
+                (true, false) => SpawnKind::Fork,
+            };
+            let parent = if t.tid == t.pid {
+                t.parent
+            } else {
+                Some(t.pid)
+            };
+            sup.policy.on_event(&Event::Spawned {
+                tid: t.tid,
+                pid: t.pid,
+                parent,
+                kind,
+            });
+        }
+        for t in tasks {
+            sys::cont(t.tid, 0).or_else(ignore_died)?;
+        }
+        Ok(sup)
+    }
+
+    /// A supervisor with no task yet; `spawned` is None for an adopted
+    /// group, whose program has started long ago.
+    fn empty(root: Tid, spawned: Option<Spawned>, policy: &'p mut dyn Policy) -> Result<Self> {
+        Ok(Supervisor {
+            policy,
+            tasks: HashMap::new(),
+            early: HashSet::new(),
+            deferred: VecDeque::new(),
+            root,
+            root_exit: None,
+            root_execd: spawned.is_none(),
+            spawned,
+            me: std::process::id() as Tid,
+            stats: Stats::default(),
+            jobctl: jobctl::JobControl::install(root)?,
+            placement: crate::placement::Placement::settle(),
+            main_tid: nix::unistd::gettid().as_raw(),
+            barriers: Default::default(),
+            vforked: HashSet::new(),
+        })
     }
 
     pub fn root(&self) -> Tid {
@@ -137,12 +197,14 @@ impl<'p> Supervisor<'p> {
             }
         }
         match (self.root_exit, self.root_execd) {
-            (Some(ExitKind::Code(127)), false) | (None, false) => match self.spawned.failure() {
-                Some(f) => Ok(Outcome::NotStarted(f)),
-                None => Ok(Outcome::Exited(
-                    self.root_exit.unwrap_or(ExitKind::Code(127)),
-                )),
-            },
+            (Some(ExitKind::Code(127)), false) | (None, false) => {
+                match self.spawned.as_ref().and_then(Spawned::failure) {
+                    Some(f) => Ok(Outcome::NotStarted(f)),
+                    None => Ok(Outcome::Exited(
+                        self.root_exit.unwrap_or(ExitKind::Code(127)),
+                    )),
+                }
+            }
             (Some(how), _) => Ok(Outcome::Exited(how)),
             (None, true) => Ok(Outcome::Exited(ExitKind::Code(0))),
         }

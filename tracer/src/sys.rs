@@ -52,6 +52,17 @@ pub fn seize(tid: Tid, options: libc::c_int) -> Result<()> {
     .map(drop)
 }
 
+/// PTRACE_SETOPTIONS on a tracee already stopped under us (one that was
+/// attached by other code of this thread, such as a restore).
+pub fn set_options(tid: Tid, options: libc::c_int) -> Result<()> {
+    check(
+        tid,
+        "PTRACE_SETOPTIONS",
+        ptrace_raw(libc::PTRACE_SETOPTIONS, tid, 0, options as usize),
+    )
+    .map(drop)
+}
+
 /// Resumes a stopped tracee, delivering `sig` (0 for none).
 pub fn cont(tid: Tid, sig: i32) -> Result<()> {
     check(
@@ -289,5 +300,42 @@ pub fn decode_status(status: i32) -> WaitEvent {
         libc::PTRACE_EVENT_SECCOMP => WaitEvent::Seccomp,
         PTRACE_EVENT_STOP => WaitEvent::EventStop(sig),
         ev => WaitEvent::Event(ev),
+    }
+}
+
+/// Which side of [`fork_single_threaded`] this is.
+pub enum Forked {
+    Parent(Tid),
+    Child,
+}
+
+/// fork(2), refused unless this process has exactly one thread: a child of
+/// a multi-threaded process may only call async-signal-safe functions
+/// (fork(2), "The child process is created with a single thread"), while
+/// a child of a single-threaded one is a full copy that may do anything.
+/// Used to put a supervisor in the background (`restore --detach`).
+pub fn fork_single_threaded() -> Result<Forked> {
+    let threads = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|n| n.trim().parse::<u32>().ok())
+        });
+    if threads != Some(1) {
+        return Err(Error::Setup {
+            op: "fork (the process is multi-threaded)".into(),
+            errno: Errno::EBUSY,
+        });
+    }
+    // SAFETY: the process has one thread (checked above), so the child is
+    // a complete copy with no lock held by a vanished thread.
+    match unsafe { libc::fork() } {
+        -1 => Err(Error::Setup {
+            op: "fork".into(),
+            errno: Errno::last(),
+        }),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid)),
     }
 }

@@ -99,6 +99,12 @@ impl Dumped {
         &self.tree
     }
 
+    /// Adds a section the caller made (the supervisor's state, #5): written
+    /// and checksummed now, committed with the rest.
+    pub fn write_section(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
+        self.writer.write_section(name, bytes)
+    }
+
     /// Writes the metadata and the manifest, syncs, and renames the image
     /// into place. `paused`: how long the processes were stopped.
     pub fn commit(mut self, paused: Duration) -> Result<Summary> {
