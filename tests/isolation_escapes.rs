@@ -7,6 +7,7 @@
 mod common;
 
 use common::{guest, host_snapshot, path_str, write_file, Iso, Status};
+use std::fs;
 
 /// A shell function that runs a probe which must fail, printing
 /// `NAME: denied` or `NAME: LEAK <what it printed>`.
@@ -288,6 +289,41 @@ fn a_symlink_swapped_between_check_and_use_never_opens_the_store() {
     run.assert_exit(0);
     let counts = race_counts(&run.stdout_str());
     assert_eq!(counts.get("secret"), Some(&0), "{}", run.describe());
+    host.assert_unchanged();
+}
+
+/// One thread chmods W/d/f while another keeps swapping the directory
+/// W/d (private to the env) for a symlink to a host directory and back.
+/// The namespace gate lets no chmod be resolved while a rename or symlink
+/// is in flight, so the kernel never walks a rewritten path through a
+/// symlink planted after the resolution: the host file keeps its mode.
+/// (Without the gate the window is a few microseconds wide and this test
+/// rarely hits it; it checks the behaviour, the unit tests the protocol.)
+#[test]
+fn a_directory_swapped_for_a_symlink_never_redirects_a_chmod_to_the_host() {
+    let iso = Iso::new();
+    fs::create_dir(iso.host().join("w")).unwrap();
+    fs::create_dir(iso.host().join("victim")).unwrap();
+    write_file(&iso.host(), "victim/f", "host file\n");
+    common::chmod(&iso.host().join("victim/f"), 0o644);
+    let host = host_snapshot(&iso.host());
+    let run = iso.isotrace([
+        "--env",
+        "e",
+        "--",
+        path_str(&guest("iso_symswap")),
+        &iso.hp("w"),
+        &iso.hp("victim"),
+        "2000",
+    ]);
+    run.assert_exit(0);
+    let chmods: u64 = run
+        .stdout_str()
+        .trim()
+        .strip_prefix("chmods ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count:\n{}", run.describe()));
+    assert!(chmods > 0, "no chmod ever succeeded:\n{}", run.describe());
     host.assert_unchanged();
 }
 

@@ -13,6 +13,7 @@ pub mod classify;
 pub mod dirents;
 mod exec;
 mod fdops;
+mod gate;
 mod open2;
 mod ops;
 mod paths;
@@ -428,6 +429,10 @@ enum PathOutcome {
 impl Policy for Isolation {
     fn wants_paths(&self, _sc: &Syscall) -> bool {
         true
+    }
+
+    fn gate(&self, sc: &Syscall, args: &[u64; 6]) -> isotrace_tracer::gate::Gate {
+        gate::of(sc, args)
     }
 
     fn on_entry(&mut self, call: &Call, tv: &mut dyn TraceeView) -> Verdict {

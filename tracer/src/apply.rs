@@ -32,7 +32,6 @@ pub fn verdict(
         }
         Action::Deny(e) => skip_with(sup, tid, regs, -(*e as i64), call, exit_stop),
         Action::Rewrite { paths, args } => {
-            let paths = paths.clone();
             for &(i, v) in args {
                 if i == crate::policy::SYSCALL_NR {
                     regs.set_syscall_nr(v);
@@ -43,18 +42,11 @@ pub fn verdict(
             if paths.is_empty() {
                 sys::set_regs(tid, &regs)?;
                 sup.stats.rewrites += 1;
-                return resume(sup, tid, call, paths, exit_stop);
+                return resume(sup, tid, call, Vec::new(), exit_stop);
             }
-            rewrite_paths(sup, tid, regs, call, verdict, paths, None)
+            rewrite_paths(sup, tid, regs, call, verdict)
         }
-        Action::RewriteArgv {
-            paths,
-            argv_idx,
-            argv,
-        } => {
-            let (paths, argv) = (paths.clone(), (*argv_idx, argv.clone()));
-            rewrite_paths(sup, tid, regs, call, verdict, paths, Some(argv))
-        }
+        Action::RewriteArgv { .. } => rewrite_paths(sup, tid, regs, call, verdict),
     }
 }
 
@@ -95,20 +87,36 @@ fn resume(
             task.pending = Some(Pending { call, rewritten });
         }
         sys::cont_syscall(tid, 0)
+    } else if sup.gate.is_exclusive(tid) {
+        // The gate holds until this call's exit stop (gate.rs).
+        sys::cont_syscall(tid, 0)
     } else {
         sys::cont(tid, 0)
     }
 }
 
+/// One path argument to rewrite: its index and the new bytes.
+type PathRewrite = (usize, Vec<u8>);
+
+/// Writes the verdict's paths (and argv) into a scratch slot and points
+/// the arguments at them. The paths are borrowed from the verdict: they
+/// are copied only when an exit stop needs them.
 fn rewrite_paths(
     sup: &mut Supervisor<'_>,
     tid: Tid,
     mut regs: Regs,
     call: Call,
     verdict: Verdict,
-    paths: Vec<(usize, Vec<u8>)>,
-    argv: Option<(usize, Vec<ArgvItem>)>,
 ) -> Result<()> {
+    let (paths, argv): (&[PathRewrite], Option<(usize, &[ArgvItem])>) = match &verdict.action {
+        Action::Rewrite { paths, .. } => (paths, None),
+        Action::RewriteArgv {
+            paths,
+            argv_idx,
+            argv,
+        } => (paths, Some((*argv_idx, argv.as_slice()))),
+        _ => (&[], None),
+    };
     let task = sup.tasks.get_mut(&tid).expect("known task");
     let mm = task.mm.clone();
     let pid = task.pid;
@@ -147,7 +155,7 @@ fn rewrite_paths(
     let mem = space.mem.as_ref().expect("just opened");
     let addr = Pool::addr(slot);
     let mut blob = Vec::with_capacity(need);
-    for (i, p) in &paths {
+    for (i, p) in paths {
         regs.set_arg(*i, addr + blob.len() as u64);
         blob.extend_from_slice(p);
         blob.push(0);
@@ -165,7 +173,12 @@ fn rewrite_paths(
     sup.tasks.get_mut(&tid).expect("known task").slot = Some(slot);
     sup.stats.rewrites += 1;
     sys::set_regs(tid, &regs)?;
-    resume(sup, tid, call, paths, verdict.exit_stop)
+    let pending = if verdict.exit_stop {
+        paths.to_vec()
+    } else {
+        Vec::new()
+    };
+    resume(sup, tid, call, pending, verdict.exit_stop)
 }
 
 /// Maps the scratch region by an injected mmap, then lets the tracee

@@ -212,6 +212,11 @@ impl Supervisor<'_> {
         let mut asked: HashSet<Tid> = HashSet::new();
         let mut zombies: HashSet<Tid> = HashSet::new();
         let mut idle_since = Instant::now();
+        // Parked calls (gate.rs) sit in their seccomp stop already; the
+        // release hands them back to the loop, which admits them again.
+        for tid in self.gate.take_parked() {
+            stops.insert(tid, crate::gate::SECCOMP_STOP_STATUS);
+        }
         loop {
             let waiting: Vec<Tid> = self
                 .tasks

@@ -15,6 +15,7 @@ pub mod error;
 pub mod filter;
 pub mod format;
 pub mod freeze;
+pub mod gate;
 mod guard;
 mod inject;
 mod jobctl;

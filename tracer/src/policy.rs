@@ -221,6 +221,15 @@ pub trait Policy {
         true
     }
 
+    /// How the call takes part in the namespace gate (`gate.rs`): asked
+    /// at its seccomp stop, before anything else. A policy that rewrites
+    /// paths names the calls that change names (Shared) and those that can
+    /// plant a symlink (Exclusive).
+    fn gate(&self, sc: &Syscall, args: &[u64; 6]) -> crate::gate::Gate {
+        let _ = (sc, args);
+        crate::gate::Gate::Free
+    }
+
     /// Called at the seccomp stop of every trapped syscall.
     fn on_entry(&mut self, call: &Call, view: &mut dyn TraceeView) -> Verdict;
 

@@ -67,6 +67,8 @@ pub struct Supervisor<'p> {
     /// vfork children that have not exec'd or exited yet: their parent
     /// cannot stop until they do (vfork(2)), so a freeze lets them run.
     pub(crate) vforked: HashSet<Tid>,
+    /// Serializes name-changing calls against symlink planting (gate.rs).
+    pub(crate) gate: crate::gate::NamespaceGate,
 }
 
 impl<'p> Supervisor<'p> {
@@ -152,6 +154,7 @@ impl<'p> Supervisor<'p> {
             main_tid: nix::unistd::gettid().as_raw(),
             barriers: Default::default(),
             vforked: HashSet::new(),
+            gate: Default::default(),
         })
     }
 
@@ -219,7 +222,13 @@ impl<'p> Supervisor<'p> {
 
     pub(crate) fn handle(&mut self, tid: Tid, status: i32) -> Result<()> {
         let ev = sys::decode_status(status);
-        if let Some(task) = self.tasks.get_mut(&tid) {
+        if self.tasks.contains_key(&tid) {
+            let again = self.gate.stopped(tid);
+            for t in again {
+                self.deferred
+                    .push_back((t, crate::gate::SECCOMP_STOP_STATUS));
+            }
+            let task = self.tasks.get_mut(&tid).expect("known task");
             self.placement.on_stop(tid);
             // Any stop means the syscall that used the slot has read it.
             if let Some(slot) = task.slot.take() {
@@ -249,6 +258,10 @@ impl<'p> Supervisor<'p> {
     }
 
     fn on_gone(&mut self, tid: Tid, how: ExitKind) -> Result<()> {
+        for t in self.gate.gone(tid) {
+            self.deferred
+                .push_back((t, crate::gate::SECCOMP_STOP_STATUS));
+        }
         self.early.remove(&tid);
         self.vforked.remove(&tid);
         self.placement.on_gone(tid);
@@ -276,16 +289,23 @@ impl<'p> Supervisor<'p> {
             // The filter only traps numbers it knows; be safe anyway.
             return apply::skip(tid, regs, -(libc::ENOSYS as i64));
         };
+        let mut args = [0u64; 6];
+        for (i, a) in args.iter_mut().enumerate() {
+            *a = regs.arg(i);
+        }
+        let gate = self.policy.gate(sc, &args);
+        if let crate::gate::Admission::Park { interrupt } = self.gate.admit(tid, gate) {
+            for t in interrupt {
+                sys::interrupt(t).or_else(ignore_died)?;
+            }
+            return Ok(());
+        }
         let task = self.tasks.get_mut(&tid).expect("known task");
         let pid = task.pid;
         if let Some(v) = task.replay.take() {
             if v.0 == nr {
                 return apply::verdict(self, tid, regs, v.1, v.2);
             }
-        }
-        let mut args = [0u64; 6];
-        for (i, a) in args.iter_mut().enumerate() {
-            *a = regs.arg(i);
         }
         let action = match sc.name {
             "sched_getaffinity" | "sched_setaffinity" => self.affinity(tid, sc.name, &args),
@@ -344,6 +364,10 @@ impl<'p> Supervisor<'p> {
     }
 
     fn on_syscall_exit(&mut self, tid: Tid) -> Result<()> {
+        for t in self.gate.exclusive_done(tid) {
+            self.deferred
+                .push_back((t, crate::gate::SECCOMP_STOP_STATUS));
+        }
         let task = self.tasks.get_mut(&tid).expect("known task");
         let Some(Pending { call, rewritten }) = task.pending.take() else {
             return sys::cont(tid, 0);
