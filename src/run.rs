@@ -114,6 +114,9 @@ fn run(args: RunArgs) -> Result<i32, Failure> {
         env: env_name.clone(),
         upper: env.as_ref().map(|e| e.view.upper().to_path_buf()),
         trace: args.trace || settings.trace.default,
+        rules: env
+            .as_ref()
+            .and_then(|e| serde_json::from_str(&e.view.rules().to_json()).ok()),
     };
     let sup = SuperviseOpts {
         stats: args.stats,

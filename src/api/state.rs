@@ -33,6 +33,11 @@ pub struct SupervisorState {
     /// Whether `--trace` was on.
     #[serde(default)]
     pub trace: bool,
+    /// The IDB rules in force for the group at dump time (global
+    /// exceptions plus the env's and the program's), as `isotrace rules`
+    /// stores them; a restore elsewhere can compare them with its own.
+    #[serde(default)]
+    pub rules: Option<serde_json::Value>,
 }
 
 impl SupervisorState {
@@ -103,6 +108,7 @@ mod tests {
             env: Some("e".into()),
             upper: Some("/u".into()),
             trace: true,
+            rules: Some(serde_json::json!({"version": 1, "exceptions": []})),
         };
         let back: SupervisorState = serde_json::from_slice(&s.to_json()).unwrap();
         assert_eq!(back, s);
