@@ -102,6 +102,11 @@ impl RunEnv {
         self.env.name()
     }
 
+    /// Removed when the group exits (`--rm`, or a restored `--rm` group).
+    pub fn set_throwaway(&mut self) {
+        self.throwaway = true;
+    }
+
     /// After the group exited: the one-line summary (issue #3), and the
     /// throwaway env's removal.
     pub fn finish(self, changed: &BTreeSet<PathBuf>) {
@@ -115,6 +120,12 @@ impl RunEnv {
                 }
                 Err(e) => eprintln!("isotrace: env diff {name}: {e}"),
             }
+        }
+        if self.throwaway && isotrace::api::checkpoint::terminated_by_checkpoint() {
+            eprintln!(
+                "isotrace: throwaway env {name} is kept: the group's checkpoint needs it to be restored (`isotrace env rm {name}` when done)"
+            );
+            return;
         }
         if self.throwaway {
             if let Err(e) = self.store.remove(&name) {

@@ -98,6 +98,16 @@ pub fn attach(
     claim.enable_checkpoint(link);
 }
 
+/// Set once a checkpoint-terminate has written its image and killed the
+/// group: the group's environment must then outlive it, even a throwaway
+/// one, or the image could not be restored.
+static TERMINATED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether this process's group ended by a checkpoint-terminate.
+pub fn terminated_by_checkpoint() -> bool {
+    TERMINATED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// How long an API request waits for its checkpoint: the dump of a large
 /// group takes its time.
 pub const WAIT: Duration = Duration::from_secs(600);
@@ -277,7 +287,10 @@ impl BarrierJob for CheckpointJob {
             Ok(d) => {
                 let answer = self.commit(d, self.freeze + self.dump);
                 let after = match answer {
-                    Ok(_) => AfterFreeze::Kill,
+                    Ok(_) => {
+                        TERMINATED.store(true, std::sync::atomic::Ordering::SeqCst);
+                        AfterFreeze::Kill
+                    }
                     Err(_) => AfterFreeze::Resume,
                 };
                 self.answer = Some(answer);
