@@ -80,6 +80,13 @@ pub enum Command {
     /// --checkpoint-dir (default $ISOTRACE_HOME/checkpoints), in
     /// GROUP-TIMESTAMP, and lets the group run on.
     Run(RunArgs),
+    /// Put a running process (and the threads and children it creates from
+    /// now on) under the supervisor, as if `run` had started it: trace it,
+    /// report its accesses, checkpoint it. No isolation: its files and fds
+    /// are the host's. The seccomp filter cannot be taken off again, so the
+    /// process stays supervised until it exits, and ends if isotrace is
+    /// killed. Exit status: the process's.
+    Attach(AttachArgs),
     /// Manage isolated environments (create, list, show, copy, rm, export, import, diff).
     Env(crate::envcmd::args::EnvArgs),
     /// Show or set configuration: the merged settings in force and where
@@ -238,6 +245,7 @@ impl Command {
             Command::Receive(_) => ("receive", 6),
             Command::Clone(_) => ("clone", 6),
             Command::Run(_)
+            | Command::Attach(_)
             | Command::Config(_)
             | Command::Rules(_)
             | Command::Ps(_)
@@ -250,4 +258,26 @@ impl Command {
             | Command::Completions { .. } => return None,
         })
     }
+}
+
+#[derive(Args, Debug)]
+pub struct AttachArgs {
+    /// The process to attach to (one you may ptrace, not traced already).
+    #[arg(value_name = "PID")]
+    pub pid: i32,
+    /// The application group's name (default: attach-PID).
+    #[arg(long, value_name = "NAME")]
+    pub group: Option<String>,
+    /// Print every trapped syscall strace-style to stderr.
+    #[arg(long)]
+    pub trace: bool,
+    /// Write the --trace lines to FILE instead of stderr (implies --trace).
+    #[arg(long, value_name = "FILE")]
+    pub trace_file: Option<PathBuf>,
+    /// When the process exits, write a JSON access report to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// On exit, print the supervisor's counters and peak RSS to stderr.
+    #[arg(long)]
+    pub stats: bool,
 }

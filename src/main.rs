@@ -1,5 +1,6 @@
 //! The `isotrace` command.
 
+mod attach;
 mod checkpoint_cmd;
 mod cli;
 mod configcmd;
@@ -54,6 +55,7 @@ fn main() {
     let code = match cli.command {
         None => run::main(cli.run),
         Some(Command::Run(args)) => run::main(args),
+        Some(Command::Attach(args)) => attach::main(args),
         Some(Command::Env(args)) => envcmd::main(args),
         Some(Command::Config(args)) => configcmd::main(args),
         Some(Command::Rules(args)) => rulescmd::main(args),

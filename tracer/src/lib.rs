@@ -11,6 +11,7 @@
 //! kernel test of `filter.rs`).
 
 mod apply;
+pub mod attach;
 pub mod error;
 pub mod filter;
 pub mod format;

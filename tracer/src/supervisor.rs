@@ -135,6 +135,68 @@ impl<'p> Supervisor<'p> {
         Ok(sup)
     }
 
+    /// Takes over the running process `pid` (#2, `attach.rs`): seizes and
+    /// stops its threads, installs `filter` in it by injected syscalls, and
+    /// resumes it under `policy`. Its existing children are left alone;
+    /// those it creates from now on are traced.
+    pub fn attach(
+        pid: Tid,
+        filter: &[libc::sock_filter],
+        no_new_privs: bool,
+        policy: &'p mut dyn Policy,
+    ) -> Result<Self> {
+        let seized = crate::attach::seize_all(pid)?;
+        let Some(via) = seized
+            .iter()
+            .find(|s| sys::decode_status(s.status) == WaitEvent::EventStop(libc::SIGTRAP))
+            .map(|s| s.tid)
+        else {
+            for s in &seized {
+                let _ = sys::detach(s.tid, 0);
+            }
+            return Err(Error::Tracee {
+                tid: pid,
+                what:
+                    "no thread reached an interrupt stop (is the process stopped? SIGCONT it first)"
+                        .into(),
+            });
+        };
+        if let Err(e) = crate::attach::install_filter(via, filter, no_new_privs) {
+            for s in &seized {
+                let _ = sys::detach(s.tid, 0);
+            }
+            return Err(e);
+        }
+        let mut sup = Supervisor::empty(pid, None, policy)?;
+        let mm = AddrSpace::shared_new();
+        for s in &seized {
+            let mut task = Task::new(pid, mm.clone());
+            task.attached = true;
+            sup.tasks.insert(s.tid, task);
+            sup.stats.tasks_seen += 1;
+            let kind = if s.tid == pid {
+                SpawnKind::Root
+            } else {
+                SpawnKind::Thread
+            };
+            let parent = (s.tid != pid).then_some(pid);
+            sup.policy.on_event(&Event::Spawned {
+                tid: s.tid,
+                pid,
+                parent,
+                kind,
+            });
+            if s.tid == via {
+                // At the injected call's exit stop, its own registers back.
+                sys::cont(via, 0).or_else(ignore_died)?;
+            } else {
+                // Its first stop is handled as if it had just arrived.
+                sup.deferred.push_back((s.tid, s.status));
+            }
+        }
+        Ok(sup)
+    }
+
     /// A supervisor with no task yet; `spawned` is None for an adopted
     /// group, whose program has started long ago.
     fn empty(root: Tid, spawned: Option<Spawned>, policy: &'p mut dyn Policy) -> Result<Self> {
