@@ -314,3 +314,34 @@ fn two_envs_writing_one_path_see_only_their_own_content() {
     assert_ne!(b.status, common::Status::Exited(0), "{}", b.describe());
     host.assert_unchanged();
 }
+
+/// openat2(2) with its RESOLVE_* flags gives, case by case, the result it
+/// gives natively (ELOOP through symlinks, EXDEV out of the directory,
+/// EINVAL/E2BIG for a bad open_how), while what it creates lands in the
+/// env only.
+#[test]
+fn openat2_and_its_resolve_flags_behave_as_natively() {
+    let iso = Iso::new();
+    let guest = common::guest("iso_openat2");
+    fs::create_dir(iso.host().join("native")).unwrap();
+    fs::create_dir(iso.host().join("isolated")).unwrap();
+    let native = iso.native_sh(&format!("{} {}", guest.display(), iso.hp("native")));
+    assert!(
+        native.stdout_str().lines().count() >= 19,
+        "{}",
+        native.describe()
+    );
+    let host = host_snapshot(&iso.host());
+    let traced = iso.sh_ok("e", &format!("{} {}", guest.display(), iso.hp("isolated")));
+    assert_eq!(
+        traced.stdout_str(),
+        native.stdout_str(),
+        "{}",
+        traced.describe()
+    );
+    host.assert_unchanged();
+    assert!(iso
+        .upper("e")
+        .join(iso.hp("isolated/sub/new").trim_start_matches('/'))
+        .exists());
+}

@@ -11,7 +11,7 @@ use isotrace_tracer::{Action, Call, SYSCALL_NR};
 
 /// VALID_OPEN_FLAGS of include/linux/fcntl.h: openat2 refuses any other bit
 /// (openat ignores them).
-const VALID_OPEN_FLAGS: u64 = 0o3
+pub const VALID_OPEN_FLAGS: u64 = 0o3
     | 0o100
     | 0o200
     | 0o400
