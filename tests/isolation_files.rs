@@ -345,3 +345,35 @@ fn openat2_and_its_resolve_flags_behave_as_natively() {
         .join(iso.hp("isolated/sub/new").trim_start_matches('/'))
         .exists());
 }
+
+/// renameat2(RENAME_EXCHANGE) between host files and directories swaps
+/// them in the env exactly as natively (contents, entries, errors), and
+/// the host keeps its own.
+#[test]
+fn rename_exchange_swaps_in_the_env_as_natively() {
+    let iso = Iso::new();
+    let guest = common::guest("iso_exchange");
+    for side in ["native", "isolated"] {
+        let dir = iso.host().join(side);
+        fs::create_dir_all(dir.join("d1")).unwrap();
+        fs::create_dir_all(dir.join("d2")).unwrap();
+        write_file(&dir, "a", "A");
+        write_file(&dir, "d1/x", "X");
+        write_file(&dir, "d2/y", "Y");
+    }
+    let native = iso.native_sh(&format!("{} {}", guest.display(), iso.hp("native")));
+    assert!(
+        native.stdout_str().contains("file-dir ok"),
+        "{}",
+        native.describe()
+    );
+    let host = host_snapshot(&iso.host());
+    let traced = iso.sh_ok("e", &format!("{} {}", guest.display(), iso.hp("isolated")));
+    assert_eq!(
+        traced.stdout_str(),
+        native.stdout_str(),
+        "{}",
+        traced.describe()
+    );
+    host.assert_unchanged();
+}

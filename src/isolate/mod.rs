@@ -299,10 +299,7 @@ impl Isolation {
         } else {
             0
         };
-        if flags & RENAME_EXCHANGE != 0 {
-            // Both sides would have to move into upper; not supported yet.
-            return Err(libc::EINVAL);
-        }
+
         let path = |u: &PathUse| -> Result<Vec<u8>, i32> {
             call.path(u.idx).map(<[u8]>::to_vec).ok_or(libc::EFAULT)
         };
@@ -315,10 +312,19 @@ impl Isolation {
             .resolve(tdir, &tp, false)
             .map_err(|e| e.create_errno())?;
         let noreplace = flags & RENAME_NOREPLACE != 0;
-        let (src, dst) = ops::rename(&self.view, &mut self.cache, &fr, &tr, noreplace)?;
+        let (src, dst) = if flags & RENAME_EXCHANGE != 0 {
+            if noreplace {
+                return Err(libc::EINVAL);
+            }
+            ops::exchange(&self.view, &mut self.cache, &fr, &tr)?
+        } else {
+            ops::rename(&self.view, &mut self.cache, &fr, &tr, noreplace)?
+        };
         self.note_change(fr.public.clone());
         self.note_change(tr.public.clone());
-        self.pending.insert(call.tid, Pending::After(dst.after));
+        let mut after = src.after.clone();
+        after.extend(dst.after.iter().cloned());
+        self.pending.insert(call.tid, Pending::After(after));
         Ok(Verdict {
             action: Action::Rewrite {
                 paths: vec![

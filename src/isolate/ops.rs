@@ -13,6 +13,9 @@ pub enum After {
     FinishCreate(PathBuf),
     /// The object moved away from this public path (rename source).
     Whiteout(PathBuf),
+    /// Another object now has this public path (RENAME_EXCHANGE): only
+    /// what the resolution cache knew of it is stale.
+    Replaced(PathBuf),
 }
 
 /// Where the kernel should act for one path argument.
@@ -109,7 +112,11 @@ pub fn rename(
     if noreplace && to.loc.is_some() {
         return Err(libc::EEXIST);
     }
-    let exception = |r: &Resolved| r.loc == Some(Loc::Exception);
+    // A missing target below an exception has no loc: it is public by its
+    // path (fontconfig renames `X.NEW` to a new `X` in its shared cache).
+    let exception = |r: &Resolved| {
+        r.loc == Some(Loc::Exception) || r.loc.is_none() && view.is_exception(&r.public)
+    };
     if exception(from) != exception(to)
         && (from.loc.is_some() && to.loc.is_some() || exception(from))
     {
@@ -136,6 +143,38 @@ pub fn rename(
         },
         Plan { real: dst, after },
     ))
+}
+
+/// Prepares renameat2(RENAME_EXCHANGE) of `a` and `b`: both must exist;
+/// each moves into upper whole (a directory recursively, made opaque), so
+/// that the kernel's exchange of the two upper copies swaps everything the
+/// guest sees under both names, and nothing of the host shows through
+/// either afterwards. No whiteout is needed: both names stay taken.
+pub fn exchange(view: &View, cache: &mut Cache, a: &Resolved, b: &Resolved) -> Res<(Plan, Plan)> {
+    if a.loc.is_none() || b.loc.is_none() {
+        return Err(libc::ENOENT);
+    }
+    let exception = |r: &Resolved| r.loc == Some(Loc::Exception);
+    if exception(a) != exception(b) {
+        return Err(libc::EXDEV);
+    }
+    let whole = |cache: &mut Cache, r: &Resolved| {
+        if exception(r) {
+            Ok(r.real.clone())
+        } else if r.kind == Some(Kind::Dir) {
+            copy_up_tree(view, cache, r)
+        } else {
+            copy_up(view, cache, r)
+        }
+    };
+    let (ra, rb) = (whole(cache, a)?, whole(cache, b)?);
+    cache.invalidate(&a.public);
+    cache.invalidate(&b.public);
+    let plan = |real: PathBuf, public: &Path| Plan {
+        real,
+        after: vec![After::Replaced(public.to_path_buf())],
+    };
+    Ok((plan(ra, &a.public), plan(rb, &b.public)))
 }
 
 /// Copies a directory and everything under it into upper, so that it no
@@ -173,6 +212,7 @@ pub fn finish(view: &View, cache: &mut Cache, after: &[After]) {
         let (res, p) = match a {
             After::FinishCreate(p) => (cow::finish_create(view, p), p),
             After::Whiteout(p) => (cow::whiteout(view, p).map(drop), p),
+            After::Replaced(p) => (Ok(()), p),
         };
         if let Err(e) = res {
             tracing::warn!("{}: {e}", p.display());
