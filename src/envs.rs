@@ -85,6 +85,12 @@ pub fn open_named(name: &str, app: &str) -> Result<RunEnv, Failure> {
     let mut rules = store.rules().map_err(idb_err)?;
     settings.apply_exceptions(&mut rules).map_err(idb_err)?;
     let view = store.view(&env, rules).map_err(idb_err)?;
+    searchable_for_tracees(&[
+        home()?,
+        home()?.join("envs"),
+        env.dir().to_path_buf(),
+        view.upper().to_path_buf(),
+    ]);
     let generation = isotrace_idb::Generation::open(env.dir())
         .map_err(|e| (EXIT_USAGE, format!("{}: {e}", env.dir().display())))?;
     Ok(RunEnv {
@@ -97,10 +103,33 @@ pub fn open_named(name: &str, app: &str) -> Result<RunEnv, Failure> {
     })
 }
 
+/// A root supervisor's tracees may drop privileges (daemons, `su`, apt's
+/// `_apt` sandbox) and must still reach the private layer, whose real
+/// paths the kernel walks for them: the store's directories down to
+/// `upper` get search permission (x, not r) for group and others. What is
+/// inside keeps the permissions the files have on the host. A store below
+/// a directory others cannot search (root's own home, 0700) still keeps
+/// them out; README says so.
+fn searchable_for_tracees(dirs: &[PathBuf]) {
+    use std::os::unix::fs::PermissionsExt;
+    if !nix::unistd::geteuid().is_root() {
+        return;
+    }
+    for d in dirs {
+        if let Ok(meta) = std::fs::metadata(d) {
+            let mode = meta.permissions().mode() & 0o7777;
+            if mode & 0o011 != 0o011 {
+                let _ = std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode | 0o011));
+            }
+        }
+    }
+}
+
 impl RunEnv {
     pub fn name(&self) -> &str {
         self.env.name()
     }
+
 
     /// After the group exited: the one-line summary (issue #3), and the
     /// throwaway env's removal.

@@ -364,3 +364,77 @@ fn the_supervisors_proc_entry_is_hidden() {
     run.assert_exit(0);
     assert_eq!(run.stdout_str(), "own-proc-ok\n", "{}", run.describe());
 }
+
+/// A root group's process that dropped to nobody gets, for the unlink,
+/// rmdir and fchmod the supervisor performs itself, exactly the refusals
+/// the kernel gives nobody natively: EACCES without write permission on
+/// the directory, EPERM under the sticky rule and on a file it does not
+/// own; and what nobody may do still works. The host is untouched.
+#[test]
+fn supervisor_made_changes_use_the_tracees_credentials() {
+    use std::os::unix::fs::PermissionsExt;
+    if !common::is_root() || !common::have_program("setpriv") {
+        eprintln!("skipping: needs root and setpriv to drop to nobody");
+        return;
+    }
+    let iso = Iso::new();
+    let h = iso.host();
+    fs::set_permissions(iso.root(), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(&h, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::create_dir(h.join("rootdir")).unwrap();
+    write_file(&h.join("rootdir"), "f", "root's\n");
+    fs::create_dir(h.join("sticky")).unwrap();
+    fs::set_permissions(h.join("sticky"), fs::Permissions::from_mode(0o1777)).unwrap();
+    write_file(&h.join("sticky"), "rootfile", "x\n");
+    common::chmod(&h.join("sticky/rootfile"), 0o666);
+    write_file(&h.join("sticky"), "mine", "y\n");
+    std::os::unix::fs::chown(
+        h.join("sticky/mine"),
+        Some(common::NOBODY),
+        Some(common::NOBODY),
+    )
+    .unwrap();
+    fs::create_dir(h.join("sticky/mydir")).unwrap();
+    std::os::unix::fs::chown(
+        h.join("sticky/mydir"),
+        Some(common::NOBODY),
+        Some(common::NOBODY),
+    )
+    .unwrap();
+    let script = format!(
+        "cd {h}; \
+         rm -f rootdir/f 2>/dev/null; echo rm-rootdir $?; \
+         rm -f sticky/rootfile 2>/dev/null; echo rm-sticky-other $?; \
+         rm -f sticky/mine; echo rm-sticky-mine $?; \
+         rmdir sticky/mydir; echo rmdir-mine $?; \
+         echo n > sticky/new; rm sticky/new; echo rm-new $?; \
+         python3 -c 'import os\ntry:\n os.fchmod(os.open(\"rootdir/f\", os.O_RDONLY), 0o600); print(\"fchmod ok\")\nexcept OSError as e: print(\"fchmod\", e.errno)'; \
+         ls rootdir sticky",
+        h = h.display()
+    );
+    let prefix: Vec<String> = common::setpriv_prefix()
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let as_nobody = format!(
+        "{} /bin/sh -c '{}'",
+        prefix.join(" "),
+        script.replace('\'', "'\\''")
+    );
+    let host = host_snapshot(&h);
+    let traced = iso.sh("e", &as_nobody);
+    host.assert_unchanged();
+    let native = iso.native_sh(&as_nobody);
+    assert_eq!(
+        traced.stdout_str(),
+        native.stdout_str(),
+        "{}\nnative:\n{}",
+        traced.describe(),
+        native.describe()
+    );
+    assert!(
+        native.stdout_str().contains("rm-rootdir 1"),
+        "{}",
+        native.describe()
+    );
+}

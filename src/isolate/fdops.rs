@@ -43,12 +43,16 @@ fn host_object(view: &View, cache: &mut Cache, real: &Path) -> Result<Option<idb
     Ok((r.loc == Some(Loc::Host)).then_some(r))
 }
 
+/// `as_tracee`: the credentials to change the private copy with (the
+/// tracee's, when they are not the supervisor's); the copy-up itself is
+/// the supervisor's own work.
 pub fn fd_metadata(
     view: &View,
     cache: &mut Cache,
     call: &Call,
     fd: i32,
     tv: &mut dyn TraceeView,
+    as_tracee: Option<&isotrace_tracer::sys::FsCreds>,
 ) -> Result<FdOp, i32> {
     let Some(real) = tv.fd_path(fd) else {
         return Err(libc::EBADF);
@@ -61,7 +65,14 @@ pub fn fd_metadata(
     };
     let copy = cow::copy_up(view, &r).map_err(|e| e.errno())?;
     cache.invalidate(&r.public);
-    let res = apply(call, &copy, tv);
+    let res = match as_tracee {
+        Some(c) => {
+            let (_fd, link) = super::creds::via_fd(&copy)?;
+            isotrace_tracer::sys::with_fs_creds(c, || apply(call, &link, tv))
+                .unwrap_or(Err(libc::EPERM))
+        }
+        None => apply(call, &copy, tv),
+    };
     Ok(FdOp::Done(match res {
         Ok(()) => 0,
         Err(e) => -(e as i64),

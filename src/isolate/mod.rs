@@ -10,6 +10,7 @@
 
 mod back;
 pub mod classify;
+mod creds;
 pub mod dirents;
 mod exec;
 mod fdops;
@@ -40,6 +41,8 @@ pub struct Isolation {
     dirs: dirents::Listings,
     /// Public paths the group changed, for the closing summary.
     pub changed: std::collections::BTreeSet<PathBuf>,
+    /// The tracees' file-system credentials (creds.rs).
+    creds: creds::Creds,
 }
 
 enum Pending {
@@ -69,6 +72,7 @@ impl Isolation {
             pending: HashMap::new(),
             dirs: dirents::Listings::default(),
             changed: Default::default(),
+            creds: creds::Creds::new(),
         }
     }
 
@@ -118,6 +122,12 @@ impl Isolation {
                 return self.fd_metadata(call, call.args[0] as i32, tv);
             }
             "bind" | "connect" => return self.unix_socket(call, tv),
+            "setuid" | "setgid" | "setreuid" | "setregid" | "setresuid" | "setresgid"
+            | "setfsuid" | "setfsgid" | "setgroups" | "capset" => {
+                // Read again at the thread's next supervisor-made change.
+                self.creds.forget(call.tid);
+                return Ok(Verdict::CONTINUE);
+            }
             "getsockname" | "getpeername" => {
                 return Ok(self.expect_back(call, back::Back::SockName));
             }
@@ -172,6 +182,36 @@ impl Isolation {
             },
         };
         Ok(Verdict { action, exit_stop })
+    }
+
+    /// unlink/rmdir are done by the supervisor (ops::remove); the checks the
+    /// kernel would make for the tracee come first (creds.rs): write and
+    /// search permission on the parent directory, as the tracee, and the
+    /// sticky rule.
+    fn may_not_remove(&mut self, tid: i32, r: &isotrace_idb::Resolved) -> Option<i32> {
+        let parent = r.real.parent()?.to_path_buf();
+        let t = self.creds.of(tid)?.clone();
+        if self.creds.differ(&t) {
+            let wx = nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK;
+            let (_fd, link) = match creds::via_fd(&parent) {
+                Ok(v) => v,
+                Err(e) => return Some(e),
+            };
+            let check = || {
+                nix::unistd::faccessat(
+                    nix::fcntl::AT_FDCWD,
+                    &link,
+                    wx,
+                    nix::fcntl::AtFlags::AT_EACCESS,
+                )
+            };
+            match isotrace_tracer::sys::with_fs_creds(&t.fs, check) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Some(e as i32),
+                Err(_) => return Some(libc::EPERM),
+            }
+        }
+        creds::sticky_denies(&t, &parent, &r.real).then_some(libc::EPERM)
     }
 
     /// openat2(2): the tracee's open_how is validated and its RESOLVE_*
@@ -274,6 +314,9 @@ impl Isolation {
             }));
         }
         if let Op::Remove { dir } = u.op {
+            if let Some(errno) = self.may_not_remove(call.tid, &r) {
+                return Ok(PathOutcome::Done(-(errno as i64)));
+            }
             let ret = ops::remove(&self.view, &mut self.cache, &r, dir);
             if ret == 0 {
                 self.note_change(r.public.clone());
@@ -394,7 +437,9 @@ impl Isolation {
         fd: i32,
         tv: &mut dyn TraceeView,
     ) -> Result<Verdict, i32> {
-        match fdops::fd_metadata(&self.view, &mut self.cache, call, fd, tv)? {
+        let tracee = self.creds.of(call.tid).cloned();
+        let creds = tracee.filter(|t| self.creds.differ(t)).map(|t| t.fs);
+        match fdops::fd_metadata(&self.view, &mut self.cache, call, fd, tv, creds.as_ref())? {
             fdops::FdOp::Kernel => Ok(Verdict::CONTINUE),
             fdops::FdOp::Done(ret) => {
                 if let Some(g) = self.generation.as_mut() {
@@ -523,8 +568,17 @@ impl Policy for Isolation {
     }
 
     fn on_event(&mut self, event: &isotrace_tracer::Event) {
-        if let isotrace_tracer::Event::Exited { tid, .. } = event {
-            self.pending.remove(tid);
+        match event {
+            isotrace_tracer::Event::Exited { tid, .. } => {
+                self.pending.remove(tid);
+                self.creds.forget(*tid);
+            }
+            // A set-user-ID program changes its credentials at exec.
+            isotrace_tracer::Event::Exec { pid, former_tid } => {
+                self.creds.forget(*pid);
+                self.creds.forget(*former_tid);
+            }
+            isotrace_tracer::Event::Spawned { .. } => {}
         }
     }
 }

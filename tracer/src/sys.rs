@@ -339,3 +339,61 @@ pub fn fork_single_threaded() -> Result<Forked> {
         pid => Ok(Forked::Parent(pid)),
     }
 }
+
+/// The credentials the kernel checks file access with (credentials(7)):
+/// for operations the supervisor performs on a tracee's behalf.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FsCreds {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+}
+
+/// Runs `f` with this thread's fsuid, fsgid and supplementary groups set
+/// to `creds`, then puts its own back. Only this thread changes: the raw
+/// syscalls are used, not glibc's wrappers, which apply set*id calls to
+/// every thread (nptl's setxid broadcast). Setting the fsuid of a root
+/// thread to non-zero also drops its file capabilities (CAP_DAC_OVERRIDE,
+/// CAP_FOWNER...) until it is set back (capabilities(7)), so the kernel
+/// checks exactly what it would check for the tracee. Needs CAP_SETUID
+/// and CAP_SETGID; Err(EPERM) without them.
+pub fn with_fs_creds<T>(creds: &FsCreds, f: impl FnOnce() -> T) -> Result<T> {
+    let own_groups = nix::unistd::getgroups().map_err(|e| Error::Setup {
+        op: "getgroups".into(),
+        errno: e,
+    })?;
+    let own: Vec<libc::gid_t> = own_groups.iter().map(|g| g.as_raw()).collect();
+    set_groups(&creds.groups)?;
+    // SAFETY: setfsgid/setfsuid take an integer and change only this
+    // thread's credentials; they return the previous value.
+    let old_gid = unsafe { libc::syscall(libc::SYS_setfsgid, creds.gid) } as u32;
+    // SAFETY: as above.
+    let old_uid = unsafe { libc::syscall(libc::SYS_setfsuid, creds.uid) } as u32;
+    // SAFETY: an invalid id (-1) changes nothing and returns the current one.
+    let now_uid = unsafe { libc::syscall(libc::SYS_setfsuid, u32::MAX) } as u32;
+    // SAFETY: as above.
+    let now_gid = unsafe { libc::syscall(libc::SYS_setfsgid, u32::MAX) } as u32;
+    let out = (now_uid == creds.uid && now_gid == creds.gid).then(f);
+    // SAFETY: as above, putting back what was there.
+    unsafe {
+        libc::syscall(libc::SYS_setfsuid, old_uid);
+        libc::syscall(libc::SYS_setfsgid, old_gid);
+    }
+    set_groups(&own)?;
+    out.ok_or(Error::Setup {
+        op: format!("setfsuid({})", creds.uid),
+        errno: Errno::EPERM,
+    })
+}
+
+fn set_groups(groups: &[libc::gid_t]) -> Result<()> {
+    // SAFETY: the kernel reads `len` gids from a live slice.
+    let rc = unsafe { libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) };
+    if rc == -1 {
+        return Err(Error::Setup {
+            op: "setgroups".into(),
+            errno: Errno::last(),
+        });
+    }
+    Ok(())
+}
