@@ -438,3 +438,48 @@ fn supervisor_made_changes_use_the_tracees_credentials() {
         native.describe()
     );
 }
+
+/// openat2 with every RESOLVE_* mode, through the store's real path, a
+/// /proc magic link, a `..` climb from the cwd and a symlink planted in the
+/// env: none of them reads the env's private file by its real name.
+#[test]
+fn openat2_resolve_tricks_never_reach_the_store() {
+    let iso = Iso::new();
+    let store_secret = with_secret(&iso, "e");
+    let host = host_snapshot(&iso.host());
+    let sneaky = iso.hp("sneaky2");
+    iso.sh_ok("e", &format!("ln -s {store_secret} {sneaky}"));
+    let rel = format!("../home/envs/e/upper{}", iso.hp("secret"));
+    let via_root = format!("/proc/self/root{store_secret}");
+    let via_cwd = format!("/proc/self/cwd/{rel}");
+    let run = iso.isotrace([
+        "--env",
+        "e",
+        "--",
+        path_str(&guest("iso_openat2_probe")),
+        &store_secret,
+        &via_root,
+        &via_cwd,
+        &rel,
+        &sneaky,
+        &iso.hp("secret"),
+    ]);
+    run.assert_exit(0);
+    let out = run.stdout_str();
+    let leaks: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("SECRET") && !l.starts_with(&iso.hp("secret")))
+        .collect();
+    assert!(
+        leaks.is_empty(),
+        "the store was read: {leaks:?}\n{}",
+        run.describe()
+    );
+    // The public name still works (and proves the probe can read at all).
+    assert!(
+        out.contains(&format!("{} none: SECRET-e", iso.hp("secret"))),
+        "{}",
+        run.describe()
+    );
+    host.assert_unchanged();
+}
