@@ -58,8 +58,14 @@ pub fn read_cstr(tid: Tid, ptr: RemotePtr<u8>, max: usize) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(128);
     let mut addr = ptr.addr();
     let mut buf = [0u8; PAGE as usize];
+    // Most paths are short: the first read takes 256 bytes (copying a
+    // whole page costs more than the path), the next ones the rest of
+    // their page.
+    let mut first = true;
     while out.len() <= max {
         let room = (PAGE - addr % PAGE) as usize;
+        let room = if first { room.min(256) } else { room };
+        first = false;
         let want = room.min(max + 1 - out.len());
         let got = sys::vm_read(tid, addr, &mut buf[..want])?;
         if let Some(nul) = buf[..got].iter().position(|&b| b == 0) {
