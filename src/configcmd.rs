@@ -16,14 +16,16 @@ const AFTER_HELP: &str = "\
 Keys:
   isolation.exceptions  path prefixes that stay public (added to the built-in /proc, /sys, /dev
                         and the IDB's `rules`); `config set` takes a comma-separated list
-  libraries.policy      env | global: where shared libraries an app installs go (default env;
-                        the setting is stored and shown, enforcement is planned in issue #4)
-  fonts.policy          env | global: where fonts an app installs go (default env; enforcement
-                        is planned in issue #4)
+  libraries.policy      env | global: where shared libraries an app installs go (default env,
+                        the env's private layer). global makes the loader's library dirs
+                        (/usr/lib/TRIPLET, /lib/TRIPLET, /usr/lib64, /lib64, /usr/local/lib)
+                        public: installs land on the host, for every env. Set it before the install.
+  fonts.policy          env | global: where fonts an app installs go (default env). global makes
+                        /usr/share/fonts, /usr/local/share/fonts and /var/cache/fontconfig public.
   trace.default         true | false: trace every run as with --trace (default false)
   checkpoint.every      a duration (30s, 5m, 1h30m) or none, as --checkpoint-every (default none)
-Runs apply these settings (with the env's and the program's overrides): isolation.exceptions in
-environments, trace.default and checkpoint.every when --trace or --checkpoint-every is not given.
+Runs apply these settings (with the env's and the program's overrides): isolation.exceptions and
+the two policies in environments, trace.default and checkpoint.every when --trace or --checkpoint-every is not given.
 The exceptions of `isotrace rules add` apply to every run started after them.
 
 Sources, merged in this order (a later one wins key by key; a list is replaced, not extended):

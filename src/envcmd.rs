@@ -5,6 +5,8 @@
 
 mod archive;
 pub mod args;
+mod carry;
+mod progress;
 mod usage;
 
 use crate::envs::home;
@@ -40,15 +42,40 @@ fn dispatch(verb: EnvVerb) -> Result<(), Failure> {
         EnvVerb::Create {
             name,
             from: Some(src),
-        } => store.copy(&src, &name).map(drop).map_err(idb_err),
+        } => copy(&store, &src, &name),
         EnvVerb::List { json } => list(&store, json),
         EnvVerb::Show { name, json } => show(&store, &name, json),
-        EnvVerb::Copy { src, dst } => store.copy(&src, &dst).map(drop).map_err(idb_err),
+        EnvVerb::Copy { src, dst } => copy(&store, &src, &dst),
         EnvVerb::Rm { name, force } => rm(&store, &name, force),
         EnvVerb::Export { name, output } => archive::export(&store, &name, &output),
         EnvVerb::Import { file, name } => archive::import(&store, &file, name.as_deref()),
         EnvVerb::Diff { name, json } => diff(&store, &name, json),
     }
+}
+
+/// `env copy` and `env create --from`, with a progress bar on a terminal.
+/// The copy gets the source's own settings too (`config set --env SRC`),
+/// written before it is placed, as `env import` does (see `carry`).
+fn copy(store: &Store, src: &str, dst: &str) -> Result<(), Failure> {
+    let from = store.get(src).map_err(idb_err)?;
+    isotrace_idb::validate_name(dst).map_err(idb_err)?;
+    if store.get(dst).is_ok() {
+        return Err(idb_err(isotrace_idb::Error::EnvExists(dst.to_string())));
+    }
+    let carried = carry::export(store, src)?.unwrap_or_default();
+    let written = carry::restore(store, dst, &carried)?;
+    let total = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        usage::of(&from.upper()).map_or(0, |u| u.bytes)
+    } else {
+        0
+    };
+    let bar = progress::Progress::bytes(&format!("copying env {src} to {dst}"), total);
+    let done = store.copy_with(src, dst, &|n| bar.add(n));
+    bar.finish();
+    if done.is_err() {
+        carry::undo(store, dst, written);
+    }
+    done.map(drop).map_err(idb_err)
 }
 
 /// Usage and configuration errors (a bad or unknown name, a taken one) are
@@ -103,11 +130,8 @@ fn show(store: &Store, name: &str, as_json: bool) -> Result<(), Failure> {
     })?;
     let m = env.meta();
     let groups = groups_in(name)?;
-    let prefixes: Vec<String> = rules
-        .exceptions
-        .iter()
-        .map(|e| e.prefix.display().to_string())
-        .collect();
+    let prefixes = prefixes_of(&rules);
+    let (in_force, libs, fonts) = in_force(name, &rules)?;
     if as_json {
         json_out(&json!({
             "version": 1,
@@ -121,6 +145,8 @@ fn show(store: &Store, name: &str, as_json: bool) -> Result<(), Failure> {
             "whiteouts": u.whiteouts,
             "groups": groups,
             "rules": rules,
+            "policies": {"libraries": libs, "fonts": fonts},
+            "exceptions_in_force": in_force,
         }));
         return Ok(());
     }
@@ -144,8 +170,37 @@ fn show(store: &Store, name: &str, as_json: bool) -> Result<(), Failure> {
         );
     }
     let _ = writeln!(s, "rules: global exceptions {}", prefixes.join(" "));
+    let _ = writeln!(s, "policies: libraries {libs}, fonts {fonts}");
+    let _ = writeln!(s, "exceptions in force: {}", in_force.join(" "));
     out(&s);
     Ok(())
+}
+
+fn prefixes_of(rules: &isotrace_idb::Rules) -> Vec<String> {
+    rules
+        .exceptions
+        .iter()
+        .map(|e| e.prefix.display().to_string())
+        .collect()
+}
+
+/// What a run in env `name` gets on top of the global rules: `isotrace
+/// config` for the env, the library and font policies included. Returns
+/// the exceptions in force and the two policies.
+fn in_force(
+    name: &str,
+    rules: &isotrace_idb::Rules,
+) -> Result<(Vec<String>, &'static str, &'static str), Failure> {
+    let settings = isotrace::config::load(Some(name), None)
+        .map_err(|e| (EXIT_USAGE, e.to_string()))?
+        .settings;
+    let mut all = rules.clone();
+    settings.apply_exceptions(&mut all).map_err(idb_err)?;
+    Ok((
+        prefixes_of(&all),
+        settings.libraries.policy.as_str(),
+        settings.fonts.policy.as_str(),
+    ))
 }
 
 /// The running groups whose env is `name` in this store (src/api): the

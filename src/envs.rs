@@ -130,7 +130,6 @@ impl RunEnv {
         self.env.name()
     }
 
-
     /// After the group exited: the one-line summary (issue #3), and the
     /// throwaway env's removal.
     pub fn finish(self, changed: &BTreeSet<PathBuf>) {

@@ -376,6 +376,17 @@ fn exception_writes_through_to_the_host() {
         .join(shared.strip_prefix("/").unwrap())
         .join("f")
         .exists());
+    // The atomic-replace idiom inside an exception, to a name that does
+    // not exist yet (fontconfig's cache writes): one rename(2) on the host
+    // (python's os.rename, which unlike mv has no copy fallback on EXDEV).
+    let replace = format!(
+        "echo z > {shared_s}/n.NEW && /usr/bin/python3 -c \
+         'import os; os.rename(\"{shared_s}/n.NEW\", \"{shared_s}/n\")'"
+    );
+    let run = w.run(&["--env", "e", "--", "/bin/sh", "-c", &replace]);
+    run.assert_exit(0);
+    assert_eq!(fs::read_to_string(shared.join("n")).unwrap(), "z\n");
+    assert_absent_on_host(shared.join("n.NEW"));
 
     w.ok(&["rules", "rm", shared_s]);
     let run = w.run(&["--env", "e", "--", "/bin/sh", "-c", &script("g")]);

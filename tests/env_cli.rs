@@ -303,3 +303,121 @@ fn hostile_archives_are_refused() {
     raw_tar(&tar, &[(b"lnk", Symlink, b"/etc/hostname", b"")]);
     ok(iso.isotrace(["env", "import", tar.to_str().unwrap(), "--name", "N"]));
 }
+
+/// `config show --env NAME --json`: key to (value, source kind, origin).
+fn env_setting(iso: &Iso, env: &str, key: &str) -> (Value, String, String) {
+    let shown = json(&ok(iso.isotrace(["config", "show", "--env", env, "--json"])));
+    let k = &shown[key];
+    (
+        k["value"].clone(),
+        k["source"].as_str().unwrap_or_default().to_owned(),
+        k["origin"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+/// An env's own settings travel with it: export carries them, import
+/// restores them under the new name; a setting the importing admin made
+/// for that name first is kept; settings this version cannot apply refuse
+/// the archive.
+#[test]
+fn export_carries_the_env_settings_and_import_restores_them() {
+    let iso = Iso::new();
+    ok(iso.isotrace(["env", "create", "A"]));
+    ok(iso.isotrace(["config", "set", "fonts.policy", "global", "--env", "A"]));
+    ok(iso.isotrace(["config", "set", "checkpoint.every", "90s", "--env", "A"]));
+    let tar = iso.root().join("a.tar");
+    let tar = tar.to_str().unwrap();
+    ok(iso.isotrace(["env", "export", "A", "-o", tar]));
+    // A copy in the same store gets them too.
+    ok(iso.isotrace(["env", "copy", "A", "A2"]));
+    let copied = env_setting(&iso, "A2", "fonts.policy");
+    assert_eq!(copied, ("global".into(), "env".into(), "A2".into()));
+
+    let other = Iso::new();
+    ok(other.isotrace(["env", "import", tar, "--name", "B"]));
+    let policy = env_setting(&other, "B", "fonts.policy");
+    assert_eq!(policy, ("global".into(), "env".into(), "B".into()));
+    let every = env_setting(&other, "B", "checkpoint.every");
+    assert_eq!(every, ("90s".into(), "env".into(), "B".into()));
+    // Nothing leaks to other names or to the exporting store's others.
+    let (_, source, _) = env_setting(&other, "A", "fonts.policy");
+    assert_eq!(source, "default");
+
+    ok(other.isotrace(["config", "set", "checkpoint.every", "5m", "--env", "D"]));
+    let run = ok(other.isotrace(["env", "import", tar, "--name", "D"]));
+    assert!(
+        run.stderr_str()
+            .contains("keeping this store's checkpoint.every"),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(env_setting(&other, "D", "checkpoint.every").0, "5m");
+    assert_eq!(env_setting(&other, "D", "fonts.policy").0, "global");
+
+    // A hand-made archive carrying a key this version does not know.
+    let bad = other.root().join("bad.tar");
+    let mut m: Value = serde_json::from_slice(&manifest(0)).unwrap();
+    m["settings"] = serde_json::json!({"fonts.policy": "global", "gpu.policy": "on"});
+    let m = serde_json::to_vec(&m).unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(m.len() as u64);
+    h.set_mode(0o644);
+    h.set_cksum();
+    b.append_data(&mut h, "isotrace-env.json", m.as_slice())
+        .unwrap();
+    fs::write(&bad, b.into_inner().unwrap()).unwrap();
+    let run = other.isotrace(["env", "import", bad.to_str().unwrap(), "--name", "E"]);
+    assert_error(&run, 1, "gpu.policy: unknown key");
+    assert_eq!(names(&other), ["B", "D"]);
+    assert_eq!(env_setting(&other, "E", "fonts.policy").1, "default");
+}
+
+/// `sh -c` a command line under a pseudo-terminal (script(1)): what the
+/// terminal showed, stdout and stderr together.
+fn on_a_terminal(iso: &Iso, line: &str) -> String {
+    let home = iso.home();
+    let cmd = format!(
+        "ISOTRACE_HOME={} TERM=xterm script -qec '{line}' /dev/null",
+        home.to_str().unwrap()
+    );
+    let run = iso.native_sh(&cmd);
+    run.assert_exit(0);
+    run.stdout_str()
+}
+
+/// Export, import and copy draw a progress bar when stderr is a terminal,
+/// and print no redraw sequences into a pipe or a log.
+#[test]
+fn progress_bars_only_on_a_terminal() {
+    if !common::have_program("script") {
+        eprintln!("skipped: script(1) (util-linux) is not installed");
+        return;
+    }
+    let iso = Iso::new();
+    ok(iso.isotrace(["env", "create", "A"]));
+    let block: Vec<u8> = (0..1 << 20).map(|i: u32| (i * 7 % 251) as u8).collect();
+    fs::write(iso.upper("A").join("big"), block.repeat(8)).unwrap();
+    let bin = common::isotrace().to_str().unwrap().to_owned();
+    let (t1, t2) = (iso.root().join("t1.tar"), iso.root().join("t2.tar"));
+    let (t1, t2) = (t1.to_str().unwrap(), t2.to_str().unwrap());
+    let cases = [
+        (format!("{bin} env export A -o {t1}"), "exporting env A"),
+        (format!("{bin} env import {t1} --name I"), "importing "),
+        (format!("{bin} env copy A C"), "copying env A to C"),
+    ];
+    for (line, label) in &cases {
+        let shown = on_a_terminal(&iso, line);
+        assert!(shown.contains(label), "{label:?} not drawn:\n{shown:?}");
+        assert!(shown.contains("MiB"), "no byte count drawn:\n{shown:?}");
+        assert!(shown.contains("\x1b[2K"), "no redraw:\n{shown:?}");
+    }
+    assert_eq!(names(&iso), ["A", "C", "I"]);
+    let piped = ok(iso.isotrace(["env", "export", "A", "-o", t2]));
+    assert_eq!(
+        piped.stderr_str(),
+        format!("isotrace: exported env A (1 entries) to {t2}\n")
+    );
+    let piped = ok(iso.isotrace(["env", "copy", "A", "D"]));
+    assert_eq!(piped.stderr_str(), "");
+}

@@ -345,3 +345,137 @@ fn pip_install_of_a_local_wheel_is_importable_only_in_the_env() {
     );
     host.assert_unchanged();
 }
+
+/// Builds `PKG.deb` (Architecture: amd64) in `dir`: the program
+/// /usr/bin/PKG-run, linked against the shared library
+/// /usr/lib/x86_64-linux-gnu/libPKG.so.1 (no rpath: the loader finds it in
+/// its default search path), which prints /usr/share/PKG/greeting.
+fn build_deb_with_library(dir: &Path, pkg: &str, greeting: &str) -> String {
+    let root = dir.join("libroot");
+    let libdir = "usr/lib/x86_64-linux-gnu";
+    let lib = format!("lib{pkg}.so.1");
+    write_file(
+        dir,
+        "greet.c",
+        format!(
+            "#include <stdio.h>\n\
+             int greet(void) {{\n\
+               FILE *f = fopen(\"/usr/share/{pkg}/greeting\", \"r\");\n\
+               char line[256];\n\
+               if (!f || !fgets(line, sizeof line, f)) return 1;\n\
+               fputs(line, stdout);\n\
+               return fclose(f);\n\
+             }}\n"
+        ),
+    );
+    write_file(
+        dir,
+        "run.c",
+        "int greet(void);\nint main(void) { return greet(); }\n",
+    );
+    write_file(&root, &format!("usr/share/{pkg}/greeting"), greeting);
+    fs::create_dir_all(root.join(libdir)).unwrap();
+    fs::create_dir_all(root.join("usr/bin")).unwrap();
+    native(
+        Command::new("gcc")
+            .args(["-shared", "-fPIC", &format!("-Wl,-soname,{lib}"), "-o"])
+            .arg(root.join(libdir).join(&lib))
+            .arg(dir.join("greet.c")),
+    );
+    native(
+        Command::new("gcc")
+            .arg("-o")
+            .arg(root.join(format!("usr/bin/{pkg}-run")))
+            .arg(dir.join("run.c"))
+            .arg(root.join(libdir).join(&lib)),
+    );
+    write_file(
+        &root,
+        "DEBIAN/control",
+        format!(
+            "Package: {pkg}\nVersion: 2.0-1\nArchitecture: amd64\n\
+             Maintainer: isotrace tests <iso@example.invalid>\n\
+             Description: isotrace deployment test package\n"
+        ),
+    );
+    let deb = dir.join(format!("{pkg}-lib.deb"));
+    native(
+        Command::new("dpkg-deb")
+            .args(["--root-owner-group", "-Zgzip", "--build"])
+            .arg(&root)
+            .arg(&deb),
+    );
+    common::path_str(&deb).to_owned()
+}
+
+/// Issue #4, installation-free deployment: a .deb installed with dpkg into
+/// env A, exported, imported as env B into a fresh ISOTRACE_HOME, runs
+/// there with no install step; the host and a third env see nothing, and
+/// what B does leaves A alone.
+#[test]
+fn dpkg_installed_env_exported_and_imported_runs_without_installing() {
+    if !is_root() || !have_program("dpkg-deb") || !have_program("gcc") {
+        eprintln!("skipped: needs root (dpkg -i), dpkg-deb and gcc");
+        return;
+    }
+    let a = Iso::new();
+    let pkg = package_name();
+    let greeting = format!("{}\n", unique_token("greeting"));
+    let deb = build_deb_with_library(&a.host(), &pkg, &greeting);
+    let _guard = HostPackageGuard(pkg.clone());
+    let files = [
+        format!("/usr/bin/{pkg}-run"),
+        format!("/usr/lib/x86_64-linux-gnu/lib{pkg}.so.1"),
+        format!("/usr/share/{pkg}"),
+        format!("/var/lib/dpkg/info/{pkg}.list"),
+    ];
+    for f in &files {
+        a.litter(f);
+    }
+    let status = host_entry(Path::new("/var/lib/dpkg/status"));
+    let host = host_snapshot(&a.host());
+    a.sh_ok("A", &format!("dpkg -i {deb}"));
+    // The archive goes beside the host tree: it is not a change by A.
+    let tar = common::path_str(&a.root().join("A.tar")).to_owned();
+    a.isotrace(["env", "export", "A", "-o", &tar])
+        .assert_exit(0);
+
+    // A second machine: nothing shared with A's store but the tar file.
+    let b = Iso::new();
+    b.isotrace(["env", "import", &tar, "--name", "B"])
+        .assert_exit(0);
+    let query = format!("{pkg}-run && dpkg -s {pkg} | grep '^Status:'");
+    let run = b.sh("B", &query);
+    run.assert_exit(0);
+    assert_eq!(
+        run.stdout_str(),
+        format!("{greeting}Status: install ok installed\n"),
+        "{}",
+        run.describe()
+    );
+    // B's own changes stay in B: remove the package there, A keeps it.
+    b.sh_ok("B", &format!("dpkg -r {pkg} >/dev/null"));
+    let gone = b.sh("B", &format!("{pkg}-run"));
+    assert_eq!(gone.status, Status::Exited(127), "{}", gone.describe());
+    let still = a.sh("A", &query);
+    still.assert_exit(0);
+    assert_eq!(still.stdout_str(), run.stdout_str(), "{}", still.describe());
+
+    // A third env, in either store, and the host see nothing of it.
+    for (iso, env) in [(&a, "C"), (&b, "C")] {
+        let other = iso.sh(
+            env,
+            &format!("test ! -e /usr/bin/{pkg}-run && ! dpkg -s {pkg} >/dev/null 2>&1"),
+        );
+        other.assert_exit(0);
+    }
+    for f in &files {
+        assert_absent_on_host(f);
+    }
+    assert_eq!(
+        host_entry(Path::new("/var/lib/dpkg/status")),
+        status,
+        "/var/lib/dpkg/status changed on the host"
+    );
+    host.assert_unchanged();
+}

@@ -189,6 +189,10 @@ impl Store {
     pub fn remove(&self, name: &str) -> Result<()> {
         let env = self.get(name)?;
         let trash = self.envs().join(temp_name(".rm-"));
+        // Held across the rename (the lock is on the inode): a sweep leaves
+        // the trash alone while this removal runs (see `Store::sweep`).
+        let _lock =
+            crate::sys::try_lock_dir(env.dir()).map_err(|e| Error::io("flock", env.dir(), e))?;
         std::fs::rename(env.dir(), &trash).map_err(|e| Error::io("rename", env.dir(), e))?;
         remove_tree(&trash).map_err(|e| Error::io("remove", &trash, e))
     }

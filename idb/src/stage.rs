@@ -3,18 +3,27 @@
 //! directory of the store (which no listing shows and no lookup finds), made
 //! durable, and only then renamed to its name with RENAME_NOREPLACE. A kill
 //! -9 at any point leaves either no environment or a complete one; an
-//! unfinished one is removed when its [`Staged`] is dropped (or, after a
-//! crash, stays as an invisible `.new-*` directory).
+//! unfinished one is removed when its [`Staged`] is dropped. After a crash
+//! it stays as an invisible `.new-*` directory, until the next staging in
+//! the store sweeps it away: a builder holds an flock(2) on its directory,
+//! which the kernel releases when the builder dies, so an unlocked
+//! directory is one nobody is building any more ([`Store::sweep`]).
 
 use crate::attrs;
 use crate::durable::{fsync_dir, temp_name};
 use crate::env::{remove_tree, validate_name, Environment, Store};
 use crate::error::{Error, Result};
 use crate::sys;
-use std::fs::DirBuilder;
+use std::fs::{DirBuilder, File};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// How long an unlocked `.new-*` or `.rm-*` directory is left alone: its
+/// maker takes the lock right after creating it, so only a directory that
+/// has not changed for this long and is unlocked was abandoned.
+const STALE_AFTER: Duration = Duration::from_secs(10);
 
 /// An environment being built; see the module doc.
 #[derive(Debug)]
@@ -22,6 +31,8 @@ pub struct Staged {
     store: Store,
     env: Environment,
     placed: bool,
+    /// The flock on the staging directory (see the module doc).
+    _lock: Option<File>,
 }
 
 impl Store {
@@ -32,12 +43,18 @@ impl Store {
         if std::fs::symlink_metadata(self.envs().join(name)).is_ok() {
             return Err(Error::EnvExists(name.to_string()));
         }
+        self.sweep();
         let tmp = self.envs().join(temp_name(".new-"));
-        match self.build(&tmp, name) {
-            Ok(env) => Ok(Staged {
+        let built = self.build(&tmp, name).and_then(|env| {
+            let lock = sys::try_lock_dir(&tmp).map_err(|e| Error::io("flock", &tmp, e))?;
+            Ok((env, lock))
+        });
+        match built {
+            Ok((env, lock)) => Ok(Staged {
                 store: self.clone(),
                 env,
                 placed: false,
+                _lock: lock,
             }),
             Err(e) => {
                 let _ = remove_tree(&tmp);
@@ -52,10 +69,49 @@ impl Store {
     /// files. The data goes through copy_file_range(2), which shares extents
     /// (reflink) on filesystems that support it (btrfs, XFS).
     pub fn copy(&self, src: &str, dst: &str) -> Result<Environment> {
+        self.copy_with(src, dst, &|_| {})
+    }
+
+    /// [`Store::copy`], calling `copied` with the size of each file once
+    /// its data is in (for a progress display).
+    pub fn copy_with(&self, src: &str, dst: &str, copied: &dyn Fn(u64)) -> Result<Environment> {
         let from = self.get(src)?;
         let staged = self.stage(dst)?;
-        copy_tree(&from.upper(), &staged.upper())?;
+        copy_tree(&from.upper(), &staged.upper(), copied)?;
         staged.commit()
+    }
+
+    /// Remove the `.new-*` (staging) and `.rm-*` (removal) directories that
+    /// a builder or remover killed mid-way left in the store: those nobody
+    /// holds locked and that have not changed for [`STALE_AFTER`]. Returns
+    /// what it removed; errors only skip an entry (the next sweep retries).
+    pub fn sweep(&self) -> Vec<PathBuf> {
+        let Ok(rd) = std::fs::read_dir(self.envs()) else {
+            return Vec::new();
+        };
+        let mut removed = Vec::new();
+        for e in rd.flatten() {
+            let name = e.file_name();
+            let n = name.as_encoded_bytes();
+            if !(n.starts_with(b".new-") || n.starts_with(b".rm-")) {
+                continue;
+            }
+            let path = e.path();
+            let idle = std::fs::symlink_metadata(&path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| SystemTime::now().duration_since(t).ok())
+                .is_some_and(|age| age >= STALE_AFTER);
+            if !idle {
+                continue;
+            }
+            if let Ok(Some(_lock)) = sys::try_lock_dir(&path) {
+                if remove_tree(&path).is_ok() {
+                    removed.push(path);
+                }
+            }
+        }
+        removed
     }
 }
 
@@ -109,17 +165,17 @@ impl Drop for Staged {
 /// Copy the children of directory `src` into the existing directory `dst`,
 /// then give `dst` the attributes of `src` (last, so its mode cannot stop
 /// the copy and its times are not bumped by it).
-pub(crate) fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
+pub(crate) fn copy_tree(src: &Path, dst: &Path, copied: &dyn Fn(u64)) -> Result<()> {
     let rd = std::fs::read_dir(src).map_err(|e| Error::io("readdir", src, e))?;
     for entry in rd {
         let entry = entry.map_err(|e| Error::io("readdir", src, e))?;
-        copy_node(&entry.path(), &dst.join(entry.file_name()))?;
+        copy_node(&entry.path(), &dst.join(entry.file_name()), copied)?;
     }
     let meta = std::fs::symlink_metadata(src).map_err(|e| Error::io("lstat", src, e))?;
     attrs::apply(src, dst, &meta, src)
 }
 
-fn copy_node(from: &Path, to: &Path) -> Result<()> {
+fn copy_node(from: &Path, to: &Path, copied: &dyn Fn(u64)) -> Result<()> {
     let err = |op, e| Error::io(op, from, e);
     let meta = std::fs::symlink_metadata(from).map_err(|e| err("lstat", e))?;
     let ft = meta.file_type();
@@ -128,13 +184,14 @@ fn copy_node(from: &Path, to: &Path) -> Result<()> {
             .mode(0o700)
             .create(to)
             .map_err(|e| err("mkdir", e))?;
-        return copy_tree(from, to);
+        return copy_tree(from, to, copied);
     }
     if ft.is_symlink() {
         let target = std::fs::read_link(from).map_err(|e| err("readlink", e))?;
         std::os::unix::fs::symlink(target, to).map_err(|e| err("symlink", e))?;
     } else if ft.is_file() {
         copy_content(from, to).map_err(|e| err("copy", e))?;
+        copied(meta.len());
     } else {
         sys::mknod(to, meta.mode(), meta.rdev()).map_err(|e| err("mknod", e))?;
     }

@@ -151,6 +151,25 @@ pub(crate) fn syncfs(path: &Path) -> io::Result<()> {
     check(rc as libc::c_long).map(drop)
 }
 
+/// Open directory `dir` and take an exclusive flock(2) on it without
+/// waiting: `Ok(None)` if another open file description holds it. The lock
+/// lives as long as the returned file, and the kernel drops it when its
+/// holder dies, kill -9 included (flock(2): locks belong to the open file
+/// description), which is how a builder that crashed is told from one
+/// still at work.
+pub(crate) fn try_lock_dir(dir: &Path) -> io::Result<Option<std::fs::File>> {
+    let f = std::fs::File::open(dir)?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: the fd is open for the duration of the call; flock takes no
+    // pointers.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    match check(rc as libc::c_long) {
+        Ok(_) => Ok(Some(f)),
+        Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// A u64 shared between processes through a mapped file, updated
 /// atomically.
 pub(crate) struct SharedU64 {

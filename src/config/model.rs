@@ -2,7 +2,7 @@
 //! checkpoint can carry them.
 
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Version of the serialized [`Settings`].
@@ -95,11 +95,54 @@ impl Default for Settings {
     }
 }
 
+/// Where shared libraries go under `libraries.policy = "global"`: the
+/// directories the dynamic loader searches without any configuration on a
+/// multiarch system (ld.so(8): the trusted directories, here the Debian
+/// multiarch ones and their 64-bit aliases) and /usr/local/lib, where
+/// `make install` puts them. /usr/lib itself is left out: it also holds
+/// language packages (python3, perl) that are not libraries.
+pub fn library_dirs() -> Vec<PathBuf> {
+    let triplet = format!("{}-linux-gnu", std::env::consts::ARCH);
+    vec![
+        PathBuf::from("/usr/lib").join(&triplet),
+        PathBuf::from("/lib").join(&triplet),
+        PathBuf::from("/usr/lib64"),
+        PathBuf::from("/lib64"),
+        PathBuf::from("/usr/local/lib"),
+    ]
+}
+
+/// Where fonts go under `fonts.policy = "global"`: fontconfig's system
+/// font directories (the `<dir>` entries of Debian's /etc/fonts/fonts.conf)
+/// and its system cache directory, so that `fc-cache` run by an installer
+/// refreshes the cache every other program reads.
+pub const FONT_DIRS: [&str; 3] = [
+    "/usr/share/fonts",
+    "/usr/local/share/fonts",
+    "/var/cache/fontconfig",
+];
+
 impl Settings {
-    /// `rules` plus `isolation.exceptions`: the exceptions a run uses.
+    /// `rules` plus what the settings make public for a run:
+    /// `isolation.exceptions`, the library directories when
+    /// `libraries.policy` is global, the font directories when
+    /// `fonts.policy` is global. An exception is a live host tree, so what
+    /// an installer writes there lands in the global location, for every
+    /// environment and the host; under the env policy (the default) those
+    /// trees are copy-on-write like the rest.
     pub fn apply_exceptions(&self, rules: &mut isotrace_idb::Rules) -> isotrace_idb::Result<()> {
         for p in &self.isolation.exceptions {
             rules.add_exception(p, None)?;
+        }
+        if self.libraries.policy == Policy::Global {
+            for p in library_dirs() {
+                rules.add_exception(&p, Some("libraries.policy = global".into()))?;
+            }
+        }
+        if self.fonts.policy == Policy::Global {
+            for p in FONT_DIRS {
+                rules.add_exception(Path::new(p), Some("fonts.policy = global".into()))?;
+            }
         }
         Ok(())
     }
@@ -202,6 +245,22 @@ mod tests {
             assert_eq!(parse_every(&format_every(d)).unwrap(), d);
         }
         assert_eq!(format_every(parse_every("120s").unwrap()), "2m");
+    }
+
+    #[test]
+    fn global_policies_make_their_dirs_public() {
+        let mut s = Settings::default();
+        let mut rules = isotrace_idb::Rules::empty();
+        s.apply_exceptions(&mut rules).unwrap();
+        assert!(rules.exceptions.is_empty());
+        s.fonts.policy = Policy::Global;
+        s.apply_exceptions(&mut rules).unwrap();
+        assert!(rules.is_exception(Path::new("/usr/share/fonts/truetype/x.ttf")));
+        assert!(!rules.is_exception(Path::new("/usr/local/lib/libx.so")));
+        s.libraries.policy = Policy::Global;
+        s.apply_exceptions(&mut rules).unwrap();
+        assert!(rules.is_exception(Path::new("/usr/local/lib/libx.so")));
+        assert!(!rules.is_exception(Path::new("/usr/lib/python3/dist-packages")));
     }
 
     #[test]

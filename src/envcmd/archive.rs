@@ -13,9 +13,10 @@
 //! ([`isotrace_idb::Staged`]); any refusal or read error drops it, so a
 //! corrupt, truncated or hostile archive creates nothing.
 
-use super::{idb_err, EXIT_FAILED};
+use super::progress::{CountingReader, CountingWriter, Progress};
+use super::{carry, idb_err, EXIT_FAILED};
 use crate::run::Failure;
-use isotrace_idb::{EnvMeta, Rules, Store};
+use isotrace_idb::{EnvMeta, Environment, Rules, Staged, Store};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::ffi::OsStr;
@@ -44,6 +45,11 @@ pub struct Manifest {
     /// How many layer entries follow; an archive cut at an entry boundary
     /// still parses as tar, and this is how import notices.
     pub entries: u64,
+    /// The env's own settings (`config set --env`), restored by import.
+    /// Absent in archives of an env without overrides (and in those
+    /// written before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<carry::Carried>,
 }
 
 pub fn export(store: &Store, name: &str, output: &Path) -> Result<(), Failure> {
@@ -51,7 +57,8 @@ pub fn export(store: &Store, name: &str, output: &Path) -> Result<(), Failure> {
     let rules = store.rules().map_err(idb_err)?;
     let upper = env.upper();
     let mut paths = Vec::new();
-    collect(&upper, Path::new(""), &mut paths)
+    let mut bytes = 0;
+    collect(&upper, Path::new(""), &mut paths, &mut bytes)
         .map_err(|e| (EXIT_FAILED, format!("reading {}: {e}", upper.display())))?;
     let manifest = Manifest {
         format: FORMAT.into(),
@@ -59,6 +66,7 @@ pub fn export(store: &Store, name: &str, output: &Path) -> Result<(), Failure> {
         env: env.meta().clone(),
         rules,
         entries: paths.len() as u64,
+        settings: carry::export(store, name)?,
     };
     let fail = |e: io::Error| (EXIT_FAILED, format!("{}: {e}", output.display()));
     let file_name = output
@@ -73,10 +81,14 @@ pub fn export(store: &Store, name: &str, output: &Path) -> Result<(), Failure> {
         file_name.to_string_lossy(),
         std::process::id()
     ));
-    let written = write_archive(&tmp, &manifest, &upper, &paths).and_then(|()| {
+    // Each entry is a 512-byte header, then its data padded to 512.
+    let total = bytes + 1024 * (paths.len() as u64 + 1);
+    let bar = Progress::bytes(&format!("exporting env {name}"), total);
+    let written = write_archive(&tmp, &manifest, &upper, &paths, &bar).and_then(|()| {
         std::fs::rename(&tmp, output)?;
         File::open(&dir)?.sync_all()
     });
+    bar.finish();
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
         return Err(fail(e));
@@ -91,25 +103,37 @@ pub fn export(store: &Store, name: &str, output: &Path) -> Result<(), Failure> {
 
 /// Every object under `dir`, relative to the layer's root, parents before
 /// children, sorted by name (a reproducible archive for the same tree).
-fn collect(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
+/// `bytes` sums the sizes of the regular files.
+fn collect(root: &Path, rel: &Path, out: &mut Vec<PathBuf>, bytes: &mut u64) -> io::Result<()> {
     let mut names: Vec<_> = std::fs::read_dir(root.join(rel))?
         .map(|e| e.map(|e| e.file_name()))
         .collect::<io::Result<_>>()?;
     names.sort();
     for n in names {
         let p = rel.join(&n);
-        let is_dir = std::fs::symlink_metadata(root.join(&p))?.is_dir();
+        let meta = std::fs::symlink_metadata(root.join(&p))?;
         out.push(p.clone());
-        if is_dir {
-            collect(root, &p, out)?;
+        if meta.is_dir() {
+            collect(root, &p, out, bytes)?;
+        } else if meta.is_file() {
+            *bytes += meta.len();
         }
     }
     Ok(())
 }
 
-fn write_archive(tmp: &Path, m: &Manifest, upper: &Path, paths: &[PathBuf]) -> io::Result<()> {
+fn write_archive(
+    tmp: &Path,
+    m: &Manifest,
+    upper: &Path,
+    paths: &[PathBuf],
+    bar: &Progress,
+) -> io::Result<()> {
     let file = OpenOptions::new().write(true).create_new(true).open(tmp)?;
-    let mut b = Builder::new(BufWriter::with_capacity(1 << 20, file));
+    let mut b = Builder::new(CountingWriter {
+        inner: BufWriter::with_capacity(1 << 20, file),
+        progress: bar.clone(),
+    });
     b.mode(HeaderMode::Complete);
     b.follow_symlinks(false);
     let json = serde_json::to_vec_pretty(m).map_err(io::Error::other)?;
@@ -122,7 +146,7 @@ fn write_archive(tmp: &Path, m: &Manifest, upper: &Path, paths: &[PathBuf]) -> i
     for rel in paths {
         b.append_path_with_name(upper.join(rel), rel)?;
     }
-    let mut w = b.into_inner()?;
+    let mut w = b.into_inner()?.inner;
     w.flush()?;
     let file = w.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()
@@ -131,16 +155,36 @@ fn write_archive(tmp: &Path, m: &Manifest, upper: &Path, paths: &[PathBuf]) -> i
 pub fn import(store: &Store, file: &Path, name: Option<&str>) -> Result<(), Failure> {
     let bad = |what: String| (EXIT_FAILED, format!("{}: {what}", file.display()));
     let f = File::open(file).map_err(|e| bad(e.to_string()))?;
-    let mut ar = Archive::new(BufReader::with_capacity(1 << 20, f));
+    let total = f.metadata().map_or(0, |m| m.len());
+    let bar = Progress::bytes(&format!("importing {}", file.display()), total);
+    let counted = CountingReader {
+        inner: f,
+        progress: bar.clone(),
+    };
+    let mut ar = Archive::new(BufReader::with_capacity(1 << 20, counted));
     ar.set_preserve_permissions(true);
     ar.set_preserve_mtime(true);
     ar.set_unpack_xattrs(true);
     // Owners are kept only where chown(2) may give them away: as root.
     ar.set_preserve_ownerships(nix::unistd::geteuid().is_root());
+    let result = unpack(store, file, ar, name);
+    bar.finish();
+    result
+}
+
+fn unpack<R: Read>(
+    store: &Store,
+    file: &Path,
+    mut ar: Archive<R>,
+    name: Option<&str>,
+) -> Result<(), Failure> {
+    let bad = |what: String| (EXIT_FAILED, format!("{}: {what}", file.display()));
     let mut entries = ar
         .entries()
         .map_err(|e| bad(format!("not a tar archive: {e}")))?;
     let manifest = read_manifest(&mut entries).map_err(bad)?;
+    let carried = manifest.settings.clone().unwrap_or_default();
+    carry::check(&carried).map_err(bad)?;
     let name = name.unwrap_or(&manifest.env.name);
     let staged = store.stage(name).map_err(idb_err)?;
     let upper = staged.upper();
@@ -181,7 +225,7 @@ pub fn import(store: &Store, file: &Path, name: Option<&str>) -> Result<(), Fail
             Err(err) => return Err(bad(format!("entry {}: {}", show(&p), cause(&err)))),
         }
     }
-    let env = staged.commit().map_err(idb_err)?;
+    let env = finish(store, staged, &carried)?;
     note_rules(store, &manifest.rules, env.name());
     eprintln!(
         "isotrace: imported env {} ({count} entries) from {}",
@@ -189,6 +233,17 @@ pub fn import(store: &Store, file: &Path, name: Option<&str>) -> Result<(), Fail
         file.display()
     );
     Ok(())
+}
+
+/// Restore the settings the archive carries, then give the env its name;
+/// the settings are put back if that fails.
+fn finish(store: &Store, staged: Staged, carried: &carry::Carried) -> Result<Environment, Failure> {
+    let name = staged.name().to_string();
+    let written = carry::restore(store, &name, carried)?;
+    staged.commit().map_err(|e| {
+        carry::undo(store, &name, written);
+        idb_err(e)
+    })
 }
 
 /// What went wrong under a tar error, without the staging path the tar

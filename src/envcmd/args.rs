@@ -7,6 +7,7 @@ use std::path::PathBuf;
 #[command(
     after_help = "Environments live under $ISOTRACE_HOME (default: $XDG_DATA_HOME/isotrace, \
         else ~/.local/share/isotrace).\n\
+        export, import and copy draw a progress bar on stderr when it is a terminal.\n\
         Exit status: 0 on success; 125 for a bad or unknown environment name or bad usage; \
         1 when an operation fails (I/O error, corrupt archive)."
 )]
@@ -40,8 +41,8 @@ pub enum EnvVerb {
         #[arg(long)]
         json: bool,
     },
-    /// Copy environment SRC to a new environment DST. DST appears only
-    /// once it is complete.
+    /// Copy environment SRC, with its own settings (`config set --env`),
+    /// to a new environment DST. DST appears only once it is complete.
     Copy {
         #[arg(value_name = "SRC")]
         src: String,
@@ -59,7 +60,8 @@ pub enum EnvVerb {
     },
     /// Write a portable tar: the private layer as an OCI image layer
     /// (whiteouts `.wh.NAME`, opaque markers `.wh..wh..opq`), preceded by
-    /// `isotrace-env.json` (the environment's metadata and the rules).
+    /// `isotrace-env.json` (the environment's metadata, the rules, and its
+    /// own settings from `config set --env NAME`).
     Export {
         #[arg(value_name = "NAME")]
         name: String,
@@ -67,9 +69,11 @@ pub enum EnvVerb {
         #[arg(short = 'o', long = "output", value_name = "FILE.tar")]
         output: PathBuf,
     },
-    /// Create an environment from a tar written by `env export`. Entries
-    /// with absolute paths, `..`, or links out of the layer are refused;
-    /// nothing is created unless the whole archive is valid.
+    /// Create an environment from a tar written by `env export`, with the
+    /// settings it carries (a setting already made here for the new name
+    /// is kept). Entries with absolute paths, `..`, or links out of the
+    /// layer are refused; nothing is created unless the whole archive is
+    /// valid.
     Import {
         #[arg(value_name = "FILE.tar")]
         file: PathBuf,

@@ -45,11 +45,12 @@ impl Creds {
 
     /// The thread's credentials (None if /proc cannot tell: it is gone).
     pub fn of(&mut self, tid: i32) -> Option<&Tracee> {
-        if !self.by_tid.contains_key(&tid) {
-            let t = read(&format!("/proc/{tid}/status"))?;
-            self.by_tid.insert(tid, t);
+        match self.by_tid.entry(tid) {
+            std::collections::hash_map::Entry::Occupied(e) => Some(e.into_mut()),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                Some(v.insert(read(&format!("/proc/{tid}/status"))?))
+            }
         }
-        self.by_tid.get(&tid)
     }
 
     /// Whether the supervisor must switch to `t`'s credentials.

@@ -66,3 +66,37 @@ fn an_unfinished_stage_leaves_nothing() {
     assert!(matches!(staged.commit(), Err(Error::EnvExists(_))));
     assert_eq!(fs::read_dir(store.home().join("envs")).unwrap().count(), 1);
 }
+
+/// Sets `path`'s mtime to an hour ago, as if its maker had died long ago.
+fn age(path: &std::path::Path) {
+    let past = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    fs::File::open(path).unwrap().set_modified(past).unwrap();
+}
+
+#[test]
+fn sweep_removes_only_abandoned_staging_and_trash_dirs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("home")).unwrap();
+    store.create("keep").unwrap();
+    let envs = dir.path().join("home/envs").canonicalize().unwrap();
+    // A live, old-looking build holds its lock.
+    let live = store.stage("busy").unwrap();
+    let live_dir = live.upper().parent().unwrap().to_path_buf();
+    age(&live_dir);
+    // What a builder and a remover killed with -9 leave: nobody's lock.
+    for dead in [".new-1-0-0", ".rm-1-0-0"] {
+        fs::create_dir_all(envs.join(dead).join("upper/x")).unwrap();
+        age(&envs.join(dead));
+    }
+    // A fresh unlocked one may be a builder before its first flock.
+    fs::create_dir(envs.join(".new-2-0-0")).unwrap();
+
+    let mut removed = store.sweep();
+    removed.sort();
+    assert_eq!(removed, [envs.join(".new-1-0-0"), envs.join(".rm-1-0-0")]);
+    assert!(envs.join(".new-2-0-0").is_dir());
+    assert!(live_dir.is_dir());
+    assert!(envs.join("keep").is_dir());
+    live.commit().unwrap();
+    assert_eq!(store.get("busy").unwrap().name(), "busy");
+}
