@@ -56,21 +56,48 @@ const SHARED: &[&str] = &[
 
 const WRITES: u64 = (libc::O_WRONLY | libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC) as u64;
 
+/// How a syscall number takes part, before its arguments are looked at:
+/// Open (decided by its flags) or a fixed class. Built once from the
+/// names above, so the hot path is one array index, not string compares.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Fixed(Gate),
+    /// open/openat: the flags argument (its index) decides.
+    OpenFlags(usize),
+}
+
+fn class_of(nr: u32) -> Class {
+    static TABLE: std::sync::OnceLock<Vec<Class>> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let max = isotrace_arch::native::TABLE
+            .iter()
+            .map(|s| s.nr)
+            .max()
+            .unwrap_or(0);
+        let mut t = vec![Class::Fixed(Gate::Free); max as usize + 1];
+        for sc in isotrace_arch::native::TABLE {
+            let class = match sc.name {
+                "open" => Class::OpenFlags(1),
+                "openat" => Class::OpenFlags(2),
+                n if EXCLUSIVE.contains(&n) => Class::Fixed(Gate::Exclusive),
+                n if SHARED.contains(&n) => Class::Fixed(Gate::Shared),
+                _ => Class::Fixed(Gate::Free),
+            };
+            t[sc.nr as usize] = class;
+        }
+        t
+    });
+    table
+        .get(nr as usize)
+        .copied()
+        .unwrap_or(Class::Fixed(Gate::Free))
+}
+
 pub fn of(sc: &Syscall, args: &[u64; 6]) -> Gate {
-    let name = sc.name;
-    if EXCLUSIVE.contains(&name) {
-        return Gate::Exclusive;
-    }
-    let open_flags = match name {
-        "open" => Some(args[1]),
-        "openat" => Some(args[2]),
-        _ => None,
-    };
-    match open_flags {
-        Some(flags) if flags & WRITES != 0 => Gate::Shared,
-        Some(_) => Gate::Free,
-        None if SHARED.contains(&name) => Gate::Shared,
-        None => Gate::Free,
+    match class_of(sc.nr) {
+        Class::Fixed(g) => g,
+        Class::OpenFlags(i) if args[i] & WRITES != 0 => Gate::Shared,
+        Class::OpenFlags(_) => Gate::Free,
     }
 }
 
