@@ -483,3 +483,25 @@ fn openat2_resolve_tricks_never_reach_the_store() {
     );
     host.assert_unchanged();
 }
+
+/// A process whose first rewritten call is a rename: the supervisor maps
+/// the scratch region by an injected mmap while the rename holds the
+/// namespace gate, and the rename, issued again, must not wait for itself.
+#[test]
+fn a_first_call_that_holds_the_gate_is_not_parked_by_itself() {
+    let iso = Iso::new();
+    write_file(&iso.host(), "a", "A\n");
+    let host = host_snapshot(&iso.host());
+    let run = iso.isotrace([
+        "--env",
+        "e",
+        "--",
+        path_str(&common::guest_static("iso_first_rename")),
+        &iso.hp(""),
+    ]);
+    run.assert_exit(0);
+    assert_eq!(run.stdout_str(), "rename 0\n", "{}", run.describe());
+    host.assert_unchanged();
+    let moved = iso.upper("e").join(iso.hp("b").trim_start_matches('/'));
+    assert!(moved.is_file(), "b is not in the env");
+}

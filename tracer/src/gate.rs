@@ -73,6 +73,8 @@ impl NamespaceGate {
     pub fn admit(&mut self, tid: Tid, gate: Gate) -> Admission {
         match gate {
             Gate::Free => Admission::Go { exit_stop: false },
+            // The holder issues its call again after an injected syscall
+            // (the scratch mapping): it still holds the gate.
             Gate::Shared if self.exclusive.is_none() && !self.exclusive_waiting => {
                 self.shared.insert(tid);
                 Admission::Go { exit_stop: false }
@@ -205,6 +207,21 @@ mod tests {
         assert!(
             g.is_exclusive(5) || g.admit(5, Gate::Exclusive) == Admission::Go { exit_stop: true }
         );
+    }
+
+    #[test]
+    fn the_holder_reissuing_its_call_is_not_parked() {
+        let mut g = NamespaceGate::default();
+        assert_eq!(
+            g.admit(1, Gate::Exclusive),
+            Admission::Go { exit_stop: true }
+        );
+        assert!(g.stopped(1).is_empty());
+        assert_eq!(
+            g.admit(1, Gate::Exclusive),
+            Admission::Go { exit_stop: true }
+        );
+        assert!(g.exclusive_done(1).is_empty());
     }
 
     #[test]
