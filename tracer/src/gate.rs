@@ -75,6 +75,7 @@ impl NamespaceGate {
             Gate::Free => Admission::Go { exit_stop: false },
             // The holder issues its call again after an injected syscall
             // (the scratch mapping): it still holds the gate.
+            Gate::Exclusive if self.exclusive == Some(tid) => Admission::Go { exit_stop: true },
             Gate::Shared if self.exclusive.is_none() && !self.exclusive_waiting => {
                 self.shared.insert(tid);
                 Admission::Go { exit_stop: false }
