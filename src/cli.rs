@@ -100,14 +100,18 @@ pub enum Command {
     /// Checkpoint a running group: freeze it, write an image, then stop it
     /// (default) or let it run on (--leave-running).
     Checkpoint(CheckpointArgs),
-    /// Restore a process from an image (one single-threaded process so far).
+    /// Restore an image: a group checkpoint comes back as a group, under a
+    /// supervisor, in its environment (or --env); a snapshot of a process
+    /// not run under isotrace comes back natively. Every process and thread
+    /// keeps its pid (a new pid namespace) unless --new-pids.
     Restore(RestoreArgs),
-    /// Live-migrate a group to another environment or host (planned, issue #6).
-    Migrate(Planned),
-    /// Receive a migrated or cloned group (planned, issue #6).
-    Receive(Planned),
-    /// Start a second copy of a running group (planned, issue #6).
-    Clone(Planned),
+    /// Live-migrate a running group to another environment on this host
+    /// (--to-env) or to another host (--to, answered by `isotrace receive`).
+    Migrate(MigrateArgs),
+    /// Receive migrated or cloned groups: listen, check, restore, confirm.
+    Receive(ReceiveArgs),
+    /// Start a second copy of a running group; the original runs on.
+    Clone(CloneArgs),
     /// Snapshot any process you may ptrace (forensics): a short pause, then it runs on.
     Snapshot(SnapshotArgs),
     /// Inspect an image: processes, threads, registers, maps, fds, sockets.
@@ -173,15 +177,28 @@ pub struct RestoreArgs {
     /// The image directory (from `isotrace snapshot` or `checkpoint`).
     #[arg(value_name = "IMAGE")]
     pub image: PathBuf,
-    /// Restore into the isolated environment NAME (not supported yet).
+    /// Restore into the isolated environment NAME (created if missing). A
+    /// group checkpoint comes back in its own environment by default.
     #[arg(long, value_name = "NAME")]
     pub env: Option<String>,
-    /// The application group's name.
+    /// The application group's name (default: the checkpointed group's).
     #[arg(long, value_name = "NAME")]
     pub group: Option<String>,
-    /// Exit once the process runs (in a session of its own) instead of waiting for it.
+    /// Exit once the group runs (its supervisor in a session of its own)
+    /// instead of waiting for it.
     #[arg(long)]
     pub detach: bool,
+    /// Give the restored processes new pids instead of the image's (which
+    /// need a new pid namespace).
+    #[arg(long)]
+    pub new_pids: bool,
+    /// Restore the processes without a supervisor (a snapshot's default).
+    #[arg(long, conflicts_with_all = ["env", "group"])]
+    pub native: bool,
+    /// Internal (a migration's receiver): FIFOs in DIR say when the copy
+    /// is restored (`ready`), when it may run (`go`) and that it runs.
+    #[arg(long, value_name = "DIR", hide = true, conflicts_with_all = ["native", "detach"])]
+    pub control: Option<PathBuf>,
 }
 
 /// `inspect IMAGE ps|fds|mems|sockets`: one part of the image.
@@ -229,36 +246,23 @@ pub struct CoreArgs {
     pub output: PathBuf,
 }
 
-/// Arguments of a verb that is not built yet: accepted, then refused with
-/// the issue that will bring it.
-#[derive(Args, Debug)]
-pub struct Planned {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    pub rest: Vec<String>,
-}
-
-impl Command {
-    /// The issue that brings a verb not built yet.
-    pub fn planned_issue(&self) -> Option<(&'static str, u32)> {
-        Some(match self {
-            Command::Migrate(_) => ("migrate", 6),
-            Command::Receive(_) => ("receive", 6),
-            Command::Clone(_) => ("clone", 6),
-            Command::Run(_)
-            | Command::Attach(_)
-            | Command::Config(_)
-            | Command::Rules(_)
-            | Command::Ps(_)
-            | Command::Checkpoint(_)
-            | Command::Env(_)
-            | Command::Restore(_)
-            | Command::Snapshot(_)
-            | Command::Inspect(_)
-            | Command::Core(_)
-            | Command::Completions { .. } => return None,
-        })
-    }
-}
+const MIGRATE_HELP: &str = "The group is frozen, dumped and streamed over one TCP connection \
+    with its environment's private layer (unless the destination sees the same store); the \
+    destination restores it, and only once it says the copy runs is the source group killed. Any \
+    failure before that (receiver gone, connection dropped, a CPU feature missing there, restore \
+    refused) resumes the group unharmed, and the error says what happened. The downtime (freeze \
+    to running on the destination) and the mode used are printed.\n\n\
+    Authentication (--to): both ends hold the same token, from --token-file FILE (first line) \
+    or $ISOTRACE_MIGRATE_TOKEN, at least 16 characters. Every frame carries an HMAC-SHA256 keyed \
+    from it and fresh nonces of both ends, so a peer without the token is rejected and a \
+    modified, replayed or truncated stream is refused; the token never crosses the network. \
+    The stream is not encrypted: use a trusted network or a tunnel. --to-env uses a fresh \
+    random token over 127.0.0.1.\n\n\
+    The copy is restored as `isotrace restore` restores a group checkpoint: every process and \
+    thread with its pids (in a pid namespace of its own), under a supervisor of its own, \
+    isolated in the destination environment, as a group `isotrace ps` lists. On this host the \
+    copy's group takes the destination environment's name (the source holds its own until the \
+    copy runs).";
 
 #[derive(Args, Debug)]
 pub struct AttachArgs {
@@ -280,4 +284,83 @@ pub struct AttachArgs {
     /// On exit, print the supervisor's counters and peak RSS to stderr.
     #[arg(long)]
     pub stats: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = MIGRATE_HELP)]
+#[command(group(clap::ArgGroup::new("dest").args(["to_env", "to"])))]
+pub struct MigrateArgs {
+    /// The running group (see `isotrace ps`).
+    #[arg(value_name = "GROUP")]
+    pub group: String,
+    /// Move the group into a new environment NAME on this host (its
+    /// private layer is a copy of the group's environment).
+    #[arg(long, value_name = "NAME")]
+    pub to_env: Option<String>,
+    /// Move the group to `isotrace receive` at HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub to: Option<String>,
+    /// Copy memory while the group runs, tracking dirtied pages, then
+    /// freeze and send the rest. Says which mode ran.
+    #[arg(long)]
+    pub pre_copy: bool,
+    /// With --to: the environment the group runs in on the destination
+    /// (default: its name here).
+    #[arg(long, value_name = "NAME", requires = "to")]
+    pub env: Option<String>,
+    /// Read the shared token from FILE instead of $ISOTRACE_MIGRATE_TOKEN.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Print the result (times, bytes, destination pids) as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = MIGRATE_HELP)]
+#[command(group(clap::ArgGroup::new("dest").args(["to_env", "to"])))]
+pub struct CloneArgs {
+    /// The running group (see `isotrace ps`).
+    #[arg(value_name = "GROUP")]
+    pub group: String,
+    /// Start the copy in a new environment NAME on this host.
+    #[arg(long, value_name = "NAME")]
+    pub to_env: Option<String>,
+    /// Start the copy at `isotrace receive` on HOST:PORT.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub to: Option<String>,
+    /// With --to: the copy's environment there (default: the group's name
+    /// for it here).
+    #[arg(long, value_name = "NAME", requires = "to")]
+    pub env: Option<String>,
+    /// Read the shared token from FILE instead of $ISOTRACE_MIGRATE_TOKEN.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(after_help = MIGRATE_HELP)]
+pub struct ReceiveArgs {
+    /// The address to listen on, e.g. 0.0.0.0:7070 (port 0: any free port,
+    /// printed on stderr).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: String,
+    /// Run received groups in environment NAME (default: the name the
+    /// sender asks for, else the group's environment name there). It must
+    /// not exist, unless it is the sender's own environment on a shared
+    /// store.
+    #[arg(long, value_name = "NAME")]
+    pub env: Option<String>,
+    /// Exit after the first stream (status 0 if its copy runs).
+    #[arg(long)]
+    pub once: bool,
+    /// Read the shared token from FILE instead of $ISOTRACE_MIGRATE_TOKEN.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Print one JSON line per received group on stdout.
+    #[arg(long)]
+    pub json: bool,
 }

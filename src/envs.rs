@@ -130,6 +130,11 @@ impl RunEnv {
         self.env.name()
     }
 
+    /// Removed when the group exits (`--rm`, or a restored `--rm` group).
+    pub fn set_throwaway(&mut self) {
+        self.throwaway = true;
+    }
+
     /// After the group exited: the one-line summary (issue #3), and the
     /// throwaway env's removal.
     pub fn finish(self, changed: &BTreeSet<PathBuf>) {

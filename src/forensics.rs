@@ -15,17 +15,41 @@ fn fail(e: impl std::fmt::Display) -> i32 {
 
 pub fn snapshot(args: SnapshotArgs) -> i32 {
     let opts = dump::Options { tree: args.tree };
-    match dump::snapshot(args.pid, &args.output, &opts) {
-        Ok(s) => {
+    match dump::snapshot::take(args.pid, &args.output, &opts) {
+        Ok(taken) => {
+            let (s, r) = (&taken.summary, &taken.record);
+            let ms = |us: u64| us as f64 / 1e3;
+            let stopped: Vec<String> = r
+                .processes
+                .iter()
+                .filter_map(|p| Some(format!("pid {}: {}", p.pid, p.why_stopped.as_ref()?)))
+                .collect();
+            let copy = if r.processes.iter().any(|p| p.cow_child.is_some()) {
+                format!(
+                    " (fork {:.1} ms), reaping the copy held one thread {:.1} ms",
+                    ms(r.phases_us.fork.saturating_sub(r.phases_us.capture)),
+                    ms(r.reap_pause_us)
+                )
+            } else {
+                String::new()
+            };
             eprintln!(
-                "isotrace: snapshot of pid {} written to {}: {} process(es), {} thread(s), {} KiB of memory; paused {:.1} ms",
+                "isotrace: snapshot of pid {} written to {}: {} process(es), {} thread(s), {} KiB of memory; \
+                 paused {:.1} ms{copy}; done in {:.0} ms",
                 args.pid,
                 s.dir.display(),
                 s.pids.len(),
                 s.threads,
                 s.bytes >> 10,
-                s.paused.as_secs_f64() * 1e3
+                ms(r.pause_us),
+                ms(r.total_us)
             );
+            if !stopped.is_empty() {
+                eprintln!(
+                    "isotrace: dumped while stopped (the pause grows with memory): {}",
+                    stopped.join("; ")
+                );
+            }
             0
         }
         Err(e) => fail(e),

@@ -8,9 +8,11 @@ mod envcmd;
 mod envs;
 mod forensics;
 mod isolate;
+mod migrate;
 mod ps;
 mod report;
 mod restore;
+mod restore_group;
 mod rulescmd;
 mod run;
 mod trace;
@@ -65,6 +67,9 @@ fn main() {
         Some(Command::Restore(args)) => restore::main(args),
         Some(Command::Inspect(args)) => forensics::inspect(args),
         Some(Command::Core(args)) => forensics::core(args),
+        Some(Command::Migrate(args)) => migrate::migrate(args),
+        Some(Command::Clone(args)) => migrate::clone(args),
+        Some(Command::Receive(args)) => migrate::receive(args),
         Some(Command::Completions { shell }) => {
             clap_complete::generate(
                 shell,
@@ -73,11 +78,6 @@ fn main() {
                 &mut std::io::stdout(),
             );
             0
-        }
-        Some(other) => {
-            let (verb, issue) = other.planned_issue().expect("planned verb");
-            eprintln!("isotrace: `{verb}` is not implemented yet (planned in issue #{issue})");
-            EXIT_USAGE
         }
     };
     std::process::exit(code);

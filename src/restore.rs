@@ -1,24 +1,19 @@
-//! `isotrace restore IMAGE` (issue #5): the CLI glue over
-//! `isotrace_checkpoint::restore`. The restored process runs natively (not
-//! under the supervisor) with a new pid. Without --detach isotrace waits
-//! for it and exits with its status, like `run`; with --detach it prints
-//! the pid and exits at once, leaving it in a session of its own.
+//! `isotrace restore IMAGE` (issue #5). A group checkpoint (an image with
+//! the supervisor's state) comes back under a supervisor, in its
+//! environment, as a group (`restore_group`). A snapshot of a process that
+//! ran outside isotrace, or `--native`, comes back without one. Without
+//! --detach isotrace waits for the group and exits with its root's status,
+//! like `run`; with --detach it prints what runs and exits at once.
 
 use crate::cli::RestoreArgs;
+use crate::restore_group::{self, EXIT_FAILED};
 use isotrace_checkpoint::{restore, Image};
+use isotrace_tracer::sys::{fork_single_threaded, Forked};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
-
-/// Exit status of a restore that failed.
-const EXIT_FAILED: i32 = 1;
+use std::io::{Read, Write};
 
 pub fn main(args: RestoreArgs) -> i32 {
-    if let Some(env) = &args.env {
-        eprintln!(
-            "isotrace: restore --env {env}: restoring into an environment (under isolation) is not supported yet (issue #5); restore without --env runs the process natively"
-        );
-        return crate::EXIT_USAGE;
-    }
     let image = match Image::open(&args.image) {
         Ok(i) => i,
         Err(e) => {
@@ -29,10 +24,216 @@ pub fn main(args: RestoreArgs) -> i32 {
             return EXIT_FAILED;
         }
     };
+    let state = match isotrace::api::state::read(&image) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("isotrace: {e}; nothing was restored");
+            return EXIT_FAILED;
+        }
+    };
+    let supervised =
+        !args.native && (state.is_some() || args.env.is_some() || args.group.is_some());
+    if !supervised {
+        return native(&args, &image);
+    }
+    if args.detach {
+        return detached(&args, &image, state);
+    }
+    if let Some(dir) = &args.control {
+        return controlled(&args, &image, state, dir);
+    }
+    let mut ready = |line: &str| eprintln!("isotrace: {line}");
+    let mut hooks = restore_group::Hooks {
+        hold: &mut |_| Ok(()),
+        ready: &mut ready,
+    };
+    match restore_group::run(&args, &image, state, &mut hooks) {
+        Ok(code) => code,
+        Err((code, msg)) => {
+            eprintln!("isotrace: {msg}");
+            code
+        }
+    }
+}
+
+/// `--detach` under a supervisor: the supervisor is a forked child in a
+/// session of its own; this process waits until the group runs (or the
+/// restore failed), says which, and exits.
+fn detached(
+    args: &RestoreArgs,
+    image: &Image,
+    state: Option<isotrace::api::state::SupervisorState>,
+) -> i32 {
+    let (mut rd, wr) = match std::io::pipe() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("isotrace: pipe: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    match fork_single_threaded() {
+        Err(e) => {
+            eprintln!("isotrace: cannot detach: {e}");
+            EXIT_FAILED
+        }
+        Ok(Forked::Child) => {
+            drop(rd);
+            let _ = nix::unistd::setsid();
+            let mut wr = Some(wr);
+            let mut ready = |line: &str| {
+                if let Some(mut w) = wr.take() {
+                    let _ = writeln!(w, "ok {line} (supervisor pid {})", std::process::id());
+                    // A daemon lets go of the caller's stdio (the restored
+                    // processes have their own copies by now), so that
+                    // whoever reads it sees EOF when `restore` exits.
+                    to_dev_null();
+                }
+            };
+            let mut hooks = restore_group::Hooks {
+                hold: &mut |_| Ok(()),
+                ready: &mut ready,
+            };
+            let code = match restore_group::run(args, image, state, &mut hooks) {
+                Ok(code) => code,
+                Err((code, msg)) => {
+                    if let Some(mut w) = wr.take() {
+                        let _ = writeln!(w, "{code} {msg}");
+                    }
+                    code
+                }
+            };
+            std::process::exit(code)
+        }
+        Ok(Forked::Parent(child)) => {
+            drop(wr);
+            let mut answer = String::new();
+            let _ = rd.read_to_string(&mut answer);
+            match answer.split_once(' ') {
+                Some(("ok", line)) => {
+                    eprintln!("isotrace: {}", line.trim_end());
+                    0
+                }
+                Some((code, msg)) => {
+                    eprintln!("isotrace: {}", msg.trim_end());
+                    code.parse().unwrap_or(EXIT_FAILED)
+                }
+                None => {
+                    eprintln!("isotrace: the restoring supervisor (pid {child}) died before the group ran");
+                    EXIT_FAILED
+                }
+            }
+        }
+    }
+}
+
+/// `--control DIR` (a migration's receiver, `migrate/start.rs`): the
+/// restore runs in a session of its own and speaks through two FIFOs the
+/// receiver made in DIR. It writes `ready PID,PID...` to `DIR/ready` once
+/// the copy is rebuilt and stopped, waits for `go` on `DIR/go` (anything
+/// else, or nothing within [`CONTROL_WAIT`], and the copy is killed), then
+/// writes `running` once the supervisor has let it run, and supervises it
+/// until it exits.
+fn controlled(
+    args: &RestoreArgs,
+    image: &Image,
+    state: Option<isotrace::api::state::SupervisorState>,
+    dir: &std::path::Path,
+) -> i32 {
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = nix::unistd::setsid();
+    let say = |line: &str| -> Result<(), String> {
+        let path = dir.join("ready");
+        // Non-blocking: with no reader left (the receiver died) the open
+        // fails with ENXIO (fifo(7)) instead of hanging.
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        writeln!(f, "{line}").map_err(|e| format!("{}: {e}", path.display()))
+    };
+    let mut hold = |pids: &[i32]| -> Result<(), String> {
+        let list: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
+        say(&format!("ready {}", list.join(",")))?;
+        match read_line_within(&dir.join("go"), CONTROL_WAIT)?.as_str() {
+            "go" => Ok(()),
+            other => Err(format!("the receiver did not say go ({other:?})")),
+        }
+    };
+    let mut ready = |_: &str| {
+        let _ = say("running");
+    };
+    let mut hooks = restore_group::Hooks {
+        hold: &mut hold,
+        ready: &mut ready,
+    };
+    match restore_group::run(args, image, state, &mut hooks) {
+        Ok(code) => code,
+        Err((code, msg)) => {
+            let _ = say(&format!("failed {msg}"));
+            code
+        }
+    }
+}
+
+/// How long a controlled restore waits for the receiver's word.
+const CONTROL_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// One line from the FIFO at `path`, waiting at most `within`. The FIFO is
+/// opened without blocking (a writer that never comes must not hang us)
+/// and polled.
+pub fn read_line_within(
+    path: &std::path::Path,
+    within: std::time::Duration,
+) -> Result<String, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let deadline = std::time::Instant::now() + within;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    loop {
+        match f.read(&mut buf) {
+            Ok(n) if n > 0 => {
+                got.extend_from_slice(&buf[..n]);
+                if let Some(end) = got.iter().position(|&b| b == b'\n') {
+                    return Ok(String::from_utf8_lossy(&got[..end]).into_owned());
+                }
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(format!("no word on {} within {within:?}", path.display()));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+fn to_dev_null() {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        let _ = nix::unistd::dup2_stdin(&null);
+        let _ = nix::unistd::dup2_stdout(&null);
+        let _ = nix::unistd::dup2_stderr(&null);
+    }
+}
+
+/// The restore without a supervisor: the process runs natively.
+fn native(args: &RestoreArgs, image: &Image) -> i32 {
     let restored = match restore::restore(
-        &image,
+        image,
         &restore::Options {
             new_session: args.detach,
+            same_pids: !args.new_pids,
+            ..Default::default()
         },
     ) {
         Ok(r) => r,
@@ -47,7 +248,7 @@ pub fn main(args: RestoreArgs) -> i32 {
     for note in &restored.notes {
         eprintln!("isotrace: note: {note}");
     }
-    if let Err(e) = restore::release(restored.pid) {
+    if let Err(e) = restore::release_all(&restored) {
         eprintln!("isotrace: releasing the restored process: {e}");
         return EXIT_FAILED;
     }
@@ -65,7 +266,7 @@ pub fn main(args: RestoreArgs) -> i32 {
     if args.detach {
         return 0;
     }
-    wait(restored.pid)
+    wait(restored.waitable())
 }
 
 /// Waits for the restored process and maps its end to our exit status.

@@ -270,45 +270,38 @@ fn missing_file_fails_after_start_and_leaves_nothing() {
     );
 }
 
-/// A multi-threaded image is refused with the pid and thread count.
+/// A snapshot of a process whose three threads are blocked in read(2):
+/// the restored copy (threads recreated by injected clone3s) wakes them,
+/// joins them and prints their sum, as the original would have.
 #[test]
-fn multi_threaded_image_is_refused() {
+fn snapshot_of_blocked_threads_restores_and_joins() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let img = dir.join("img");
+    let stdout = fs::File::create(dir.join("stdout")).unwrap();
     let child = Command::new(guest("snap_threads"))
         .arg(dir)
         .current_dir(dir)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(stdout)
         .stderr(Stdio::null())
         .process_group(0)
         .spawn()
         .unwrap();
     let pid = wait_for_pid(&dir.join("pid"), WAIT);
-    let _original = Running {
+    let mut original = Running {
         pid,
         child: Some(child),
     };
     snapshot(pid, &img, dir);
-    let run = restore(&img, dir, &["--detach"]);
-    run.assert_exit(1);
-    let err = run.stderr_str();
+    original.kill();
+    fs::write(dir.join("go"), "").unwrap();
+    let run = restore(&img, dir, &[]);
+    run.assert_exit(0);
+    let out = fs::read_to_string(dir.join("stdout")).unwrap();
     assert!(
-        err.contains(&format!("cannot restore pid {pid}: it has 4 threads")),
-        "{err}"
-    );
-}
-
-#[test]
-fn restore_into_an_env_is_refused_for_now() {
-    let tmp = tempfile::tempdir().unwrap();
-    let run = restore(&tmp.path().join("img"), tmp.path(), &["--env", "e1"]);
-    run.assert_exit(125);
-    assert!(
-        run.stderr_str().contains("not supported yet"),
-        "{}",
-        run.stderr_str()
+        out.starts_with("sum 6\n") && out.ends_with("done\n"),
+        "{out}"
     );
 }
 
@@ -323,4 +316,38 @@ fn missing_image_is_named() {
         "{}",
         run.stderr_str()
     );
+}
+
+/// A process stopped by job control (SIGSTOP) when it was snapshotted is
+/// stopped again after the restore, before it runs any code, and goes on
+/// counting from where it was when it gets SIGCONT.
+#[test]
+fn a_stopped_process_is_restored_stopped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let img = dir.join("img");
+    let mut original = start_counter(&guest("rst_counter"), dir, &[]);
+    // SAFETY: kill(2) of a process this test started.
+    unsafe { libc::kill(original.pid, libc::SIGSTOP) };
+    wait_until("the original to stop", WAIT, || {
+        common::proc_state(original.pid) == Some('T')
+    });
+    snapshot(original.pid, &img, dir);
+    original.kill();
+    let before = counted(dir);
+    let run = restore(&img, dir, &["--detach"]);
+    run.assert_exit(0);
+    let restored = Running {
+        pid: restored_pid(&run),
+        child: None,
+    };
+    wait_until("the restored process to be stopped", WAIT, || {
+        common::proc_state(restored.pid) == Some('T')
+    });
+    assert_eq!(counted(dir), before, "it ran before stopping");
+    // SAFETY: kill(2) of the process this test restored.
+    unsafe { libc::kill(restored.pid, libc::SIGCONT) };
+    wait_until("the restored counter to go on", WAIT, || {
+        counted(dir) >= before + 3
+    });
 }

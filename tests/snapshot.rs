@@ -4,83 +4,15 @@
 //! opens the core with every thread's stack; bad input is refused clearly.
 
 mod common;
+mod snapshot_support;
 
-use common::{guest, have_program, isotrace_raw, wait_for_pid, wait_until, Run, Status};
+use common::{guest, have_program, wait_for_pid, wait_until, Status};
 use isotrace_checkpoint::model::FdKind;
 use isotrace_checkpoint::Image;
+use snapshot_support::{children_of, gdb, path, run_isotrace, snapshot, tracer_of, Target, WAIT};
 use std::fs;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-const WAIT: Duration = Duration::from_secs(30);
-
-/// A natively running target, SIGKILLed with its process group on drop.
-struct Target {
-    child: Child,
-}
-
-impl Target {
-    fn spawn(cmd: &mut Command) -> Target {
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
-        Target { child }
-    }
-
-    /// Waits for exit (bounded) and returns the status and stdout.
-    fn finish(mut self) -> (Status, String) {
-        let deadline = Instant::now() + WAIT;
-        let status = loop {
-            if let Some(s) = self.child.try_wait().expect("waitpid") {
-                break s;
-            }
-            assert!(Instant::now() < deadline, "target did not finish");
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        let mut out = String::new();
-        use std::io::Read;
-        self.child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut out)
-            .unwrap();
-        let status = match (
-            status.code(),
-            std::os::unix::process::ExitStatusExt::signal(&status),
-        ) {
-            (Some(c), _) => Status::Exited(c),
-            (None, Some(s)) => Status::Signaled(s),
-            _ => unreachable!(),
-        };
-        (status, out)
-    }
-}
-
-impl Drop for Target {
-    fn drop(&mut self) {
-        let pid = self.child.id() as i32;
-        // SAFETY: kill(2) of the group this test created (process_group(0)).
-        unsafe {
-            libc::kill(-pid, libc::SIGKILL);
-        }
-        let _ = self.child.wait();
-    }
-}
-
-fn run_isotrace(args: &[&str], cwd: &Path) -> Run {
-    isotrace_raw(args, cwd)
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().expect("UTF-8 test path")
-}
+use std::process::Command;
 
 /// Starts snap_threads in `dir` and waits until its three threads block.
 fn start_threads_guest(dir: &Path) -> (Target, i32, PathBuf) {
@@ -88,37 +20,6 @@ fn start_threads_guest(dir: &Path) -> (Target, i32, PathBuf) {
     let target = Target::spawn(Command::new(&exe).arg(dir).current_dir(dir));
     let pid = wait_for_pid(&dir.join("pid"), WAIT);
     (target, pid, exe)
-}
-
-fn snapshot(pid: i32, img: &Path, cwd: &Path) -> Run {
-    run_isotrace(&["snapshot", &pid.to_string(), "-o", path(img)], cwd)
-}
-
-/// gdb's output for `cmds` on PROG + CORE, or None (with a note) when gdb is
-/// not installed.
-fn gdb(prog: &Path, core: &Path, cmds: &[&str]) -> Option<String> {
-    if !have_program("gdb") {
-        eprintln!("gdb is not installed: skipping the gdb checks (apt-get install gdb)");
-        return None;
-    }
-    let mut cmd = Command::new("gdb");
-    cmd.args(["-nx", "-batch"]);
-    for c in cmds {
-        cmd.args(["-ex", c]);
-    }
-    cmd.arg(prog).arg(core);
-    let (status, out, err) = common::execute(&mut cmd, None, Duration::from_secs(120), None);
-    assert_eq!(
-        status,
-        Status::Exited(0),
-        "gdb failed: {}",
-        String::from_utf8_lossy(&err)
-    );
-    Some(format!(
-        "{}{}",
-        String::from_utf8_lossy(&out),
-        String::from_utf8_lossy(&err)
-    ))
 }
 
 #[test]
@@ -155,7 +56,7 @@ fn threads_inspect_core_and_the_target_runs_on() {
         .threads
         .iter()
         .all(|t| t.xstate.len() >= 576 && t.xcr0 & 3 == 3));
-    assert_eq!(image.manifest.memory_method, "stopped");
+    assert_eq!(image.manifest.memory_method, "cow-fork");
 
     // Memory: the marker string in the guest's .data, by hexdump.
     let data = proc
@@ -310,17 +211,54 @@ fn an_already_traced_target_is_refused() {
                 .arg(&dir),
         );
         let pid = wait_for_pid(&dir.join("pid"), WAIT);
-        let img = dir.join("img");
-        let run = snapshot(pid, &img, &dir);
-        assert_eq!(run.status, Status::Exited(1), "{}", run.describe());
-        let msg = format!("isotrace: pid {pid} is already traced by pid ");
-        assert!(
-            run.stderr_str().contains(&msg),
-            "{tracer:?}: {}",
-            run.describe()
-        );
-        assert!(!img.exists());
+        refused_naming_its_tracer(pid, &dir, &format!("{tracer:?}"));
     }
+}
+
+/// gdb attached to a running process (not started under it) is its tracer
+/// until it detaches: the snapshot refuses and names gdb's pid.
+#[test]
+fn a_target_under_gdb_is_refused() {
+    if !have_program("gdb") {
+        eprintln!("gdb is not installed: skipped (apt-get install gdb)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let target = Target::spawn(Command::new(guest("snap_threads")).arg(dir));
+    let pid = wait_for_pid(&dir.join("pid"), WAIT);
+    let attached = dir.join("attached");
+    let gdb = Target::spawn(Command::new("gdb").args([
+        "-nx",
+        "-batch",
+        "-p",
+        &pid.to_string(),
+        "-ex",
+        &format!("shell touch {} && sleep 60", path(&attached)),
+    ]));
+    wait_until("gdb to attach", WAIT, || attached.exists());
+    assert_eq!(tracer_of(pid), gdb.pid(), "gdb is the tracer");
+    refused_naming_its_tracer(pid, dir, "gdb");
+    drop(gdb);
+    drop(target);
+}
+
+/// The snapshot of an already-traced `pid` fails, names the tracer from
+/// /proc, writes nothing, and leaves the tracer in place.
+fn refused_naming_its_tracer(pid: i32, dir: &Path, what: &str) {
+    let tracer = tracer_of(pid);
+    assert!(tracer > 0, "{what}: pid {pid} should be traced");
+    let img = dir.join("img");
+    let run = snapshot(pid, &img, dir);
+    assert_eq!(run.status, Status::Exited(1), "{}", run.describe());
+    let msg = format!("isotrace: pid {pid} is already traced by pid {tracer}\n");
+    assert!(
+        run.stderr_str().contains(&msg),
+        "{what}: {}",
+        run.describe()
+    );
+    assert!(!img.exists());
+    assert_eq!(tracer_of(pid), tracer, "{what}: the tracer is unchanged");
 }
 
 #[test]
@@ -435,6 +373,16 @@ fn a_process_tree() {
     assert!(image.tree.processes[1..]
         .iter()
         .all(|p| p.ppid == pid && p.comm == "sleep"));
+    // Each of the three had a copy-on-write child, killed and reaped: the
+    // shell (blocked in wait) still has exactly its two sleeps.
+    let mut kids = children_of(pid);
+    kids.sort_unstable();
+    let mut want: Vec<i32> = image.tree.processes[1..].iter().map(|p| p.pid).collect();
+    want.sort_unstable();
+    assert_eq!(kids, want);
+    assert!(image.tree.processes[1..]
+        .iter()
+        .all(|p| children_of(p.pid).is_empty()));
 }
 
 #[test]

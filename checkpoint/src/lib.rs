@@ -2,7 +2,7 @@
 //! image format, and what is built on it for forensics (inspection views
 //! and ELF core files). The format is documented in `IMAGE.md`.
 //!
-//! `unsafe` lives in `sys.rs` only.
+//! `unsafe` lives in `sys.rs` files only.
 
 pub mod dump;
 pub mod elfcore;
@@ -10,7 +10,9 @@ pub mod error;
 pub mod image;
 pub mod inspect;
 pub mod model;
+pub mod precopy;
 pub mod restore;
+pub mod stream;
 mod sys;
 
 pub use error::{Error, Result};

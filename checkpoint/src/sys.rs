@@ -199,8 +199,9 @@ pub fn fork_vessel() -> Result<Tid> {
         });
     }
     let (rd, wr) = (fds[0], fds[1]);
-    // SAFETY: the restorer is single-threaded here; the child calls only
-    // async-signal-safe functions (close, read, getpid, kill, _exit).
+    // SAFETY: the child calls only async-signal-safe functions (close,
+    // read, getpid, kill, _exit), which is all fork(2) allows the child of
+    // a multi-threaded process (signal-safety(7)); the restorer may be one.
     let pid = unsafe { libc::fork() };
     if pid == 0 {
         // SAFETY: child side of fork, plain syscalls on our own fds.
@@ -242,4 +243,72 @@ pub fn fork_vessel() -> Result<Tid> {
     unsafe { libc::write(wr, b"g".as_ptr().cast(), 1) };
     close_wr();
     Ok(pid)
+}
+
+/// A thread's robust futex list head and length (get_robust_list(2));
+/// needs ptrace read access to it. None if it registered none.
+pub fn robust_list(tid: Tid) -> Result<Option<(u64, u64)>> {
+    let mut head: u64 = 0;
+    let mut len: libc::size_t = 0;
+    // SAFETY: the kernel writes one pointer and one size_t into live locals.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_get_robust_list,
+            tid,
+            &mut head as *mut u64,
+            &mut len as *mut libc::size_t,
+        )
+    };
+    check(tid, "get_robust_list", rc)?;
+    Ok((head != 0).then_some((head, len as u64)))
+}
+
+/// PTRACE_SETSIGMASK (<linux/ptrace.h>).
+const PTRACE_SETSIGMASK: libc::c_uint = 0x420b;
+
+/// Sets a stopped tracee's blocked-signal mask without running it
+/// (ptrace(2), PTRACE_SETSIGMASK; the kernel never blocks SIGKILL and
+/// SIGSTOP whatever the mask says).
+pub fn set_sigmask(tid: Tid, mask: u64) -> Result<()> {
+    // SAFETY: the kernel reads `addr` (8) bytes from a live local u64.
+    let rc = unsafe {
+        libc::ptrace(
+            PTRACE_SETSIGMASK,
+            tid,
+            std::mem::size_of::<u64>() as *mut libc::c_void,
+            &mask as *const u64 as *mut libc::c_void,
+        )
+    };
+    check(tid, "PTRACE_SETSIGMASK", rc).map(drop)
+}
+
+/// Processes and namespaces for a restore (clone3, the namespace's init).
+mod ns;
+/// Reading kernel objects without consuming them (pipes, sockets).
+mod peek;
+
+pub use ns::{clone_ns_child, CloneArgs, NsChild, NsHandle};
+pub use peek::{netlink_query, peek_stream, pipe_contents};
+
+/// PTRACE_GET_SYSCALL_INFO (<linux/ptrace.h>, Linux 5.3).
+const PTRACE_GET_SYSCALL_INFO: libc::c_uint = 0x420e;
+
+/// What kind of syscall stop a stopped tracee is in, from the first byte
+/// of struct ptrace_syscall_info: 0 none (not a syscall stop), 1 entry,
+/// 2 exit, 3 seccomp. Tells syscall stops from a real SIGTRAP whether or
+/// not the tracer set PTRACE_O_TRACESYSGOOD.
+pub fn syscall_stop_kind(tid: Tid) -> Result<u8> {
+    let mut info = [0u8; 88];
+    // SAFETY: the kernel writes at most `addr` (info.len()) bytes into
+    // the live local buffer.
+    let rc = unsafe {
+        libc::ptrace(
+            PTRACE_GET_SYSCALL_INFO,
+            tid,
+            info.len() as *mut libc::c_void,
+            info.as_mut_ptr() as *mut libc::c_void,
+        )
+    };
+    check(tid, "PTRACE_GET_SYSCALL_INFO", rc)?;
+    Ok(info[0])
 }

@@ -330,3 +330,30 @@ pub fn stop_and_wait(group: &str, grace: Duration) -> Result<(), ApiError> {
         "group {group} is still running after SIGKILL"
     )))
 }
+
+impl Client {
+    /// `migrate` (purpose "migrate") or `clone`: moves or copies the group
+    /// to the receiver at `to`, authenticated with `token`, into `env`
+    /// there. Waits as long as the migration takes.
+    pub fn migrate(
+        &mut self,
+        purpose: &str,
+        to: &str,
+        token: &[u8],
+        env: Option<&str>,
+        pre_copy: bool,
+    ) -> Result<crate::api::protocol::MigrateResult, ApiError> {
+        let token = std::str::from_utf8(token)
+            .map_err(|_| ApiError::Protocol("the token is not UTF-8".into()))?;
+        let mut args = Map::new();
+        args.insert("to".into(), json!(to));
+        args.insert("token".into(), json!(token));
+        args.insert("env".into(), json!(env));
+        args.insert("pre_copy".into(), json!(pre_copy));
+        let wait = crate::api::checkpoint::WAIT + Duration::from_secs(5);
+        self.writer.set_read_timeout(Some(wait))?;
+        let result = self.typed(purpose, args);
+        self.writer.set_read_timeout(Some(TIMEOUT))?;
+        result
+    }
+}

@@ -46,6 +46,9 @@ pub mod code {
     /// A checkpoint was refused or failed; no image was left and the
     /// group runs on.
     pub const CHECKPOINT_FAILED: &str = "checkpoint-failed";
+    /// A migration or clone failed before the destination confirmed that
+    /// the copy runs; the group runs on where it was.
+    pub const MIGRATE_FAILED: &str = "migrate-failed";
 }
 
 /// `hello`: what the server speaks.
@@ -142,6 +145,60 @@ pub struct CheckpointResult {
     /// Writing the metadata, syncing and renaming the image.
     pub write_ms: f64,
     pub total_ms: f64,
+}
+
+/// `migrate` and `clone`: where the group went and what it cost, in the
+/// manner of CRIU's migration statistics. Times are milliseconds.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct MigrateResult {
+    /// `migrate` or `clone`.
+    pub purpose: String,
+    /// The receiver's address.
+    pub to: String,
+    /// The receiver's host name.
+    pub dest_host: String,
+    /// The environment the copy runs in there; null without isolation.
+    pub dest_env: Option<String>,
+    /// How the environment got there: `none`, `shared` (the same store)
+    /// or `stream` (its private layer was sent as a tar).
+    pub env_plan: String,
+    /// The copy's processes on the destination.
+    pub dest_pids: Vec<i32>,
+    /// How memory was moved: `stop-and-copy`, or `pre-copy (...)` naming
+    /// the dirty-page tracking that ran.
+    pub mode: String,
+    /// Pre-copy rounds (empty for stop-and-copy).
+    pub rounds: Vec<MigrateRound>,
+    /// Whether the source group was killed (migrate) or runs on (clone).
+    pub source_released: bool,
+    /// From the first PTRACE_INTERRUPT until the destination said the copy
+    /// runs: the time the application did not run anywhere.
+    pub downtime_ms: f64,
+    pub freeze_ms: f64,
+    pub dump_ms: f64,
+    /// Sending the environment's private layer.
+    pub layer_ms: f64,
+    /// Sending the image.
+    pub send_ms: f64,
+    /// The destination's restore, as it measured it.
+    pub restore_ms: f64,
+    pub total_ms: f64,
+    /// Everything sent over the connection (frames included).
+    pub bytes_sent: u64,
+    pub image_bytes: u64,
+    pub layer_bytes: u64,
+    /// Where the source held the image between dump and send.
+    pub staging: String,
+    /// What was not carried exactly, in words.
+    pub notes: Vec<String>,
+}
+
+/// One pre-copy round.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct MigrateRound {
+    pub pages: u64,
+    pub bytes: u64,
+    pub ms: f64,
 }
 
 /// `error` of a failed response.

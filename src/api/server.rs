@@ -13,6 +13,7 @@
 
 use crate::api::checkpoint::{self, CheckpointLink};
 use crate::api::client::{self, Probe};
+use crate::api::migrate;
 use crate::api::procs;
 use crate::api::protocol::{self, code, Hello, ProcessList, Request, StopResult};
 use crate::api::protocol::{GroupStatus, OPS, SUPPORTED};
@@ -369,9 +370,17 @@ fn dispatch(state: &State, req: &Request) -> OpResult {
                 "this supervisor cannot checkpoint its group".into(),
             )),
         },
-        op @ ("migrate" | "clone") => {
-            Err((code::UNSUPPORTED, format!("{op} is planned in issue #6")))
-        }
+        op @ ("migrate" | "clone") => match &state.checkpoint {
+            Some(link) => {
+                let purpose = if op == "clone" { "clone" } else { "migrate" };
+                let (env, home) = (state.info.env.as_deref(), state.info.home.as_deref());
+                migrate::request(link, purpose, env, home, &req.args).and_then(to_value)
+            }
+            None => Err((
+                code::UNSUPPORTED,
+                format!("this supervisor cannot freeze its group, so it cannot {op} it"),
+            )),
+        },
         other => Err((
             code::UNKNOWN_OP,
             format!("unknown op {other:?} (known: {})", OPS.join(", ")),

@@ -4,11 +4,17 @@
 
 mod attach;
 pub mod checkpoint;
+mod cow;
 pub mod fds;
 pub mod memory;
+pub mod pipes;
 pub mod procfs;
+pub mod sigstate;
+pub mod snapshot;
 pub mod sockets;
 pub mod thread;
+pub mod thread_extra;
+pub mod unix_pairs;
 
 pub use attach::{precheck, Frozen, StoppedThread};
 
@@ -17,7 +23,7 @@ use crate::image::{codec, Host, ImageWriter, Kind, Manifest, FORMAT_NAME, FORMAT
 use crate::model::{Process, ProcessSignals, ProcessTree};
 use procfs::{creds, hex_field, parse_limits, parse_maps, parse_stat, parse_status};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// An I/O error on /proc/PID/...: ENOENT or ESRCH mean the process is gone.
 pub(crate) fn vanished(pid: i32, path: &str, e: std::io::Error) -> Error {
@@ -56,14 +62,7 @@ pub const STOPPED_LIMITATIONS: &[&str] = &[
 /// freeze, dump, release, then commit the image. On any error nothing is
 /// left at `dir` and the targets are released.
 pub fn snapshot(pid: i32, dir: &Path, opts: &Options) -> Result<Summary> {
-    precheck(pid)?;
-    let writer = ImageWriter::create(dir)?;
-    let started = Instant::now();
-    let frozen = Frozen::freeze(pid, opts.tree)?;
-    inject_fault(pid);
-    let dumped = Dumped::new(&frozen, pid, writer, Kind::Snapshot)?;
-    frozen.release();
-    dumped.commit(started.elapsed())
+    snapshot::take(pid, dir, opts).map(|taken| taken.summary)
 }
 
 /// An image whose every process was dumped, not yet committed: writing
@@ -86,6 +85,10 @@ impl Dumped {
         for &p in frozen.pids() {
             tree.processes.push(dump_process(frozen, p, &mut writer)?);
         }
+        pipes::write(&tree, &mut writer)?;
+        thread_extra::write(&tree, &mut writer)?;
+        unix_pairs::write(&tree, &mut writer)?;
+        sigstate::write(frozen, &tree, &mut writer)?;
         frozen.check_alive()?;
         Ok(Dumped {
             writer,
@@ -105,9 +108,32 @@ impl Dumped {
         self.writer.write_section(name, bytes)
     }
 
+    /// An image the caller dumped process by process (#7's copy-on-write
+    /// snapshot, dump/snapshot.rs).
+    pub fn assembled(writer: ImageWriter, tree: ProcessTree, threads: usize, kind: Kind) -> Dumped {
+        Dumped {
+            writer,
+            tree,
+            threads,
+            kind,
+        }
+    }
+
     /// Writes the metadata and the manifest, syncs, and renames the image
     /// into place. `paused`: how long the processes were stopped.
-    pub fn commit(mut self, paused: Duration) -> Result<Summary> {
+    pub fn commit(self, paused: Duration) -> Result<Summary> {
+        let limitations = STOPPED_LIMITATIONS.iter().map(|s| s.to_string()).collect();
+        self.commit_as(paused, "stopped", limitations)
+    }
+
+    /// [`Dumped::commit`] with the manifest's memory method and
+    /// limitations given by the caller.
+    pub fn commit_as(
+        mut self,
+        paused: Duration,
+        memory_method: &str,
+        limitations: Vec<String>,
+    ) -> Result<Summary> {
         self.writer
             .write_section(PROCS, &codec::encode(&self.tree)?)?;
         let bytes = self
@@ -117,7 +143,10 @@ impl Dumped {
             .flat_map(|p| &p.vmas)
             .map(|v| v.captured_bytes())
             .sum();
-        let dir = self.writer.commit(manifest(&self.tree, self.kind))?;
+        let mut manifest = manifest(&self.tree, self.kind);
+        manifest.memory_method = memory_method.into();
+        manifest.limitations = limitations;
+        let dir = self.writer.commit(manifest)?;
         Ok(Summary {
             dir,
             pids: self.tree.processes.iter().map(|p| p.pid).collect(),
@@ -131,7 +160,7 @@ impl Dumped {
 /// Test hook (ISOTRACE_FAULT=kill-after-freeze): SIGKILLs the target once
 /// it is frozen, so tests can check that a process dying mid-snapshot
 /// leaves no image. Not a user feature.
-fn inject_fault(pid: i32) {
+pub(crate) fn inject_fault(pid: i32) {
     if std::env::var("ISOTRACE_FAULT").as_deref() == Ok("kill-after-freeze") {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
         std::thread::sleep(Duration::from_millis(50));
@@ -217,7 +246,7 @@ impl ProcDir {
 }
 
 /// Everything about one stopped process; its pages go to `pages-PID.img`.
-fn dump_process(frozen: &Frozen, pid: i32, writer: &mut ImageWriter) -> Result<Process> {
+pub(crate) fn dump_process(frozen: &Frozen, pid: i32, writer: &mut ImageWriter) -> Result<Process> {
     let proc = ProcDir::of(frozen, pid)?;
     let stat = parse_stat(&proc.text("stat")?).ok_or(Error::Exited { pid })?;
     let status = parse_status(&proc.text("status")?);

@@ -189,9 +189,53 @@ pub fn all(proc: &Process) -> Vec<u8> {
             notes.push(Note {
                 name: "LINUX",
                 ntype: NT_X86_XSTATE,
-                desc: t.xstate.clone(),
+                desc: xstate_for_gdb(&t.xstate, t.xcr0).into_owned(),
             });
         }
     }
     encode(&notes)
+}
+
+/// XCR0 bits of the components [`xstate_for_gdb`] knows (Intel SDM vol. 1,
+/// 13.1): x87, SSE, AVX; AVX-512 opmask, ZMM_Hi256, Hi16_ZMM; PKRU.
+const XCR0_LEGACY_AVX: u64 = 0x7;
+const XCR0_AVX512: u64 = 0xe0;
+const XCR0_PKRU: u64 = 1 << 9;
+/// Sizes of the opmask, ZMM_Hi256, Hi16_ZMM and PKRU components, and their
+/// offsets in the two standard (non-compacted) XSAVE layouts shipped with
+/// AVX-512: Intel's, which leaves 960..1088 to MPX, and AMD Zen 4's, which
+/// has no MPX and packs them right after AVX (CPUID leaf 0xD, sub-leaves
+/// 5, 6, 7 and 9, EBX; on this project's AMD EPYC CI machine 832, 896,
+/// 1408 and an XSAVE size of 2432).
+const AVX512_PKRU_SIZES: [usize; 4] = [64, 512, 1024, 8];
+const INTEL_OFFSETS: [usize; 4] = [1088, 1152, 1664, 2688];
+const AMD_OFFSETS: [usize; 4] = [832, 896, 1408, 2432];
+/// Everything before the opmask component: legacy area, XSAVE header, AVX.
+const BEFORE_OPMASK: usize = 832;
+
+/// The XSAVE area as gdb reads NT_X86_XSTATE. gdb up to 13 has no notion
+/// of per-CPU layouts: it takes the components at Intel's fixed offsets
+/// (gdb/i387-tdep.c, the I387_*_OFFSET tables), so on an AMD Zen 4 core
+/// the upper halves of ymm and all of zmm come out as `<unavailable>` or
+/// wrong; gdb's own gcore on that CPU even writes zeros there. Moving
+/// each component to Intel's offset (the size becomes Intel's 2688, or
+/// 2696 with PKRU) loses nothing and is read correctly by gdb 13 and by
+/// later gdbs, which guess the layout from that size. Any other area
+/// (Intel's already, no AVX-512, or components this does not know, such
+/// as AMX) is written as the kernel gave it.
+pub fn xstate_for_gdb(xstate: &[u8], xcr0: u64) -> std::borrow::Cow<'_, [u8]> {
+    let pkru = xcr0 & XCR0_PKRU != 0;
+    let known = XCR0_LEGACY_AVX | XCR0_AVX512 | XCR0_PKRU;
+    let amd_size = AMD_OFFSETS[3] + if pkru { 8 } else { 0 };
+    if xcr0 & XCR0_AVX512 != XCR0_AVX512 || xcr0 & !known != 0 || xstate.len() != amd_size {
+        return std::borrow::Cow::Borrowed(xstate);
+    }
+    let mut out = vec![0u8; INTEL_OFFSETS[3] + if pkru { 8 } else { 0 }];
+    out[..BEFORE_OPMASK].copy_from_slice(&xstate[..BEFORE_OPMASK]);
+    let components = if pkru { 4 } else { 3 };
+    for i in 0..components {
+        let (from, to, len) = (AMD_OFFSETS[i], INTEL_OFFSETS[i], AVX512_PKRU_SIZES[i]);
+        out[to..to + len].copy_from_slice(&xstate[from..from + len]);
+    }
+    std::borrow::Cow::Owned(out)
 }

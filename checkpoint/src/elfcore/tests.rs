@@ -103,3 +103,46 @@ fn goblin_reads_the_notes() {
     assert_eq!((u64_at(file, 16), u64_at(file, 24)), (0x400000, 0x403000));
     assert_eq!(&file[40..], b"/bin/fake\0");
 }
+
+#[test]
+fn amd_xsave_layout_is_moved_to_the_offsets_gdb_reads() {
+    use super::notes::xstate_for_gdb;
+    // An AMD Zen 4 area: XCR0 0xe7, 2432 bytes; each component filled
+    // with its own byte so any misplacement shows.
+    let mut amd = vec![0u8; 2432];
+    amd[464..472].copy_from_slice(&0xe7u64.to_le_bytes());
+    amd[576..832].fill(0xa1); // AVX (ymm upper halves)
+    amd[832..896].fill(0xb2); // opmask
+    amd[896..1408].fill(0xc3); // ZMM_Hi256
+    amd[1408..2432].fill(0xd4); // Hi16_ZMM
+    let out = xstate_for_gdb(&amd, 0xe7);
+    assert_eq!(out.len(), 2688);
+    assert_eq!(out[..832], amd[..832]);
+    assert!(
+        out[832..1088].iter().all(|&b| b == 0),
+        "MPX's room stays zero"
+    );
+    assert!(out[1088..1152].iter().all(|&b| b == 0xb2));
+    assert!(out[1152..1664].iter().all(|&b| b == 0xc3));
+    assert!(out[1664..2688].iter().all(|&b| b == 0xd4));
+    // With PKRU (0x2e7, 2440 bytes): PKRU moves to 2688.
+    let mut with_pkru = amd.clone();
+    with_pkru.extend_from_slice(&[0x55; 8]);
+    let out = xstate_for_gdb(&with_pkru, 0x2e7);
+    assert_eq!(out.len(), 2696);
+    assert_eq!(out[2688..], [0x55; 8]);
+    // Intel's layout, an AVX-only area, and unknown components: untouched.
+    let intel = vec![7u8; 2688];
+    assert!(matches!(
+        xstate_for_gdb(&intel, 0xe7),
+        std::borrow::Cow::Borrowed(_)
+    ));
+    assert!(matches!(
+        xstate_for_gdb(&amd[..832], 0x7),
+        std::borrow::Cow::Borrowed(_)
+    ));
+    assert!(matches!(
+        xstate_for_gdb(&amd, 0xe7 | (1 << 17)),
+        std::borrow::Cow::Borrowed(_)
+    ));
+}

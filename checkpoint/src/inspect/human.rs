@@ -28,6 +28,24 @@ pub fn human(image: &Image, view: View) -> String {
             m.host.xcr0,
             m.memory_method
         );
+        if let Ok(Some(r)) = crate::dump::snapshot::record(image) {
+            let _ = writeln!(
+                out,
+                "  paused {:.1} ms (seize {:.1}, registers {:.1}, fork {:.1}); one thread held {:.1} ms more to reap the copy",
+                r.pause_us as f64 / 1e3,
+                r.phases_us.freeze as f64 / 1e3,
+                r.phases_us.capture.saturating_sub(r.phases_us.freeze) as f64 / 1e3,
+                r.phases_us.fork.saturating_sub(r.phases_us.capture) as f64 / 1e3,
+                r.reap_pause_us as f64 / 1e3
+            );
+            for p in r
+                .processes
+                .iter()
+                .filter_map(|p| Some((p.pid, p.why_stopped.as_ref()?)))
+            {
+                let _ = writeln!(out, "  pid {} was dumped while stopped: {}", p.0, p.1);
+            }
+        }
     }
     for p in &image.tree.processes {
         match view {

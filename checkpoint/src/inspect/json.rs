@@ -37,9 +37,21 @@ pub fn json(image: &Image, view: View) -> Value {
             "memory_method": m.memory_method,
             "limitations": m.limitations,
             "root_pid": m.root_pid,
+            "snapshot": snapshot_record(image),
         },
         "processes": processes,
     })
+}
+
+/// How a snapshot went (dump/snapshot.rs, `snapshot.json`): the pause
+/// and its phases in µs, and each process's memory method; null for
+/// checkpoints. The section was checksummed when the image was opened.
+fn snapshot_record(image: &Image) -> Value {
+    match crate::dump::snapshot::record(image) {
+        Ok(Some(r)) => json!(r),
+        Ok(None) => Value::Null,
+        Err(e) => json!({ "error": e.to_string() }),
+    }
 }
 
 /// [`json`], pretty-printed.

@@ -14,6 +14,7 @@
 //! pointers (paths, sigsets, structs), written through /proc/PID/mem.
 
 use crate::error::{Error, Result};
+use crate::sys::CloneArgs;
 use isotrace_arch::native::Regs;
 use isotrace_tracer::sys::{self, WaitEvent};
 use std::fs::File;
@@ -109,8 +110,8 @@ impl Vessel {
         self.stage(2048, &bytes)
     }
 
-    /// Runs syscall `nr` and returns its raw result (-errno on failure).
-    pub fn raw(&self, nr: i64, args: [u64; 6]) -> Result<i64> {
+    /// Registers that run syscall `nr` with `args` at the gadget.
+    fn call_regs(&self, nr: i64, args: [u64; 6]) -> Regs {
         let mut regs = self.base;
         regs.rip = self.code;
         regs.rax = nr as u64;
@@ -121,7 +122,12 @@ impl Vessel {
         regs.r10 = args[3];
         regs.r8 = args[4];
         regs.r9 = args[5];
-        sys::set_regs(self.pid, &regs)?;
+        regs
+    }
+
+    /// Runs syscall `nr` and returns its raw result (-errno on failure).
+    pub fn raw(&self, nr: i64, args: [u64; 6]) -> Result<i64> {
+        sys::set_regs(self.pid, &self.call_regs(nr, args))?;
         let sig = self.resume_until_stop()?;
         if sig != libc::SIGTRAP {
             return Err(failed(
@@ -131,6 +137,83 @@ impl Vessel {
             ));
         }
         Ok(sys::get_regs(self.pid)?.rax as i64)
+    }
+
+    /// Runs an injected clone3(2) with `args` (staged at the start of the
+    /// data page, `set_tid` after it) and returns the new task's id in our
+    /// pid namespace, the task waited for in its first stop. The vessel is
+    /// traced with PTRACE_O_TRACECLONE/TRACEFORK, so the kernel stops it
+    /// in a PTRACE_EVENT_CLONE/FORK stop whose message is that id
+    /// (ptrace(2), PTRACE_GETEVENTMSG), and attaches the new task, which
+    /// starts in a PTRACE_EVENT_STOP.
+    pub fn clone3(&self, what: &str, mut args: CloneArgs, set_tid: Option<i32>) -> Result<i32> {
+        if let Some(tid) = set_tid {
+            args.set_tid = self.stage(256, &tid.to_ne_bytes())?;
+            args.set_tid_size = 1;
+        }
+        let bytes = args.to_bytes();
+        let at = self.stage(0, &bytes)?;
+        let regs = self.call_regs(libc::SYS_clone3, [at, bytes.len() as u64, 0, 0, 0, 0]);
+        sys::set_regs(self.pid, &regs)?;
+        sys::cont(self.pid, 0)?;
+        let mut child = None;
+        loop {
+            let status = sys::wait_tid(self.pid)?;
+            match sys::decode_status(status) {
+                WaitEvent::Event(ev)
+                    if [
+                        libc::PTRACE_EVENT_CLONE,
+                        libc::PTRACE_EVENT_FORK,
+                        libc::PTRACE_EVENT_VFORK,
+                    ]
+                    .contains(&ev) =>
+                {
+                    child = Some(sys::event_msg(self.pid)? as i32);
+                    sys::cont(self.pid, 0)?;
+                }
+                WaitEvent::Signal(libc::SIGTRAP) => break,
+                other => return Err(failed(self.pid, what, format!("unexpected stop {other:?}"))),
+            }
+        }
+        let rc = sys::get_regs(self.pid)?.rax as i64;
+        let child = match child {
+            Some(c) if rc > 0 => c,
+            _ if rc == -(libc::EEXIST as i64) && set_tid.is_some() => {
+                let why = format!(
+                    "pid {} is taken in the restore's pid namespace (clone3 set_tid: EEXIST)",
+                    set_tid.unwrap_or_default()
+                );
+                return Err(failed(self.pid, what, why));
+            }
+            _ if (-4095..0).contains(&rc) => {
+                let errno = nix::errno::Errno::from_raw(-rc as i32);
+                return Err(failed(self.pid, what, errno));
+            }
+            _ => {
+                return Err(failed(
+                    self.pid,
+                    what,
+                    format!("no clone event (result {rc})"),
+                ))
+            }
+        };
+        let status = sys::wait_tid(child)?;
+        match sys::decode_status(status) {
+            WaitEvent::EventStop(_) | WaitEvent::Signal(libc::SIGSTOP) => Ok(child),
+            other => Err(failed(
+                child,
+                what,
+                format!("new task stopped as {other:?}"),
+            )),
+        }
+    }
+
+    /// A handle on another thread (or a child process) that shares this
+    /// vessel's gadget address; `tid` must be in a ptrace-stop.
+    pub fn task(&self, tid: i32) -> Result<Vessel> {
+        let mut v = Vessel::new(tid, self.code)?;
+        v.data = self.data;
+        Ok(v)
     }
 
     /// Runs a syscall that must succeed; `what` names it in the error.
@@ -165,7 +248,10 @@ impl Vessel {
 
     /// Unmaps the gadget with its own last syscall. Returning into the
     /// unmapped page faults at once: the vessel stops with SIGSEGV in a
-    /// signal-delivery-stop, which the final resume discards.
+    /// signal-delivery-stop, which [`Vessel::park`] discards. If a seccomp
+    /// filter is installed and traces munmap, the tracee must have
+    /// PTRACE_O_TRACESECCOMP: the seccomp stop is then continued, which
+    /// lets the call run (seccomp(2), SECCOMP_RET_TRACE).
     pub fn unmap_gadget(&self) -> Result<()> {
         let mut regs = self.base;
         regs.rip = self.code;
@@ -174,7 +260,21 @@ impl Vessel {
         regs.rdi = self.code;
         regs.rsi = GADGET_LEN;
         sys::set_regs(self.pid, &regs)?;
-        let sig = self.resume_until_stop()?;
+        let sig = loop {
+            sys::cont(self.pid, 0)?;
+            let status = sys::wait_tid(self.pid)?;
+            match sys::decode_status(status) {
+                WaitEvent::Seccomp => continue,
+                WaitEvent::Signal(sig) => break sig,
+                other => {
+                    return Err(failed(
+                        self.pid,
+                        "munmap of the gadget",
+                        format!("unexpected stop {other:?}"),
+                    ))
+                }
+            }
+        };
         let rc = sys::get_regs(self.pid)?.rax;
         if sig != libc::SIGSEGV || rc != 0 {
             return Err(failed(
@@ -184,5 +284,32 @@ impl Vessel {
             ));
         }
         Ok(())
+    }
+
+    /// Sets the task's final registers and XSAVE area and leaves it in a
+    /// PTRACE_EVENT_STOP, the stop every restored task is handed over in.
+    /// The task is in a signal-delivery-stop (the gadget's SIGTRAP or the
+    /// SIGSEGV of [`Vessel::unmap_gadget`]); PTRACE_INTERRUPT makes a trap
+    /// pending and PTRACE_CONT with signal 0 discards the signal, so the
+    /// kernel's get_signal() loop reports the trap before the task runs a
+    /// single user instruction (kernel/signal.c, do_jobctl_trap). orig_rax
+    /// is -1, so no syscall-restart fixup touches the registers later.
+    /// `mask` is the blocked set it ends with, set by PTRACE_SETSIGMASK so
+    /// that signals the restore queued stay pending until it is released.
+    pub fn park(&self, regs: &Regs, xstate: &[u8], mask: u64) -> Result<()> {
+        sys::set_regs(self.pid, regs)?;
+        crate::sys::set_xstate(self.pid, xstate)?;
+        crate::sys::set_sigmask(self.pid, mask)?;
+        sys::interrupt(self.pid)?;
+        sys::cont(self.pid, 0)?;
+        let status = sys::wait_tid(self.pid)?;
+        match sys::decode_status(status) {
+            WaitEvent::EventStop(_) => Ok(()),
+            other => Err(failed(
+                self.pid,
+                "the final stop",
+                format!("unexpected stop {other:?}"),
+            )),
+        }
     }
 }

@@ -47,7 +47,7 @@ pub fn classify(pid: i32, vma: &Vma) -> Result<MapKind> {
     if is_special(&vma.path) {
         return Ok(MapKind::Special);
     }
-    if vma.path.ends_with(" (deleted)") {
+    if vma.path.ends_with(" (deleted)") && !super::shm::is_shm(&vma.path) {
         return Err(refuse(
             pid,
             vma,
@@ -237,8 +237,16 @@ pub fn prot(perms: &str) -> u64 {
 }
 
 /// Maps and fills every non-special mapping of `proc`. `pages_fd` is the
-/// vessel's fd of the process's pages section.
-pub fn rebuild(v: &Vessel, proc: &Process, pages_fd: u64) -> Result<()> {
+/// vessel's fd of the process's pages section. File mappings open the
+/// path as `opts` maps it; shared memory objects are mapped from their
+/// memfd in `shm`.
+pub fn rebuild(
+    v: &Vessel,
+    proc: &Process,
+    pages_fd: u64,
+    opts: &super::Options,
+    shm: &super::shm::ShmFds,
+) -> Result<()> {
     for vma in &proc.vmas {
         let kind = classify(proc.pid, vma)?;
         let runs = match &vma.memory {
@@ -253,6 +261,9 @@ pub fn rebuild(v: &Vessel, proc: &Process, pages_fd: u64) -> Result<()> {
         };
         match kind {
             MapKind::Special => continue,
+            MapKind::Anon { shared: true, .. } if shm.contains_key(&vma.inode) => {
+                super::shm::map(v, vma, shm[&vma.inode], map_prot)?
+            }
             MapKind::Anon { shared, stack } => {
                 let mut flags = libc::MAP_FIXED | libc::MAP_ANONYMOUS;
                 flags |= if shared {
@@ -267,7 +278,9 @@ pub fn rebuild(v: &Vessel, proc: &Process, pages_fd: u64) -> Result<()> {
                 let args = [vma.start, vma.len(), map_prot, flags as u64, u64::MAX, 0];
                 v.call(&what, libc::SYS_mmap, args)?;
             }
-            MapKind::File { path, shared } => map_file(v, vma, &path, shared, map_prot)?,
+            MapKind::File { path, shared } => {
+                map_file(v, vma, &opts.path(&path), shared, map_prot)?
+            }
         }
         for run in runs {
             fill(v, pages_fd, run.addr, run.pages * PAGE_SIZE, run.offset)?;

@@ -144,13 +144,18 @@ fn stack_bytes<'a>(image: &Image, proc: &'a Process) -> Result<Option<(&'a Vma, 
 }
 
 /// Sets the mm fields in the vessel. Returns what could not be set.
-pub fn apply(v: &Vessel, image: &Image, proc: &Process) -> Result<Vec<String>> {
+pub fn apply(
+    v: &Vessel,
+    image: &Image,
+    proc: &Process,
+    opts: &super::Options,
+) -> Result<Vec<String>> {
     let stack = stack_bytes(image, proc)?;
     let layout = derive(proc, stack.as_ref().map(|(v, b)| (*v, b.as_slice())));
     let mut notes = Vec::new();
     let exe_fd = match &proc.exe {
         Some(exe) => {
-            let at = v.stage_path(exe)?;
+            let at = v.stage_path(&opts.path(exe))?;
             let flags = (libc::O_RDONLY | libc::O_CLOEXEC) as u64;
             let rc = v.raw(
                 libc::SYS_openat,

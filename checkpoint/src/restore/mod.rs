@@ -1,140 +1,274 @@
-//! Restore of a process image (#5), with ptrace, /proc and injected
-//! syscalls only: no code of ours runs in the restored process.
+//! Restore of an image (#5): every process and thread it holds, with
+//! ptrace, /proc and injected syscalls only: no code of ours runs in the
+//! restored processes.
 //!
-//! The restorer forks a vessel, a copy of itself that stops at once (see
-//! `sys::fork_vessel`). Everything else is done to the stopped vessel
-//! through a gadget page (`inject`): it unmaps what it inherited, moves its
-//! vDSO to the image's address, maps and fills the image's memory
-//! (`memory`), sets the mm fields (`mm`), rebuilds the fd table (`fds`),
-//! cwd, umask, name, limits, signal state, and last the registers and
-//! XSAVE area (`thread`). The result is stopped in a ptrace-stop, ready to
-//! be released with [`release`].
+//! The restorer creates a root vessel, a copy of itself that stops at
+//! once: a plain fork (new pids) or, for [`Options::same_pids`], a child
+//! in a new pid namespace (`ns`). Everything else is done to stopped
+//! vessels through a gadget page (`inject`). In the root, before any
+//! other process exists: the pipes and socketpairs the processes share
+//! (`fds::prepare`, `sockets`), refilled with the bytes the image
+//! recorded. Then every other process is cloned by an injected clone3 in
+//! its parent's vessel, parents first, with its session and process group
+//! (`tree`). Then, per process (`process`): its vDSO is moved and its
+//! memory rebuilt (`memory`), the mm fields set (`mm`), its fd table
+//! rebuilt (`fds`), cwd, umask, name, limits and signal dispositions set;
+//! its other threads are cloned with injected clone3s (`tasks`), its
+//! pending signals queued again, each thread given its own state (robust
+//! list, rseq, clear_child_tid, capabilities), and last the registers and
+//! XSAVE area (`thread`). Every task ends in a PTRACE_EVENT_STOP owned by
+//! the calling thread, to be released with [`release_all`] or taken over
+//! by a supervisor.
 //!
-//! Scope of this first version: one single-threaded process; it gets a new
-//! pid (the same pid needs clone3 with set_tid in a new pid namespace).
+//! Call [`restore`] from the thread that is to trace the tasks, while no
+//! other thread of the process waits for any child (waitpid(-1)): the
+//! restore waits for each task by its pid.
 
+pub mod anon;
+pub mod fdplan;
 pub mod fds;
 pub mod inject;
 pub mod memory;
 pub mod mm;
+pub mod ns;
+pub mod process;
+pub mod shm;
+pub mod sockets;
+pub mod tasks;
 pub mod thread;
+pub mod tree;
 
 use crate::error::{Error, Result};
-use crate::model::{Process, Thread};
+use crate::model::Process;
 use crate::{sys, Image};
 use inject::{Vessel, GADGET_CODE, GADGET_LEN};
-use isotrace_tracer::sys::{self as tsys, WaitEvent};
+use isotrace_tracer::sys as tsys;
 
-#[derive(Clone, Debug, Default)]
+/// Maps a path the restored tasks had open to the one to open now.
+pub type PathMap = Box<dyn Fn(&str) -> String>;
+
+/// How to restore. `Default` is a native restore with new pids.
+#[derive(Default)]
 pub struct Options {
-    /// Put the restored process in a new session (setsid(2)), out of the
-    /// restorer's process group and away from its terminal's job control:
-    /// for a restore that is not waited for.
+    /// Put the restored root process in a new session (setsid(2)), out of
+    /// the restorer's process group and away from its terminal's job
+    /// control: for a restore that is not waited for. With `same_pids` the
+    /// namespace's init gets a session of its own too, so nothing sent to
+    /// the restorer's process group reaches the namespace.
     pub new_session: bool,
+    /// Give every process and thread its pid/tid from the image, in a new
+    /// pid namespace (see [`ns`]); otherwise each gets a new pid.
+    pub same_pids: bool,
+    /// Applied to every path the restorer opens for the restored tasks
+    /// (fd paths, file-backed mappings, the exe link, the cwd): a restore
+    /// into an environment maps a public path to its private copy.
+    pub map_path: Option<PathMap>,
+    /// A classic BPF program installed as the LAST injected calls of each
+    /// process: prctl(PR_SET_NO_NEW_PRIVS) then seccomp(2)
+    /// SECCOMP_SET_MODE_FILTER with SECCOMP_FILTER_FLAG_TSYNC (all threads).
+    /// Nothing is injected after it: a SECCOMP_RET_TRACE verdict on a
+    /// tracee without PTRACE_O_TRACESECCOMP fails the call with ENOSYS
+    /// (kernel/seccomp.c, __seccomp_filter).
+    pub seccomp_filter: Option<Vec<libc::sock_filter>>,
 }
 
-/// A restored process, stopped under our ptrace until [`release`]d.
-#[derive(Debug)]
-pub struct Restored {
-    pub old_pid: i32,
-    pub pid: i32,
-    /// What was not restored exactly, in words, for the user.
-    pub notes: Vec<String>,
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("new_session", &self.new_session)
+            .field("same_pids", &self.same_pids)
+            .field("map_path", &self.map_path.is_some())
+            .field(
+                "seccomp_filter",
+                &self.seccomp_filter.as_ref().map(Vec::len),
+            )
+            .finish()
+    }
 }
 
-/// SIGKILLs and reaps the vessel unless the restore got to the end, so a
-/// failed restore leaves nothing running.
-struct VesselGuard {
-    pid: i32,
-    armed: bool,
-}
-
-impl Drop for VesselGuard {
-    fn drop(&mut self) {
-        if self.armed {
-            let pid = nix::unistd::Pid::from_raw(self.pid);
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::SIGKILL);
-            let _ = nix::sys::wait::waitpid(pid, Some(nix::sys::wait::WaitPidFlag::__WALL));
+impl Options {
+    /// `path` as the restored tasks must see it opened (see `map_path`).
+    pub fn path(&self, path: &str) -> String {
+        match &self.map_path {
+            Some(f) => f(path),
+            None => path.to_owned(),
         }
     }
 }
 
-/// The one process and thread this version restores, or a refusal.
-fn single(image: &Image) -> Result<(&Process, &Thread)> {
-    let procs = &image.tree.processes;
-    if procs.len() != 1 {
-        let pids: Vec<String> = procs.iter().map(|p| p.pid.to_string()).collect();
-        return Err(Error::Invalid {
-            what: format!(
-                "the image holds {} processes ({}); restore supports one process so far",
-                procs.len(),
-                pids.join(", ")
-            ),
-        });
+/// One restored thread. `pid`/`tid` are as the restorer's pid namespace
+/// sees them (what ptrace, kill and /proc take); with
+/// [`Options::same_pids`] the restored program itself sees `old_pid` and
+/// `old_tid`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Task {
+    pub old_pid: i32,
+    pub old_tid: i32,
+    pub pid: i32,
+    pub tid: i32,
+}
+
+/// Everything a restore rebuilt. Every task is in a PTRACE_EVENT_STOP
+/// (an interrupt stop, as after PTRACE_INTERRUPT) owned by the thread that
+/// called [`restore`] (ptrace(2): the tracer is a thread), seized with
+/// [`ns::TRACE_OPTIONS`] (EXITKILL|TRACECLONE|TRACEFORK|TRACEVFORK). Its
+/// registers are the image's, with orig_rax -1 (an interrupted syscall is
+/// already rewound to be issued again), and it has its own blocked mask
+/// and pending signals. The caller may PTRACE_SETOPTIONS each task and
+/// resume it (signal 0) under its supervisor, or let all go with
+/// [`release_all`].
+#[derive(Debug)]
+pub struct Restored {
+    /// The image's root process and its pid now (in the restorer's ns).
+    pub old_pid: i32,
+    pub pid: i32,
+    /// Every thread of every process, processes in creation order (a
+    /// parent before its children), each process's main thread first.
+    pub tasks: Vec<Task>,
+    /// With `same_pids`: the pid (restorer's ns) of the namespace's init,
+    /// our reaper, which is the restorer's child. It exits once every
+    /// process of the namespace is gone, with the root process's status
+    /// (128+S if a signal S killed it). Killing it kills the whole tree.
+    pub init: Option<i32>,
+    /// Processes that were stopped by job control at the dump (pid in the
+    /// restorer's namespace, stop signal): [`release_all`] stops them
+    /// again; a supervisor taking the tasks over should too.
+    pub stopped: Vec<(i32, i32)>,
+    /// What was not restored exactly, in words, for the user.
+    pub notes: Vec<String>,
+}
+
+impl Restored {
+    /// (old pid, new pid) of every process, parents first.
+    pub fn processes(&self) -> Vec<(i32, i32)> {
+        let mut out: Vec<(i32, i32)> = Vec::new();
+        for t in &self.tasks {
+            if t.old_pid == t.old_tid {
+                out.push((t.old_pid, t.pid));
+            }
+        }
+        out
     }
-    let proc = &procs[0];
-    match proc.threads.as_slice() {
-        [t] => Ok((proc, t)),
-        ts => Err(Error::Invalid {
-            what: format!(
-                "cannot restore pid {}: it has {} threads; restore supports single-threaded processes so far",
-                proc.pid,
-                ts.len()
-            ),
-        }),
+
+    /// The pid to wait for: init's exit status is the root's (see `init`);
+    /// without `same_pids` the root is the restorer's child.
+    pub fn waitable(&self) -> i32 {
+        self.init.unwrap_or(self.pid)
     }
 }
 
-/// Rebuilds the image's process. Everything that can be refused is
-/// refused before the vessel exists.
-pub fn restore(image: &Image, opts: &Options) -> Result<Restored> {
-    let (proc, thread) = single(image)?;
-    let tty = (0..3).find(|&fd| is_tty(fd));
-    let (fd_plans, mut notes) = fds::plan(proc, tty)?;
-    for vma in &proc.vmas {
-        memory::classify(proc.pid, vma)?;
-    }
-    let pages = image.dir.join(&proc.pages_section);
-    let pages = std::fs::canonicalize(&pages).map_err(|e| Error::io(pages, e))?;
+/// Kills everything a restore created unless it got to the end, so a
+/// failed restore leaves nothing running: the namespace's init (which
+/// takes every process of its namespace with it, pid_namespaces(7)) and
+/// every vessel.
+struct Built {
+    init: Option<i32>,
+    pids: Vec<i32>,
+    armed: bool,
+}
 
-    let pid = sys::fork_vessel()?;
-    let mut guard = VesselGuard { pid, armed: true };
-    let status = tsys::wait_tid(pid)?;
-    if tsys::decode_status(status) != WaitEvent::Signal(libc::SIGSTOP) {
-        return Err(Error::Invalid {
-            what: format!("the restore vessel (pid {pid}) did not stop: status {status:#x}"),
-        });
+impl Drop for Built {
+    fn drop(&mut self) {
+        if self.armed {
+            for &pid in self.pids.iter().rev() {
+                ns::kill_and_reap(pid);
+            }
+            if let Some(init) = self.init {
+                ns::kill_and_reap(init);
+            }
+        }
     }
-    thread::check_xstate(proc.pid, thread, &sys::get_xstate(pid)?)?;
-    let v = bootstrap(pid, proc)?;
-    memory::teardown(&v)?;
-    memory::move_vdso(&v, proc, image)?;
-    let at = v.stage_path(&pages.to_string_lossy())?;
-    let flags = (libc::O_RDONLY | libc::O_CLOEXEC) as u64;
-    let what = format!("open {}", pages.display());
-    let pages_fd = v.call(
-        &what,
-        libc::SYS_openat,
-        [libc::AT_FDCWD as u64, at, flags, 0, 0, 0],
-    )?;
-    memory::rebuild(&v, proc, pages_fd)?;
-    v.call("close", libc::SYS_close, [pages_fd, 0, 0, 0, 0, 0])?;
-    notes.extend(mm::apply(&v, image, proc)?);
-    fds::apply(&v, &fd_plans)?;
-    notes.extend(settings(&v, proc)?);
-    if opts.new_session {
-        v.call("setsid", libc::SYS_setsid, [0; 6])?;
+}
+
+/// Rebuilds every process and thread of the image. Everything that can
+/// be refused is refused before the first vessel exists. On success every
+/// task is stopped under the calling thread's ptrace (see [`Restored`]);
+/// on failure nothing of the restore is left running.
+pub fn restore(image: &Image, opts: &Options) -> Result<Restored> {
+    let tty = (0..3).find(|&fd| is_tty(fd));
+    let pipe_data = crate::dump::pipes::read(image)?;
+    let extras = crate::dump::thread_extra::read(image)?;
+    let pairs = crate::dump::unix_pairs::read(image)?;
+    let signals = crate::dump::sigstate::read(image)?;
+    let plan = tree::plan(image, tty, &pipe_data, &pairs)?;
+    let root_proc = plan.order[0];
+    let root = ns::root_vessel(opts.same_pids, root_proc.pid, opts.new_session)?;
+    let mut built = Built {
+        init: root.init,
+        pids: vec![root.vessel],
+        armed: true,
+    };
+    let current = sys::get_xstate(root.vessel)?;
+    for p in &plan.order {
+        for t in &p.threads {
+            thread::check_xstate(p.pid, t, &current)?;
+        }
     }
-    notes.extend(thread::signals(&v, proc, thread)?);
-    v.unmap_gadget()?;
-    tsys::set_regs(pid, &thread::resume_regs(thread))?;
-    sys::set_xstate(pid, &thread.xstate)?;
-    guard.armed = false;
+    let v = bootstrap(root.vessel, &plan.order)?;
+    let shared = fds::prepare(&v, &plan.order, &pipe_data, &pairs)?;
+    let (vessels, mut notes) = tree::create(v, &plan, opts, &mut built.pids)?;
+    notes.splice(0..0, plan.notes.iter().chain(&shared.notes).cloned());
+    let cx = process::Context {
+        image,
+        opts,
+        shared: &shared,
+        drop_caps: opts.same_pids && nix::unistd::geteuid().as_raw() != 0,
+        extras: &extras,
+        signals: &signals,
+        may_setgroups: nix::unistd::geteuid().is_root(),
+    };
+    let mut tasks = Vec::new();
+    for (i, v) in vessels.iter().enumerate() {
+        let (p, fds, pages) = (plan.order[i], &plan.fds[i], &plan.pages[i]);
+        notes.extend(process::restore(&cx, p, v, fds, pages, &mut tasks)?);
+    }
+    notes.extend(thread_notes(&plan.order, opts, extras.is_empty()));
+    // Per-thread steps repeat the same note for every thread.
+    let mut seen = std::collections::BTreeSet::new();
+    notes.retain(|n| seen.insert(n.clone()));
+    built.armed = false;
     Ok(Restored {
-        old_pid: proc.pid,
-        pid,
+        old_pid: root_proc.pid,
+        pid: root.vessel,
+        stopped: job_stopped(&plan.order, &tasks),
+        tasks,
+        init: root.init,
         notes,
     })
+}
+
+/// The processes whose main thread the dump found in a group-stop (its
+/// `stop` is "group-stop SIGxxx"), with their new pid and stop signal.
+fn job_stopped(procs: &[&Process], tasks: &[Task]) -> Vec<(i32, i32)> {
+    let mut out = Vec::new();
+    for p in procs {
+        let main = p.threads.iter().find(|t| t.tid == p.pid);
+        let sig = main
+            .and_then(|t| t.stop.strip_prefix("group-stop "))
+            .and_then(|name| name.parse::<nix::sys::signal::Signal>().ok());
+        let pid = tasks.iter().find(|t| t.old_tid == p.pid).map(|t| t.pid);
+        if let (Some(sig), Some(pid)) = (sig, pid) {
+            out.push((pid, sig as i32));
+        }
+    }
+    out
+}
+
+fn thread_notes(procs: &[&Process], opts: &Options, no_extras: bool) -> Vec<String> {
+    let mut notes = Vec::new();
+    if no_extras {
+        notes.push("rseq registrations are not restored (the image does not record them): glibc's sched_getcpu() may return a stale cpu".into());
+    }
+    if !opts.same_pids && procs.len() > 1 {
+        notes.push("processes have new pids: a pid the program remembers (a child's, for waitpid or kill) is the old one".into());
+    }
+    if !procs.iter().any(|p| p.threads.len() > 1) {
+        return notes;
+    }
+    if !opts.same_pids {
+        notes.push("threads have new tids: a tid the program cached (glibc's pthread tid, used by pthread_kill) is the old one".into());
+    }
+    notes
 }
 
 fn is_tty(fd: i32) -> bool {
@@ -152,7 +286,7 @@ fn is_tty(fd: i32) -> bool {
 /// vessel and the image, and the vessel's rseq registration (glibc's, at
 /// an address that is about to be unmapped) is dropped so the kernel does
 /// not write into the restored memory on preemption (rseq(2)).
-fn bootstrap(pid: i32, proc: &Process) -> Result<Vessel> {
+fn bootstrap(pid: i32, procs: &[&Process]) -> Result<Vessel> {
     let rip = tsys::get_regs(pid)?.rip;
     let mut v = Vessel::new(pid, rip)?;
     v.poke(rip, &GADGET_CODE)?;
@@ -162,9 +296,9 @@ fn bootstrap(pid: i32, proc: &Process) -> Result<Vessel> {
         v.call("rseq unregister", libc::SYS_rseq, args)?;
     }
     let current = memory::vessel_maps(pid)?;
-    let taken: Vec<(u64, u64)> = proc
-        .vmas
+    let taken: Vec<(u64, u64)> = procs
         .iter()
+        .flat_map(|p| &p.vmas)
         .chain(&current)
         .map(|m| (m.start, m.end))
         .collect();
@@ -192,10 +326,10 @@ fn bootstrap(pid: i32, proc: &Process) -> Result<Vessel> {
 }
 
 /// cwd, umask, the thread name, and resource limits.
-fn settings(v: &Vessel, proc: &Process) -> Result<Vec<String>> {
+fn settings(v: &Vessel, proc: &Process, opts: &Options) -> Result<Vec<String>> {
     let mut notes = Vec::new();
     if let Some(cwd) = &proc.cwd {
-        let at = v.stage_path(cwd)?;
+        let at = v.stage_path(&opts.path(cwd))?;
         if v.raw(libc::SYS_chdir, [at, 0, 0, 0, 0, 0])? != 0 {
             notes.push(format!("cwd {cwd} is gone; the cwd is isotrace restore's"));
         }
@@ -249,8 +383,30 @@ fn rlimit_resource(name: &str) -> Option<u32> {
     NAMES.iter().position(|n| *n == name).map(|i| i as u32)
 }
 
-/// Lets a restored process run: PTRACE_DETACH with no signal. It stays
-/// the caller's child.
-pub fn release(pid: i32) -> Result<()> {
-    tsys::detach(pid, 0).map_err(Into::into)
+/// Lets one restored thread run: PTRACE_DETACH with no signal.
+pub fn release(tid: i32) -> Result<()> {
+    tsys::detach(tid, 0).map_err(Into::into)
+}
+
+/// Lets every restored thread run, in `tasks` order. Threads of one
+/// process are detached one by one: until the last is released the others
+/// run while it is still stopped, as after a PTRACE_INTERRUPT barrier.
+/// A process that was stopped by job control first gets its stop signal
+/// queued, so it stops again before it runs any code (the signal is
+/// dequeued before the first return to user space).
+pub fn release_all(restored: &Restored) -> Result<()> {
+    for &(pid, sig) in &restored.stopped {
+        let sig = nix::sys::signal::Signal::try_from(sig).map_err(|e| Error::Invalid {
+            what: format!("stop signal {sig}: {e}"),
+        })?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).map_err(|e| {
+            Error::Invalid {
+                what: format!("stopping pid {pid} again: {e}"),
+            }
+        })?;
+    }
+    for t in &restored.tasks {
+        release(t.tid)?;
+    }
+    Ok(())
 }

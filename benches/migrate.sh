@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# benches/migrate.sh: live-migration downtime with and without --pre-copy
+# (issue #6).
+#
+# A writer (tests/guests/mig_dirty.c) holds SIZE MiB of anonymous memory
+# and rewrites RATE pages per second, checking every page as it goes. It
+# runs under `isotrace run --env A`, is moved with `isotrace migrate
+# --to-env B` (the full stream over 127.0.0.1: dump, layer, image, restore,
+# confirmation), once stop-and-copy and once with --pre-copy, interleaved
+# round by round. The script prints the median (min-max) downtime, total
+# time, bytes sent and pre-copy rounds, and the ratio pre-copy /
+# stop-and-copy for each size. It checks that the copy runs on with no bad
+# page; it never asserts speed.
+set -euo pipefail
+export LC_ALL=C
+
+usage() {
+	cat <<'USAGE'
+usage: benches/migrate.sh [--rounds N] [--sizes "64 512"] [--rate PAGES_PER_SEC] [--link RATE] [--no-build]
+
+  --rounds N    migrations per size and mode (default 3)
+  --sizes LIST  resident sizes in MiB (default "64 512")
+  --rate N      pages the writer rewrites per second (default 2000, 8 MiB/s)
+  --link RATE   migrate between two network namespaces over a veth shaped
+                to RATE (tc tbf syntax, e.g. 1gbit); needs root
+  --no-build    do not run `cargo build --release` first
+
+environment:
+  ISOTRACE   the binary to measure (default: target/release/isotrace)
+USAGE
+}
+
+ROUNDS=3
+SIZES="64 512"
+RATE=2000
+BUILD=1
+LINK=""
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--rounds) ROUNDS="$2"; shift 2 ;;
+	--sizes) SIZES="$2"; shift 2 ;;
+	--rate) RATE="$2"; shift 2 ;;
+	--link) LINK="$2"; shift 2 ;;
+	--no-build) BUILD=0; shift ;;
+	-h | --help) usage; exit 0 ;;
+	*) echo "migrate.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
+	esac
+done
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+if [ "$BUILD" = 1 ]; then
+	(cd "$ROOT" && cargo build -q --release)
+fi
+ISOTRACE="${ISOTRACE:-$ROOT/target/release/isotrace}"
+WORK="$(mktemp -d /tmp/isotrace-migrate-bench.XXXXXX)"
+COPIES=()
+NSA="isomig-bench-a-$$"
+NSB="isomig-bench-b-$$"
+cleanup() {
+	for p in "${COPIES[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+	if [ -n "$LINK" ]; then
+		ip netns del "$NSA" 2>/dev/null || true
+		ip netns del "$NSB" 2>/dev/null || true
+	fi
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+gcc -O2 -o "$WORK/mig_dirty" "$ROOT/tests/guests/mig_dirty.c"
+export ISOTRACE_HOME="$WORK/home" XDG_RUNTIME_DIR="$WORK/run"
+mkdir -p "$ISOTRACE_HOME" "$XDG_RUNTIME_DIR" "$WORK/home2"
+export ISOTRACE_MIGRATE_TOKEN="bench-token-$(od -An -tx8 -N8 /dev/urandom | tr -d ' ')"
+IN_A=()
+IN_B=()
+if [ -n "$LINK" ]; then
+	ip netns add "$NSA"
+	ip netns add "$NSB"
+	ip link add vmba$$ netns "$NSA" type veth peer name vmbb$$ netns "$NSB"
+	ip -n "$NSA" addr add 10.214.0.1/24 dev vmba$$
+	ip -n "$NSB" addr add 10.214.0.2/24 dev vmbb$$
+	for ns in "$NSA" "$NSB"; do ip -n "$ns" link set lo up; done
+	ip -n "$NSA" link set vmba$$ up
+	ip -n "$NSB" link set vmbb$$ up
+	tc -n "$NSA" qdisc add dev vmba$$ root tbf rate "$LINK" burst 1mbit latency 100ms
+	IN_A=(ip netns exec "$NSA")
+	IN_B=(ip netns exec "$NSB" env ISOTRACE_HOME="$WORK/home2")
+fi
+
+# waits up to 120 s for FILE to hold at least N "ok" lines
+wait_ok() {
+	local file="$1" n="$2" i
+	for i in $(seq 1200); do
+		if [ -f "$file" ] && [ "$(grep -c '^ok' "$file" || true)" -ge "$n" ]; then return 0; fi
+		sleep 0.1
+	done
+	echo "migrate.sh: $file never reached $n lines" >&2
+	return 1
+}
+
+# one migration: prints "downtime_ms total_ms bytes_sent rounds"
+one() {
+	local size="$1" mode="$2" n="$3"
+	local src="A$n" dst="B$n" out="$WORK/out$n"
+	"${IN_A[@]}" "$ISOTRACE" run --env "$src" --group mb -- "$WORK/mig_dirty" "$out" "$WORK/pid$n" "$size" "$RATE" \
+		>/dev/null 2>&1 &
+	local sup=$!
+	local priv="$ISOTRACE_HOME/envs/$src/upper$out"
+	wait_ok "$priv" 3
+	local flag=()
+	[ "$mode" = pre-copy ] && flag=(--pre-copy)
+	local json dest=(--to-env "$dst") moved="$ISOTRACE_HOME/envs/$dst/upper$out"
+	if [ -n "$LINK" ]; then
+		"${IN_B[@]}" "$ISOTRACE" receive --listen 10.214.0.2:7100 --once 2>"$WORK/rcv$n" &
+		local i
+		for i in $(seq 100); do grep -qs receiving "$WORK/rcv$n" && break; sleep 0.05; done
+		dest=(--to 10.214.0.2:7100)
+		moved="$WORK/home2/envs/$src/upper$out"
+	fi
+	json="$("$ISOTRACE" migrate mb "${dest[@]}" "${flag[@]}" --json 2>"$WORK/err$n")" || {
+		cat "$WORK/err$n" >&2
+		kill -KILL "$sup" 2>/dev/null || true
+		return 1
+	}
+	wait "$sup" || true
+	local pid
+	pid="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["dest_pids"][0])' "$json")"
+	COPIES+=("$pid")
+	local had
+	had="$(grep -c '^ok' "$moved")"
+	wait_ok "$moved" $((had + 5))
+	if grep -q BAD "$moved"; then
+		echo "migrate.sh: the copy found a bad page ($size MiB, $mode):" >&2
+		grep BAD "$moved" | head -3 >&2
+		exit 1
+	fi
+	kill -KILL "$pid" 2>/dev/null || true
+	"$ISOTRACE" env rm --force "$src" >/dev/null 2>&1 || true
+	"$ISOTRACE" env rm --force "$dst" >/dev/null 2>&1 || true
+	ISOTRACE_HOME="$WORK/home2" "$ISOTRACE" env rm --force "$src" >/dev/null 2>&1 || true
+	python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(r["downtime_ms"], r["total_ms"], r["bytes_sent"], len(r["rounds"]), r["mode"].split(" (")[0])' "$json"
+}
+
+# median and range of the Nth column of stdin
+stat() {
+	sort -g | awk '{v[NR]=$1} END {m=(NR%2)?v[(NR+1)/2]:(v[NR/2]+v[NR/2+1])/2; printf "%.1f (%.1f-%.1f)", m, v[1], v[NR]}'
+}
+
+where="--to-env (127.0.0.1)"
+[ -n "$LINK" ] && where="--to, between two network namespaces over a veth shaped to $LINK"
+echo "isotrace migrate $where: ${ROUNDS} rounds per row, writer rewriting ${RATE} pages/s ($((RATE * 4 / 1024)) MiB/s)"
+echo "kernel $(uname -r), $(nproc) CPUs, $(date -u +%FT%TZ)"
+printf '\n| RSS | mode | downtime ms | total ms | MiB sent | rounds |\n|---|---|---|---|---|---|\n'
+n=0
+ratio_rows=()
+for size in $SIZES; do
+	: >"$WORK/stop.txt"
+	: >"$WORK/pre.txt"
+	for r in $(seq "$ROUNDS"); do
+		n=$((n + 1)); one "$size" stop-and-copy "$n" >>"$WORK/stop.txt"
+		n=$((n + 1)); one "$size" pre-copy "$n" >>"$WORK/pre.txt"
+	done
+	for f in stop pre; do
+		file="$WORK/$f.txt"
+		mode="$(awk '{print $5}' "$file" | sort -u | tr '\n' ' ')"
+		down="$(awk '{print $1}' "$file" | stat)"
+		total="$(awk '{print $2}' "$file" | stat)"
+		mib="$(awk '{print $3 / 1048576}' "$file" | stat)"
+		rounds="$(awk '{print $4}' "$file" | stat)"
+		printf '| %s MiB | %s | %s | %s | %s | %s |\n' "$size" "$mode" "$down" "$total" "$mib" "$rounds"
+	done
+	ds="$(awk '{print $1}' "$WORK/stop.txt" | sort -g | awk '{v[NR]=$1} END {print (NR%2)?v[(NR+1)/2]:(v[NR/2]+v[NR/2+1])/2}')"
+	dp="$(awk '{print $1}' "$WORK/pre.txt" | sort -g | awk '{v[NR]=$1} END {print (NR%2)?v[(NR+1)/2]:(v[NR/2]+v[NR/2+1])/2}')"
+	ratio_rows+=("$(awk -v s="$ds" -v p="$dp" -v z="$size" 'BEGIN {printf "%s MiB: downtime pre-copy / stop-and-copy = %.2f", z, p / s}')")
+done
+echo
+for r in "${ratio_rows[@]}"; do echo "$r"; done

@@ -1,0 +1,194 @@
+//! The system calls and ioctls of pre-copy, the only `unsafe` of
+//! `precopy`: pidfd_open(2)/pidfd_getfd(2), the userfaultfd(2) ioctls
+//! (UFFDIO_API, UFFDIO_REGISTER, UFFDIO_WRITEPROTECT) and PAGEMAP_SCAN
+//! (ioctl_pagemap_scan(2), Linux 6.7). The constants are from
+//! include/uapi/linux/userfaultfd.h and include/uapi/linux/fs.h; the
+//! installed headers may predate them.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+/// _IOWR(type, nr, size) of include/uapi/asm-generic/ioctl.h.
+const fn iowr(ty: u64, nr: u64, size: u64) -> u64 {
+    (3 << 30) | (size << 16) | (ty << 8) | nr
+}
+
+const UFFD_API: u64 = 0xAA;
+const UFFDIO_API: u64 = iowr(0xAA, 0x3F, 24);
+const UFFDIO_REGISTER: u64 = iowr(0xAA, 0x00, 32);
+const UFFDIO_WRITEPROTECT: u64 = iowr(0xAA, 0x06, 24);
+const UFFDIO_REGISTER_MODE_WP: u64 = 1 << 1;
+const UFFDIO_WRITEPROTECT_MODE_WP: u64 = 1 << 0;
+/// Write faults are resolved by the kernel itself, which only records
+/// that the page was written (cleared PTE uffd-wp bit): nobody has to
+/// read fault messages, and the tracee never blocks.
+pub const UFFD_FEATURE_WP_ASYNC: u64 = 1 << 15;
+/// Write-protection also applies to pages never touched yet (a PTE marker
+/// is installed), so a first write to them is seen as well.
+pub const UFFD_FEATURE_WP_UNPOPULATED: u64 = 1 << 13;
+/// userfaultfd(2) flag: handle user-mode faults only, what an unprivileged
+/// process may ask for when vm.unprivileged_userfaultfd is 0.
+pub const UFFD_USER_MODE_ONLY: u64 = 1;
+
+const PAGEMAP_SCAN: u64 = iowr(b'f' as u64, 16, 96);
+/// Write-protect the pages that matched (atomically with reporting them).
+pub const PM_SCAN_WP_MATCHING: u64 = 1 << 0;
+/// Fail (EPERM) on a page not under async write-protection.
+pub const PM_SCAN_CHECK_WPASYNC: u64 = 1 << 1;
+/// The page was written since it was last write-protected.
+pub const PAGE_IS_WRITTEN: u64 = 1 << 1;
+
+fn check(what: &str, rc: libc::c_long) -> io::Result<libc::c_long> {
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        Err(io::Error::new(e.kind(), format!("{what}: {e}")))
+    } else {
+        Ok(rc)
+    }
+}
+
+/// pidfd_open(2).
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: a plain syscall with integer arguments.
+    let fd = check("pidfd_open", unsafe {
+        libc::syscall(libc::SYS_pidfd_open, pid, 0)
+    })?;
+    // SAFETY: the kernel just returned this fd to us; nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// pidfd_getfd(2): our own copy of fd `target` of the pidfd's process
+/// (needs PTRACE_MODE_ATTACH_REALCREDS over it, which its tracer has).
+pub fn pidfd_getfd(pidfd: &OwnedFd, target: i32) -> io::Result<OwnedFd> {
+    // SAFETY: a plain syscall with integer arguments.
+    let fd = check("pidfd_getfd", unsafe {
+        libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), target, 0)
+    })?;
+    // SAFETY: the kernel just returned this fd to us; nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// userfaultfd(2) in this process (tests; the tracee's is injected).
+pub fn userfaultfd(flags: u64) -> io::Result<OwnedFd> {
+    // SAFETY: a plain syscall with an integer argument.
+    let fd = check("userfaultfd", unsafe {
+        libc::syscall(libc::SYS_userfaultfd, flags)
+    })?;
+    // SAFETY: the kernel just returned this fd to us; nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+fn ioctl<T>(fd: &OwnedFd, what: &str, req: u64, arg: &mut T) -> io::Result<libc::c_long> {
+    // SAFETY: `arg` is a live, exclusively borrowed #[repr(C)] struct of
+    // exactly the size encoded in `req`, which the kernel reads and writes.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), req as _, arg as *mut T) };
+    check(what, rc as libc::c_long)
+}
+
+#[repr(C)]
+struct UffdioApi {
+    api: u64,
+    features: u64,
+    ioctls: u64,
+}
+
+/// UFFDIO_API with `features`; returns the features the kernel grants
+/// (EINVAL if it lacks one asked for).
+pub fn uffd_api(uffd: &OwnedFd, features: u64) -> io::Result<u64> {
+    let mut a = UffdioApi {
+        api: UFFD_API,
+        features,
+        ioctls: 0,
+    };
+    ioctl(uffd, "UFFDIO_API", UFFDIO_API, &mut a)?;
+    Ok(a.features)
+}
+
+#[repr(C)]
+struct UffdioRegister {
+    start: u64,
+    len: u64,
+    mode: u64,
+    ioctls: u64,
+}
+
+/// UFFDIO_REGISTER [start, start+len) of the uffd's mm in write-protect mode.
+pub fn uffd_register_wp(uffd: &OwnedFd, start: u64, len: u64) -> io::Result<()> {
+    let mut r = UffdioRegister {
+        start,
+        len,
+        mode: UFFDIO_REGISTER_MODE_WP,
+        ioctls: 0,
+    };
+    ioctl(uffd, "UFFDIO_REGISTER", UFFDIO_REGISTER, &mut r).map(drop)
+}
+
+#[repr(C)]
+struct UffdioWriteprotect {
+    start: u64,
+    len: u64,
+    mode: u64,
+}
+
+/// UFFDIO_WRITEPROTECT: write-protects [start, start+len).
+pub fn uffd_writeprotect(uffd: &OwnedFd, start: u64, len: u64) -> io::Result<()> {
+    let mut w = UffdioWriteprotect {
+        start,
+        len,
+        mode: UFFDIO_WRITEPROTECT_MODE_WP,
+    };
+    ioctl(uffd, "UFFDIO_WRITEPROTECT", UFFDIO_WRITEPROTECT, &mut w).map(drop)
+}
+
+/// struct page_region.
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct PageRegion {
+    pub start: u64,
+    pub end: u64,
+    pub categories: u64,
+}
+
+#[repr(C)]
+struct PmScanArg {
+    size: u64,
+    flags: u64,
+    start: u64,
+    end: u64,
+    walk_end: u64,
+    vec: u64,
+    vec_len: u64,
+    max_pages: u64,
+    category_inverted: u64,
+    category_mask: u64,
+    category_anyof_mask: u64,
+    return_mask: u64,
+}
+
+/// PAGEMAP_SCAN over [start, end) of the pagemap file's process: fills
+/// `out` with regions whose categories include all of `mask`; returns how
+/// many, and where the walk stopped (before `end` when `out` filled up).
+pub fn pagemap_scan(
+    pagemap: &OwnedFd,
+    (start, end): (u64, u64),
+    flags: u64,
+    mask: u64,
+    out: &mut [PageRegion],
+) -> io::Result<(usize, u64)> {
+    let mut arg = PmScanArg {
+        size: std::mem::size_of::<PmScanArg>() as u64,
+        flags,
+        start,
+        end,
+        walk_end: 0,
+        vec: out.as_mut_ptr() as u64,
+        vec_len: out.len() as u64,
+        max_pages: 0,
+        category_inverted: 0,
+        category_mask: mask,
+        category_anyof_mask: 0,
+        return_mask: mask,
+    };
+    let n = ioctl(pagemap, "PAGEMAP_SCAN", PAGEMAP_SCAN, &mut arg)?;
+    Ok((n as usize, arg.walk_end))
+}

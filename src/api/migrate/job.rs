@@ -1,0 +1,280 @@
+//! The part of a migration that runs at the freeze barrier, on the tracer
+//! thread: dump, send, and wait for the receiver's word. The group stays
+//! frozen throughout, so the image, the environment's files and the fds'
+//! offsets agree; the downtime is from the first PTRACE_INTERRUPT until
+//! the receiver's `Running`.
+//!
+//! Two-phase end: the receiver restores the copy stopped and says `Ready`;
+//! we answer `Go`; it releases the copy and says `Running`. A receiver that
+//! loses the connection before `Go` kills its stopped copy, so a failure
+//! anywhere before `Running` leaves exactly one copy running: the source,
+//! resumed.
+
+use super::staging::Staging;
+use super::Request;
+use crate::api::protocol::{MigrateResult, MigrateRound};
+use crate::api::state::{self, SupervisorState};
+use isotrace_checkpoint::dump::{checkpoint, StoppedThread};
+use isotrace_checkpoint::precopy::PreCopy;
+use isotrace_checkpoint::stream::delta;
+use isotrace_checkpoint::stream::{transfer, Accept, EnvPlan, Hello, Kind, Session};
+use isotrace_tracer::{AfterFreeze, Barrier, BarrierJob, StopKind};
+use serde::Deserialize;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How long the receiver may take to verify and restore what it got.
+const RESTORE_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long one write may block on a receiver that stopped reading (a
+/// dead link sends no RST: only a timeout notices it).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub type Answer = Result<MigrateResult, String>;
+
+pub struct MigrateJob {
+    req: Request,
+    hello: Hello,
+    session: Session,
+    accept: Accept,
+    state: Option<SupervisorState>,
+    started: Instant,
+    reply: mpsc::Sender<Answer>,
+    result: MigrateResult,
+    error: Option<String>,
+    precopy: Option<PreCopy>,
+}
+
+/// What the receiver says in `Ready` and `Running`.
+#[derive(Deserialize, Default)]
+struct Confirmed {
+    #[serde(default)]
+    pids: Vec<i32>,
+    #[serde(default)]
+    restore_ms: f64,
+    #[serde(default)]
+    notes: Vec<String>,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+impl MigrateJob {
+    pub fn new(
+        req: Request,
+        hello: Hello,
+        session: Session,
+        accept: Accept,
+        state: Option<SupervisorState>,
+        started: Instant,
+        reply: mpsc::Sender<Answer>,
+    ) -> MigrateJob {
+        let result = MigrateResult {
+            purpose: req.purpose.into(),
+            to: req.to.clone(),
+            dest_host: accept.host.clone(),
+            dest_env: accept.dest_env.clone(),
+            env_plan: serde_json::to_value(accept.env_plan)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
+            dest_pids: Vec::new(),
+            mode: "stop-and-copy".into(),
+            rounds: Vec::new(),
+            source_released: false,
+            downtime_ms: 0.0,
+            freeze_ms: 0.0,
+            dump_ms: 0.0,
+            layer_ms: 0.0,
+            send_ms: 0.0,
+            restore_ms: 0.0,
+            total_ms: 0.0,
+            bytes_sent: 0,
+            image_bytes: 0,
+            layer_bytes: 0,
+            staging: String::new(),
+            notes: Vec::new(),
+        };
+        MigrateJob {
+            req,
+            hello,
+            session,
+            accept,
+            state,
+            started,
+            reply,
+            result,
+            error: None,
+            precopy: None,
+        }
+    }
+
+    /// The pre-copy that ran (None: stop-and-copy), and the mode's name.
+    pub fn set_precopy(&mut self, pc: Option<PreCopy>, mode: String) {
+        self.precopy = pc;
+        self.result.mode = mode;
+    }
+
+    /// Sends the image: whole, or after pre-copy as a delta over the pages
+    /// the receiver holds (still clean at the freeze).
+    fn send(&mut self, dir: &std::path::Path) -> Result<u64, isotrace_checkpoint::stream::Error> {
+        let Some(pc) = self.precopy.take() else {
+            return transfer::send_image(&mut self.session.tx, dir);
+        };
+        self.result.rounds = pc
+            .rounds
+            .iter()
+            .map(|r| MigrateRound {
+                pages: r.pages,
+                bytes: r.bytes,
+                ms: r.ms,
+            })
+            .collect();
+        let pid = pc.pid;
+        let clean = pc
+            .clean()
+            .map_err(|e| isotrace_checkpoint::stream::Error::io("pre-copy", e))?;
+        let held = |p: i32, addr: u64| p == pid && clean.contains(&addr);
+        let (data, reused) = delta::send_image_delta(&mut self.session.tx, dir, &held)?;
+        let dirty = data / isotrace_checkpoint::PAGE_SIZE;
+        self.result.notes.push(format!(
+            "after the freeze: about {dirty} pages of data sent, {reused} pages already sent by pre-copy"
+        ));
+        Ok(data)
+    }
+
+    /// Dump, send, confirm. Err: why the group must resume.
+    fn run(&mut self, barrier: &Barrier, frozen_at: Instant) -> Result<(), String> {
+        let sock = self.session.tx.get_ref();
+        let _ = sock.set_write_timeout(Some(WRITE_TIMEOUT));
+        let _ = sock.set_read_timeout(Some(RESTORE_TIMEOUT));
+        let staging = Staging::new().map_err(|e| format!("staging the image: {e}"))?;
+        self.result.staging = staging.medium.clone();
+        let dir = staging.dir.join("image");
+        let t = Instant::now();
+        let mut dumped = checkpoint::dump(barrier.root, barrier.pids(), threads(barrier), &dir)
+            .map_err(|e| e.to_string())?;
+        if let Some(s) = &self.state {
+            dumped
+                .write_section(state::SECTION, &s.to_json())
+                .map_err(|e| e.to_string())?;
+        }
+        dumped.commit(Duration::ZERO).map_err(|e| e.to_string())?;
+        self.result.dump_ms = ms(t.elapsed());
+        let to = self.req.to.clone();
+        let net = |e: isotrace_checkpoint::stream::Error| format!("sending to {to}: {e}");
+        if self.accept.env_plan == EnvPlan::Stream {
+            let t = Instant::now();
+            let upper = self
+                .hello
+                .env
+                .as_ref()
+                .map(|e| e.upper.clone())
+                .unwrap_or_default();
+            self.result.layer_bytes = super::layer::send(&mut self.session.tx, upper.as_ref())
+                .map_err(|e| format!("{e} (to {})", self.req.to))?;
+            self.result.layer_ms = ms(t.elapsed());
+        }
+        let t = Instant::now();
+        self.result.image_bytes = self.send(&dir).map_err(net)?;
+        self.session.tx.send(Kind::Commit, b"").map_err(net)?;
+        self.result.send_ms = ms(t.elapsed());
+        drop(staging);
+        self.confirm(barrier.freeze, frozen_at)
+    }
+
+    /// Ready, Go, Running.
+    fn confirm(&mut self, freeze: Duration, frozen_at: Instant) -> Result<(), String> {
+        let to = self.req.to.clone();
+        let lost = |e: isotrace_checkpoint::stream::Error| match e {
+            isotrace_checkpoint::stream::Error::Peer(why) => {
+                format!("the receiver at {to} could not start the copy: {why}")
+            }
+            e => format!("the receiver at {to} did not confirm the copy: {e}"),
+        };
+        let ready: Confirmed = self.session.rx.expect_json(Kind::Ready).map_err(lost)?;
+        self.session.tx.send(Kind::Go, b"").map_err(lost)?;
+        let running: Confirmed = self.session.rx.expect_json(Kind::Running).map_err(|e| {
+            format!(
+                "{}; the receiver was told to start the copy, so it may be running there as well",
+                lost(e)
+            )
+        })?;
+        self.result.downtime_ms = ms(freeze + frozen_at.elapsed());
+        self.result.restore_ms = ready.restore_ms.max(running.restore_ms);
+        self.result.dest_pids = running.pids;
+        self.result.notes.extend(running.notes);
+        Ok(())
+    }
+}
+
+fn stop_name(stop: StopKind) -> String {
+    match stop {
+        StopKind::Interrupt => "interrupt".into(),
+        StopKind::GroupStop(sig) => {
+            let name = nix::sys::signal::Signal::try_from(sig).map_or("?", |s| s.as_str());
+            format!("group-stop {name}")
+        }
+        StopKind::NewChild => "new-child".into(),
+        StopKind::SyscallEntry => "syscall-entry".into(),
+    }
+}
+
+/// The threads at the barrier as the dump takes them (as the checkpoint
+/// op does).
+fn threads(barrier: &Barrier) -> Vec<StoppedThread> {
+    barrier
+        .tasks
+        .iter()
+        .map(|t| StoppedThread {
+            pid: t.pid,
+            tid: t.tid,
+            state: "t".into(),
+            stop: stop_name(t.stop),
+            deliver: 0,
+            at_syscall_entry: t.stop == StopKind::SyscallEntry,
+        })
+        .collect()
+}
+
+impl BarrierJob for MigrateJob {
+    fn at_barrier(&mut self, barrier: Result<&Barrier, &isotrace_tracer::Error>) -> AfterFreeze {
+        let frozen_at = Instant::now();
+        let outcome = match barrier {
+            Ok(b) if b.tasks.is_empty() => Err("the group has no process left".to_string()),
+            Ok(b) => {
+                self.result.freeze_ms = ms(b.freeze);
+                self.run(b, frozen_at)
+            }
+            Err(e) => Err(format!("cannot freeze the group: {e}")),
+        };
+        match outcome {
+            Ok(()) if self.req.purpose == "clone" => AfterFreeze::Resume,
+            Ok(()) => {
+                self.result.source_released = true;
+                AfterFreeze::Kill
+            }
+            Err(why) => {
+                // Best effort: a dead link must not hold the group longer.
+                let _ = self
+                    .session
+                    .tx
+                    .get_ref()
+                    .set_write_timeout(Some(Duration::from_secs(1)));
+                self.session.fail(Kind::Abort, &why);
+                self.error = Some(why);
+                AfterFreeze::Resume
+            }
+        }
+    }
+
+    fn finish(mut self: Box<Self>, _frozen: Duration) {
+        self.result.bytes_sent = self.session.tx.sent;
+        self.result.total_ms = ms(self.started.elapsed());
+        let answer = match self.error.take() {
+            Some(why) => Err(format!("{why}; the group runs on where it was")),
+            None => Ok(self.result.clone()),
+        };
+        let _ = self.reply.send(answer);
+    }
+}

@@ -1,0 +1,308 @@
+//! `isotrace receive`: one migration or clone stream, from the handshake to
+//! the copy running (checkpoint/STREAM.md for the frames).
+//!
+//! Nothing of the image touches a disk: sections land in a tmpfs staging
+//! directory (see `api::migrate::staging`) and are checked against the
+//! manifest's SHA-256s as they are written (`stream::transfer`). The environment's layer is
+//! unpacked into a staged environment that gets its name only when the
+//! whole stream arrived. Any failure (a bad tag, a cut stream, a restore
+//! that refuses) removes what was made and tells the source, which resumes.
+
+use super::layer;
+use super::start;
+use isotrace::api::migrate::staging::Staging;
+use isotrace_checkpoint::model::ProcessTree;
+use isotrace_checkpoint::stream::handshake::{incompatibility, local_cpu_flags};
+use isotrace_checkpoint::stream::pages::PageStore;
+use isotrace_checkpoint::stream::{local_xcr0, transfer, Accept, EnvPlan, Hello, Kind, Session};
+use isotrace_idb::Store;
+use serde_json::json;
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// How long the source may go quiet (it dumps while we wait).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// `receive --env NAME` / `migrate --to-env NAME`.
+    pub env: Option<String>,
+}
+
+/// A copy that runs.
+#[derive(Debug, serde::Serialize)]
+pub struct Received {
+    pub purpose: String,
+    pub group: String,
+    pub from: String,
+    pub env: Option<String>,
+    pub env_plan: String,
+    pub pids: Vec<i32>,
+    pub restore_ms: f64,
+    pub notes: Vec<String>,
+}
+
+/// This CPU as the compatibility check sees it. ISOTRACE_FAULT=
+/// receiver-lacks-avx512 is a test hook (not a user feature): it hides the
+/// AVX-512 state components (XCR0 bits 5-7) and flags, so the refusal of a
+/// group from a CPU with more features can be tested on one machine.
+fn local_cpu() -> (u64, Vec<String>) {
+    let (mut xcr0, mut flags) = (local_xcr0(), local_cpu_flags());
+    if std::env::var("ISOTRACE_FAULT").as_deref() == Ok("receiver-lacks-avx512") {
+        xcr0 &= !0xe0;
+        flags.retain(|f| !f.starts_with("avx512"));
+    }
+    (xcr0, flags)
+}
+
+fn store() -> Result<Store, String> {
+    let home = crate::envs::home().map_err(|(_, why)| why)?;
+    Store::open(&home).map_err(|e| e.to_string())
+}
+
+/// Where the group's environment comes from on this host.
+fn plan_env(hello: &Hello, opts: &Options) -> Result<(EnvPlan, Option<String>), String> {
+    let Some(offer) = &hello.env else {
+        if let Some(name) = opts.env.as_ref().or(hello.dest_env.as_ref()) {
+            return Err(format!(
+                "group {} runs without isolation, so it cannot be put in environment {name}",
+                hello.group
+            ));
+        }
+        return Ok((EnvPlan::None, None));
+    };
+    let name = opts
+        .env
+        .clone()
+        .or_else(|| hello.dest_env.clone())
+        .unwrap_or_else(|| offer.name.clone());
+    let store = store()?;
+    let here = isotrace::api::rundir::canonical(store.home());
+    if let Ok(env) = store.get(&name) {
+        let upper = isotrace::api::rundir::canonical(&env.upper());
+        let same = name == offer.name
+            && upper == Path::new(&offer.upper)
+            && here == Path::new(&offer.home);
+        if same && hello.purpose == "clone" {
+            return Err(format!(
+                "a clone needs an environment of its own, and {name} is the group's own (choose another with --env or --to-env)"
+            ));
+        }
+        if same {
+            return Ok((EnvPlan::Shared, Some(name)));
+        }
+        return Err(format!(
+            "environment {name} already exists here ({}); the group's layer would replace it (choose another with --env)",
+            store.home().display()
+        ));
+    }
+    Ok((EnvPlan::Stream, Some(name)))
+}
+
+/// Handles one connection. Err: why no copy runs (the source was told).
+pub fn serve_one(conn: TcpStream, token: &[u8], opts: &Options) -> Result<Received, String> {
+    let from = conn.peer_addr().map_or("?".into(), |a| a.to_string());
+    let _ = conn.set_read_timeout(Some(IDLE_TIMEOUT));
+    let (mut s, hello) =
+        Session::accept(conn, token).map_err(|e| format!("stream from {from}: {e}"))?;
+    let (xcr0, flags) = local_cpu();
+    let planned = match incompatibility(&hello, xcr0, &flags) {
+        Some(why) => Err(why),
+        None => plan_env(&hello, opts),
+    };
+    let (plan, env) = match planned {
+        Ok(p) => p,
+        Err(why) => {
+            s.fail(Kind::Refuse, &why);
+            return Err(format!("refused group {} from {from}: {why}", hello.group));
+        }
+    };
+    let host = nix::sys::utsname::uname()
+        .map(|u| u.nodename().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let accept = Accept {
+        host,
+        xcr0,
+        env_plan: plan,
+        dest_env: env.clone(),
+    };
+    s.tx.send_json(Kind::Accept, &accept)
+        .map_err(|e| format!("stream from {from}: {e}"))?;
+    let received = Received {
+        purpose: hello.purpose.clone(),
+        group: hello.group.clone(),
+        from: from.clone(),
+        env,
+        env_plan: serde_json::to_value(plan)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
+        pids: Vec::new(),
+        restore_ms: 0.0,
+        notes: Vec::new(),
+    };
+    match run(&mut s, &hello, received) {
+        Ok(r) => Ok(r),
+        Err(why) => {
+            s.fail(Kind::Failed, &why);
+            Err(format!("group {} from {from}: {why}", hello.group))
+        }
+    }
+}
+
+/// After Accept: layer, image, restore, Ready/Go/Running.
+fn run(s: &mut Session, hello: &Hello, mut r: Received) -> Result<Received, String> {
+    let net = |e: isotrace_checkpoint::stream::Error| e.to_string();
+    let staging = Staging::new().map_err(|e| format!("staging the image: {e}"))?;
+    let held = pre_copied(s, &staging)?;
+    let staged = match (&r.env, r.env_plan.as_str()) {
+        (Some(name), "stream") => {
+            let staged = store()?.stage(name).map_err(|e| e.to_string())?;
+            layer::receive(&mut s.rx, &staged)?;
+            Some(staged)
+        }
+        _ => None,
+    };
+    let dir = staging.dir.join("image");
+    std::fs::create_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut image = transfer::recv_image(&mut s.rx, &dir, held.as_ref())
+        .map_err(|e| format!("the received image: {e}"))?;
+    s.rx.expect(Kind::Commit).map_err(net)?;
+    let t = Instant::now();
+    let mut placed = None;
+    if let Some(staged) = staged {
+        let env = staged.commit().map_err(|e| e.to_string())?;
+        if let Some(offer) = &hello.env {
+            translate(&mut image.tree, &offer.upper, &env.upper());
+        }
+        placed = Some(env.name().to_string());
+        r.notes.push(format!(
+            "environment {} made durable (syncfs) in {:.1} ms",
+            env.name(),
+            t.elapsed().as_secs_f64() * 1000.0
+        ));
+    }
+    drop(image);
+    // The copy runs under a supervisor of its own, in its environment,
+    // as the group it was (restore.rs --control); the staging area holds
+    // the image and the control FIFOs until it runs.
+    let env = placed.clone().or_else(|| r.env.clone());
+    let copy = start::supervised(&dir, env.as_deref());
+    let mut copy = copy.inspect_err(|_| forget_env(placed.as_deref()))?;
+    r.restore_ms = t.elapsed().as_secs_f64() * 1000.0;
+    r.pids = copy.pids.clone();
+    go(s, &mut copy, &r).inspect_err(|_| forget_env(placed.as_deref()))?;
+    drop(staging);
+    Ok(r)
+}
+
+/// The pages pre-copy sends while the source still runs, if it does.
+fn pre_copied(s: &mut Session, staging: &Staging) -> Result<Option<PageStore>, String> {
+    let mut store: Option<PageStore> = None;
+    loop {
+        let frame = s.rx.recv().map_err(|e| e.to_string())?;
+        if frame.kind != Kind::PrePages {
+            s.rx.unread(frame);
+            return Ok(store);
+        }
+        let st = match &mut store {
+            Some(st) => st,
+            None => store.insert(PageStore::new(&staging.dir).map_err(|e| e.to_string())?),
+        };
+        st.put(&frame.payload).map_err(|e| e.to_string())?;
+    }
+}
+
+/// Ready, wait for Go, let the copy run, Running.
+fn go(s: &mut Session, copy: &mut start::Supervised, r: &Received) -> Result<(), String> {
+    let ready = json!({ "pids": r.pids, "restore_ms": r.restore_ms });
+    let sent = s.tx.send_json(Kind::Ready, &ready);
+    if let Err(e) = sent.and_then(|()| s.rx.expect(Kind::Go).map(drop)) {
+        copy.kill();
+        return Err(format!(
+            "the source did not confirm ({e}); the copy was removed"
+        ));
+    }
+    if let Err(why) = copy.go() {
+        copy.kill();
+        return Err(why);
+    }
+    let running = json!({ "pids": r.pids, "restore_ms": r.restore_ms, "notes": r.notes });
+    // The copy runs now: if this last word is lost, the source cannot tell
+    // and resumes too (it says so).
+    let _ = s.tx.send_json(Kind::Running, &running);
+    Ok(())
+}
+
+/// Removes an environment this stream created, when its copy never ran.
+fn forget_env(name: Option<&str>) {
+    if let (Some(name), Ok(store)) = (name, store()) {
+        let _ = store.remove(name);
+    }
+}
+
+/// Paths under the source's private layer (what the kernel showed for the
+/// group's fds, cwd, exe and file mappings) become the same paths under
+/// the destination's layer, where the stream just put those files.
+pub fn translate(tree: &mut ProcessTree, from: &str, to: &Path) {
+    let to = isotrace::api::rundir::canonical(to);
+    let swap = |p: &mut String| {
+        let rest = match p.strip_prefix(from) {
+            Some(rest) if rest.is_empty() || rest.starts_with('/') => rest.to_string(),
+            _ => return,
+        };
+        *p = format!("{}{rest}", to.display());
+    };
+    for proc in &mut tree.processes {
+        proc.fds.iter_mut().for_each(|f| swap(&mut f.target));
+        proc.vmas.iter_mut().for_each(|v| swap(&mut v.path));
+        for p in [&mut proc.cwd, &mut proc.exe].into_iter().flatten() {
+            swap(p);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use isotrace_checkpoint::model::{FdEntry, Process, Vma};
+
+    #[test]
+    fn paths_in_the_source_layer_move_to_the_new_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let to = tmp.path().join("upper");
+        std::fs::create_dir(&to).unwrap();
+        let fd = |target: &str| FdEntry {
+            target: target.into(),
+            ..Default::default()
+        };
+        let mut tree = ProcessTree {
+            root: 1,
+            processes: vec![Process {
+                pid: 1,
+                cwd: Some("/h/envs/a/upper/tmp".into()),
+                exe: Some("/usr/bin/python3".into()),
+                fds: vec![
+                    fd("/h/envs/a/upper/tmp/out"),
+                    fd("/h/envs/a/upperx"),
+                    fd("pipe:[7]"),
+                ],
+                vmas: vec![Vma {
+                    path: "/h/envs/a/upper/lib.so".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        translate(&mut tree, "/h/envs/a/upper", &to);
+        let p = &tree.processes[0];
+        let to = to.display();
+        assert_eq!(p.cwd.as_deref(), Some(format!("{to}/tmp").as_str()));
+        assert_eq!(p.exe.as_deref(), Some("/usr/bin/python3"));
+        let targets: Vec<&str> = p.fds.iter().map(|f| f.target.as_str()).collect();
+        assert_eq!(targets[0], format!("{to}/tmp/out"));
+        assert_eq!(&targets[1..], ["/h/envs/a/upperx", "pipe:[7]"]);
+        assert_eq!(p.vmas[0].path, format!("{to}/lib.so"));
+    }
+}

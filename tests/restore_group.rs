@@ -1,0 +1,300 @@
+//! Issue #5 with #3/#4: a group checkpoint restores as a group, under a
+//! supervisor, in its environment. The restored program's writes still
+//! land in the env's private layer (never on the host), it runs under the
+//! seccomp filter, the group answers its API (ps, checkpoint) and can be
+//! checkpointed and restored again; `--env` restores into another env,
+//! where the program's open file is reopened from that env's layer.
+
+mod common;
+
+use common::{guest, path_str, wait_until, Iso};
+use std::fs;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// A background isotrace (run or restore), SIGKILLed if the test ends
+/// first; its tracees die with it (PTRACE_O_EXITKILL).
+struct Bg(Child);
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One test's world: an Iso (ISOTRACE_HOME, host dir) plus its own
+/// XDG_RUNTIME_DIR, so groups never meet another test's.
+struct World {
+    iso: Iso,
+}
+
+impl World {
+    fn new() -> World {
+        let iso = Iso::new();
+        fs::create_dir(iso.root().join("run")).unwrap();
+        World { iso }
+    }
+
+    fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = self.iso.command(args);
+        cmd.env("XDG_RUNTIME_DIR", self.iso.root().join("run"))
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn isotrace(&self, args: &[&str]) -> common::Run {
+        self.iso.execute(self.command(args))
+    }
+
+    fn background(&self, args: &[&str]) -> Bg {
+        let child = self
+            .command(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn isotrace");
+        Bg(child)
+    }
+
+    fn socket(&self, group: &str) -> PathBuf {
+        self.iso
+            .root()
+            .join("run/isotrace")
+            .join(format!("{group}.sock"))
+    }
+
+    fn wait_group(&self, group: &str) {
+        let sock = self.socket(group);
+        wait_until(&format!("group {group}'s socket"), WAIT, || {
+            UnixStream::connect(&sock).is_ok()
+        });
+    }
+}
+
+/// "ok 1" .. "ok N" exactly, in the file at `path`; returns N.
+fn counted(path: &Path) -> u64 {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let mut n = 0;
+    for line in text.lines() {
+        n += 1;
+        assert_eq!(
+            line,
+            format!("ok {n}"),
+            "line {n} of {}:\n{text}",
+            path.display()
+        );
+    }
+    n
+}
+
+/// Starts rst_counter in env `env` as group `group`, writing to the
+/// public path host/out; returns the supervisor and where the private
+/// copy of out is.
+fn start(w: &World, env: &str, group: &str) -> (Bg, PathBuf) {
+    let exe = guest("rst_counter");
+    let out = w.iso.host().join("out");
+    let pid = w.iso.host().join("pid");
+    let bg = w.background(&[
+        "run",
+        "--env",
+        env,
+        "--group",
+        group,
+        "--",
+        path_str(&exe),
+        path_str(&out),
+        path_str(&pid),
+    ]);
+    let private = w.iso.upper(env).join(out.strip_prefix("/").unwrap());
+    wait_until("3 lines of output in the env", WAIT, || {
+        counted(&private) >= 3
+    });
+    w.wait_group(group);
+    (bg, private)
+}
+
+/// The status of the restored root, as the restore reports it.
+fn restored_pid(run: &common::Run) -> i32 {
+    run.stderr_str()
+        .lines()
+        .find_map(|l| l.split(" as pid ").nth(1))
+        .and_then(|p| p.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no restored pid:\n{}", run.describe()))
+}
+
+fn seccomp_mode(pid: i32) -> Option<String> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Seccomp:"))
+        .map(|m| m.trim().to_string())
+}
+
+/// Checkpoint-terminate, then `restore` (detached): the group is back in
+/// env e1 under a supervisor, with the seccomp filter, its writes go on in
+/// the private layer and never reach the host, `ps` lists it, and a second
+/// checkpoint/restore cycle works too.
+#[test]
+fn group_restores_in_its_env_under_a_supervisor() {
+    let w = World::new();
+    let (mut bg, private) = start(&w, "e1", "g1");
+    let img = w.iso.root().join("img");
+    w.isotrace(&["checkpoint", "g1", "-o", path_str(&img)])
+        .assert_exit(0);
+    let _ = bg.0.wait();
+    assert!(
+        img.join("supervisor.json").exists(),
+        "the image has no supervisor state"
+    );
+    let at = counted(&private);
+
+    let run = w.isotrace(&["restore", path_str(&img), "--detach", "--new-pids"]);
+    run.assert_exit(0);
+    let err = run.stderr_str();
+    assert!(err.contains("group g1") && err.contains("env e1"), "{err}");
+    let pid = restored_pid(&run);
+    wait_until("the restored counter to go on", WAIT, || {
+        counted(&private) >= at + 3
+    });
+    assert_eq!(
+        seccomp_mode(pid).as_deref(),
+        Some("2"),
+        "restored pid {pid} is not filtered"
+    );
+    assert!(
+        !w.iso.host().join("out").exists(),
+        "the restored program wrote to the host"
+    );
+    let ps = w.isotrace(&["ps", "--json"]);
+    ps.assert_exit(0);
+    assert!(ps.stdout_str().contains("\"g1\""), "{}", ps.describe());
+
+    // Again: the restored group is a group like any other.
+    let img2 = w.iso.root().join("img2");
+    w.isotrace(&["checkpoint", "g1", "-o", path_str(&img2)])
+        .assert_exit(0);
+    wait_until("the restored group to end", WAIT, || {
+        seccomp_mode(pid).is_none()
+    });
+    let at = counted(&private);
+    let run = w.isotrace(&["restore", path_str(&img2), "--detach", "--new-pids"]);
+    run.assert_exit(0);
+    let pid = restored_pid(&run);
+    wait_until("the twice-restored counter to go on", WAIT, || {
+        counted(&private) >= at + 3
+    });
+    // SAFETY: kill(2) of the process this test restored.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+}
+
+/// `restore --env e2 --group g2`: the group comes back in another env.
+/// Its output file had been copied up in e1 only, so e2 first gets a copy
+/// of e1's layer (`env copy`), as a migration to another env does; the
+/// restored program then writes into e2's copy while e1's stays as it was.
+#[test]
+fn restore_into_another_env() {
+    let w = World::new();
+    let (mut bg, private1) = start(&w, "e1", "g1");
+    let img = w.iso.root().join("img");
+    w.isotrace(&["checkpoint", "g1", "-o", path_str(&img)])
+        .assert_exit(0);
+    let _ = bg.0.wait();
+    let at = counted(&private1);
+    w.isotrace(&["env", "copy", "e1", "e2"]).assert_exit(0);
+
+    let run = w.isotrace(&[
+        "restore",
+        path_str(&img),
+        "--env",
+        "e2",
+        "--group",
+        "g2",
+        "--detach",
+        "--new-pids",
+    ]);
+    run.assert_exit(0);
+    let pid = restored_pid(&run);
+    let private2 = w
+        .iso
+        .upper("e2")
+        .join(private1.strip_prefix(w.iso.upper("e1")).unwrap());
+    wait_until("the counter to go on in e2", WAIT, || {
+        counted(&private2) >= at + 3
+    });
+    assert_eq!(
+        counted(&private1),
+        at,
+        "e1's copy changed after the restore into e2"
+    );
+    // SAFETY: kill(2) of the process this test restored.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+}
+
+/// A group name that is taken is refused before anything is restored.
+#[test]
+fn a_running_group_name_is_refused() {
+    let w = World::new();
+    let (_bg, _) = start(&w, "e1", "g1");
+    let img = w.iso.root().join("img");
+    w.isotrace(&["checkpoint", "g1", "-o", path_str(&img), "--leave-running"])
+        .assert_exit(0);
+    let run = w.isotrace(&["restore", path_str(&img), "--new-pids"]);
+    run.assert_exit(125);
+    assert!(run.stderr_str().contains("--group"), "{}", run.describe());
+}
+
+/// A `--rm` group's checkpoint keeps its throwaway env (the image needs
+/// it); the restored group is throwaway again: when it exits, the env goes.
+#[test]
+fn a_throwaway_group_keeps_its_env_for_its_checkpoint() {
+    let w = World::new();
+    let exe = guest("rst_counter");
+    let out = w.iso.host().join("out");
+    let pid = w.iso.host().join("pid");
+    let mut bg = w.background(&[
+        "run",
+        "--rm",
+        "--group",
+        "t1",
+        "--",
+        path_str(&exe),
+        path_str(&out),
+        path_str(&pid),
+        "40",
+    ]);
+    w.wait_group("t1");
+    let envs = || -> Vec<String> {
+        let run = w.isotrace(&["env", "list"]);
+        run.stdout_str()
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|n| n.starts_with("rm-"))
+            .map(str::to_string)
+            .collect()
+    };
+    wait_until("the throwaway env", WAIT, || envs().len() == 1);
+    let env = envs().remove(0);
+    let private = w.iso.upper(&env).join(out.strip_prefix("/").unwrap());
+    wait_until("3 lines of output", WAIT, || counted(&private) >= 3);
+    let img = w.iso.root().join("img");
+    w.isotrace(&["checkpoint", "t1", "-o", path_str(&img)])
+        .assert_exit(0);
+    let _ = bg.0.wait();
+    assert_eq!(
+        envs(),
+        vec![env.clone()],
+        "the throwaway env went with its group"
+    );
+    // Not detached: the restored counter exits 7 at 40, and so does restore.
+    let run = w.isotrace(&["restore", path_str(&img), "--new-pids"]);
+    assert_eq!(run.status.shell_code(), 7, "{}", run.describe());
+    assert!(
+        envs().is_empty(),
+        "the restored throwaway group left its env behind"
+    );
+}
