@@ -10,7 +10,9 @@
 
 use super::cow::CowChild;
 use super::procfs::{creds, hex_field, parse_limits, parse_maps, parse_stat, parse_status, Stat};
-use super::{dump_process, fds, inject_fault, memory, pipes, precheck, thread, thread_extra};
+use super::{
+    dump_process, fds, inject_fault, memory, pipes, precheck, thread, thread_extra, unix_pairs,
+};
 use super::{Dumped, Frozen, Options, ProcDir, Summary, STOPPED_LIMITATIONS};
 use crate::error::{Error, Result};
 use crate::image::{codec, Image, ImageWriter, Kind};
@@ -136,6 +138,7 @@ pub fn take(pid: i32, dir: &Path, opts: &Options) -> Result<Taken> {
         writer.write_section(thread_extra::SECTION, &codec::encode(&extras)?)?;
     }
     pipes::write(&tree, &mut writer)?;
+    unix_pairs::write(&tree, &mut writer)?;
     let (method, limitations) = method_of(&record);
     record.total_us = us(t0.elapsed());
     let json = serde_json::to_vec_pretty(&record).expect("a Record always serializes");
