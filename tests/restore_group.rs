@@ -298,3 +298,61 @@ fn a_throwaway_group_keeps_its_env_for_its_checkpoint() {
         "the restored throwaway group left its env behind"
     );
 }
+
+/// A shell pipeline (three processes joined by a pipe, forking `sleep`
+/// every round) in env e1: checkpointed, then restored as a group under a
+/// supervisor with its pids. The restored processes run under the filter,
+/// and each `>>` they open is still redirected into the env: the host
+/// never gets the file.
+#[test]
+fn a_pipeline_restores_isolated_with_its_pids() {
+    let w = World::new();
+    let out = w.iso.host().join("piped");
+    let script = format!(
+        "i=0; while :; do i=$((i+1)); echo $i; sleep 0.05; done | \
+         while read n; do echo \"ok $n\" >> {}; done",
+        out.display()
+    );
+    let mut bg = w.background(&[
+        "run", "--env", "e1", "--group", "p1", "--", "/bin/sh", "-c", &script,
+    ]);
+    let private = w.iso.upper("e1").join(out.strip_prefix("/").unwrap());
+    wait_until("the pipeline to count", WAIT, || counted(&private) >= 5);
+    w.wait_group("p1");
+    let img = w.iso.root().join("img");
+    w.isotrace(&["checkpoint", "p1", "-o", path_str(&img)])
+        .assert_exit(0);
+    let _ = bg.0.wait();
+    let image = isotrace_checkpoint::Image::open(&img).unwrap();
+    assert!(
+        image.tree.processes.len() >= 3,
+        "{} processes",
+        image.tree.processes.len()
+    );
+    let at = counted(&private);
+    let run = w.isotrace(&["restore", path_str(&img), "--detach"]);
+    run.assert_exit(0);
+    let pid = restored_pid(&run);
+    wait_until("the restored pipeline to count on", WAIT, || {
+        counted(&private) >= at + 5
+    });
+    assert!(!out.exists(), "the restored pipeline wrote to the host");
+    assert_eq!(seccomp_mode(pid).as_deref(), Some("2"));
+    let nspid = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:").map(str::to_string))
+        .unwrap_or_default();
+    let inner: i32 = nspid
+        .split_whitespace()
+        .last()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        image.tree.processes.iter().any(|p| p.pid == inner),
+        "the restored root's pid in its namespace ({nspid}) is not one of the image's"
+    );
+    // SAFETY: kill(2) of the process this test restored; its supervisor
+    // and the rest of the pipeline end with it.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+}
