@@ -352,7 +352,23 @@ fn a_pipeline_restores_isolated_with_its_pids() {
         image.tree.processes.iter().any(|p| p.pid == inner),
         "the restored root's pid in its namespace ({nspid}) is not one of the image's"
     );
-    // SAFETY: kill(2) of the process this test restored; its supervisor
-    // and the rest of the pipeline end with it.
-    unsafe { libc::kill(pid, libc::SIGKILL) };
+    // The restored supervisor: its tracees die with it (PTRACE_O_EXITKILL),
+    // the whole pipeline included.
+    let sup: i32 = run
+        .stderr_str()
+        .split("supervisor pid ")
+        .nth(1)
+        .and_then(|r| {
+            r.trim_end_matches(|c: char| !c.is_ascii_digit())
+                .split(')')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no supervisor pid:\n{}", run.describe()));
+    // SAFETY: kill(2) of the supervisor this test's restore started.
+    unsafe { libc::kill(sup, libc::SIGKILL) };
+    wait_until("the pipeline to end with its supervisor", WAIT, || {
+        seccomp_mode(pid).is_none()
+    });
 }
