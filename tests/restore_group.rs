@@ -372,3 +372,51 @@ fn a_pipeline_restores_isolated_with_its_pids() {
         seccomp_mode(pid).is_none()
     });
 }
+
+/// After a same-pid restore, /proc/PID (PID as the program sees it, from
+/// $$) is the program itself: the restore's pid namespace has a procfs of
+/// its own (a new mount namespace), not the host's, where that pid is
+/// someone else's or nobody's. (Trace-only group: under isolation the
+/// supervisor walks /proc in the host's namespace; see README.)
+#[test]
+fn proc_of_its_own_pid_is_itself_after_restore() {
+    let w = World::new();
+    let out = w.iso.host().join("procself");
+    let script = format!(
+        "while :; do c=$(cat /proc/$$/comm 2>/dev/null || echo none); \
+         echo \"$$ $c\" >> {}; sleep 0.05; done",
+        out.display()
+    );
+    let mut bg = w.background(&[
+        "run",
+        "--no-isolation",
+        "--group",
+        "p2",
+        "--",
+        "/bin/sh",
+        "-c",
+        &script,
+    ]);
+    let lines = || fs::read_to_string(&out).unwrap_or_default().lines().count();
+    wait_until("a few lines", WAIT, || lines() >= 3);
+    w.wait_group("p2");
+    let img = w.iso.root().join("img");
+    w.isotrace(&["checkpoint", "p2", "-o", path_str(&img)])
+        .assert_exit(0);
+    let _ = bg.0.wait();
+    let before = lines();
+    let run = w.isotrace(&["restore", path_str(&img), "--detach"]);
+    run.assert_exit(0);
+    let pid = restored_pid(&run);
+    wait_until("lines from the restored shell", WAIT, || {
+        lines() >= before + 3
+    });
+    let text = fs::read_to_string(&out).unwrap();
+    let last = text.lines().last().unwrap().to_string();
+    let first = text.lines().next().unwrap().to_string();
+    assert_eq!(last, first, "before and after the restore:\n{text}");
+    assert!(!last.ends_with(" none"), "{text}");
+    // SAFETY: kill(2) of the shell this test restored (a single process
+    // between its `cat`s and `sleep`s, whose children end with it).
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+}

@@ -53,7 +53,8 @@ pub fn root_vessel(same_pids: bool, root_pid: i32, new_session: bool) -> Result<
         return Ok(root);
     }
     let rootless = nix::unistd::geteuid().as_raw() != 0;
-    let mut flags = libc::CLONE_NEWPID as u64;
+    // A mount namespace too, for a procfs of the new pid namespace.
+    let mut flags = (libc::CLONE_NEWPID | libc::CLONE_NEWNS) as u64;
     if rootless {
         flags |= libc::CLONE_NEWUSER as u64;
     }

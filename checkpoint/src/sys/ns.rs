@@ -145,6 +145,9 @@ pub fn clone_ns_child(flags: u64, role: NsChild) -> Result<NsHandle> {
             // SAFETY: leaving the child without running any destructor.
             unsafe { libc::_exit(127) };
         }
+        if flags & libc::CLONE_NEWNS as u64 != 0 {
+            own_proc();
+        }
         match role {
             NsChild::Vessel => {
                 // SAFETY: raw syscalls in the child, then _exit.
@@ -170,6 +173,37 @@ pub fn clone_ns_child(flags: u64, role: NsChild) -> Result<NsHandle> {
         go: go_wr,
         report: rep_rd,
     })
+}
+
+/// In a new mount namespace: a procfs of the new pid namespace over
+/// /proc, so that /proc/PID names the restored processes by the pids they
+/// see (getpid(2)) rather than the host's. Mounts are made private first
+/// so that nothing propagates back to the host's namespace
+/// (mount_namespaces(7)). Best effort: without it /proc stays the host's.
+fn own_proc() {
+    let root = c"/";
+    let proc_ = c"/proc";
+    let fstype = c"proc";
+    // SAFETY: mount(2) with NUL-terminated literals and null data, in the
+    // child, before any other thread exists.
+    unsafe {
+        if libc::mount(
+            std::ptr::null(),
+            root.as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ) == 0
+        {
+            libc::mount(
+                fstype.as_ptr(),
+                proc_.as_ptr(),
+                fstype.as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                std::ptr::null(),
+            );
+        }
+    }
 }
 
 /// The namespace's init: clones the root vessel with pid `root` (which
