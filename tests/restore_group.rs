@@ -420,3 +420,43 @@ fn proc_of_its_own_pid_is_itself_after_restore() {
     // between its `cat`s and `sleep`s, whose children end with it).
     unsafe { libc::kill(pid, libc::SIGKILL) };
 }
+
+/// An isolated restored group keeps the host's /proc (its supervisor
+/// resolves /proc there): /proc/self still names each process itself.
+#[test]
+fn proc_self_works_in_an_isolated_restored_group() {
+    let w = World::new();
+    let out = w.iso.host().join("selfcomm");
+    let script = format!(
+        "while :; do c=$(cat /proc/self/comm 2>/dev/null || echo none); \
+         echo \"$c\" >> {}; sleep 0.05; done",
+        out.display()
+    );
+    let mut bg = w.background(&[
+        "run", "--env", "e1", "--group", "p3", "--", "/bin/sh", "-c", &script,
+    ]);
+    let private = w.iso.upper("e1").join(out.strip_prefix("/").unwrap());
+    let lines = || {
+        fs::read_to_string(&private)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    wait_until("a few lines", WAIT, || lines() >= 3);
+    w.wait_group("p3");
+    let img = w.iso.root().join("img");
+    w.isotrace(&["checkpoint", "p3", "-o", path_str(&img)])
+        .assert_exit(0);
+    let _ = bg.0.wait();
+    let before = lines();
+    let run = w.isotrace(&["restore", path_str(&img), "--detach"]);
+    run.assert_exit(0);
+    let pid = restored_pid(&run);
+    wait_until("lines from the restored shell", WAIT, || {
+        lines() >= before + 3
+    });
+    let text = fs::read_to_string(&private).unwrap();
+    assert!(text.lines().all(|l| l == "cat"), "{text}");
+    // SAFETY: kill(2) of the shell this test restored.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+}

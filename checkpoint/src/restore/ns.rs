@@ -41,8 +41,9 @@ pub struct Root {
 /// namespace with pid `root_pid`. With `new_session` the namespace's init
 /// leads a session of its own, out of the restorer's process group (whose
 /// end, or a terminal's job control, must not kill the namespace).
-pub fn root_vessel(same_pids: bool, root_pid: i32, new_session: bool) -> Result<Root> {
-    if !same_pids {
+pub fn root_vessel(opts: &super::Options, root_pid: i32) -> Result<Root> {
+    let new_session = opts.new_session;
+    if !opts.same_pids {
         let pid = sys::fork_vessel()?;
         let root = Root {
             vessel: pid,
@@ -53,8 +54,11 @@ pub fn root_vessel(same_pids: bool, root_pid: i32, new_session: bool) -> Result<
         return Ok(root);
     }
     let rootless = nix::unistd::geteuid().as_raw() != 0;
-    // A mount namespace too, for a procfs of the new pid namespace.
-    let mut flags = (libc::CLONE_NEWPID | libc::CLONE_NEWNS) as u64;
+    let mut flags = libc::CLONE_NEWPID as u64;
+    if !opts.host_proc {
+        // A mount namespace too, for a procfs of the new pid namespace.
+        flags |= libc::CLONE_NEWNS as u64;
+    }
     if rootless {
         flags |= libc::CLONE_NEWUSER as u64;
     }
