@@ -74,9 +74,9 @@ fn attach(args: &AttachArgs) -> Result<i32, Failure> {
     };
     let mut claim = Claim::new(info).map_err(|e| (EXIT_USAGE, e.to_string()))?;
     claim.set_checkpoint_root(crate::envs::home().ok().map(|h| h.join("checkpoints")));
-    let mut trace = TracePolicy::new(args.trace, args.trace_file.as_deref())
+    let mut trace = TracePolicy::new(args.out.trace, args.out.trace_file.as_deref())
         .map_err(|e| (EXIT_USAGE, format!("--trace-file: {e}")))?;
-    if args.report.is_some() {
+    if args.out.report.is_some() {
         trace.report = Some(crate::report::Report::new());
     }
     let filter = filter::build(
@@ -90,7 +90,7 @@ fn attach(args: &AttachArgs) -> Result<i32, Failure> {
         .map_err(|e| (EXIT_USAGE, format!("attach {pid}: {e}")))?;
     eprintln!("isotrace: attached to pid {pid} (group {group})");
     let opts = SuperviseOpts {
-        stats: args.stats,
+        stats: args.out.stats,
         every: None,
         state: SupervisorState {
             version: VERSION,
@@ -105,7 +105,7 @@ fn attach(args: &AttachArgs) -> Result<i32, Failure> {
         Outcome::Exited(how) => how.shell_status(),
         Outcome::NotStarted(_) => 1,
     };
-    if let (Some(file), Some(report)) = (&args.report, trace.report.take()) {
+    if let (Some(file), Some(report)) = (&args.out.report, trace.report.take()) {
         report
             .write(file, &command, None, code)
             .map_err(|e| (EXIT_USAGE, format!("--report {}: {e}", file.display())))?;

@@ -39,20 +39,13 @@ pub struct RunArgs {
     /// is $XDG_RUNTIME_DIR/isotrace/NAME.sock (docs/API.md).
     #[arg(long, value_name = "NAME")]
     pub group: Option<String>,
-    /// Print every trapped syscall strace-style to stderr.
-    #[arg(long)]
-    pub trace: bool,
-    /// Write the --trace lines to FILE instead of stderr (implies --trace).
-    #[arg(long, value_name = "FILE")]
-    pub trace_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub out: TraceFlags,
     /// With an environment: when the group exits, print what it changed
     /// (`env diff` lines: A/M/D PATH) to stderr, before a --rm environment
     /// is deleted.
     #[arg(long, conflicts_with = "no_isolation")]
     pub diff: bool,
-    /// When the group exits, write a JSON access report to FILE.
-    #[arg(long, value_name = "FILE")]
-    pub report: Option<PathBuf>,
     /// Checkpoint the group periodically (e.g. 30s).
     #[arg(long, value_name = "DURATION")]
     pub checkpoint_every: Option<String>,
@@ -62,9 +55,6 @@ pub struct RunArgs {
     /// there and lets the group run on.
     #[arg(long, value_name = "DIR")]
     pub checkpoint_dir: Option<PathBuf>,
-    /// On exit, print the supervisor's counters and peak RSS to stderr.
-    #[arg(long)]
-    pub stats: bool,
     /// The program and its arguments.
     #[arg(last = true, value_name = "CMD")]
     pub cmd: Vec<std::ffi::OsString>,
@@ -272,13 +262,20 @@ pub struct AttachArgs {
     /// The application group's name (default: attach-PID).
     #[arg(long, value_name = "NAME")]
     pub group: Option<String>,
+    #[command(flatten)]
+    pub out: TraceFlags,
+}
+
+/// What a supervised group reports, for `run` and `attach` alike.
+#[derive(Args, Debug, Clone, Default)]
+pub struct TraceFlags {
     /// Print every trapped syscall strace-style to stderr.
     #[arg(long)]
     pub trace: bool,
     /// Write the --trace lines to FILE instead of stderr (implies --trace).
     #[arg(long, value_name = "FILE")]
     pub trace_file: Option<PathBuf>,
-    /// When the process exits, write a JSON access report to FILE.
+    /// When the group exits, write a JSON access report to FILE.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
     /// On exit, print the supervisor's counters and peak RSS to stderr.

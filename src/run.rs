@@ -98,11 +98,11 @@ fn run(args: RunArgs) -> Result<i32, Failure> {
         no_new_privs: !has_cap_sys_admin(),
     };
     let mut trace = TracePolicy::new(
-        args.trace || settings.trace.default,
-        args.trace_file.as_deref(),
+        args.out.trace || settings.trace.default,
+        args.out.trace_file.as_deref(),
     )
     .map_err(|e| (EXIT_USAGE, format!("--trace-file: {e}")))?;
-    if args.report.is_some() {
+    if args.out.report.is_some() {
         trace.report = Some(crate::report::Report::new());
     }
     let env_name = env.as_ref().map(|e| e.name().to_string());
@@ -113,13 +113,13 @@ fn run(args: RunArgs) -> Result<i32, Failure> {
         mode: group.info().mode.clone(),
         env: env_name.clone(),
         upper: env.as_ref().map(|e| e.view.upper().to_path_buf()),
-        trace: args.trace || settings.trace.default,
+        trace: args.out.trace || settings.trace.default,
         rules: env
             .as_ref()
             .and_then(|e| serde_json::from_str(&e.view.rules().to_json()).ok()),
     };
     let sup = SuperviseOpts {
-        stats: args.stats,
+        stats: args.out.stats,
         every,
         state,
     };
@@ -137,7 +137,7 @@ fn run(args: RunArgs) -> Result<i32, Failure> {
         }
     };
     let outcome = outcome?;
-    if let (Some(file), Some(report)) = (&args.report, report) {
+    if let (Some(file), Some(report)) = (&args.out.report, report) {
         let status = match outcome {
             Outcome::Exited(how) => how.shell_status(),
             Outcome::NotStarted(_) => EXIT_NOT_FOUND,
