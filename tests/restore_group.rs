@@ -74,6 +74,14 @@ impl World {
             UnixStream::connect(&sock).is_ok()
         });
     }
+
+    /// Until nobody answers on the group's socket (its supervisor is gone).
+    fn wait_gone(&self, group: &str) {
+        let sock = self.socket(group);
+        wait_until(&format!("group {group} to end"), WAIT, || {
+            UnixStream::connect(&sock).is_err()
+        });
+    }
 }
 
 /// "ok 1" .. "ok N" exactly, in the file at `path`; returns N.
@@ -354,18 +362,7 @@ fn a_pipeline_restores_isolated_with_its_pids() {
     );
     // The restored supervisor: its tracees die with it (PTRACE_O_EXITKILL),
     // the whole pipeline included.
-    let sup: i32 = run
-        .stderr_str()
-        .split("supervisor pid ")
-        .nth(1)
-        .and_then(|r| {
-            r.trim_end_matches(|c: char| !c.is_ascii_digit())
-                .split(')')
-                .next()?
-                .parse()
-                .ok()
-        })
-        .unwrap_or_else(|| panic!("no supervisor pid:\n{}", run.describe()));
+    let sup = supervisor_pid(&run);
     // SAFETY: kill(2) of the supervisor this test's restore started.
     unsafe { libc::kill(sup, libc::SIGKILL) };
     wait_until("the pipeline to end with its supervisor", WAIT, || {
@@ -459,4 +456,50 @@ fn proc_self_works_in_an_isolated_restored_group() {
     assert!(text.lines().all(|l| l == "cat"), "{text}");
     // SAFETY: kill(2) of the shell this test restored.
     unsafe { libc::kill(pid, libc::SIGKILL) };
+}
+
+/// The supervisor pid from a detached restore's line.
+fn supervisor_pid(run: &common::Run) -> i32 {
+    run.stderr_str()
+        .split("supervisor pid ")
+        .nth(1)
+        .and_then(|r| r.split(')').next()?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no supervisor pid:\n{}", run.describe()))
+}
+
+/// The same running group checkpointed five times in a row
+/// (--leave-running), then restored from each image in turn: every one
+/// carries on counting from where it was taken.
+#[test]
+fn five_checkpoints_in_a_row_each_restore() {
+    let w = World::new();
+    let (mut bg, private) = start(&w, "e1", "g5");
+    let mut images = Vec::new();
+    for i in 0..5 {
+        let img = w.iso.root().join(format!("img{i}"));
+        w.isotrace(&["checkpoint", "g5", "-o", path_str(&img), "--leave-running"])
+            .assert_exit(0);
+        images.push(img);
+        let at = counted(&private);
+        wait_until("the group to count on", WAIT, || counted(&private) > at);
+    }
+    let _ = bg.0.kill();
+    let _ = bg.0.wait();
+    for img in &images {
+        let high = counted(&private);
+        let run = w.isotrace(&["restore", path_str(img), "--detach"]);
+        run.assert_exit(0);
+        // counted() checks every line: a restored counter rewrites the
+        // lines after its image's point with the same text, then goes on.
+        wait_until(
+            "the restored counter to pass the highest count",
+            WAIT,
+            || counted(&private) >= high + 2,
+        );
+        let sup = supervisor_pid(&run);
+        // SAFETY: kill(2) of the supervisor this test's restore started;
+        // its tracee dies with it (PTRACE_O_EXITKILL).
+        unsafe { libc::kill(sup, libc::SIGKILL) };
+        w.wait_gone("g5");
+    }
 }
