@@ -585,3 +585,58 @@ fn sqlite_transaction_loop_survives_checkpoint_and_restore() {
     assert_eq!(result(&private), want, "{}", run.describe());
     assert!(!db.exists(), "the database reached the host");
 }
+
+/// A full disk during a checkpoint (a 2 MiB tmpfs, smaller than the
+/// group's memory): the checkpoint fails with the reason, leaves no
+/// image, and the group, which a checkpoint-terminate would have killed,
+/// keeps running.
+#[test]
+fn a_full_disk_fails_the_checkpoint_and_the_group_runs_on() {
+    if !common::is_root() {
+        eprintln!("skipping: mounting a small tmpfs needs root");
+        return;
+    }
+    let w = World::new();
+    let (mut bg, private) = start(&w, "e1", "gf");
+    let small = w.iso.root().join("small");
+    fs::create_dir(&small).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+        .arg(&small)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipping: cannot mount a tmpfs here");
+        return;
+    }
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(small.clone());
+    let img = small.join("img");
+    let run = w.isotrace(&["checkpoint", "gf", "-o", path_str(&img)]);
+    assert_ne!(run.status.shell_code(), 0, "{}", run.describe());
+    assert!(
+        run.stderr_str().contains("No space left on device") || run.stderr_str().contains("ENOSPC"),
+        "{}",
+        run.describe()
+    );
+    assert!(
+        !img.exists(),
+        "a partial image was left at {}",
+        img.display()
+    );
+    let leftovers: Vec<_> = fs::read_dir(&small).unwrap().collect();
+    assert!(
+        leftovers.is_empty(),
+        "left in the full filesystem: {leftovers:?}"
+    );
+    let at = counted(&private);
+    wait_until("the group to count on", WAIT, || {
+        counted(&private) >= at + 3
+    });
+    assert!(bg.0.try_wait().unwrap().is_none(), "the group ended");
+}
