@@ -111,7 +111,9 @@ pub fn run(
             group: group.group().to_string(),
             mode: group.info().mode.clone(),
             env: env_name.clone(),
-            upper: env.as_ref().map(|e| e.view.upper().to_path_buf()),
+            upper: env
+                .as_ref()
+                .map(|e| isotrace::api::rundir::canonical(e.view.upper())),
             trace: state.trace,
             rules: env
                 .as_ref()

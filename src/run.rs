@@ -112,7 +112,10 @@ fn run(args: RunArgs) -> Result<i32, Failure> {
         group: group.group().to_string(),
         mode: group.info().mode.clone(),
         env: env_name.clone(),
-        upper: env.as_ref().map(|e| e.view.upper().to_path_buf()),
+        // As the kernel reports paths (fd links, cwd): symlinks resolved.
+        upper: env
+            .as_ref()
+            .map(|e| isotrace::api::rundir::canonical(e.view.upper())),
         trace: args.out.trace || settings.trace.default,
         rules: env
             .as_ref()

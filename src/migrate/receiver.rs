@@ -11,7 +11,6 @@
 use super::layer;
 use super::start;
 use isotrace::api::migrate::staging::Staging;
-use isotrace_checkpoint::model::ProcessTree;
 use isotrace_checkpoint::stream::handshake::{incompatibility, local_cpu_flags};
 use isotrace_checkpoint::stream::pages::PageStore;
 use isotrace_checkpoint::stream::{local_xcr0, transfer, Accept, EnvPlan, Hello, Kind, Session};
@@ -142,7 +141,7 @@ pub fn serve_one(conn: TcpStream, token: &[u8], opts: &Options) -> Result<Receiv
         restore_ms: 0.0,
         notes: Vec::new(),
     };
-    match run(&mut s, &hello, received) {
+    match run(&mut s, received) {
         Ok(r) => Ok(r),
         Err(why) => {
             s.fail(Kind::Failed, &why);
@@ -152,7 +151,7 @@ pub fn serve_one(conn: TcpStream, token: &[u8], opts: &Options) -> Result<Receiv
 }
 
 /// After Accept: layer, image, restore, Ready/Go/Running.
-fn run(s: &mut Session, hello: &Hello, mut r: Received) -> Result<Received, String> {
+fn run(s: &mut Session, mut r: Received) -> Result<Received, String> {
     let net = |e: isotrace_checkpoint::stream::Error| e.to_string();
     let staging = Staging::new().map_err(|e| format!("staging the image: {e}"))?;
     let held = pre_copied(s, &staging)?;
@@ -166,16 +165,16 @@ fn run(s: &mut Session, hello: &Hello, mut r: Received) -> Result<Received, Stri
     };
     let dir = staging.dir.join("image");
     std::fs::create_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let mut image = transfer::recv_image(&mut s.rx, &dir, held.as_ref())
+    // Checked section by section as it arrives; the restore reads it again
+    // from `dir` (its paths are made public and resolved in the destination
+    // env there, from the image's supervisor.json).
+    let image = transfer::recv_image(&mut s.rx, &dir, held.as_ref())
         .map_err(|e| format!("the received image: {e}"))?;
     s.rx.expect(Kind::Commit).map_err(net)?;
     let t = Instant::now();
     let mut placed = None;
     if let Some(staged) = staged {
         let env = staged.commit().map_err(|e| e.to_string())?;
-        if let Some(offer) = &hello.env {
-            translate(&mut image.tree, &offer.upper, &env.upper());
-        }
         placed = Some(env.name().to_string());
         r.notes.push(format!(
             "environment {} made durable (syncfs) in {:.1} ms",
@@ -239,70 +238,5 @@ fn go(s: &mut Session, copy: &mut start::Supervised, r: &Received) -> Result<(),
 fn forget_env(name: Option<&str>) {
     if let (Some(name), Ok(store)) = (name, store()) {
         let _ = store.remove(name);
-    }
-}
-
-/// Paths under the source's private layer (what the kernel showed for the
-/// group's fds, cwd, exe and file mappings) become the same paths under
-/// the destination's layer, where the stream just put those files.
-pub fn translate(tree: &mut ProcessTree, from: &str, to: &Path) {
-    let to = isotrace::api::rundir::canonical(to);
-    let swap = |p: &mut String| {
-        let rest = match p.strip_prefix(from) {
-            Some(rest) if rest.is_empty() || rest.starts_with('/') => rest.to_string(),
-            _ => return,
-        };
-        *p = format!("{}{rest}", to.display());
-    };
-    for proc in &mut tree.processes {
-        proc.fds.iter_mut().for_each(|f| swap(&mut f.target));
-        proc.vmas.iter_mut().for_each(|v| swap(&mut v.path));
-        for p in [&mut proc.cwd, &mut proc.exe].into_iter().flatten() {
-            swap(p);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use isotrace_checkpoint::model::{FdEntry, Process, Vma};
-
-    #[test]
-    fn paths_in_the_source_layer_move_to_the_new_one() {
-        let tmp = tempfile::tempdir().unwrap();
-        let to = tmp.path().join("upper");
-        std::fs::create_dir(&to).unwrap();
-        let fd = |target: &str| FdEntry {
-            target: target.into(),
-            ..Default::default()
-        };
-        let mut tree = ProcessTree {
-            root: 1,
-            processes: vec![Process {
-                pid: 1,
-                cwd: Some("/h/envs/a/upper/tmp".into()),
-                exe: Some("/usr/bin/python3".into()),
-                fds: vec![
-                    fd("/h/envs/a/upper/tmp/out"),
-                    fd("/h/envs/a/upperx"),
-                    fd("pipe:[7]"),
-                ],
-                vmas: vec![Vma {
-                    path: "/h/envs/a/upper/lib.so".into(),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-        };
-        translate(&mut tree, "/h/envs/a/upper", &to);
-        let p = &tree.processes[0];
-        let to = to.display();
-        assert_eq!(p.cwd.as_deref(), Some(format!("{to}/tmp").as_str()));
-        assert_eq!(p.exe.as_deref(), Some("/usr/bin/python3"));
-        let targets: Vec<&str> = p.fds.iter().map(|f| f.target.as_str()).collect();
-        assert_eq!(targets[0], format!("{to}/tmp/out"));
-        assert_eq!(&targets[1..], ["/h/envs/a/upperx", "pipe:[7]"]);
-        assert_eq!(p.vmas[0].path, format!("{to}/lib.so"));
     }
 }
