@@ -4,8 +4,9 @@
 
 mod attach;
 pub mod checkpoint;
-mod cow;
+pub(crate) mod cow;
 pub mod fds;
+pub(crate) mod lend;
 pub mod memory;
 pub mod pipes;
 pub mod procfs;

@@ -1,0 +1,164 @@
+//! Lending a thread of a frozen process to run syscalls in it, for the
+//! state only a task itself can read (signal handlers, sigstate.rs) or
+//! create (its userfaultfd, precopy/inject.rs).
+//!
+//! Only a thread in an interrupt stop of the freeze is lent, never one
+//! stopped at a syscall's entry, whose stop must be kept as it is. Its
+//! `syscall` instruction is one in its [vdso] (cow::find_gadget); results
+//! land in a scratch area below its stack's red zone (the 128 bytes under
+//! rsp that the x86_64 ABI lets leaf code use), saved and written back
+//! after. A call runs under PTRACE_SYSCALL with rip at the gadget, rax the
+//! call and orig_rax -1 (so the kernel applies no restart fixup): entry
+//! stop, maybe a seccomp stop (the supervisor's filter; continued, which
+//! lets the call run), exit stop; PTRACE_GET_SYSCALL_INFO tells those from
+//! a real SIGTRAP. Then the saved registers go back and PTRACE_INTERRUPT
+//! re-traps the thread in an interrupt stop, where the freeze expects it:
+//! a syscall it was blocked in is restarted on the signal path as it would
+//! have been (arch/x86/kernel/signal.c). A signal that arrives meanwhile
+//! is queued again with tgkill(2).
+
+use crate::error::{Error, Result};
+use isotrace_arch::native::Regs;
+use isotrace_tracer::sys::{self as tsys, WaitEvent};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
+/// Offset of rseq_cs in struct rseq (include/uapi/linux/rseq.h).
+const RSEQ_CS_OFFSET: u64 = 8;
+/// Scratch bytes used below the red zone.
+const SCRATCH: u64 = 64;
+const RED_ZONE: u64 = 128;
+
+fn died(pid: i32) -> impl Fn(isotrace_tracer::Error) -> Error {
+    move |e| {
+        if e.is_died() {
+            Error::Exited { pid }
+        } else {
+            e.into()
+        }
+    }
+}
+
+/// A stopped thread lent to run syscalls; [`Lent::give_back`] returns it.
+pub(crate) struct Lent {
+    pid: i32,
+    tid: i32,
+    gadget: u64,
+    saved: Regs,
+    mem: File,
+    /// The scratch area's address in the thread's memory, for results.
+    pub(crate) scratch: u64,
+    saved_scratch: [u8; SCRATCH as usize],
+    rseq_cs: Option<(u64, [u8; 8])>,
+    caught: Vec<i32>,
+}
+
+impl Lent {
+    pub(crate) fn new(pid: i32, tid: i32, gadget: u64) -> Result<Lent> {
+        let saved = tsys::get_regs(tid).map_err(died(pid))?;
+        let path = format!("/proc/{pid}/task/{tid}/mem");
+        let mem = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        let scratch = (saved.rsp - RED_ZONE - SCRATCH) & !15;
+        let mut saved_scratch = [0u8; SCRATCH as usize];
+        mem.read_exact_at(&mut saved_scratch, scratch)
+            .map_err(|e| Error::io(&path, e))?;
+        // The kernel clears rseq_cs on the way to the gadget, outside any
+        // critical section (kernel/rseq.c, rseq_ip_fixup): keep it.
+        let rseq_cs = crate::sys::rseq_config(tid)
+            .ok()
+            .flatten()
+            .and_then(|(ptr, _, _)| {
+                let mut w = [0u8; 8];
+                let at = ptr + RSEQ_CS_OFFSET;
+                mem.read_exact_at(&mut w, at).ok().map(|()| (at, w))
+            });
+        Ok(Lent {
+            pid,
+            tid,
+            gadget,
+            saved,
+            mem,
+            scratch,
+            saved_scratch,
+            rseq_cs,
+            caught: Vec::new(),
+        })
+    }
+
+    /// Runs syscall `nr`; returns its result and the scratch bytes.
+    pub(crate) fn call(
+        &mut self,
+        nr: i64,
+        args: [u64; 4],
+    ) -> Result<(i64, [u8; SCRATCH as usize])> {
+        let mut regs = self.saved;
+        (regs.rip, regs.rax, regs.orig_rax) = (self.gadget, nr as u64, u64::MAX);
+        (regs.rdi, regs.rsi, regs.rdx, regs.r10) = (args[0], args[1], args[2], args[3]);
+        let (pid, tid) = (self.pid, self.tid);
+        tsys::set_regs(tid, &regs).map_err(died(pid))?;
+        loop {
+            tsys::cont_syscall(tid, 0).map_err(died(pid))?;
+            let status = tsys::wait_tid(tid).map_err(died(pid))?;
+            match tsys::decode_status(status) {
+                WaitEvent::SyscallExit | WaitEvent::Signal(libc::SIGTRAP) => {
+                    match crate::sys::syscall_stop_kind(tid).map_err(died(pid))? {
+                        2 => break,
+                        0 => self.caught.push(libc::SIGTRAP),
+                        _ => {}
+                    }
+                }
+                WaitEvent::Seccomp => {}
+                WaitEvent::Signal(sig) => self.caught.push(sig),
+                WaitEvent::Exited(_) | WaitEvent::Signaled { .. } => {
+                    return Err(Error::Exited { pid })
+                }
+                other => {
+                    return Err(Error::Invalid {
+                        what: format!(
+                            "pid {pid}: thread {tid} stopped with {other:?} in an injected syscall"
+                        ),
+                    })
+                }
+            }
+        }
+        let rc = tsys::get_regs(tid).map_err(died(pid))?.rax as i64;
+        let mut out = [0u8; SCRATCH as usize];
+        self.mem
+            .read_exact_at(&mut out, self.scratch)
+            .map_err(|e| Error::io("mem", e))?;
+        Ok((rc, out))
+    }
+
+    pub(crate) fn give_back(self) -> Result<()> {
+        let died = died(self.pid);
+        let io = |e| Error::io(format!("/proc/{}/mem", self.pid), e);
+        self.mem
+            .write_all_at(&self.saved_scratch, self.scratch)
+            .map_err(io)?;
+        if let Some((at, word)) = self.rseq_cs {
+            self.mem.write_all_at(&word, at).map_err(io)?;
+        }
+        tsys::set_regs(self.tid, &self.saved).map_err(&died)?;
+        for sig in &self.caught {
+            tsys::tgkill(self.pid, self.tid, *sig).map_err(&died)?;
+        }
+        tsys::interrupt(self.tid).map_err(&died)?;
+        tsys::cont(self.tid, 0).map_err(&died)?;
+        match tsys::decode_status(tsys::wait_tid(self.tid).map_err(&died)?) {
+            WaitEvent::EventStop(_) => Ok(()),
+            WaitEvent::Exited(_) | WaitEvent::Signaled { .. } => {
+                Err(Error::Exited { pid: self.pid })
+            }
+            other => Err(Error::Invalid {
+                what: format!(
+                    "pid {}: thread {} stopped with {other:?} instead of its interrupt stop",
+                    self.pid, self.tid
+                ),
+            }),
+        }
+    }
+}
