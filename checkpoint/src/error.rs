@@ -59,3 +59,16 @@ impl Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// The mapping of a tracer error for tracee `pid`: ESRCH and friends
+/// (the task was SIGKILLed or exited between stops, ptrace(2)) become
+/// [`Error::Exited`], which callers report as the process ending.
+pub(crate) fn died(pid: i32) -> impl Fn(isotrace_tracer::Error) -> Error {
+    move |e| {
+        if e.is_died() {
+            Error::Exited { pid }
+        } else {
+            e.into()
+        }
+    }
+}

@@ -36,7 +36,7 @@
 //! one thread for a few hundred microseconds.
 
 use super::attach::StoppedThread;
-use crate::error::{Error, Result};
+use crate::error::{died, Error, Result};
 use crate::model::Vma;
 use isotrace_arch::native::Regs;
 use isotrace_tracer::sys::{self, WaitEvent};
@@ -50,16 +50,6 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(10);
 const GADGET_SCAN: u64 = 1 << 20;
 /// The offset of `rseq_cs` in struct rseq (include/uapi/linux/rseq.h).
 const RSEQ_CS_OFFSET: u64 = 8;
-
-fn died(pid: i32) -> impl Fn(isotrace_tracer::Error) -> Error {
-    move |e| {
-        if e.is_died() {
-            Error::Exited { pid }
-        } else {
-            e.into()
-        }
-    }
-}
 
 /// Where a `syscall` instruction is in `pid`'s executable mappings, the
 /// [vdso] first.

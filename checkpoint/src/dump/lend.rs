@@ -17,7 +17,7 @@
 //! have been (arch/x86/kernel/signal.c). A signal that arrives meanwhile
 //! is queued again with tgkill(2).
 
-use crate::error::{Error, Result};
+use crate::error::{died, Error, Result};
 use isotrace_arch::native::Regs;
 use isotrace_tracer::sys::{self as tsys, WaitEvent};
 use std::fs::File;
@@ -28,16 +28,6 @@ const RSEQ_CS_OFFSET: u64 = 8;
 /// Scratch bytes used below the red zone.
 const SCRATCH: u64 = 64;
 const RED_ZONE: u64 = 128;
-
-fn died(pid: i32) -> impl Fn(isotrace_tracer::Error) -> Error {
-    move |e| {
-        if e.is_died() {
-            Error::Exited { pid }
-        } else {
-            e.into()
-        }
-    }
-}
 
 /// A stopped thread lent to run syscalls; [`Lent::give_back`] returns it.
 pub(crate) struct Lent {

@@ -2,7 +2,7 @@
 
 use super::attach::StoppedThread;
 use super::procfs::{hex_field, parse_stat, parse_status};
-use crate::error::{Error, Result};
+use crate::error::{died, Result};
 use crate::model::Thread;
 use crate::sys;
 use isotrace_arch::native::Regs;
@@ -25,16 +25,6 @@ pub fn regs_to_array(r: &Regs) -> [u64; 27] {
         r.rsi, r.rdi, r.orig_rax, r.rip, r.cs, r.eflags, r.rsp, r.ss, r.fs_base, r.gs_base, r.ds,
         r.es, r.fs, r.gs,
     ]
-}
-
-fn died(pid: i32) -> impl Fn(isotrace_tracer::Error) -> Error {
-    move |e| {
-        if e.is_died() {
-            Error::Exited { pid }
-        } else {
-            e.into()
-        }
-    }
 }
 
 /// -ERESTARTNOINTR (include/linux/errno.h): "restart the call,
