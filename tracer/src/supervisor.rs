@@ -284,13 +284,12 @@ impl<'p> Supervisor<'p> {
 
     pub(crate) fn handle(&mut self, tid: Tid, status: i32) -> Result<()> {
         let ev = sys::decode_status(status);
-        if self.tasks.contains_key(&tid) {
-            let again = self.gate.stopped(tid);
-            for t in again {
-                self.deferred
-                    .push_back((t, crate::gate::SECCOMP_STOP_STATUS));
-            }
-            let task = self.tasks.get_mut(&tid).expect("known task");
+        // Any stop ends the walk of the thread's previous call (gate.rs).
+        for t in self.gate.stopped(tid) {
+            self.deferred
+                .push_back((t, crate::gate::SECCOMP_STOP_STATUS));
+        }
+        if let Some(task) = self.tasks.get_mut(&tid) {
             self.placement.on_stop(tid);
             // Any stop means the syscall that used the slot has read it.
             if let Some(slot) = task.slot.take() {
