@@ -261,9 +261,6 @@ fn restore_options(
     restore::Options {
         new_session: args.detach,
         same_pids: !args.new_pids,
-        // The isolation policy resolves /proc (and /proc/self, as the host
-        // pid) in the host's namespace: the kernel must see the same /proc.
-        host_proc: view.is_some(),
         map_path,
         seccomp_filter: Some(filter),
     }

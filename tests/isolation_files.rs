@@ -377,3 +377,30 @@ fn rename_exchange_swaps_in_the_env_as_natively() {
     );
     host.assert_unchanged();
 }
+
+/// A name the host creates while a group runs is seen at once, as through
+/// an overlay mount: the supervisor does not remember "missing" answers.
+/// The script probes the name (missing), says so in its private layer, and
+/// polls until the host's file appears.
+#[test]
+fn a_file_the_host_creates_mid_run_is_seen() {
+    let iso = Iso::new();
+    populate(&iso);
+    let late = iso.hp("tree/sub/late.txt");
+    let probed = iso.hp("probed");
+    let script = format!(
+        "[ -e {late} ] && exit 3; : > {probed}; i=0; \
+         while [ ! -e {late} ]; do i=$((i+1)); [ $i -gt 600 ] && exit 4; sleep 0.05; done; cat {late}"
+    );
+    let mut cmd = iso.command(["--env", "e", "--", "/bin/sh", "-c", &script]);
+    cmd.stdout(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let private = iso.upper("e").join(probed.trim_start_matches('/'));
+    common::wait_until("the group to probe the name", common::ISO_TIMEOUT, || {
+        private.exists()
+    });
+    write_file(&iso.host(), "tree/sub/late.txt", "late\n");
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "late\n");
+}

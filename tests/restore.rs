@@ -351,3 +351,53 @@ fn a_stopped_process_is_restored_stopped() {
         counted(dir) >= before + 3
     });
 }
+
+/// A snapshot keeps the target's signal handlers (read in its
+/// copy-on-write child): python3's SIGUSR1 handler, sent to the restored
+/// copy, runs and writes its line, where a default action would kill it.
+#[test]
+fn snapshot_restore_keeps_signal_handlers() {
+    if !common::have_program("python3") {
+        eprintln!("python3 is not installed: skipping");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let script = dir.join("count.py");
+    let handler = "import signal\n\
+        def on_usr1(sig, frame):\n    out.write('usr1 %d\\n' % n)\n    out.flush()\n\
+        signal.signal(signal.SIGUSR1, on_usr1)\n";
+    let program = PY_COUNTER.replace("n = 0\n", &format!("n = 0\n{handler}"));
+    fs::write(&script, program).unwrap();
+    let mut cmd = Command::new("python3");
+    cmd.arg(&script);
+    let mut original = start_program(&mut cmd, dir, &[]);
+    let img = dir.join("img");
+    snapshot(original.pid, &img, dir);
+    assert!(img.join("signals.bin").exists(), "no handlers in the image");
+    original.kill();
+    let run = restore(&img, dir, &["--detach"]);
+    run.assert_exit(0);
+    assert!(
+        !run.stderr_str().contains("not restored"),
+        "{}",
+        run.describe()
+    );
+    let restored = Running {
+        pid: restored_pid(&run),
+        child: None,
+    };
+    // SAFETY: kill(2) of the process this test restored.
+    unsafe { libc::kill(restored.pid, libc::SIGUSR1) };
+    let out = dir.join("out");
+    wait_until("the handler's line", WAIT, || {
+        fs::read_to_string(&out)
+            .unwrap_or_default()
+            .contains("usr1 ")
+    });
+    let before = fs::read_to_string(&out).unwrap().lines().count();
+    wait_until("counting on after the handler", WAIT, || {
+        fs::read_to_string(&out).unwrap().lines().count() > before + 2
+    });
+    assert!(restored.alive());
+}

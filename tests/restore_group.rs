@@ -418,15 +418,21 @@ fn proc_of_its_own_pid_is_itself_after_restore() {
     unsafe { libc::kill(pid, libc::SIGKILL) };
 }
 
-/// An isolated restored group keeps the host's /proc (its supervisor
-/// resolves /proc there): /proc/self still names each process itself.
+/// An isolated restored group has the procfs of its own pid namespace:
+/// /proc/self, /proc/$$ (the pid the shell knows) and the magic links under
+/// it (exe, cwd, followed by the supervisor) name each process itself,
+/// before and after the restore, and readlink /proc/self gives a pid.
 #[test]
 fn proc_self_works_in_an_isolated_restored_group() {
     let w = World::new();
     let out = w.iso.host().join("selfcomm");
     let script = format!(
-        "while :; do c=$(cat /proc/self/comm 2>/dev/null || echo none); \
-         echo \"$c\" >> {}; sleep 0.05; done",
+        "cd /usr/share; while :; do c=$(cat /proc/self/comm 2>/dev/null || echo none); \
+         p=$(cat /proc/$$/comm 2>/dev/null || echo none); \
+         e=$(readlink /proc/$$/exe || echo none); \
+         d=$(cd /proc/$$/cwd 2>/dev/null && pwd -P || echo none); \
+         s=$(readlink /proc/self); case $s in ''|*[!0-9]*) s=bad;; *) s=num;; esac; \
+         echo \"$$ $c $p $e $d $s\" >> {}; sleep 0.05; done",
         out.display()
     );
     let mut bg = w.background(&[
@@ -453,7 +459,12 @@ fn proc_self_works_in_an_isolated_restored_group() {
         lines() >= before + 3
     });
     let text = fs::read_to_string(&private).unwrap();
-    assert!(text.lines().all(|l| l == "cat"), "{text}");
+    let first = text.lines().next().unwrap();
+    assert!(
+        first.ends_with(" cat dash /usr/bin/dash /usr/share num"),
+        "{text}"
+    );
+    assert!(text.lines().all(|l| l == first), "{text}");
     // SAFETY: kill(2) of the shell this test restored.
     unsafe { libc::kill(pid, libc::SIGKILL) };
 }

@@ -9,12 +9,15 @@
 //! invalidation is O(depth) too. Orphans are reclaimed when the cache
 //! outgrows its capacity and starts over.
 //!
-//! What is cached: every lookup outside the global exceptions, including
-//! "missing" answers, and symlink targets. It is the caller's job to call
-//! [`Cache::invalidate`] after each mutation it performs or lets the kernel
-//! perform in the environment. Changes made behind the cache's back (by
-//! another supervisor sharing the environment, or on the host) are seen only
-//! after [`Cache::clear`].
+//! What is cached: every lookup outside the global exceptions that found
+//! something, and symlink targets. "Missing" answers are not kept (the
+//! resolver looks a missing name up again each time), so a name that the
+//! host or another group creates is seen at the next lookup. It is the
+//! caller's job to call [`Cache::invalidate`] after each mutation it
+//! performs or lets the kernel perform in the environment. Other changes
+//! made behind the cache's back (a name the host deletes or replaces, or
+//! another supervisor's changes to the environment) are seen after
+//! [`Cache::clear`].
 
 use crate::lookup::{Dir, Found};
 use crate::path::{bytes, components};

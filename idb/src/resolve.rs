@@ -277,11 +277,16 @@ impl Walk<'_> {
         let Some(c) = self.cache.as_deref_mut() else {
             return lookup::merged(self.view, self.fs, cur, name, public);
         };
-        if let Some(hit) = c.get(cur.id, name) {
-            return Ok(hit);
+        if let Some(Some(hit)) = c.get(cur.id, name) {
+            return Ok(Some(hit));
         }
-        let found = lookup::merged(self.view, self.fs, cur, name, public)?;
-        Ok(c.insert(cur.id, name, found))
+        // A name found missing is looked up again every time: the host (or
+        // another group in the environment) may create it at any moment,
+        // and it must be seen at once, as on an overlay mount.
+        match lookup::merged(self.view, self.fs, cur, name, public)? {
+            Some(found) => Ok(c.insert(cur.id, name, Some(found))),
+            None => Ok(None),
+        }
     }
 
     fn target(

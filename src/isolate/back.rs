@@ -83,8 +83,8 @@ pub fn is_proc_mem(public: &Path) -> bool {
 pub fn magic_readlink(
     view: &View,
     raw: &[u8],
-    pid: i32,
-    tid: i32,
+    (pid, tid): (i32, i32),
+    mut host: impl FnMut(&str) -> Option<i32>,
     size: usize,
 ) -> Result<Vec<u8>, i32> {
     let text = String::from_utf8_lossy(raw);
@@ -93,7 +93,16 @@ pub fn magic_readlink(
     } else if let Some(rest) = text.strip_prefix("/proc/self") {
         format!("/proc/{pid}{rest}")
     } else {
-        text.into_owned()
+        // /proc/N[/task/T]/...: N and T as the tracee's procfs counts them.
+        let mut parts: Vec<String> = text.split('/').map(str::to_string).collect();
+        let numbered = |p: &String| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+        for i in [2, 4] {
+            let is_pid = i == 2 || parts.get(3).is_some_and(|t| t == "task");
+            if is_pid && parts.get(i).is_some_and(numbered) {
+                parts[i] = host(&parts[i]).ok_or(libc::ENOENT)?.to_string();
+            }
+        }
+        parts.join("/")
     };
     let real = std::fs::read_link(&own).map_err(|e| e.raw_os_error().unwrap_or(libc::EINVAL))?;
     let shown = if real.is_absolute() {

@@ -19,6 +19,7 @@ mod open2;
 mod openat2;
 mod ops;
 mod paths;
+mod procfs;
 
 use crate::trace::TracePolicy;
 use classify::{classify, Op, PathUse};
@@ -43,6 +44,8 @@ pub struct Isolation {
     pub changed: std::collections::BTreeSet<PathBuf>,
     /// The tracees' file-system credentials (creds.rs).
     creds: creds::Creds,
+    /// The tracees' pid numbering in /proc (procfs.rs).
+    procs: procfs::ProcView,
 }
 
 enum Pending {
@@ -73,6 +76,7 @@ impl Isolation {
             dirs: dirents::Listings::default(),
             changed: Default::default(),
             creds: creds::Creds::new(),
+            procs: procfs::ProcView::default(),
         }
     }
 
@@ -92,6 +96,7 @@ impl Isolation {
             tv,
             pid: call.pid,
             tid: call.tid,
+            procs: &mut self.procs,
         }
     }
 
@@ -297,7 +302,9 @@ impl Isolation {
                 Op::Create | Op::CreateOrOpen { .. } => e.create_errno(),
                 _ => e.errno(),
             })?;
-        if back::is_supervisor_proc(&r.public) {
+        if !self.procs.foreign(call.pid) && back::is_supervisor_proc(&r.public) {
+            // (A tracee in a pid namespace of its own has a procfs of its
+            // own, where the supervisor has no entry.)
             // /proc/SUPERVISOR/{mem,fd,...}: a root tracee could otherwise
             // write the supervisor's memory or reach its fds.
             return Err(libc::ENOENT);
@@ -468,20 +475,23 @@ impl Isolation {
             (1, call.args[2], call.args[3])
         };
         let raw = call.path(pidx)?;
-        if !back::names_magic_link(raw) {
+        if !back::names_magic_link(raw) || procfs::is_own_pid_link(raw) {
+            // /proc/self's value is a pid as the tracee's procfs counts.
             return None;
         }
         let _ = tv;
+        let procs = &mut self.procs;
+        let host = |named: &str| procs.host_pid(call.pid, named);
         Some(
-            back::magic_readlink(&self.view, raw, call.pid, call.tid, size as usize).map(|bytes| {
-                Verdict {
+            back::magic_readlink(&self.view, raw, (call.pid, call.tid), host, size as usize).map(
+                |bytes| Verdict {
                     action: Action::EmulateWrite {
                         ret: bytes.len() as i64,
                         writes: vec![isotrace_tracer::MemWrite { addr: buf, bytes }],
                     },
                     exit_stop: false,
-                }
-            }),
+                },
+            ),
         )
     }
 

@@ -2,6 +2,7 @@
 //! environment's merged view: the base directory of a relative path, and
 //! the tracee-dependent /proc magic links.
 
+use super::procfs::{self, ProcPath, ProcView};
 use isotrace_idb::{self as idb, Cache, RealFs, ResolveError, Resolved, View};
 use isotrace_tracer::TraceeView;
 use std::ffi::OsStr;
@@ -20,6 +21,8 @@ pub struct Resolver<'a> {
     pub tv: &'a mut dyn TraceeView,
     pub pid: i32,
     pub tid: i32,
+    /// The tracee's pid numbering, when it is not the supervisor's.
+    pub procs: &'a mut ProcView,
 }
 
 impl Resolver<'_> {
@@ -51,6 +54,13 @@ impl Resolver<'_> {
             path: PathBuf::new(),
             errno,
         };
+        // A /proc path is the kernel's to walk in the tracee's own procfs,
+        // up to its first magic link (procfs.rs).
+        let mut jump = match procfs::classify(path, follow) {
+            ProcPath::Kernel => return Ok(opaque(PathBuf::from(OsStr::from_bytes(path)))),
+            ProcPath::Magic { at, rest } => Some((at, rest)),
+            ProcPath::Walk => None,
+        };
         let mut base = if path.first() == Some(&b'/') {
             PathBuf::from("/")
         } else {
@@ -58,26 +68,31 @@ impl Resolver<'_> {
         };
         let mut path = path.to_vec();
         for _ in 0..MAX_MAGIC {
-            match idb::resolve_cached(self.view, &RealFs, self.cache, &base, &path, follow) {
-                Err(ResolveError::MagicLink { at, rest }) => {
-                    let target = match self.magic_target(&at) {
-                        // pipe:[N], socket:[N], anon_inode:...: the link
-                        // names an object, not a path; the kernel may follow
-                        // it itself, it leads nowhere else.
-                        Err(libc::ENOTDIR) if rest.as_os_str().is_empty() => {
-                            return Ok(opaque(at));
-                        }
-                        t => t.map_err(io)?,
-                    };
-                    if rest.as_os_str().is_empty() {
-                        base = PathBuf::from("/");
-                        path = bytes(&target);
-                    } else {
-                        base = target;
-                        path = rest.into_os_string().into_vec();
+            let (at, rest) = match jump.take() {
+                Some(link) => link,
+                None => {
+                    match idb::resolve_cached(self.view, &RealFs, self.cache, &base, &path, follow)
+                    {
+                        Err(ResolveError::MagicLink { at, rest }) => (at, rest),
+                        other => return other,
                     }
                 }
-                other => return other,
+            };
+            let target = match self.magic_target(&at) {
+                // pipe:[N], socket:[N], anon_inode:...: the link names an
+                // object, not a path; the kernel may follow it itself, it
+                // leads nowhere else.
+                Err(libc::ENOTDIR) if rest.as_os_str().is_empty() => {
+                    return Ok(opaque(at));
+                }
+                t => t.map_err(io)?,
+            };
+            if rest.as_os_str().is_empty() {
+                base = PathBuf::from("/");
+                path = bytes(&target);
+            } else {
+                base = target;
+                path = rest.into_os_string().into_vec();
             }
         }
         Err(ResolveError::Loop(base))
@@ -91,10 +106,31 @@ impl Resolver<'_> {
         let who = match parts.first().map(|p| p.as_bytes()) {
             Some(b"self") => self.pid.to_string(),
             Some(b"thread-self") => format!("{}/task/{}", self.pid, self.tid),
-            Some(other) => String::from_utf8_lossy(other).into_owned(),
+            Some(other) => {
+                let named = String::from_utf8_lossy(other);
+                self.host(&named)?.to_string()
+            }
             None => return Err(libc::ENOENT),
         };
         parts.remove(0);
+        if parts.len() >= 2 && parts[0] == "task" {
+            // /proc/X/task/TID/...: TID is numbered in the tracee's namespace.
+            let tid = self.host(&parts[1].to_string_lossy())?;
+            let who_tid = format!("{who}/task/{tid}");
+            parts.drain(..2);
+            return self.link_of(&who_tid, parts);
+        }
+        self.link_of(&who, parts)
+    }
+
+    /// The host pid of the pid the tracee named `named` in its /proc.
+    fn host(&mut self, named: &str) -> Result<i32, i32> {
+        self.procs.host_pid(self.pid, named).ok_or(libc::ENOENT)
+    }
+
+    /// What link `parts` under the supervisor's `/proc/{who}` means for the
+    /// tracee, as a public path.
+    fn link_of(&mut self, who: &str, parts: Vec<&OsStr>) -> Result<PathBuf, i32> {
         if parts.is_empty() {
             // /proc/self itself: the directory of the tracee's process.
             return Ok(PathBuf::from(format!("/proc/{who}")));

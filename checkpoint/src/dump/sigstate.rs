@@ -7,7 +7,9 @@
 //!
 //! The calls run in the stopped threads themselves, lent to us one at a
 //! time (`lend.rs`): only a thread in an interrupt stop of the freeze, not
-//! one stopped at a syscall's entry, whose stop must be kept as it is.
+//! one stopped at a syscall's entry, whose stop must be kept as it is. A
+//! snapshot reads the handlers in its copy-on-write child instead
+//! ([`handlers_in_child`]), after the target is released.
 
 use super::lend::Lent;
 use super::Frozen;
@@ -117,6 +119,29 @@ pub fn capture(frozen: &Frozen, tree: &ProcessTree) -> Result<SigState> {
         }
     }
     Ok(state)
+}
+
+/// The handlers of a process's caught signals (`caught`, its SigCgt),
+/// read in `child`: its stopped copy-on-write child, which fork(2) gave a
+/// copy of every sigaction (a snapshot reads them there once the target
+/// runs again, so they cost the target no pause). The child's thread is
+/// not given back: the child is killed next.
+pub(crate) fn handlers_in_child(
+    child: i32,
+    vmas: &[Vma],
+    caught: u64,
+) -> Result<BTreeMap<i32, Handler>> {
+    let gadget = super::cow::find_gadget(child, child, vmas).ok_or_else(|| Error::Invalid {
+        what: format!(
+            "copy-on-write child {child}: no `syscall` instruction to read handlers with"
+        ),
+    })?;
+    // Syscall stops must say so (SIGTRAP|0x80, which PTRACE_GET_SYSCALL_INFO
+    // goes by): the child was left with PTRACE_O_EXITKILL alone.
+    let options = libc::PTRACE_O_EXITKILL | libc::PTRACE_O_TRACESYSGOOD;
+    isotrace_tracer::sys::set_options(child, options).map_err(crate::error::died(child))?;
+    let mut lent = Lent::new(child, child, gadget)?;
+    handlers(&mut lent, caught)
 }
 
 /// Captures the state into the image being written.

@@ -10,6 +10,7 @@
 
 use super::cow::CowChild;
 use super::procfs::{creds, hex_field, parse_limits, parse_maps, parse_stat, parse_status, Stat};
+use super::sigstate::{self, Handler, SigState};
 use super::{
     dump_process, fds, inject_fault, memory, pipes, precheck, thread, thread_extra, unix_pairs,
 };
@@ -19,7 +20,7 @@ use crate::image::{codec, Image, ImageWriter, Kind};
 use crate::model::{Process, ProcessSignals, ProcessTree, Thread, Vma, VmaMemory};
 use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -79,7 +80,18 @@ pub struct ProcessRecord {
     pub why_stopped: Option<String>,
     /// The pid the copy-on-write child had (gone by now).
     pub cow_child: Option<i32>,
+    /// Why its signal handlers are not in the image (read in the child).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handlers_unread: Option<String>,
 }
+
+/// What [`Held::finish`] gives.
+type Finished = (
+    Process,
+    ProcessRecord,
+    Duration,
+    Option<BTreeMap<i32, Handler>>,
+);
 
 pub struct Taken {
     pub summary: Summary,
@@ -128,14 +140,21 @@ pub fn take(pid: i32, dir: &Path, opts: &Options) -> Result<Taken> {
         root: pid,
         processes: Vec::new(),
     };
+    let mut signals = SigState::default();
     for h in held.drain(..) {
-        let (process, rec, reap) = h.finish(&mut writer)?;
+        let (process, rec, reap, handlers) = h.finish(&mut writer)?;
+        if let Some(handlers) = handlers {
+            signals.handlers.insert(process.pid, handlers);
+        }
         tree.processes.push(process);
         record.processes.push(rec);
         record.reap_pause_us = record.reap_pause_us.max(us(reap));
     }
     if !extras.is_empty() {
         writer.write_section(thread_extra::SECTION, &codec::encode(&extras)?)?;
+    }
+    if signals != SigState::default() {
+        writer.write_section(sigstate::SECTION, &codec::encode(&signals)?)?;
     }
     pipes::write(&tree, &mut writer)?;
     unix_pairs::write(&tree, &mut writer)?;
@@ -315,25 +334,35 @@ impl Held {
     }
 
     /// The process from its child (or as dumped while stopped), its
-    /// record, and how long reaping the child held the target.
-    fn finish(mut self, writer: &mut ImageWriter) -> Result<(Process, ProcessRecord, Duration)> {
+    /// record, how long reaping the child held the target, and its signal
+    /// handlers (read in the child).
+    fn finish(mut self, writer: &mut ImageWriter) -> Result<Finished> {
         let mut rec = ProcessRecord {
             pid: self.pid,
             memory_method: "stopped".into(),
             why_stopped: self.why_stopped.take(),
             cow_child: None,
+            handlers_unread: None,
         };
         if let Some(process) = self.stopped.take() {
-            return Ok((process, rec, Duration::ZERO));
+            rec.handlers_unread = Some("dumped while stopped".into());
+            return Ok((process, rec, Duration::ZERO, None));
         }
         let child = self.child.take().ok_or(Error::Exited { pid: self.pid })?;
         rec.memory_method = "cow-fork".into();
         rec.cow_child = Some(child.pid);
-        let result = self.dump_from_child(&child, writer);
+        let result = self.dump_from_child(&child, writer).map(|p| {
+            // After the memory is read: the calls use the child's stack.
+            let handlers = sigstate::handlers_in_child(child.pid, &p.vmas, p.signals.caught);
+            (p, handlers)
+        });
         // Reaped whatever happened, so the target is left as it was.
         let reap = child.finish();
-        let process = result?;
-        Ok((process, rec, reap?))
+        let (process, handlers) = result?;
+        let handlers = handlers
+            .map_err(|e| rec.handlers_unread = Some(e.to_string()))
+            .ok();
+        Ok((process, rec, reap?, handlers))
     }
 
     fn dump_from_child(self, child: &CowChild, writer: &mut ImageWriter) -> Result<Process> {

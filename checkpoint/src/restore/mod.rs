@@ -59,11 +59,6 @@ pub struct Options {
     /// Give every process and thread its pid/tid from the image, in a new
     /// pid namespace (see [`ns`]); otherwise each gets a new pid.
     pub same_pids: bool,
-    /// With `same_pids`: keep the host's /proc instead of giving the
-    /// namespace a procfs of its own (a new mount namespace). Needed when
-    /// a supervisor that resolves /proc paths from the host's namespace
-    /// (isolation) rewrites /proc/self to the host pid.
-    pub host_proc: bool,
     /// Applied to every path the restorer opens for the restored tasks
     /// (fd paths, file-backed mappings, the exe link, the cwd): a restore
     /// into an environment maps a public path to its private copy.
@@ -82,7 +77,6 @@ impl std::fmt::Debug for Options {
         f.debug_struct("Options")
             .field("new_session", &self.new_session)
             .field("same_pids", &self.same_pids)
-            .field("host_proc", &self.host_proc)
             .field("map_path", &self.map_path.is_some())
             .field(
                 "seccomp_filter",

@@ -54,11 +54,9 @@ pub fn root_vessel(opts: &super::Options, root_pid: i32) -> Result<Root> {
         return Ok(root);
     }
     let rootless = nix::unistd::geteuid().as_raw() != 0;
-    let mut flags = libc::CLONE_NEWPID as u64;
-    if !opts.host_proc {
-        // A mount namespace too, for a procfs of the new pid namespace.
-        flags |= libc::CLONE_NEWNS as u64;
-    }
+    // A mount namespace too, for a procfs of the new pid namespace: there
+    // /proc/PID names a restored process by the pid it knows.
+    let mut flags = (libc::CLONE_NEWPID | libc::CLONE_NEWNS) as u64;
     if rootless {
         flags |= libc::CLONE_NEWUSER as u64;
     }
