@@ -121,9 +121,14 @@ pub enum Command {
         (the API of docs/API.md); sockets left by a supervisor that died are removed."
 )]
 pub struct PsArgs {
-    /// Print a JSON array of the groups' `status` objects (docs/API.md).
+    /// Print a JSON array of the groups' `status` objects (docs/API.md);
+    /// with --all, an object with `groups` and `processes`.
     #[arg(long)]
     pub json: bool,
+    /// Also list every process `isotrace snapshot` could take: those you
+    /// may ptrace, with whether one is already traced (and by what).
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Args, Debug)]

@@ -1,5 +1,8 @@
-//! `isotrace ps [--json]`: the running groups, each asked over its control
-//! socket (src/api).
+//! `isotrace ps [--all] [--json]`: the running groups, each asked over its
+//! control socket (src/api); with --all also the processes that
+//! `isotrace snapshot` could take (targets.rs).
+
+mod targets;
 
 use crate::cli::PsArgs;
 use isotrace::api::client::running_groups;
@@ -24,15 +27,20 @@ pub fn main(args: PsArgs) -> i32 {
     for p in &listing.problems {
         eprintln!("isotrace: {p}");
     }
-    let text = if args.json {
-        let json = serde_json::to_string_pretty(&listing.groups).unwrap_or_else(|_| "[]".into());
-        json + "\n"
-    } else {
-        table(&listing.groups)
+    let targets = args.all.then(targets::list);
+    let text = match (args.json, targets) {
+        (true, None) => json(&listing.groups),
+        (true, Some(t)) => json(&serde_json::json!({ "groups": listing.groups, "processes": t })),
+        (false, None) => table(&listing.groups),
+        (false, Some(t)) => format!("{}\n{}", table(&listing.groups), targets::table(&t)),
     };
     // A closed pipe (`| head`) is not an error.
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
     0
+}
+
+fn json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_else(|_| "[]".into()) + "\n"
 }
 
 fn table(groups: &[GroupStatus]) -> String {
@@ -45,10 +53,10 @@ fn table(groups: &[GroupStatus]) -> String {
         "RSS",
         "UPTIME",
     ];
-    let rows: Vec<[String; 7]> = groups
+    let rows: Vec<Vec<String>> = groups
         .iter()
         .map(|g| {
-            [
+            vec![
                 g.group.clone(),
                 g.env.clone().unwrap_or_else(|| "-".into()),
                 g.supervisor_pid.to_string(),
@@ -59,8 +67,14 @@ fn table(groups: &[GroupStatus]) -> String {
             ]
         })
         .collect();
-    let mut width = header.map(str::len);
-    for row in &rows {
+    render(&header, &rows, &[0, 1])
+}
+
+/// Columns padded to their widest cell: those in `left` (names)
+/// left-aligned, the others (numbers) right-aligned.
+fn render(header: &[&str], rows: &[Vec<String>], left: &[usize]) -> String {
+    let mut width: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
         for (w, cell) in width.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
@@ -68,19 +82,19 @@ fn table(groups: &[GroupStatus]) -> String {
     let mut out = String::new();
     let mut line = |cells: &[&str]| {
         let mut l = String::new();
-        for (i, (cell, w)) in cells.iter().zip(width).enumerate() {
-            // Names left-aligned, numbers right-aligned.
-            let _ = match i {
-                0 | 1 => write!(l, "{cell:<w$}  "),
-                _ => write!(l, "{cell:>w$}  "),
+        for (i, (cell, &w)) in cells.iter().zip(&width).enumerate() {
+            let _ = if left.contains(&i) {
+                write!(l, "{cell:<w$}  ")
+            } else {
+                write!(l, "{cell:>w$}  ")
             };
         }
         out.push_str(l.trim_end());
         out.push('\n');
     };
-    line(&header);
-    for row in &rows {
-        line(&row.each_ref().map(String::as_str));
+    line(header);
+    for row in rows {
+        line(&row.iter().map(String::as_str).collect::<Vec<_>>());
     }
     out
 }

@@ -446,3 +446,56 @@ fn a_zombie_leader_is_skipped_not_waited_for() {
     assert_eq!(threads.len(), 1, "only the worker: {threads:?}");
     assert_ne!(threads[0].tid, pid);
 }
+
+/// `ps --all` lists what `snapshot` could take: a free process says so, a
+/// process under an isotrace supervisor is refused naming that tracer,
+/// as the snapshot itself would be; the human table says the same.
+#[test]
+fn ps_all_says_which_processes_a_snapshot_can_take() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exe = guest("snap_threads");
+    let (free_dir, traced_dir) = (tmp.path().join("free"), tmp.path().join("traced"));
+    fs::create_dir(&free_dir).unwrap();
+    fs::create_dir(&traced_dir).unwrap();
+    let _free = Target::spawn(Command::new(&exe).arg(&free_dir));
+    let _traced = Target::spawn(
+        Command::new(common::isotrace())
+            .args(["--no-isolation", "--"])
+            .arg(&exe)
+            .arg(&traced_dir),
+    );
+    let free = wait_for_pid(&free_dir.join("pid"), WAIT);
+    let traced = wait_for_pid(&traced_dir.join("pid"), WAIT);
+    let run = run_isotrace(&["ps", "--all", "--json"], tmp.path());
+    run.assert_exit(0);
+    let v: serde_json::Value = serde_json::from_str(&run.stdout_str()).unwrap();
+    let procs = v["processes"].as_array().expect("a processes array");
+    let find = |pid: i32| {
+        procs
+            .iter()
+            .find(|p| p["pid"] == pid)
+            .unwrap_or_else(|| panic!("pid {pid} not listed"))
+    };
+    assert!(find(free)["refused"].is_null(), "{}", find(free));
+    assert_eq!(find(free)["threads"], 4);
+    let why = find(traced)["refused"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let tracer = tracer_of(traced);
+    assert!(
+        why.contains(&format!("already traced by {tracer} (isotrace)")),
+        "{why}"
+    );
+    let table = run_isotrace(&["ps", "--all"], tmp.path());
+    table.assert_exit(0);
+    let text = table.stdout_str();
+    let line = |pid: i32| {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(&pid.to_string()))
+            .unwrap_or_else(|| panic!("pid {pid} not in:\n{text}"))
+            .to_owned()
+    };
+    assert!(line(free).contains(" yes "), "{text}");
+    assert!(line(traced).contains("no: already traced"), "{text}");
+}
