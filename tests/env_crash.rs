@@ -300,3 +300,61 @@ fn kill_9_of_a_group_mid_copy_up_keeps_the_env_valid() {
     assert!(mid > 0, "no kill landed mid-copy-up");
     assert_eq!(hash_file(&big), host_hash);
 }
+
+/// How many bytes `pid` has written to the unnamed (O_TMPFILE) file it
+/// holds in `dir`: its /proc fd link reads "DIR/#INODE (deleted)".
+fn unnamed_bytes(pid: u32, dir: &Path) -> usize {
+    let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return 0;
+    };
+    let prefix = format!("{}/#", dir.display());
+    fds.flatten()
+        .filter(|fd| {
+            fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy().starts_with(&prefix))
+        })
+        .filter_map(|fd| fs::metadata(fd.path()).ok())
+        .map(|m| m.len() as usize)
+        .max()
+        .unwrap_or(0)
+}
+
+/// kill -9 of `env export` while it writes leaves nothing in the output
+/// directory: no partial archive, no temp file (the archive has no name
+/// until it is whole); an earlier archive at the target stays as it was.
+#[test]
+fn kill_9_of_env_export_leaves_no_file() {
+    let iso = Iso::new();
+    make_source(&iso);
+    let out = iso.root().join("out");
+    fs::create_dir(&out).unwrap();
+    let tar = out.join("a.tar");
+    let mut mid = 0;
+    for point in [1 << 20, BIG / 2, BIG] {
+        let mut child = spawn(&iso, &["env", "export", "A", "-o", path_str(&tar)]);
+        let pid = child.id();
+        let killed = kill_at(&mut child, point, || unnamed_bytes(pid, &out));
+        mid += killed as usize;
+        let names: Vec<_> = fs::read_dir(&out)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert!(names.is_empty() || !killed, "left behind: {names:?}");
+        if !killed {
+            fs::remove_file(&tar).unwrap();
+        }
+    }
+    eprintln!("env export killed mid-way in {mid} of 3 iterations");
+    assert!(mid > 0, "no kill landed mid-export");
+    // A whole export over an existing archive replaces it; a killed one
+    // leaves the old one.
+    iso.isotrace(["env", "export", "A", "-o", path_str(&tar)])
+        .assert_exit(0);
+    let whole = hash_file(&tar);
+    let mut child = spawn(&iso, &["env", "export", "A", "-o", path_str(&tar)]);
+    let pid = child.id();
+    if kill_at(&mut child, 1 << 20, || unnamed_bytes(pid, &out)) {
+        assert_eq!(hash_file(&tar), whole);
+        assert_eq!(fs::read_dir(&out).unwrap().count(), 1);
+    }
+}

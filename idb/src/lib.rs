@@ -72,7 +72,7 @@ mod tests;
 pub use cache::Cache;
 pub use cow::{copy_up, finish_create, prepare_create, whiteout};
 pub use diff::{diff, Change, DiffEntry};
-pub use durable::write_atomic;
+pub use durable::{write_atomic, Unnamed};
 pub use env::{validate_name, EnvMeta, Environment, Store};
 pub use error::{Error, ResolveError, Result};
 pub use fs::{Fs, Kind, ListEntry, RealFs, Stat};

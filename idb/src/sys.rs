@@ -1,5 +1,5 @@
 //! The libc calls std does not offer: renameat2, utimensat on a symlink,
-//! the l*xattr family and mknod. This is the only file of the crate with
+//! the l*xattr family, mknod and linkat of an O_TMPFILE file. This is the only file of the crate with
 //! `unsafe`. Every function takes real paths and returns `io::Result` with
 //! the kernel's errno.
 
@@ -138,6 +138,27 @@ pub(crate) fn mknod(path: &Path, mode: u32, rdev: u64) -> io::Result<()> {
     let p = cstr(path)?;
     // SAFETY: `p` is NUL-terminated and lives across the call.
     let rc = unsafe { libc::mknod(p.as_ptr(), mode as libc::mode_t, rdev as libc::dev_t) };
+    check(rc as libc::c_long).map(drop)
+}
+
+/// Gives the unnamed (O_TMPFILE) `file` the name `to`: linkat(2) of its
+/// /proc/self/fd link with AT_SYMLINK_FOLLOW, which needs no capability
+/// (AT_EMPTY_PATH would need CAP_DAC_READ_SEARCH); open(2), O_TMPFILE.
+pub(crate) fn link_unnamed(file: &std::fs::File, to: &Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let from = cstr(Path::new(&format!("/proc/self/fd/{}", file.as_raw_fd())))?;
+    let to = cstr(to)?;
+    // SAFETY: both pointers are NUL-terminated strings that live across the
+    // call; the fd they name stays open (borrowed `file`).
+    let rc = unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    };
     check(rc as libc::c_long).map(drop)
 }
 

@@ -7,8 +7,10 @@
 //! (image-spec layer.md: `.wh.NAME` deletes NAME, `.wh..wh..opq` makes a
 //! directory opaque), so the rest of the archive is an OCI layer as is.
 //!
-//! Export writes a temp file beside the target, fsyncs it and renames it
-//! over the target (rename(2) is atomic). Import unpacks into a staged
+//! Export writes a file with no name yet (O_TMPFILE, [`Unnamed`]) in the
+//! target's directory, fsyncs it and only then names it, replacing the
+//! target atomically: an export killed or failing at any point leaves
+//! neither a partial archive nor a temp file. Import unpacks into a staged
 //! environment that gets its name only when every entry is in and synced
 //! ([`isotrace_idb::Staged`]); any refusal or read error drops it, so a
 //! corrupt, truncated or hostile archive creates nothing.
@@ -16,11 +18,11 @@
 use super::progress::{CountingReader, CountingWriter, Progress};
 use super::{carry, idb_err, EXIT_FAILED};
 use crate::run::Failure;
-use isotrace_idb::{EnvMeta, Environment, Rules, Staged, Store};
+use isotrace_idb::{EnvMeta, Environment, Rules, Staged, Store, Unnamed};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::ffi::OsStr;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
@@ -69,30 +71,18 @@ pub fn export(store: &Store, name: &str, output: &Path) -> Result<(), Failure> {
         settings: carry::export(store, name)?,
     };
     let fail = |e: io::Error| (EXIT_FAILED, format!("{}: {e}", output.display()));
-    let file_name = output
-        .file_name()
-        .ok_or_else(|| fail(io::Error::from_raw_os_error(libc::EISDIR)))?;
-    let dir = match output.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        file_name.to_string_lossy(),
-        std::process::id()
-    ));
+    if output.file_name().is_none() {
+        return Err(fail(io::Error::from_raw_os_error(libc::EISDIR)));
+    }
     // Each entry is a 512-byte header, then its data padded to 512.
     let total = bytes + 1024 * (paths.len() as u64 + 1);
     let bar = Progress::bytes(&format!("exporting env {name}"), total);
-    let written = write_archive(&tmp, &manifest, &upper, &paths, &bar).and_then(|()| {
-        std::fs::rename(&tmp, output)?;
-        File::open(&dir)?.sync_all()
+    let written = Unnamed::create(output).and_then(|file| {
+        write_archive(file.file(), &manifest, &upper, &paths, &bar)?;
+        file.publish(output)
     });
     bar.finish();
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(fail(e));
-    }
+    written.map_err(fail)?;
     eprintln!(
         "isotrace: exported env {name} ({} entries) to {}",
         paths.len(),
@@ -123,13 +113,12 @@ fn collect(root: &Path, rel: &Path, out: &mut Vec<PathBuf>, bytes: &mut u64) -> 
 }
 
 fn write_archive(
-    tmp: &Path,
+    file: &File,
     m: &Manifest,
     upper: &Path,
     paths: &[PathBuf],
     bar: &Progress,
 ) -> io::Result<()> {
-    let file = OpenOptions::new().write(true).create_new(true).open(tmp)?;
     let mut b = Builder::new(CountingWriter {
         inner: BufWriter::with_capacity(1 << 20, file),
         progress: bar.clone(),
