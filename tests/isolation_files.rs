@@ -404,3 +404,35 @@ fn a_file_the_host_creates_mid_run_is_seen() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "late\n");
 }
+
+/// A host file the group has seen, deleted on the host meanwhile, can be
+/// created again in the environment: the write's copy-up finds its source
+/// gone and the supervisor looks the name up afresh instead of failing.
+#[test]
+fn a_file_the_host_deletes_mid_run_can_be_created_again() {
+    let iso = Iso::new();
+    populate(&iso);
+    let a = iso.hp("a.txt");
+    let seen = iso.hp("seen");
+    let script = format!(
+        "cat {a} > /dev/null && : > {seen}; i=0; \
+         while [ -e {a} ]; do i=$((i+1)); [ $i -gt 600 ] && exit 4; sleep 0.05; done; \
+         echo again > {a} && cat {a}"
+    );
+    let mut cmd = iso.command(["--env", "e", "--", "/bin/sh", "-c", &script]);
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let private = iso.upper("e").join(seen.trim_start_matches('/'));
+    common::wait_until("the group to read the file", common::ISO_TIMEOUT, || {
+        private.exists()
+    });
+    fs::remove_file(&a).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "again\n");
+    assert!(
+        !std::path::Path::new(&a).exists(),
+        "the host got the file back"
+    );
+}

@@ -17,7 +17,8 @@
 //! performs or lets the kernel perform in the environment. Other changes
 //! made behind the cache's back (a name the host deletes or replaces, or
 //! another supervisor's changes to the environment) are seen after
-//! [`Cache::clear`].
+//! [`Cache::clear`]: the isolation policy clears it when a copy-up or a
+//! create finds its host source or parent gone, and resolves again.
 
 use crate::lookup::{Dir, Found};
 use crate::path::{bytes, components};

@@ -270,6 +270,16 @@ impl Isolation {
         tv: &mut dyn TraceeView,
         u: &PathUse,
     ) -> Result<PathOutcome, i32> {
+        self.one_path_try(call, tv, u, false)
+    }
+
+    fn one_path_try(
+        &mut self,
+        call: &Call,
+        tv: &mut dyn TraceeView,
+        u: &PathUse,
+        retried: bool,
+    ) -> Result<PathOutcome, i32> {
         let raw = match call.paths.iter().find(|p| p.idx == u.idx) {
             Some(p) => p.path.clone().map_err(|e| e as i32)?,
             None => return Err(libc::EFAULT),
@@ -303,10 +313,10 @@ impl Isolation {
                 _ => e.errno(),
             })?;
         if !self.procs.foreign(call.pid) && back::is_supervisor_proc(&r.public) {
-            // (A tracee in a pid namespace of its own has a procfs of its
-            // own, where the supervisor has no entry.)
             // /proc/SUPERVISOR/{mem,fd,...}: a root tracee could otherwise
-            // write the supervisor's memory or reach its fds.
+            // write the supervisor's memory or reach its fds. (A tracee in a
+            // pid namespace of its own has a procfs of its own, where the
+            // supervisor has no entry.)
             return Err(libc::ENOENT);
         }
         if back::is_proc_mem(&r.public) && u.op != Op::Read {
@@ -330,7 +340,16 @@ impl Isolation {
             }
             return Ok(PathOutcome::Done(ret));
         }
-        let plan = ops::plan(&self.view, &mut self.cache, &r, u.op)?;
+        let plan = match ops::plan(&self.view, &mut self.cache, &r, u.op) {
+            // The copy-up's source or a parent the cache knew is gone: the
+            // host deleted it behind the cache's back (cache.rs). Look
+            // again, once, with a cache that starts over.
+            Err(libc::ENOENT) if !retried && (r.loc.is_some() || u.op != Op::Modify) => {
+                self.cache.clear();
+                return self.one_path_try(call, tv, u, true);
+            }
+            other => other?,
+        };
         if u.op != Op::Read && !matches!(u.op, Op::CreateOrOpen { write: false }) {
             self.note_change(r.public.clone());
         }
