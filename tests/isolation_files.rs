@@ -436,3 +436,32 @@ fn a_file_the_host_deletes_mid_run_can_be_created_again() {
         "the host got the file back"
     );
 }
+
+/// A datagram sent with sendto(2) to a unix socket path bound in the
+/// environment reaches it: the destination is rewritten like connect's
+/// (the socket file is in the private layer, the host never sees it).
+#[test]
+fn sendto_a_unix_datagram_socket_bound_in_the_env() {
+    if !common::have_program("python3") {
+        eprintln!("python3 is not installed: skipping");
+        return;
+    }
+    let iso = Iso::new();
+    populate(&iso);
+    let sock = iso.hp("tree/dgram.sock");
+    let py = format!(
+        "import socket\n\
+         s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
+         s.bind('{sock}')\n\
+         c = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n\
+         c.sendto(b'ping', '{sock}')\n\
+         print(s.recv(16).decode())\n"
+    );
+    let run = iso.isotrace(["--env", "e", "--", "python3", "-c", &py]);
+    assert_eq!(run.status, common::Status::Exited(0), "{}", run.describe());
+    assert_eq!(run.stdout_str(), "ping\n");
+    assert!(
+        !std::path::Path::new(&sock).exists(),
+        "the socket is on the host"
+    );
+}

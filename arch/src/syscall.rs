@@ -70,6 +70,11 @@ pub enum Trap {
     /// trapped under isolation. utimensat(fd, NULL, ...) is futimens: without
     /// isolation it names no path and needs no stop.
     TraceIfNonNullOrIsolated(u8),
+    /// Under isolation, trapped when argument `n` (an address) is non-NULL;
+    /// never trapped without isolation. sendto(2) with a destination address
+    /// may name a unix socket path; glibc's send(2) is sendto with NULL,
+    /// which stays at native speed.
+    TraceIfNonNullWhenIsolated(u8),
 }
 
 /// Whether the call, when trapped, also needs a stop at syscall exit
@@ -133,6 +138,7 @@ impl Syscall {
             Trap::TraceWhenIsolated if isolated => Trap::Trace,
             Trap::TraceWhenIsolated => Trap::Allow,
             Trap::TraceIfNonNullOrIsolated(_) if isolated => Trap::Trace,
+            Trap::TraceIfNonNullWhenIsolated(_) if !isolated => Trap::Allow,
             _ if !isolated && self.exit == ExitStop::WhenIsolated && !self.takes_path() => {
                 Trap::Allow
             }

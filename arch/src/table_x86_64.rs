@@ -116,9 +116,9 @@ pub static TABLE: &[Syscall] = &[
     sc!(41, socket, [Int, Int, Int]),
     sc!(42, connect, [Fd, SockAddr, UInt], Trace, Full),
     sc!(43, accept, [Fd, Ptr, Ptr]),
-    // Trapping sendto would trap every send(2): glibc implements send() as
-    // sendto(fd, buf, len, flags, NULL, 0).
-    sc!(44, sendto, [Fd, Ptr, UInt, Hex, SockAddr, UInt], Allow, Partial, UNIX_DEST),
+    // glibc's send() is sendto(fd, buf, len, flags, NULL, 0): only a call
+    // with a destination is trapped, and only under isolation.
+    sc!(44, sendto, [Fd, Ptr, UInt, Hex, SockAddr, UInt], TraceIfNonNullWhenIsolated(4), Full),
     sc!(45, recvfrom, [Fd, Ptr, UInt, Hex, Ptr, Ptr]),
     sc!(46, sendmsg, [Fd, Ptr, Hex], Allow, Partial, UNIX_DEST),
     sc!(47, recvmsg, [Fd, Ptr, Hex]),

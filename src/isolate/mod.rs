@@ -126,7 +126,9 @@ impl Isolation {
             "fchmod" | "fchown" | "fsetxattr" | "fremovexattr" => {
                 return self.fd_metadata(call, call.args[0] as i32, tv);
             }
-            "bind" | "connect" => return self.unix_socket(call, tv),
+            "bind" | "connect" => return self.unix_socket(call, tv, (1, 2)),
+            // Trapped only with a destination address (the filter).
+            "sendto" => return self.unix_socket(call, tv, (4, 5)),
             "setuid" | "setgid" | "setreuid" | "setregid" | "setresuid" | "setresgid"
             | "setfsuid" | "setfsgid" | "setgroups" | "capset" => {
                 // Read again at the thread's next supervisor-made change.
@@ -406,15 +408,24 @@ impl Isolation {
         })
     }
 
-    /// bind(2)/connect(2) of a unix socket path: the socket file lives in
-    /// the merged view like any other file. Abstract and unnamed addresses
-    /// do not touch the filesystem and pass.
-    fn unix_socket(&mut self, call: &Call, tv: &mut dyn TraceeView) -> Result<Verdict, i32> {
-        let len = (call.args[2] as usize).min(SOCKADDR_UN_LEN);
+    /// bind(2)/connect(2), and sendto(2) with a destination, of a unix
+    /// socket path (the sockaddr at argument `addr_idx`, its length at
+    /// `len_idx`): the socket file lives in the merged view like any other
+    /// file. Abstract and unnamed addresses do not touch the filesystem and
+    /// pass.
+    fn unix_socket(
+        &mut self,
+        call: &Call,
+        tv: &mut dyn TraceeView,
+        (addr_idx, len_idx): (usize, usize),
+    ) -> Result<Verdict, i32> {
+        let len = (call.args[len_idx] as usize).min(SOCKADDR_UN_LEN);
         if len <= 2 {
             return Ok(Verdict::CONTINUE);
         }
-        let raw = tv.read_bytes(call.args[1], len).ok_or(libc::EFAULT)?;
+        let raw = tv
+            .read_bytes(call.args[addr_idx], len)
+            .ok_or(libc::EFAULT)?;
         if u16::from_ne_bytes([raw[0], raw[1]]) != libc::AF_UNIX as u16 || raw[2] == 0 {
             return Ok(Verdict::CONTINUE);
         }
@@ -450,8 +461,8 @@ impl Isolation {
         }
         Ok(Verdict {
             action: Action::Rewrite {
-                paths: vec![(1, addr)],
-                args: vec![(2, addr_len)],
+                paths: vec![(addr_idx, addr)],
+                args: vec![(len_idx, addr_len)],
             },
             exit_stop: self.pending.contains_key(&call.tid),
         })

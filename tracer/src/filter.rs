@@ -70,10 +70,16 @@ fn leaf(sc: &Syscall, isolation: bool) -> Leaf {
         Trap::Deny(e) => Leaf::Ret(errno_ret(e)),
         // An argument index past the six registers cannot be checked:
         // fail closed.
-        Trap::TraceIfAddrBelowScratch(i) | Trap::TraceIfNonNullOrIsolated(i) if i >= 6 => {
+        Trap::TraceIfAddrBelowScratch(i)
+        | Trap::TraceIfNonNullOrIsolated(i)
+        | Trap::TraceIfNonNullWhenIsolated(i)
+            if i >= 6 =>
+        {
             Leaf::Ret(RET_TRACE)
         }
-        Trap::TraceIfNonNullOrIsolated(i) => Leaf::NonNull { arg: i },
+        Trap::TraceIfNonNullOrIsolated(i) | Trap::TraceIfNonNullWhenIsolated(i) => {
+            Leaf::NonNull { arg: i }
+        }
         Trap::TraceIfAddrBelowScratch(i) => Leaf::AddrCheck {
             addr: i,
             hint: sc
@@ -334,6 +340,13 @@ mod tests {
         match sc.effective_trap(true) {
             Trap::Allow => RET_ALLOW,
             Trap::Trace | Trap::TraceWhenIsolated | Trap::TraceIfNonNullOrIsolated(_) => RET_TRACE,
+            Trap::TraceIfNonNullWhenIsolated(i) => {
+                if d.args[usize::from(i)] != 0 {
+                    RET_TRACE
+                } else {
+                    RET_ALLOW
+                }
+            }
             Trap::Deny(e) => libc::SECCOMP_RET_ERRNO | e as u32,
             Trap::TraceIfAddrBelowScratch(i) => {
                 let addr = d.args[usize::from(i)];
