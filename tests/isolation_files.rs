@@ -465,3 +465,31 @@ fn sendto_a_unix_datagram_socket_bound_in_the_env() {
         "the socket is on the host"
     );
 }
+
+/// /proc/self/maps and smaps name a program copied into the environment by
+/// its public path, never by its path in the store, as /proc/self/exe
+/// does; the translated copy served for them leaves nothing behind.
+#[test]
+fn proc_maps_show_public_paths() {
+    let iso = Iso::new();
+    populate(&iso);
+    let cat = iso.hp("tree/mycat");
+    let run = iso.sh_ok(
+        "e",
+        &format!("cp /bin/cat {cat} && {cat} /proc/self/maps && {cat} /proc/self/smaps"),
+    );
+    let out = run.stdout_str();
+    let store = iso.home();
+    assert!(out.contains(&format!(" {cat}\n")), "{out}");
+    assert!(!out.contains(store.to_str().unwrap()), "{out}");
+    assert_eq!(out.matches(&format!(" {cat}\n")).count() % 2, 0, "{out}");
+    let work = iso.home().join("envs/e/work");
+    let left: Vec<_> = fs::read_dir(&work)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.iter()
+            .all(|n| !n.to_string_lossy().starts_with(".procmaps")),
+        "{left:?}"
+    );
+}

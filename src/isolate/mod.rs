@@ -20,6 +20,7 @@ mod openat2;
 mod ops;
 mod paths;
 mod procfs;
+mod procmaps;
 
 use crate::trace::TracePolicy;
 use classify::{classify, Op, PathUse};
@@ -326,6 +327,11 @@ impl Isolation {
             // could rewrite the scratch region under a pinned path.
             return Err(libc::EACCES);
         }
+        if u.op == Op::Read && matches!(call.sc.name, "open" | "openat" | "openat2") {
+            if let Some(plan) = self.proc_maps(call, &r) {
+                return Ok(PathOutcome::Rewrite(plan));
+            }
+        }
         if r.loc == Some(isotrace_idb::Loc::Exception) {
             return Ok(PathOutcome::Rewrite(Plan {
                 real: r.real,
@@ -405,6 +411,35 @@ impl Isolation {
                 args: Vec::new(),
             },
             exit_stop: true,
+        })
+    }
+
+    /// An open of /proc/PID/{maps,smaps} that would show private paths:
+    /// served from a translated copy (procmaps.rs). None when nothing in it
+    /// is private, or it cannot be read: the kernel's file then.
+    fn proc_maps(&mut self, call: &Call, r: &isotrace_idb::Resolved) -> Option<Plan> {
+        let (who, task, file) = procmaps::maps_file(&r.public)?;
+        let pid = match who.as_str() {
+            "self" => call.pid,
+            "thread-self" => call.tid,
+            n => self.procs.host_pid(call.pid, n)?,
+        };
+        let src = match task {
+            Some(t) => format!(
+                "/proc/{pid}/task/{}/{file}",
+                self.procs.host_pid(call.pid, &t)?
+            ),
+            None => format!("/proc/{pid}/{file}"),
+        };
+        let text = std::fs::read_to_string(src).ok()?;
+        let shown = procmaps::translate(&self.view, &text);
+        if shown == text {
+            return None;
+        }
+        let copy = procmaps::serve(self.view.work(), call.tid, &shown).ok()?;
+        Some(Plan {
+            real: copy.clone(),
+            after: vec![After::Unlink(copy)],
         })
     }
 
@@ -589,9 +624,17 @@ impl Policy for Isolation {
         let act = match self.pending.remove(&call.tid) {
             Some(Pending::After(after)) if ret >= 0 => {
                 ops::finish(&self.view, &mut self.cache, &after);
-                if let Some(g) = self.generation.as_mut() {
+                if let Some(g) = self
+                    .generation
+                    .as_mut()
+                    .filter(|_| ops::changes_env(&after))
+                {
                     g.bump();
                 }
+                ExitAction::NONE
+            }
+            Some(Pending::After(after)) => {
+                ops::discard(&after);
                 ExitAction::NONE
             }
             Some(Pending::Back(b)) => back::translate(&self.view, b, call, ret, tv),
@@ -603,7 +646,9 @@ impl Policy for Isolation {
     }
 
     fn on_abandoned(&mut self, call: &Call, rewritten: &[(usize, Vec<u8>)]) {
-        self.pending.remove(&call.tid);
+        if let Some(Pending::After(after)) = self.pending.remove(&call.tid) {
+            ops::discard(&after);
+        }
         self.trace.on_abandoned(call, rewritten);
     }
 

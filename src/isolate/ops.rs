@@ -16,6 +16,9 @@ pub enum After {
     /// Another object now has this public path (RENAME_EXCHANGE): only
     /// what the resolution cache knew of it is stale.
     Replaced(PathBuf),
+    /// A file the supervisor made for this call only (a translated
+    /// /proc/PID/maps, procmaps.rs): removed at exit, whatever the result.
+    Unlink(PathBuf),
 }
 
 /// Where the kernel should act for one path argument.
@@ -208,8 +211,10 @@ fn copy_up_tree(view: &View, cache: &mut Cache, dir: &Resolved) -> Res<PathBuf> 
 
 /// Runs the work left for exit after a successful call.
 pub fn finish(view: &View, cache: &mut Cache, after: &[After]) {
+    discard(after);
     for a in after {
         let (res, p) = match a {
+            After::Unlink(_) => continue,
             After::FinishCreate(p) => (cow::finish_create(view, p), p),
             After::Whiteout(p) => (cow::whiteout(view, p).map(drop), p),
             After::Replaced(p) => (Ok(()), p),
@@ -219,6 +224,24 @@ pub fn finish(view: &View, cache: &mut Cache, after: &[After]) {
         }
         cache.invalidate(p);
     }
+}
+
+/// Removes the files made for the call only ([`After::Unlink`]): after it
+/// succeeded, failed, or was abandoned (the tracee died in it).
+pub fn discard(after: &[After]) {
+    for a in after {
+        if let After::Unlink(p) = a {
+            if let Err(e) = std::fs::remove_file(p) {
+                tracing::warn!("{}: {e}", p.display());
+            }
+        }
+    }
+}
+
+/// Whether `after` changes the environment (others must forget what they
+/// cached), beyond removing the call's own scratch files.
+pub fn changes_env(after: &[After]) -> bool {
+    after.iter().any(|a| !matches!(a, After::Unlink(_)))
 }
 
 /// Marks an upper directory opaque (`.wh..wh..opq`): the host's entries at
