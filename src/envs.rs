@@ -20,22 +20,14 @@ pub struct RunEnv {
     show_diff: bool,
 }
 
-/// Where environments and the IDB live: $ISOTRACE_HOME, else
-/// $XDG_DATA_HOME/isotrace, else ~/.local/share/isotrace.
+/// Where environments and the IDB live (config::store_home's rule).
 pub fn home() -> Result<PathBuf, Failure> {
-    if let Some(h) = std::env::var_os("ISOTRACE_HOME").filter(|h| !h.is_empty()) {
-        return Ok(PathBuf::from(h));
-    }
-    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|h| Path::new(h).is_absolute()) {
-        return Ok(PathBuf::from(x).join("isotrace"));
-    }
-    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
-        Some(h) => Ok(PathBuf::from(h).join(".local/share/isotrace")),
-        None => Err((
+    isotrace::config::store_home().ok_or_else(|| {
+        (
             EXIT_USAGE,
             "cannot place environments: set ISOTRACE_HOME (or HOME)".into(),
-        )),
-    }
+        )
+    })
 }
 
 fn idb_err(e: isotrace_idb::Error) -> Failure {

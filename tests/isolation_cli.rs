@@ -163,3 +163,36 @@ fn summary_line_counts_changed_paths() {
     );
     host.assert_unchanged();
 }
+
+/// Root's default store is /var/lib/isotrace, not under its 0700 HOME: a
+/// program that drops privileges inside the environment (as apt's _apt
+/// does) must reach the private layer, where the kernel creates its files
+/// as that user. HOME here is a 0700 directory like /root; the run uses a
+/// throwaway env, removed at exit.
+#[test]
+fn root_default_store_is_reachable_after_dropping_privileges() {
+    if !common::is_root() || !common::have_program("setpriv") {
+        eprintln!("needs root and setpriv: skipped");
+        return;
+    }
+    let iso = Iso::new();
+    let home = iso.root().join("roothome");
+    fs::create_dir(&home).unwrap();
+    fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let file = format!("/tmp/isotrace-dropped-{}", std::process::id());
+    let mut cmd = std::process::Command::new(common::isotrace());
+    cmd.args(["--rm", "--"])
+        .args(common::setpriv_prefix())
+        .args([
+            "/bin/sh",
+            "-c",
+            &format!("echo as-nobody > {file} && cat {file}"),
+        ])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin:/usr/sbin:/sbin")
+        .env("HOME", &home);
+    let run = iso.execute(cmd);
+    assert_eq!(run.status, Status::Exited(0), "{}", run.describe());
+    assert_eq!(run.stdout_str(), "as-nobody\n");
+    assert_absent_on_host(&file);
+}

@@ -179,18 +179,41 @@ pub fn user_file() -> Option<PathBuf> {
 }
 
 /// Where environments and the IDB live: $ISOTRACE_HOME, else
-/// $XDG_DATA_HOME/isotrace, else ~/.local/share/isotrace (the same rule as
-/// the run path's).
+/// $XDG_DATA_HOME/isotrace, else /var/lib/isotrace for root, else
+/// ~/.local/share/isotrace.
 pub fn store_home() -> Option<PathBuf> {
-    if let Some(h) = std::env::var_os("ISOTRACE_HOME").filter(|h| !h.is_empty()) {
+    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    store_home_from(
+        var("ISOTRACE_HOME"),
+        var("XDG_DATA_HOME"),
+        var("HOME"),
+        nix::unistd::geteuid().is_root(),
+    )
+}
+
+/// Root's store is a system directory: under /root (mode 0700) the private
+/// layers would be out of reach of a program that drops privileges inside
+/// an environment (apt's _apt, a daemon's own user), whose files the kernel
+/// creates there as that user.
+pub const ROOT_STORE: &str = "/var/lib/isotrace";
+
+/// [`store_home`]'s rule, from the variables' values and whether we are root.
+pub fn store_home_from(
+    isotrace_home: Option<std::ffi::OsString>,
+    xdg_data_home: Option<std::ffi::OsString>,
+    home: Option<std::ffi::OsString>,
+    root: bool,
+) -> Option<PathBuf> {
+    if let Some(h) = isotrace_home {
         return Some(PathBuf::from(h));
     }
-    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|h| Path::new(h).is_absolute()) {
+    if let Some(x) = xdg_data_home.filter(|h| Path::new(h).is_absolute()) {
         return Some(PathBuf::from(x).join("isotrace"));
     }
-    std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(|h| PathBuf::from(h).join(".local/share/isotrace"))
+    if root {
+        return Some(PathBuf::from(ROOT_STORE));
+    }
+    home.map(|h| PathBuf::from(h).join(".local/share/isotrace"))
 }
 
 /// Open the store for override records.
@@ -316,4 +339,23 @@ pub fn lock(store: &Store) -> Result<nix::fcntl::Flock<std::fs::File>, ConfigErr
         .map_err(|e| ConfigError::io("open", &path, e))?;
     nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, e)| ConfigError::io("flock", &path, e.into()))
+}
+
+#[cfg(test)]
+mod store_home_tests {
+    use super::*;
+
+    #[test]
+    fn the_store_rule() {
+        let s = |v: &str| Some(std::ffi::OsString::from(v));
+        let home = |a, b, c, root| store_home_from(a, b, c, root).unwrap();
+        assert_eq!(home(s("/x"), s("/d"), s("/h"), true), Path::new("/x"));
+        assert_eq!(home(None, s("/d"), s("/h"), true), Path::new("/d/isotrace"));
+        assert_eq!(home(None, None, s("/root"), true), Path::new(ROOT_STORE));
+        assert_eq!(
+            home(None, s("relative"), s("/home/u"), false),
+            Path::new("/home/u/.local/share/isotrace")
+        );
+        assert_eq!(store_home_from(None, None, None, false), None);
+    }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 #[derive(Args, Debug)]
 #[command(
     after_help = "Environments live under $ISOTRACE_HOME (default: $XDG_DATA_HOME/isotrace, \
-        else ~/.local/share/isotrace).\n\
+        else /var/lib/isotrace for root, else ~/.local/share/isotrace).\n\
         export, import and copy draw a progress bar on stderr when it is a terminal.\n\
         Exit status: 0 on success; 125 for a bad or unknown environment name or bad usage; \
         1 when an operation fails (I/O error, corrupt archive)."

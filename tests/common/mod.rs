@@ -186,6 +186,12 @@ fn base_env(home: &Path) -> Vec<(OsString, OsString)> {
         OsString::from("HOME"),
         home.as_os_str().to_owned(),
     )))
+    // The store under the test's HOME, as for a user: root's default store
+    // is the system's /var/lib/isotrace.
+    .chain(std::iter::once((
+        OsString::from("XDG_DATA_HOME"),
+        home.join(".local/share").into_os_string(),
+    )))
     .collect()
 }
 
