@@ -651,3 +651,95 @@ fn a_full_disk_fails_the_checkpoint_and_the_group_runs_on() {
     });
     assert!(bg.0.try_wait().unwrap().is_none(), "the group ended");
 }
+
+/// `make -j2` checkpointed halfway through (two recipes running, others
+/// waiting on the jobserver pipe), the original gone, and restored in its
+/// env: make finishes the build with every target built exactly once, as
+/// an uninterrupted run does, and all of it lands in the private layer.
+#[test]
+fn make_j2_checkpointed_halfway_finishes_the_build() {
+    if !common::have_program("make") {
+        eprintln!("make is not installed: skipping");
+        return;
+    }
+    let w = World::new();
+    let src = w.iso.host().join("build");
+    fs::create_dir(&src).unwrap();
+    let targets: Vec<String> = (1..=16).map(|i| format!("t{i:02}")).collect();
+    let makefile = format!(
+        "all: {all}\n\t@echo done > all.out\n\
+         t%:\n\t@sleep 0.15; echo $@ > $@.out; echo $@ >> built.log\n",
+        all = targets.join(" ")
+    );
+    fs::write(src.join("Makefile"), &makefile).unwrap();
+    // The uninterrupted run, natively, for the reference.
+    let native = w.iso.root().join("native");
+    fs::create_dir(&native).unwrap();
+    fs::write(native.join("Makefile"), &makefile).unwrap();
+    let status = std::process::Command::new("make")
+        .args(["-s", "-j2", "-C"])
+        .arg(&native)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let sorted = |p: &Path| {
+        let mut v: Vec<String> = fs::read_to_string(p)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        v.sort();
+        v
+    };
+    let want = sorted(&native.join("built.log"));
+    assert_eq!(want, targets);
+
+    let mut bg = w.background(&[
+        "run",
+        "--env",
+        "e1",
+        "--group",
+        "mk",
+        "--",
+        "make",
+        "-s",
+        "-j2",
+        "-C",
+        path_str(&src),
+    ]);
+    let private = w.iso.upper("e1").join(src.strip_prefix("/").unwrap());
+    let built = || sorted(&private.join("built.log")).len();
+    wait_until("a few targets built", WAIT, || built() >= 4);
+    let img = w.iso.root().join("img");
+    w.isotrace(&["checkpoint", "mk", "-o", path_str(&img)])
+        .assert_exit(0);
+    let _ = bg.0.wait();
+    let at_checkpoint = built();
+    assert!(
+        at_checkpoint < targets.len(),
+        "the build ended before the checkpoint"
+    );
+    let run = w.isotrace(&["restore", path_str(&img), "--detach"]);
+    run.assert_exit(0);
+    let pid = restored_pid(&run);
+    wait_until("the restored make to finish", WAIT, || {
+        private.join("all.out").exists()
+    });
+    assert_eq!(
+        sorted(&private.join("built.log")),
+        want,
+        "built.log after restore"
+    );
+    for t in &targets {
+        assert_eq!(
+            fs::read_to_string(private.join(format!("{t}.out"))).unwrap(),
+            format!("{t}\n")
+        );
+    }
+    assert!(
+        !src.join("built.log").exists(),
+        "the build wrote on the host"
+    );
+    // SAFETY: kill(2) of the make this test restored (it is ending anyway).
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+}
