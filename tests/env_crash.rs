@@ -253,11 +253,23 @@ fn kill_9_of_a_group_mid_copy_up_keeps_the_env_valid() {
     for (i, point) in [1, BIG / 2, BIG, 2 * BIG - 4096].into_iter().enumerate() {
         let env = format!("G{i}");
         let mut child = spawn(&iso, &["--env", &env, "--", "/bin/sh", "-c", &script]);
-        mid += kill_at(&mut child, point, || copy_up_bytes(&iso, &env)) as usize;
+        let killed = kill_at(&mut child, point, || copy_up_bytes(&iso, &env));
+        mid += killed as usize;
         // EXITKILL: the guest died with its supervisor.
         wait_until("the guest to die", DEADLINE, || {
             common::pids_with_cmdline(&mark).is_empty()
         });
+        // The killed copy-up's temp is left in work/; once idle, the next
+        // supervisor in the env sweeps it (its maker is gone).
+        let work = iso.home().join("envs").join(&env).join("work");
+        let left: Vec<PathBuf> = fs::read_dir(&work)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(!killed || !left.is_empty(), "a killed copy-up left no temp");
+        let past = SystemTime::now() - Duration::from_secs(3600);
+        for p in &left {
+            fs::File::open(p).unwrap().set_modified(past).unwrap();
+        }
         assert_eq!(hash_file(&big), host_hash, "the host file changed");
         let show = iso.isotrace(["env", "show", &env]);
         show.assert_exit(0);
@@ -269,6 +281,8 @@ fn kill_9_of_a_group_mid_copy_up_keeps_the_env_valid() {
         // The env sees the original, plus whole appended lines in order.
         let seen = iso.isotrace(["--env", &env, "--", "cat", path_str(&big)]);
         seen.assert_exit(0);
+        let still: Vec<&PathBuf> = left.iter().filter(|p| p.exists()).collect();
+        assert!(still.is_empty(), "not swept from work/: {still:?}");
         assert!(seen.stdout.len() >= original.len());
         assert!(
             seen.stdout[..original.len()] == original[..],

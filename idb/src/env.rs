@@ -217,6 +217,7 @@ impl Store {
     /// by the identity of its directories (home, envs/, every environment
     /// and its upper and work), so a bind mount of any of them is hidden too.
     pub fn view(&self, env: &Environment, rules: Rules) -> Result<View> {
+        sweep_work(&env.work());
         let mut view = View::new(env.upper(), env.work(), self.home.clone(), rules);
         let envs = self.envs();
         let mut dirs = vec![self.home.clone(), envs.clone()];
@@ -233,6 +234,54 @@ impl Store {
         }
         Ok(view)
     }
+}
+
+/// Removes what supervisors killed mid-operation left in an environment's
+/// `work/`: copy-up temps (`#PID-...`), directories on their way out
+/// (`#rm-PID-...`), whiteout temps (`#wh-PID-...`) and translated maps
+/// files (`.procmaps-PID-...`). Only those whose maker is gone (no
+/// /proc/PID) and that have not changed for [`crate::stage::STALE_AFTER`]:
+/// another supervisor using the environment may be writing its own, and a
+/// pid alone could be another pid namespace's. Returns what it removed;
+/// an error only skips an entry.
+pub(crate) fn sweep_work(work: &Path) -> Vec<PathBuf> {
+    let Ok(rd) = std::fs::read_dir(work) else {
+        return Vec::new();
+    };
+    let mut removed = Vec::new();
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let Some(pid) = temp_maker(&name.to_string_lossy()) else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let path = e.path();
+        let idle = std::fs::symlink_metadata(&path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .is_some_and(|age| age >= crate::stage::STALE_AFTER);
+        let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+        let gone = match (idle, is_dir) {
+            (false, _) => false,
+            (true, true) => remove_tree(&path).is_ok(),
+            (true, false) => std::fs::remove_file(&path).is_ok(),
+        };
+        if gone {
+            removed.push(path);
+        }
+    }
+    removed
+}
+
+/// The pid in a `work/` temp name ([`temp_name`]: PREFIX PID-N-NANOS).
+fn temp_maker(name: &str) -> Option<u32> {
+    let rest = ["#rm-", "#wh-", ".procmaps-", "#"]
+        .iter()
+        .find_map(|p| name.strip_prefix(p))?;
+    rest.split('-').next()?.parse().ok()
 }
 
 /// remove_dir_all that also gets through directories copied up without
@@ -261,5 +310,62 @@ fn open_up(dir: &Path) {
         for e in rd.flatten() {
             open_up(&e.path());
         }
+    }
+}
+
+#[cfg(test)]
+mod sweep_tests {
+    use super::*;
+
+    #[test]
+    fn temp_makers() {
+        assert_eq!(temp_maker("#123-4-5"), Some(123));
+        assert_eq!(temp_maker("#rm-77-0-9"), Some(77));
+        assert_eq!(temp_maker("#wh-8-1-2"), Some(8));
+        assert_eq!(temp_maker(".procmaps-9-10-0"), Some(9));
+        assert_eq!(temp_maker("keep"), None);
+        assert_eq!(temp_maker("#x-1"), None);
+    }
+
+    #[test]
+    fn only_a_dead_makers_idle_temps_go() {
+        let work = tempfile::tempdir().unwrap();
+        let me = std::process::id();
+        // A pid that is surely not running: above the kernel's pid_max.
+        let dead = 1 << 23;
+        for n in [
+            format!("#{dead}-0-0"),
+            format!("#rm-{dead}-1-0"),
+            format!("#{me}-2-0"),
+        ] {
+            std::fs::create_dir_all(work.path().join(&n).join("sub")).unwrap();
+        }
+        std::fs::write(work.path().join(format!("#{dead}-3-0")), b"fresh").unwrap();
+        std::fs::write(work.path().join(format!("#{dead}-4-0")), b"half a copy").unwrap();
+        let old = SystemTime::now() - std::time::Duration::from_secs(3600);
+        for n in [
+            format!("#{dead}-0-0"),
+            format!("#rm-{dead}-1-0"),
+            format!("#{me}-2-0"),
+            format!("#{dead}-4-0"),
+        ] {
+            std::fs::File::open(work.path().join(n))
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
+        let mut gone: Vec<String> = sweep_work(work.path())
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        gone.sort();
+        let want = [
+            format!("#{dead}-0-0"),
+            format!("#{dead}-4-0"),
+            format!("#rm-{dead}-1-0"),
+        ];
+        assert_eq!(gone, want);
+        assert!(work.path().join(format!("#{me}-2-0")).exists());
+        assert!(work.path().join(format!("#{dead}-3-0")).exists());
     }
 }

@@ -23,7 +23,7 @@ use std::time::{Duration, SystemTime};
 /// How long an unlocked `.new-*` or `.rm-*` directory is left alone: its
 /// maker takes the lock right after creating it, so only a directory that
 /// has not changed for this long and is unlocked was abandoned.
-const STALE_AFTER: Duration = Duration::from_secs(10);
+pub(crate) const STALE_AFTER: Duration = Duration::from_secs(10);
 
 /// An environment being built; see the module doc.
 #[derive(Debug)]
