@@ -96,7 +96,8 @@ wait_ok() {
 	return 1
 }
 
-# one migration: prints "downtime_ms total_ms bytes_sent rounds"
+# one migration: prints "downtime_ms total_ms bytes_sent rounds mode
+# dump_ms send_ms restore_ms" (the last three: parts of the downtime)
 one() {
 	local size="$1" mode="$2" n="$3"
 	local src="A$n" dst="B$n" out="$WORK/out$n"
@@ -136,7 +137,7 @@ one() {
 	"$ISOTRACE" env rm --force "$src" >/dev/null 2>&1 || true
 	"$ISOTRACE" env rm --force "$dst" >/dev/null 2>&1 || true
 	ISOTRACE_HOME="$WORK/home2" "$ISOTRACE" env rm --force "$src" >/dev/null 2>&1 || true
-	python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(r["downtime_ms"], r["total_ms"], r["bytes_sent"], len(r["rounds"]), r["mode"].split(" (")[0])' "$json"
+	python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(r["downtime_ms"], r["total_ms"], r["bytes_sent"], len(r["rounds"]), r["mode"].split(" (")[0], r["dump_ms"], r["send_ms"], r["restore_ms"])' "$json"
 }
 
 # median and range of the Nth column of stdin
@@ -148,7 +149,8 @@ where="--to-env (127.0.0.1)"
 [ -n "$LINK" ] && where="--to, between two network namespaces over a veth shaped to $LINK"
 echo "isotrace migrate $where: ${ROUNDS} rounds per row, writer rewriting ${RATE} pages/s ($((RATE * 4 / 1024)) MiB/s)"
 echo "kernel $(uname -r), $(nproc) CPUs, $(date -u +%FT%TZ)"
-printf '\n| RSS | mode | downtime ms | total ms | MiB sent | rounds |\n|---|---|---|---|---|---|\n'
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '\n| RSS | mode | downtime ms | of it: dump / send / restore ms | total ms | MiB sent | rounds |\n|---|---|---|---|---|---|---|\n'
 n=0
 ratio_rows=()
 for size in $SIZES; do
@@ -165,7 +167,8 @@ for size in $SIZES; do
 		total="$(awk '{print $2}' "$file" | stat)"
 		mib="$(awk '{print $3 / 1048576}' "$file" | stat)"
 		rounds="$(awk '{print $4}' "$file" | stat)"
-		printf '| %s MiB | %s | %s | %s | %s | %s |\n' "$size" "$mode" "$down" "$total" "$mib" "$rounds"
+		parts="$(for c in 6 7 8; do awk -v c=$c '{print $c}' "$file" | sort -g | awk '{v[NR]=$1} END {printf "%.0f", (NR%2)?v[(NR+1)/2]:(v[NR/2]+v[NR/2+1])/2}'; echo; done | paste -sd/ | sed 's|/| / |g')"
+		printf '| %s MiB | %s | %s | %s | %s | %s | %s |\n' "$size" "$mode" "$down" "$parts" "$total" "$mib" "$rounds"
 	done
 	ds="$(awk '{print $1}' "$WORK/stop.txt" | sort -g | awk '{v[NR]=$1} END {print (NR%2)?v[(NR+1)/2]:(v[NR/2]+v[NR/2+1])/2}')"
 	dp="$(awk '{print $1}' "$WORK/pre.txt" | sort -g | awk '{v[NR]=$1} END {print (NR%2)?v[(NR+1)/2]:(v[NR/2]+v[NR/2+1])/2}')"
@@ -173,3 +176,4 @@ for size in $SIZES; do
 done
 echo
 for r in "${ratio_rows[@]}"; do echo "$r"; done
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -43,7 +43,11 @@ pub fn main(args: CheckpointArgs) -> i32 {
             return EXIT_USAGE;
         }
     }
-    match client.checkpoint(args.output.as_deref(), args.leave_running) {
+    let mut extra = serde_json::Map::new();
+    if args.tcp_close {
+        extra.insert("tcp_close".into(), serde_json::Value::Bool(true));
+    }
+    match client.checkpoint_with(args.output.as_deref(), args.leave_running, extra) {
         Ok(r) => {
             let text = if args.json {
                 serde_json::to_string_pretty(&r).unwrap_or_default() + "\n"

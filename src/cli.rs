@@ -149,6 +149,11 @@ pub struct CheckpointArgs {
     /// Let the group run on after the checkpoint.
     #[arg(long)]
     pub leave_running: bool,
+    /// Record established TCP connections as closed instead of carrying
+    /// them with TCP repair (which needs CAP_NET_ADMIN): the restored
+    /// program finds them not connected.
+    #[arg(long)]
+    pub tcp_close: bool,
     /// Print the result and per-phase times as JSON (docs/API.md, `checkpoint`).
     #[arg(long)]
     pub json: bool,
@@ -313,6 +318,16 @@ pub struct MigrateArgs {
     /// Read the shared token from FILE instead of $ISOTRACE_MIGRATE_TOKEN.
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// Close established TCP connections instead of carrying them with
+    /// TCP repair (which needs CAP_NET_ADMIN).
+    #[arg(long)]
+    pub tcp_close: bool,
+    /// Run PROGRAM at each phase of the move, with the phase in
+    /// $ISOTRACE_ACTION (network-lock, pre-resume, network-unlock): what
+    /// moves the service address to the destination host (README, "TCP
+    /// connections").
+    #[arg(long, value_name = "PROGRAM")]
+    pub action_script: Option<PathBuf>,
     /// Print the result (times, bytes, destination pids) as JSON.
     #[arg(long)]
     pub json: bool,

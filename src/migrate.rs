@@ -15,6 +15,7 @@ use crate::cli::{CloneArgs, MigrateArgs, ReceiveArgs};
 use isotrace::api::client::Client;
 use isotrace::api::protocol::MigrateResult;
 use receiver::{Options, Received};
+use serde_json::{Map, Value};
 use std::net::TcpListener;
 use std::path::Path;
 
@@ -31,9 +32,21 @@ struct Target<'a> {
     token_file: Option<&'a Path>,
     pre_copy: bool,
     json: bool,
+    /// `tcp_close` and `action_script` for the op (docs/API.md).
+    extra: Map<String, Value>,
 }
 
 pub fn migrate(a: MigrateArgs) -> i32 {
+    let mut extra = Map::new();
+    if a.tcp_close {
+        extra.insert("tcp_close".into(), Value::Bool(true));
+    }
+    if let Some(p) = &a.action_script {
+        match std::path::absolute(p) {
+            Ok(p) => extra.insert("action_script".into(), Value::from(p.display().to_string())),
+            Err(e) => return fail(&format!("--action-script {}: {e}", p.display())),
+        };
+    }
     send(&Target {
         purpose: "migrate",
         group: &a.group,
@@ -43,6 +56,7 @@ pub fn migrate(a: MigrateArgs) -> i32 {
         token_file: a.token_file.as_deref(),
         pre_copy: a.pre_copy,
         json: a.json,
+        extra,
     })
 }
 
@@ -56,6 +70,7 @@ pub fn clone(a: CloneArgs) -> i32 {
         token_file: a.token_file.as_deref(),
         pre_copy: false,
         json: a.json,
+        extra: Map::new(),
     })
 }
 
@@ -89,7 +104,7 @@ fn call(
     token: &[u8],
     env: Option<&str>,
 ) -> Result<MigrateResult, String> {
-    c.migrate(t.purpose, to, token, env, t.pre_copy)
+    c.migrate_with(t.purpose, to, token, env, t.pre_copy, t.extra.clone())
         .map_err(|e| format!("{} {}: {e}", t.purpose, t.group))
 }
 
@@ -119,9 +134,9 @@ fn local(t: &Target, env: &str) -> i32 {
         token.clone(),
         env.to_string(),
     );
-    let pre_copy = t.pre_copy;
+    let (pre_copy, extra) = (t.pre_copy, t.extra.clone());
     let caller = std::thread::spawn(move || {
-        c.migrate(purpose, &to, &key, Some(&dest), pre_copy)
+        c.migrate_with(purpose, &to, &key, Some(&dest), pre_copy, extra)
             .map_err(|e| format!("{purpose} {group}: {e}"))
     });
     let opts = Options {

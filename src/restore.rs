@@ -14,7 +14,9 @@ use nix::unistd::Pid;
 use std::io::{Read, Write};
 
 pub fn main(args: RestoreArgs) -> i32 {
-    let image = match Image::open(&args.image) {
+    // The pages sections are checked as the restore reads them into place,
+    // before anything restored runs (Image::open_for_restore).
+    let image = match Image::open_for_restore(&args.image) {
         Ok(i) => i,
         Err(e) => {
             eprintln!(
@@ -247,6 +249,9 @@ fn native(args: &RestoreArgs, image: &Image) -> i32 {
     };
     for note in &restored.notes {
         eprintln!("isotrace: note: {note}");
+    }
+    if let Err(e) = restore::tcp::unlock(image) {
+        eprintln!("isotrace: note: {e}");
     }
     if let Err(e) = restore::release_all(&restored) {
         eprintln!("isotrace: releasing the restored process: {e}");

@@ -82,6 +82,12 @@ pub fn run(
     for note in &restored.notes {
         eprintln!("isotrace: note: {note}");
     }
+    // A migration's receiver (--control) leaves the lock to the source.
+    if args.control.is_none() {
+        if let Err(e) = restore::tcp::unlock(image) {
+            eprintln!("isotrace: note: {e}");
+        }
+    }
     let tasks = adopted(image, &restored);
     let held = filtered(&tasks).and_then(|()| {
         (hooks.hold)(&restored.processes().iter().map(|p| p.1).collect::<Vec<_>>())

@@ -28,14 +28,18 @@ pub enum Error {
     /// (The path is left out of the message: callers name the image.)
     #[error("not an isotrace image (no manifest.json)")]
     NotAnImage { path: PathBuf },
-    /// A section's size or sha256 differs from the manifest, or it does not
+    /// A section's size or digest differs from the manifest, or it does not
     /// decode: the image was damaged after it was written.
     #[error("image section {name} is corrupt: {why}")]
     CorruptSection { name: String, why: String },
     #[error(
-        "image format version {found} is not supported (this isotrace reads version {supported})"
+        "image format version {found} is not supported (this isotrace reads versions {oldest} to {newest})"
     )]
-    UnsupportedVersion { found: u32, supported: u32 },
+    UnsupportedVersion {
+        found: u32,
+        oldest: u32,
+        newest: u32,
+    },
     #[error("image has no process {pid}")]
     NoSuchPid { pid: i32 },
     #[error("{what}")]

@@ -10,6 +10,7 @@ pub mod error;
 pub mod image;
 pub mod inspect;
 pub mod model;
+pub mod netlock;
 pub mod precopy;
 pub mod restore;
 pub mod stream;

@@ -263,8 +263,27 @@ pub fn robust_list(tid: Tid) -> Result<Option<(u64, u64)>> {
     Ok((head != 0).then_some((head, len as u64)))
 }
 
-/// PTRACE_SETSIGMASK (<linux/ptrace.h>).
+/// PTRACE_GETSIGMASK, PTRACE_SETSIGMASK (<linux/ptrace.h>).
+const PTRACE_GETSIGMASK: libc::c_uint = 0x420a;
 const PTRACE_SETSIGMASK: libc::c_uint = 0x420b;
+
+/// A stopped tracee's own blocked-signal mask. In sigsuspend(2), pselect,
+/// ppoll or epoll_pwait the kernel blocks a temporary set and keeps the
+/// program's in saved_sigmask until the call returns; /proc's SigBlk shows
+/// the temporary one, PTRACE_GETSIGMASK the program's (kernel/ptrace.c).
+pub fn get_sigmask(tid: Tid) -> Result<u64> {
+    let mut mask: u64 = 0;
+    // SAFETY: the kernel writes `addr` (8) bytes into a live local u64.
+    let rc = unsafe {
+        libc::ptrace(
+            PTRACE_GETSIGMASK,
+            tid,
+            std::mem::size_of::<u64>() as *mut libc::c_void,
+            &mut mask as *mut u64 as *mut libc::c_void,
+        )
+    };
+    check(tid, "PTRACE_GETSIGMASK", rc).map(|_| mask)
+}
 
 /// Sets a stopped tracee's blocked-signal mask without running it
 /// (ptrace(2), PTRACE_SETSIGMASK; the kernel never blocks SIGKILL and
@@ -282,10 +301,14 @@ pub fn set_sigmask(tid: Tid, mask: u64) -> Result<()> {
     check(tid, "PTRACE_SETSIGMASK", rc).map(drop)
 }
 
+/// timerfd, file handles and kcmp on files of ours.
+pub mod files;
 /// Processes and namespaces for a restore (clone3, the namespace's init).
 mod ns;
 /// Reading kernel objects without consuming them (pipes, sockets).
 mod peek;
+/// Socket calls on fds of ours (TCP repair, dump/tcp.rs).
+pub mod sockopt;
 
 pub use ns::{clone_ns_child, CloneArgs, NsChild, NsHandle};
 pub use peek::{netlink_query, peek_stream, pipe_contents};

@@ -11,6 +11,7 @@
 
 use crate::api::protocol::{code, CheckpointResult};
 use crate::api::state::{self, SupervisorState};
+use isotrace_checkpoint::dump::tcp::TcpPolicy;
 use isotrace_checkpoint::dump::{checkpoint, Dumped, StoppedThread};
 use isotrace_tracer::{AfterFreeze, Barrier, BarrierJob, StopKind, Waker};
 use serde_json::{Map, Value};
@@ -132,8 +133,16 @@ pub fn request(
         Some(Value::String(_)) => return Err(bad("\"dir\" must be an absolute path")),
         Some(_) => return Err(bad("\"dir\" must be a string")),
     };
+    let tcp_close = match args.get("tcp_close") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(bad("\"tcp_close\" must be a boolean")),
+    };
     let (tx, rx) = mpsc::channel();
-    let job = Box::new(link.job(dir, leave_running, Some(tx)));
+    let mut job = Box::new(link.job(dir, leave_running, Some(tx)));
+    if tcp_close {
+        job.tcp = TcpPolicy::Close;
+    }
     let gone = || {
         let why = "the group ended before it could be checkpointed";
         (code::NOT_RUNNING, why.to_string())
@@ -174,6 +183,8 @@ pub struct CheckpointJob {
     answer: Option<Answer>,
     /// The supervisor's state, written as a section of the image.
     pub state: Option<SupervisorState>,
+    /// What to do with established TCP connections (`--tcp-close`).
+    pub tcp: TcpPolicy,
 }
 
 impl CheckpointJob {
@@ -188,6 +199,7 @@ impl CheckpointJob {
             dumped: None,
             answer: None,
             state: None,
+            tcp: TcpPolicy::Repair,
         }
     }
 
@@ -262,32 +274,42 @@ impl BarrierJob for CheckpointJob {
         };
         self.freeze = barrier.freeze;
         let start = Instant::now();
-        let dumped = checkpoint::dump(
+        let dumped = checkpoint::dump_tcp(
             barrier.root,
             barrier.pids(),
             stopped_threads(barrier),
             &self.dir,
+            self.tcp,
         );
-        let dumped = dumped.and_then(|mut d| {
+        let dumped = dumped.and_then(|(mut d, held)| {
             if let Some(s) = &self.state {
                 d.write_section(state::SECTION, &s.to_json())?;
             }
-            Ok(d)
+            Ok((d, held))
         });
         self.dump = start.elapsed();
+        // Dropping `held` resumes the group's TCP connections (leave
+        // repair mode, lift the network lock): what a group that runs on
+        // needs.
         match dumped {
             Err(e) => {
                 self.answer = Some(Err(e.to_string()));
                 AfterFreeze::Resume
             }
-            Ok(d) if self.leave_running => {
+            Ok((d, _held)) if self.leave_running => {
                 self.dumped = Some(d);
                 AfterFreeze::Resume
             }
-            Ok(d) => {
+            Ok((d, held)) => {
                 let answer = self.commit(d, self.freeze + self.dump);
                 let after = match answer {
                     Ok(_) => {
+                        // The connections end silently with the group and
+                        // stay locked until `isotrace restore` of this
+                        // image lifts the lock (IMAGE.md, tcp.bin).
+                        if let Err(e) = held.release(false) {
+                            tracing::warn!("releasing the TCP connections: {e}");
+                        }
                         TERMINATED.store(true, std::sync::atomic::Ordering::SeqCst);
                         AfterFreeze::Kill
                     }

@@ -189,7 +189,17 @@ impl Client {
         dir: Option<&Path>,
         leave_running: bool,
     ) -> Result<CheckpointResult, ApiError> {
-        let mut args = Map::new();
+        self.checkpoint_with(dir, leave_running, Map::new())
+    }
+
+    /// [`Client::checkpoint`] with more of the op's arguments
+    /// (`tcp_close`, docs/API.md).
+    pub fn checkpoint_with(
+        &mut self,
+        dir: Option<&Path>,
+        leave_running: bool,
+        mut args: Map<String, Value>,
+    ) -> Result<CheckpointResult, ApiError> {
         if let Some(dir) = dir {
             let dir = std::path::absolute(dir)?;
             let text = dir
@@ -343,9 +353,22 @@ impl Client {
         env: Option<&str>,
         pre_copy: bool,
     ) -> Result<crate::api::protocol::MigrateResult, ApiError> {
+        self.migrate_with(purpose, to, token, env, pre_copy, Map::new())
+    }
+
+    /// [`Client::migrate`] with more of the op's arguments (`tcp_close`,
+    /// `action_script`, docs/API.md).
+    pub fn migrate_with(
+        &mut self,
+        purpose: &str,
+        to: &str,
+        token: &[u8],
+        env: Option<&str>,
+        pre_copy: bool,
+        mut args: Map<String, Value>,
+    ) -> Result<crate::api::protocol::MigrateResult, ApiError> {
         let token = std::str::from_utf8(token)
             .map_err(|_| ApiError::Protocol("the token is not UTF-8".into()))?;
-        let mut args = Map::new();
         args.insert("to".into(), json!(to));
         args.insert("token".into(), json!(token));
         args.insert("env".into(), json!(env));

@@ -10,10 +10,12 @@
 //! failure before that resumes the group, and the error says what
 //! happened. The wire format is checkpoint/STREAM.md.
 
+pub mod action;
 pub mod job;
 pub mod layer;
 mod precopy;
 pub mod staging;
+mod tcp;
 
 use crate::api::checkpoint::CheckpointLink;
 use crate::api::protocol::{code, MigrateResult};
@@ -35,6 +37,10 @@ pub struct Request {
     pub token: Vec<u8>,
     pub dest_env: Option<String>,
     pub pre_copy: bool,
+    /// Established TCP connections are closed, not carried.
+    pub tcp_close: bool,
+    /// Run at each phase of the move (see `action`).
+    pub action_script: Option<String>,
 }
 
 type OpError = (&'static str, String);
@@ -50,17 +56,25 @@ fn parse(purpose: &'static str, args: &Map<String, Value>) -> Result<Request, Op
     let token = text("token")?
         .filter(|t| !t.is_empty())
         .ok_or_else(|| bad("missing \"token\" (the receiver's shared token)"))?;
-    let pre_copy = match args.get("pre_copy") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(bad("\"pre_copy\" must be a boolean")),
+    let flag = |name: &str| match args.get(name) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(bad(&format!("\"{name}\" must be a boolean"))),
     };
+    let action_script = text("action_script")?;
+    if let Some(p) = &action_script {
+        if !std::path::Path::new(p).is_absolute() {
+            return Err(bad("\"action_script\" must be an absolute path"));
+        }
+    }
     Ok(Request {
         purpose,
         to,
         token: token.into_bytes(),
         dest_env: text("env")?,
-        pre_copy,
+        pre_copy: flag("pre_copy")?,
+        tcp_close: flag("tcp_close")?,
+        action_script,
     })
 }
 

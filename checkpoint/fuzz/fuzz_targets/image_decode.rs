@@ -15,11 +15,13 @@ fn manifest(tree: &ProcessTree) -> Manifest {
     let section = |name: &str, size| Section {
         name: name.into(),
         size,
-        sha256: String::new(),
+        sha256: None,
+        blake3: Some(String::new()),
+        held: 0,
     };
     Manifest {
         format: "isotrace-image".into(),
-        version: 1,
+        version: 2,
         kind: Kind::Snapshot,
         created: String::new(),
         host: Host {
@@ -54,6 +56,8 @@ fuzz_target!(|data: &[u8]| {
         dir: "/nonexistent".into(),
         manifest,
         tree,
+        unverified: Vec::new(),
+        elsewhere: Default::default(),
     };
     for view in [View::All, View::Ps, View::Fds, View::Mems, View::Sockets] {
         let _ = inspect::json_text(&image, view);

@@ -5,6 +5,7 @@
 //! (or kills) them afterwards. The image has the snapshot's format with
 //! `"kind": "checkpoint"` (IMAGE.md), so `isotrace restore` reads it.
 
+use super::tcp::{self, Held, TcpPolicy};
 use super::{attach::StoppedThread, Dumped, Frozen};
 use crate::error::{Error, Result};
 use crate::image::{ImageWriter, Kind};
@@ -28,12 +29,49 @@ const KNOWN_ANON: &[&str] = &[
 /// and its kind, an fd that cannot be checkpointed; on any error nothing is
 /// left at `dir`.
 pub fn dump(root: i32, pids: Vec<i32>, threads: Vec<StoppedThread>, dir: &Path) -> Result<Dumped> {
-    let writer = ImageWriter::create(dir)?;
+    // Dropping the sockets held resumes the group's connections.
+    dump_tcp(root, pids, threads, dir, TcpPolicy::Repair).map(|(dumped, _)| dumped)
+}
+
+/// [`dump`], carrying the established TCP connections as `policy` says
+/// (`tcp`). The returned [`Held`] keeps the source's connections in
+/// repair mode and locked until the caller resumes or releases them.
+pub fn dump_tcp(
+    root: i32,
+    pids: Vec<i32>,
+    threads: Vec<StoppedThread>,
+    dir: &Path,
+    policy: TcpPolicy,
+) -> Result<(Dumped, Held)> {
+    let held = std::collections::HashMap::new();
+    dump_tcp_holding(root, pids, threads, dir, policy, held)
+}
+
+/// [`dump_tcp`] at the freeze of a pre-copied migration: the pages `held`
+/// names (pid to page addresses), which the receiver holds, are not read;
+/// the image's sections leave them as holes (IMAGE.md, `held`).
+pub fn dump_tcp_holding(
+    root: i32,
+    pids: Vec<i32>,
+    threads: Vec<StoppedThread>,
+    dir: &Path,
+    policy: TcpPolicy,
+    held: std::collections::HashMap<i32, std::sync::Arc<std::collections::HashSet<u64>>>,
+) -> Result<(Dumped, Held)> {
+    let mut writer = ImageWriter::create(dir)?;
+    for (pid, pages) in held {
+        writer.hold_pages(pid, pages);
+    }
     let frozen = Frozen::adopt(pids, threads);
     super::inject_fault(root);
-    let dumped = Dumped::new(&frozen, root, writer, Kind::Checkpoint)?;
+    let mut dumped = Dumped::new(&frozen, root, writer, Kind::Checkpoint)?;
     refuse_unsupported(dumped.tree())?;
-    Ok(dumped)
+    let (mut conns, held) = tcp::capture(dumped.tree(), policy)?;
+    if !conns.sockets.is_empty() {
+        conns.lock = held.lock_name();
+        dumped.write_section(tcp::SECTION, &crate::image::codec::encode(&conns)?)?;
+    }
+    Ok((dumped, held))
 }
 
 /// The first fd of the tree that a checkpoint cannot carry, as an error.
@@ -71,10 +109,12 @@ pub fn unsupported(e: &FdEntry) -> Option<&'static str> {
         // The memory devices (null, zero, full, random, urandom: major 1)
         // have no state; any other device has state we cannot see.
         FdKind::Device { major, .. } if *major != 1 => Some("a device"),
-        FdKind::Socket(Some(SocketInfo::Inet { state, .. }))
-            if !matches!(state.as_str(), "LISTEN" | "UNCONNECTED" | "CLOSE") =>
+        // Connected TCP sockets are carried with TCP repair (`tcp`).
+        FdKind::Socket(Some(SocketInfo::Inet { proto, state, .. }))
+            if !proto.starts_with("tcp")
+                && !matches!(state.as_str(), "LISTEN" | "UNCONNECTED" | "CLOSE") =>
         {
-            Some("a connected network socket (its peer is outside the group)")
+            Some("a connected UDP socket (its peer is outside the group)")
         }
         FdKind::Other => Some("an fd of unknown kind"),
         _ => None,
@@ -116,7 +156,14 @@ mod tests {
             }))
         };
         assert!(!refused(tcp("LISTEN")));
-        assert!(refused(tcp("ESTABLISHED")));
+        assert!(!refused(tcp("ESTABLISHED")));
+        let udp = FdKind::Socket(Some(SocketInfo::Inet {
+            proto: "udp".into(),
+            local: "127.0.0.1:53".into(),
+            remote: "127.0.0.1:5353".into(),
+            state: "ESTABLISHED".into(),
+        }));
+        assert!(refused(udp));
     }
 
     #[test]

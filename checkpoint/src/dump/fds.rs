@@ -26,6 +26,9 @@ pub fn dump(proc: &ProcDir) -> Result<Vec<FdEntry>> {
             continue;
         };
         let target = target.to_string_lossy().into_owned();
+        if target == "anon_inode:[timerfd]" {
+            settle_timerfd(pid, fd);
+        }
         let info = std::fs::read_to_string(proc.path(&format!("fdinfo/{fd}")))
             .map(|t| parse_fdinfo(&t))
             .unwrap_or_default();
@@ -48,6 +51,22 @@ pub fn dump(proc: &ProcDir) -> Result<Vec<FdEntry>> {
         });
     }
     Ok(out)
+}
+
+/// Brings a periodic timerfd's count up to date before its fdinfo is
+/// read. After its first expiry the kernel stops the timer and counts
+/// the periods that passed only when the timer is next read or queried
+/// (fs/timerfd.c: timerfd_read and timerfd_gettime call
+/// hrtimer_forward_now), so until then fdinfo shows `ticks: 1` and no
+/// remaining time. timerfd_gettime(2), run here on a duplicate of the fd
+/// (pidfd_getfd(2): the same open file), does that accounting without
+/// consuming anything. Best effort: without it the fdinfo is as it was.
+fn settle_timerfd(pid: i32, fd: i32) {
+    use std::os::fd::AsFd;
+    let Ok(dup) = isotrace_tracer::sys::dup_remote_fd(pid, fd) else {
+        return;
+    };
+    let _ = crate::sys::files::timerfd_settle(dup.as_fd());
 }
 
 /// The kind of an open file from its /proc link text and the stat of the

@@ -1,6 +1,24 @@
 //! Page data of a stopped process: which pages exist comes from
-//! /proc/PID/pagemap, their bytes from /proc/PID/mem, and they are streamed
-//! into the process's pages section in address order.
+//! /proc/PID/pagemap, their bytes from /proc/PID/mem, read straight into
+//! the section writer's buffer, and they are streamed into the process's
+//! pages section in address order.
+//!
+//! Pages mapped only by this process (pagemap bit 56, "exclusively
+//! mapped") are read with process_vm_readv(2), which copies straight into
+//! the buffer; a read of /proc/PID/mem copies each page twice (fs/proc/
+//! base.c mem_rw bounces it through a kernel page: perf showed that copy
+//! as the dumping thread's largest cost). Not for shared pages:
+//! process_vm_readv pins them (FOLL_PIN), and a read-only pin of an
+//! anonymous page shared copy-on-write (a forked child's, and every page
+//! of a snapshot's copy-on-write child) makes the kernel unshare it first
+//! (mm/gup.c, gup_must_unshare): it copied every page of a 1 GiB snapshot
+//! child. /proc/PID/mem takes plain references (FOLL_GET), so sharing
+//! holds; it also serves the page-by-page retry, and swapped pages.
+//!
+//! At the freeze of a pre-copied migration, pages the receiver already
+//! holds (`held`) are not read at all: they keep their place in the runs
+//! and become holes in the section (`SectionWriter::skip`), so the frozen
+//! dump costs the dirty set, not the whole memory (#6).
 //!
 //! pagemap (Documentation/admin-guide/mm/pagemap.rst) has one u64 per
 //! virtual page: bit 63 "present in RAM", bit 62 "swapped". Both kinds are
@@ -11,18 +29,22 @@
 
 use super::{vanished, ProcDir};
 use crate::error::{Error, Result};
-use crate::image::SectionWriter;
+use crate::image::{SectionWriter, WRITE_CHUNK};
 use crate::model::{PageRun, Vma, VmaMemory};
 use crate::PAGE_SIZE;
+use isotrace_tracer::sys::vm_read;
+use nix::errno::Errno;
+use std::collections::HashSet;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
 const PM_PRESENT: u64 = 1 << 63;
 const PM_SWAPPED: u64 = 1 << 62;
+const PM_EXCLUSIVE: u64 = 1 << 56;
 /// pagemap entries read per pread: 16 MiB of address space.
 const PAGEMAP_BATCH: u64 = 4096;
-/// Bytes copied per pread of /proc/PID/mem.
-const COPY_CHUNK: u64 = 1 << 20;
+/// Bytes copied per process_vm_readv: one section buffer.
+const COPY_CHUNK: u64 = WRITE_CHUNK as u64;
 
 /// Why a mapping's contents are not captured, or None to capture it.
 pub fn skip_reason(vma: &Vma) -> Option<&'static str> {
@@ -49,23 +71,31 @@ pub fn skip_reason(vma: &Vma) -> Option<&'static str> {
 
 struct Source {
     pid: i32,
+    /// The stopped thread to read through: process_vm_readv takes any
+    /// thread's id, and a zombie leader has no mm left to read.
+    tid: i32,
     base: String,
     pagemap: File,
     mem: File,
 }
 
-pub fn dump(proc: &ProcDir, vmas: &mut [Vma], out: &mut SectionWriter) -> Result<()> {
+pub fn dump(
+    proc: &ProcDir,
+    vmas: &mut [Vma],
+    out: &mut SectionWriter,
+    held: Option<&HashSet<u64>>,
+) -> Result<()> {
     let open = |name: &str| {
         let path = proc.path(name);
         File::open(&path).map_err(|e| vanished(proc.pid, &path, e))
     };
     let src = Source {
         pid: proc.pid,
+        tid: proc.tid,
         base: proc.base.clone(),
         pagemap: open("pagemap")?,
         mem: open("mem")?,
     };
-    let mut buf = vec![0u8; COPY_CHUNK as usize];
     for vma in vmas.iter_mut() {
         vma.memory = match skip_reason(vma) {
             Some(reason) => VmaMemory::Skipped {
@@ -76,12 +106,20 @@ pub fn dump(proc: &ProcDir, vmas: &mut [Vma], out: &mut SectionWriter) -> Result
                 // The vDSO is an ELF image gdb parses from the core: keep
                 // all of it, not only the pages this process touched.
                 let present = if vma.path == "[vdso]" {
-                    vec![(vma.start, vma.len() / PAGE_SIZE)]
+                    vec![(vma.start, vma.len() / PAGE_SIZE, false)]
                 } else {
                     src.present_runs(vma.start, vma.end)?
                 };
-                for (addr, pages) in present {
-                    src.copy_run(addr, pages, &mut buf, out, &mut runs)?;
+                for (addr, pages, exclusive) in present {
+                    for (addr, pages, is_held) in split_held(addr, pages, held) {
+                        if is_held {
+                            let offset = out.offset();
+                            out.skip(pages * PAGE_SIZE)?;
+                            record(&mut runs, addr, pages * PAGE_SIZE, offset);
+                        } else {
+                            src.copy_run(addr, pages, exclusive, out, &mut runs)?;
+                        }
+                    }
                 }
                 VmaMemory::Dumped { runs }
             }
@@ -91,9 +129,11 @@ pub fn dump(proc: &ProcDir, vmas: &mut [Vma], out: &mut SectionWriter) -> Result
 }
 
 impl Source {
-    /// Maximal runs of present-or-swapped pages in [start, end).
-    fn present_runs(&self, start: u64, end: u64) -> Result<Vec<(u64, u64)>> {
-        let mut runs: Vec<(u64, u64)> = Vec::new();
+    /// Maximal runs of present-or-swapped pages in [start, end), each
+    /// with whether all its pages are present and mapped by this process
+    /// alone.
+    fn present_runs(&self, start: u64, end: u64) -> Result<Vec<(u64, u64, bool)>> {
+        let mut runs: Vec<(u64, u64, bool)> = Vec::new();
         let mut entries = vec![0u8; (PAGEMAP_BATCH * 8) as usize];
         let mut page = start;
         while page < end {
@@ -108,9 +148,10 @@ impl Source {
                     continue;
                 }
                 let addr = page + i as u64 * PAGE_SIZE;
+                let alone = entry & (PM_PRESENT | PM_EXCLUSIVE) == PM_PRESENT | PM_EXCLUSIVE;
                 match runs.last_mut() {
-                    Some((a, p)) if *a + *p * PAGE_SIZE == addr => *p += 1,
-                    _ => runs.push((addr, 1)),
+                    Some((a, p, x)) if *a + *p * PAGE_SIZE == addr && *x == alone => *p += 1,
+                    _ => runs.push((addr, 1, alone)),
                 }
             }
             page += n * PAGE_SIZE;
@@ -118,14 +159,15 @@ impl Source {
         Ok(runs)
     }
 
-    /// Copies one run into `out`, recording what landed where. A chunk the
-    /// kernel refuses (EIO on a page that cannot be faulted in) is retried
-    /// page by page, and pages that still fail are left out of the image.
+    /// Copies one run into `out`, straight into its buffer, recording
+    /// what landed where. A chunk the kernel refuses (EIO on a page that
+    /// cannot be faulted in) is retried page by page, and pages that
+    /// still fail are left out of the image.
     fn copy_run(
         &self,
         addr: u64,
         pages: u64,
-        buf: &mut [u8],
+        exclusive: bool,
         out: &mut SectionWriter,
         runs: &mut Vec<PageRun>,
     ) -> Result<()> {
@@ -133,19 +175,42 @@ impl Source {
         let mut at = addr;
         while at < end {
             let len = (end - at).min(COPY_CHUNK);
-            if self.read(&mut buf[..len as usize], at)? {
-                append(runs, out, at, &buf[..len as usize])?;
+            let offset = out.offset();
+            let buf = out.spare(len as usize)?;
+            let read = match exclusive {
+                true => self.read_fast(buf, at)?,
+                false => self.read(buf, at)?,
+            };
+            if read {
+                out.commit(len as usize);
+                record(runs, at, len, offset);
             } else {
                 for page in (at..at + len).step_by(PAGE_SIZE as usize) {
-                    let one = &mut buf[..PAGE_SIZE as usize];
-                    if self.read(one, page)? {
-                        append(runs, out, page, one)?;
+                    let offset = out.offset();
+                    if self.read(out.spare(PAGE_SIZE as usize)?, page)? {
+                        out.commit(PAGE_SIZE as usize);
+                        record(runs, page, PAGE_SIZE, offset);
                     }
                 }
             }
             at += len;
         }
         Ok(())
+    }
+
+    /// process_vm_readv of the whole of `buf` (pages this process maps
+    /// alone): Ok(false) when it comes up short or is refused, so the
+    /// caller retries by page through /proc/PID/mem.
+    fn read_fast(&self, buf: &mut [u8], addr: u64) -> Result<bool> {
+        match vm_read(self.tid, addr, buf) {
+            Ok(n) => Ok(n == buf.len()),
+            Err(isotrace_tracer::Error::Died { .. }) => Err(Error::Exited { pid: self.pid }),
+            Err(isotrace_tracer::Error::Sys {
+                errno: Errno::EFAULT | Errno::EIO | Errno::ENOMEM | Errno::EPERM,
+                ..
+            }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Ok(false) for a range the kernel would not read (EIO/EFAULT); a
@@ -171,9 +236,28 @@ impl Source {
     }
 }
 
-fn append(runs: &mut Vec<PageRun>, out: &mut SectionWriter, addr: u64, data: &[u8]) -> Result<()> {
-    let pages = data.len() as u64 / PAGE_SIZE;
-    let offset = out.offset();
+/// The run of `pages` pages at `addr` cut where pages go from held to not
+/// held: (address, pages, held).
+fn split_held(addr: u64, pages: u64, held: Option<&HashSet<u64>>) -> Vec<(u64, u64, bool)> {
+    let Some(held) = held.filter(|h| !h.is_empty()) else {
+        return vec![(addr, pages, false)];
+    };
+    let mut out: Vec<(u64, u64, bool)> = Vec::new();
+    for i in 0..pages {
+        let page = addr + i * PAGE_SIZE;
+        let is_held = held.contains(&page);
+        match out.last_mut() {
+            Some((_, n, h)) if *h == is_held => *n += 1,
+            _ => out.push((page, 1, is_held)),
+        }
+    }
+    out
+}
+
+/// Records that `len` bytes from `addr` landed at `offset` of the section,
+/// extending the last run when they follow it in both.
+fn record(runs: &mut Vec<PageRun>, addr: u64, len: u64, offset: u64) {
+    let pages = len / PAGE_SIZE;
     match runs.last_mut() {
         Some(r)
             if r.addr + r.pages * PAGE_SIZE == addr && r.offset + r.pages * PAGE_SIZE == offset =>
@@ -186,5 +270,25 @@ fn append(runs: &mut Vec<PageRun>, out: &mut SectionWriter, addr: u64, data: &[u
             offset,
         }),
     }
-    out.write(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn held_pages_split_runs() {
+        let p = PAGE_SIZE;
+        assert_eq!(split_held(0x1000, 3, None), vec![(0x1000, 3, false)]);
+        let held: HashSet<u64> = [0x1000 + p, 0x1000 + 2 * p, 0x1000 + 4 * p].into();
+        assert_eq!(
+            split_held(0x1000, 5, Some(&held)),
+            vec![
+                (0x1000, 1, false),
+                (0x1000 + p, 2, true),
+                (0x1000 + 3 * p, 1, false),
+                (0x1000 + 4 * p, 1, true),
+            ]
+        );
+    }
 }

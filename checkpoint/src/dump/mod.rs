@@ -5,17 +5,25 @@
 mod attach;
 pub mod checkpoint;
 pub(crate) mod cow;
+pub mod deleted;
+pub mod dgrams;
 pub mod fds;
+pub mod inotify;
 pub(crate) mod lend;
 pub mod memory;
+pub mod open_files;
 pub mod pipes;
 pub mod procfs;
 pub mod sigstate;
 pub mod snapshot;
 pub mod sockets;
+pub mod tcp;
+pub mod tcp_held;
 pub mod thread;
 pub mod thread_extra;
+pub mod timers;
 pub mod unix_pairs;
+pub mod zombies;
 
 pub use attach::{precheck, Frozen, StoppedThread};
 
@@ -90,6 +98,12 @@ impl Dumped {
         thread_extra::write(&tree, &mut writer)?;
         unix_pairs::write(&tree, &mut writer)?;
         sigstate::write(frozen, &tree, &mut writer)?;
+        zombies::write(&tree, &mut writer)?;
+        timers::write(frozen, &tree, &mut writer)?;
+        deleted::write(&tree, &mut writer)?;
+        inotify::write(&tree, &mut writer)?;
+        dgrams::write(&tree, &mut writer)?;
+        open_files::write(&tree, &mut writer)?;
         frozen.check_alive()?;
         Ok(Dumped {
             writer,
@@ -253,8 +267,9 @@ pub(crate) fn dump_process(frozen: &Frozen, pid: i32, writer: &mut ImageWriter) 
     let status = parse_status(&proc.text("status")?);
     let mut vmas = parse_maps(&proc.text("maps")?);
     let pages_section = format!("pages-{pid}.img");
+    let held = writer.held_pages(pid);
     let mut pages = writer.section(&pages_section)?;
-    memory::dump(&proc, &mut vmas, &mut pages)?;
+    memory::dump(&proc, &mut vmas, &mut pages, held.as_deref())?;
     writer.finish(pages)?;
     let threads = frozen
         .threads_of(pid)

@@ -168,6 +168,48 @@ pub fn parse_fdinfo(text: &str) -> FdInfo {
     info
 }
 
+/// One `inotify` line of an inotify fd's fdinfo (fs/notify/fdinfo.c):
+/// `inotify wd:1 ino:3c4a7 sdev:fe00000 mask:300 ignored_mask:0
+/// fhandle-bytes:8 fhandle-type:1 f_handle:a7c4030000000000`, every
+/// number hex except wd.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Watch {
+    pub wd: i32,
+    pub ino: u64,
+    pub sdev: u64,
+    pub mask: u32,
+    pub handle_type: i32,
+    pub handle: Vec<u8>,
+}
+
+impl FdInfo {
+    /// The watches an inotify fd's fdinfo lists (its `extra` lines).
+    pub fn watches(extra: &str) -> Vec<Watch> {
+        extra.lines().filter_map(parse_watch).collect()
+    }
+}
+
+fn parse_watch(line: &str) -> Option<Watch> {
+    let rest = line.strip_prefix("inotify ")?;
+    let fields: HashMap<&str, &str> = rest
+        .split_whitespace()
+        .filter_map(|f| f.split_once(':'))
+        .collect();
+    let hex = |k: &str| u64::from_str_radix(fields.get(k)?, 16).ok();
+    let handle = fields.get("f_handle")?;
+    let handle = (0..handle.len() / 2)
+        .map(|i| u8::from_str_radix(handle.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    Some(Watch {
+        wd: fields.get("wd")?.parse().ok()?,
+        ino: hex("ino")?,
+        sdev: hex("sdev")?,
+        mask: hex("mask")? as u32,
+        handle_type: fields.get("fhandle-type")?.parse().ok()?,
+        handle,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,6 +272,25 @@ mod tests {
         assert_eq!((l[1].soft, l[1].hard), (Some(1024), Some(524288)));
         assert_eq!(l[1].units, "files");
         assert_eq!(l[2].units, "");
+    }
+
+    #[test]
+    fn inotify_watches() {
+        let w = FdInfo::watches(
+            "inotify wd:2 ino:3c4a7 sdev:fe00000 mask:300 ignored_mask:0 fhandle-bytes:8 fhandle-type:1 f_handle:a7c4030000000000\n",
+        );
+        assert_eq!(
+            w,
+            [Watch {
+                wd: 2,
+                ino: 0x3c4a7,
+                sdev: 0xfe00000,
+                mask: 0x300,
+                handle_type: 1,
+                handle: vec![0xa7, 0xc4, 3, 0, 0, 0, 0, 0],
+            }]
+        );
+        assert!(FdInfo::watches("eventfd-count: 5\n").is_empty());
     }
 
     #[test]

@@ -14,7 +14,7 @@
 use super::lend::Lent;
 use super::Frozen;
 use crate::error::{Error, Result};
-use crate::image::{codec, ImageWriter};
+use crate::image::ImageWriter;
 use crate::model::{ProcessTree, Vma};
 use crate::Image;
 use serde::{Deserialize, Serialize};
@@ -147,18 +147,10 @@ pub(crate) fn handlers_in_child(
 /// Captures the state into the image being written.
 pub fn write(frozen: &Frozen, tree: &ProcessTree, writer: &mut ImageWriter) -> Result<()> {
     let state = capture(frozen, tree)?;
-    if state == SigState::default() {
-        return Ok(());
-    }
-    writer.write_section(SECTION, &codec::encode(&state)?)
+    writer.write_optional(SECTION, &state)
 }
 
 /// The state of an image (empty without the section).
 pub fn read(image: &Image) -> Result<SigState> {
-    if image.manifest.section(SECTION).is_none() {
-        return Ok(SigState::default());
-    }
-    let path = image.dir.join(SECTION);
-    let bytes = std::fs::read(&path).map_err(|e| Error::io(path, e))?;
-    codec::decode(SECTION, &bytes)
+    image.optional(SECTION)
 }

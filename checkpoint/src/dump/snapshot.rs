@@ -379,11 +379,11 @@ impl Held {
             partition(parse_maps(&self.maps), &child_maps, &wiped);
         let pages_section = format!("pages-{pid}.img");
         let mut pages = writer.section(&pages_section)?;
-        memory::dump(&cp, &mut private, &mut pages)?;
+        memory::dump(&cp, &mut private, &mut pages, None)?;
         // Shared pages are not copied into the child's page tables by
         // fork(2) (mm/memory.c, copy_page_range skips VMAs without an
         // anon_vma), so which exist is the target's pagemap's to say.
-        memory::dump(&target, &mut shared, &mut pages)?;
+        memory::dump(&target, &mut shared, &mut pages, None)?;
         writer.finish(pages)?;
         let mut vmas: Vec<Vma> = private.into_iter().chain(shared).chain(left_out).collect();
         vmas.sort_by_key(|v| v.start);

@@ -59,7 +59,8 @@ pub fn dump(t: &StoppedThread) -> Result<Thread> {
         regs: regs_to_array(&regs),
         xcr0: xcr0_of(&xstate),
         xstate,
-        sig_blocked: hex_field(&status, "SigBlk"),
+        // The program's own mask, not a sigsuspend's temporary one.
+        sig_blocked: sys::get_sigmask(tid).unwrap_or_else(|_| hex_field(&status, "SigBlk")),
         sig_pending: hex_field(&status, "SigPnd"),
         siginfo,
         // Unreadable without ptrace-read access on some kernels: optional.

@@ -4,7 +4,7 @@
 //! (get_robust_list(2)). A restore registers both again in each thread.
 
 use crate::error::Result;
-use crate::image::{codec, ImageWriter};
+use crate::image::ImageWriter;
 use crate::model::ProcessTree;
 use crate::Image;
 use serde::{Deserialize, Serialize};
@@ -44,18 +44,10 @@ pub fn capture(tree: &ProcessTree) -> Extras {
 /// Captures the registrations of `tree` into the image being written.
 pub fn write(tree: &ProcessTree, writer: &mut ImageWriter) -> Result<()> {
     let data = capture(tree);
-    if data.is_empty() {
-        return Ok(());
-    }
-    writer.write_section(SECTION, &codec::encode(&data)?)
+    writer.write_optional(SECTION, &data)
 }
 
 /// The registrations of an image (empty without the section).
 pub fn read(image: &Image) -> Result<Extras> {
-    if image.manifest.section(SECTION).is_none() {
-        return Ok(Extras::new());
-    }
-    let path = image.dir.join(SECTION);
-    let bytes = std::fs::read(&path).map_err(|e| crate::Error::io(path, e))?;
-    codec::decode(SECTION, &bytes)
+    image.optional(SECTION)
 }

@@ -6,7 +6,7 @@
 //! (pidfd_getfd(2)) without consuming them.
 
 use crate::error::Result;
-use crate::image::{codec, ImageWriter};
+use crate::image::ImageWriter;
 use crate::model::{FdKind, ProcessTree, SocketInfo};
 use crate::Image;
 use serde::{Deserialize, Serialize};
@@ -86,20 +86,12 @@ pub fn capture(tree: &ProcessTree) -> std::io::Result<Pairs> {
 /// the sockets, naming them).
 pub fn write(tree: &ProcessTree, writer: &mut ImageWriter) -> Result<()> {
     let pairs = capture(tree).unwrap_or_default();
-    if pairs.is_empty() {
-        return Ok(());
-    }
-    writer.write_section(SECTION, &codec::encode(&pairs)?)
+    writer.write_optional(SECTION, &pairs)
 }
 
 /// The pairs of an image (empty without the section).
 pub fn read(image: &Image) -> Result<Pairs> {
-    if image.manifest.section(SECTION).is_none() {
-        return Ok(Pairs::new());
-    }
-    let path = image.dir.join(SECTION);
-    let bytes = std::fs::read(&path).map_err(|e| crate::Error::io(path, e))?;
-    codec::decode(SECTION, &bytes)
+    image.optional(SECTION)
 }
 
 /// nlmsghdr + unix_diag_req (<linux/unix_diag.h>): every state, peers.

@@ -1,12 +1,16 @@
 //! `manifest.json`: what the image is and the checksum of every section.
 
+use super::digest::Algo;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
 /// The `format` field of every manifest.
 pub const FORMAT_NAME: &str = "isotrace-image";
-/// The on-disk format this code writes and reads (IMAGE.md).
-pub const FORMAT_VERSION: u32 = 1;
+/// The on-disk format this code writes (IMAGE.md). Version 2 digests
+/// sections with BLAKE3; version 1 (SHA-256) images are still read.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format this code reads.
+pub const OLDEST_VERSION: u32 = 1;
 pub const MANIFEST: &str = "manifest.json";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,8 +36,46 @@ pub struct Host {
 pub struct Section {
     pub name: String,
     pub size: u64,
-    /// Lower-case hex SHA-256 of the section's bytes.
-    pub sha256: String,
+    /// Lower-case hex SHA-256 of the section's bytes (version 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Lower-case hex BLAKE3 of the section's bytes (version 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blake3: Option<String>,
+    /// Bytes of the section the writer did not have: the pages a
+    /// migration's receiver already holds from pre-copy (STREAM.md), left
+    /// as holes. The digest then covers only the other bytes, in order. A
+    /// section with held bytes is not a whole image's (`Image::open`
+    /// refuses it); the receiver rebuilds it and writes its own digest.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub held: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl Section {
+    /// A version 2 section of `size` bytes whose BLAKE3 is `hex`.
+    pub fn blake3(name: &str, size: u64, hex: String) -> Section {
+        Section {
+            name: name.into(),
+            size,
+            sha256: None,
+            blake3: Some(hex),
+            held: 0,
+        }
+    }
+
+    /// The algorithm and the expected hex digest; [`Manifest::parse`]
+    /// guarantees the one of the manifest's version is there.
+    pub fn digest(&self) -> (Algo, &str) {
+        match (&self.blake3, &self.sha256) {
+            (Some(b), _) => (Algo::Blake3, b),
+            (None, Some(s)) => (Algo::Sha256, s),
+            (None, None) => (Algo::Blake3, ""),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -74,10 +116,11 @@ impl Manifest {
                 format!("format is {:?}, not {FORMAT_NAME:?}", probe.format),
             ));
         }
-        if probe.version != FORMAT_VERSION {
+        if !(OLDEST_VERSION..=FORMAT_VERSION).contains(&probe.version) {
             return Err(Error::UnsupportedVersion {
                 found: probe.version,
-                supported: FORMAT_VERSION,
+                oldest: OLDEST_VERSION,
+                newest: FORMAT_VERSION,
             });
         }
         let manifest: Manifest = serde_json::from_slice(bytes)
@@ -87,6 +130,21 @@ impl Manifest {
                 return Err(Error::corrupt(
                     MANIFEST,
                     format!("bad section name {:?}", s.name),
+                ));
+            }
+            // Each version has exactly its own digest: a version 2 section
+            // without a BLAKE3 would otherwise go unchecked.
+            let ok = match manifest.version {
+                1 => s.sha256.is_some() && s.blake3.is_none(),
+                _ => s.blake3.is_some() && s.sha256.is_none(),
+            };
+            if !ok {
+                return Err(Error::corrupt(
+                    MANIFEST,
+                    format!(
+                        "section {} lacks the digest of format version {}",
+                        s.name, manifest.version
+                    ),
                 ));
             }
         }
@@ -154,7 +212,7 @@ mod tests {
             Manifest::parse(text),
             Err(Error::UnsupportedVersion { found: 99, .. })
         ));
-        let text = br#"{"format":"other","version":1}"#;
+        let text = br#"{"format":"other","version":2}"#;
         assert!(matches!(
             Manifest::parse(text),
             Err(Error::CorruptSection { .. })

@@ -161,3 +161,88 @@ fn inconsistent_metadata_is_refused() {
         }
     }
 }
+
+/// Reads `(offset, len)` ranges of the pages section through a
+/// `SectionReader`, then finishes it.
+fn read_ranges(image: &Image, ranges: &[(u64, u64)]) -> (Vec<u8>, crate::error::Result<()>) {
+    use crate::image::SectionReader;
+    let name = format!("pages-{PID}.img");
+    let mut r = SectionReader::open(image, &name).unwrap();
+    let mut got = Vec::new();
+    for &(offset, len) in ranges {
+        let mut part = vec![0u8; len as usize];
+        r.read(offset, len, &mut |at, bytes| {
+            part[at as usize..at as usize + bytes.len()].copy_from_slice(bytes);
+            Ok(())
+        })
+        .unwrap();
+        got.extend(part);
+    }
+    (got, r.finish())
+}
+
+#[test]
+fn pages_are_checked_as_they_are_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("img");
+    testutil::image(&dir);
+    let image = Image::open_for_restore(&dir).unwrap();
+    assert_eq!(image.unverified, vec![format!("pages-{PID}.img")]);
+    // In order, skipping a page, and going back: the bytes are the
+    // section's, and the digest checks out.
+    let (got, done) = read_ranges(&image, &[(0, 4096), (2 * 4096, 8192), (4096, 4096)]);
+    let want: Vec<u8> = [0, 2, 3, 1].into_iter().flat_map(page).collect();
+    assert_eq!(got, want);
+    done.unwrap();
+    // A flipped byte opens (only the size is checked up front) but fails
+    // the finish, naming the section, even if that page is never read.
+    let path = dir.join(format!("pages-{PID}.img"));
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[3 * 4096 + 5] ^= 0x40;
+    fs::write(&path, bytes).unwrap();
+    let image = Image::open_for_restore(&dir).unwrap();
+    match read_ranges(&image, &[(0, 4096)]).1 {
+        Err(Error::CorruptSection { name, why }) => {
+            assert_eq!(name, format!("pages-{PID}.img"));
+            assert!(why.contains("blake3"), "{why}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        Image::open(&dir),
+        Err(Error::CorruptSection { .. })
+    ));
+}
+
+/// A version 1 image (SHA-256 digests) is still read and checked.
+#[test]
+fn version_1_images_are_read() {
+    use sha2::{Digest, Sha256};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("img");
+    testutil::image(&dir);
+    let path = dir.join("manifest.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    m["version"] = 1.into();
+    for s in m["sections"].as_array_mut().unwrap() {
+        let bytes = fs::read(dir.join(s["name"].as_str().unwrap())).unwrap();
+        let hex: String = Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let s = s.as_object_mut().unwrap();
+        s.remove("blake3");
+        s.insert("sha256".into(), hex.into());
+    }
+    fs::write(&path, serde_json::to_vec(&m).unwrap()).unwrap();
+    assert_eq!(Image::open(&dir).unwrap().tree, testutil::tree());
+    let image = Image::open_for_restore(&dir).unwrap();
+    read_ranges(&image, &[(0, 4 * 4096)]).1.unwrap();
+    // A version 1 manifest with a BLAKE3 digest is refused.
+    m["sections"][0]["blake3"] = "00".into();
+    fs::write(&path, serde_json::to_vec(&m).unwrap()).unwrap();
+    assert!(matches!(
+        Image::open(&dir),
+        Err(Error::CorruptSection { name, .. }) if name == "manifest.json"
+    ));
+}

@@ -4,12 +4,23 @@
 //! directory renamed to DIR (rename(2) is atomic within a filesystem).
 //! Dropping an uncommitted writer removes the temporary directory.
 
+use super::digest::{buf_mut, Algo, Buf, Hasher, Pipeline};
 use super::manifest::{valid_section_name, Manifest, Section, MANIFEST};
+use super::write_behind::{Op, WriteBehind};
 use crate::error::{Error, Result};
-use sha2::{Digest, Sha256};
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
-use std::io::{BufWriter, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Bytes gathered before one hand-over to the write and hash threads.
+pub const CHUNK: usize = 2 << 20;
+/// Buffers in flight between the dumping, writing and hashing threads:
+/// with the one being filled, at most 5 * CHUNK = 10 MiB of the
+/// supervisor's RSS, whatever the size of the section (IMAGE.md: a dump
+/// streams).
+const BUFFERS: usize = 4;
 
 pub struct ImageWriter {
     dir: PathBuf,
@@ -20,35 +31,161 @@ pub struct ImageWriter {
     /// there.
     unsynced: Vec<(PathBuf, File)>,
     committed: bool,
+    /// Pages (pid, then address) the dump must not read: a migration's
+    /// receiver holds them from pre-copy.
+    held: HashMap<i32, Arc<HashSet<u64>>>,
 }
 
 /// One section being streamed: counts and hashes what passes through.
+/// Bytes are gathered in a [`CHUNK`]-sized buffer (a caller can read
+/// straight into it: [`SectionWriter::spare`]), then written with one
+/// write(2) on a write thread and hashed on a hash thread while the next
+/// buffer fills. A section that never fills a buffer (the metadata ones)
+/// is written and hashed inline, and starts no thread.
 pub struct SectionWriter {
     name: String,
     path: PathBuf,
-    out: BufWriter<File>,
-    hash: Sha256,
-    size: u64,
+    /// The file, until the write thread takes it.
+    file: Option<File>,
+    pipe: Option<Pipeline>,
+    behind: Option<WriteBehind>,
+    /// The buffer being filled, and how much of it is.
+    cur: Option<Buf>,
+    fill: usize,
+    /// Bytes of the file so far, holes included.
+    flushed: u64,
+    /// Bytes left as holes ([`SectionWriter::skip`]).
+    held: u64,
 }
 
+/// A finished section: its name, file, size and digest.
+type Closed = (String, PathBuf, File, Section);
+
 impl SectionWriter {
-    pub fn write(&mut self, bytes: &[u8]) -> Result<()> {
-        self.out
-            .write_all(bytes)
-            .map_err(|e| Error::io(&self.path, e))?;
-        self.hash.update(bytes);
-        self.size += bytes.len() as u64;
+    pub fn write(&mut self, mut bytes: &[u8]) -> Result<()> {
+        while !bytes.is_empty() {
+            let n = bytes.len().min(CHUNK);
+            self.spare(n)?.copy_from_slice(&bytes[..n]);
+            self.commit(n);
+            bytes = &bytes[n..];
+        }
         Ok(())
+    }
+
+    /// `len` (at most [`CHUNK`]) bytes of room at the end of the section
+    /// to read into; [`SectionWriter::commit`] then appends the first n.
+    pub fn spare(&mut self, len: usize) -> Result<&mut [u8]> {
+        assert!(len <= CHUNK, "spare of {len} bytes");
+        if self.fill + len > CHUNK {
+            self.flush()?;
+        }
+        let cur = match self.cur.take() {
+            Some(b) => b,
+            None => match self.pipe.as_mut() {
+                Some(p) => p.take(),
+                None => Arc::new(Vec::new()),
+            },
+        };
+        let buf = buf_mut(self.cur.insert(cur));
+        if buf.len() < self.fill + len {
+            buf.resize(self.fill + len, 0);
+        }
+        Ok(&mut buf[self.fill..self.fill + len])
+    }
+
+    /// Appends the first `n` bytes of the last [`SectionWriter::spare`].
+    pub fn commit(&mut self, n: usize) {
+        let have = self.cur.as_ref().map_or(0, |b| b.len());
+        assert!(self.fill + n <= have, "commit past the spare room");
+        self.fill += n;
     }
 
     /// Bytes written so far: the offset the next write lands at.
     pub fn offset(&self) -> u64 {
-        self.size
+        self.flushed + self.fill as u64
     }
-}
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    /// Hands the filled buffer to the write and hash threads (started on
+    /// the first flush).
+    fn flush(&mut self) -> Result<()> {
+        let Some(buf) = self.cur.take() else {
+            return Ok(());
+        };
+        let fill = std::mem::take(&mut self.fill);
+        if self.pipe.is_none() {
+            let pipe = Pipeline::new(Algo::Blake3, BUFFERS, CHUNK);
+            let file = self.file.take().expect("the file until the first flush");
+            self.behind = Some(WriteBehind::start(file, pipe.returns()));
+            self.pipe = Some(pipe);
+        }
+        let (pipe, behind) = (self.pipe.as_ref(), self.behind.as_ref());
+        let (pipe, behind) = (pipe.expect("started"), behind.expect("started"));
+        pipe.hash(Arc::clone(&buf), fill);
+        behind.send(Op::Data(Arc::clone(&buf), fill));
+        pipe.release(buf);
+        self.flushed += fill as u64;
+        if behind.failed() {
+            return Err(self.write_error());
+        }
+        Ok(())
+    }
+
+    /// The write thread's error, once it has failed.
+    fn write_error(&mut self) -> Error {
+        let (_, res) = self.behind.take().expect("started").finish();
+        let e = res
+            .err()
+            .unwrap_or_else(|| std::io::Error::other("write failed"));
+        Error::io(&self.path, e)
+    }
+
+    /// Writes what is left; returns the file, the size and the digest.
+    fn close(mut self) -> Result<Closed> {
+        let (digest, file) = match self.pipe.is_some() {
+            true => {
+                self.flush()?;
+                let (file, res) = self.behind.take().expect("started").finish();
+                res.map_err(|e| Error::io(&self.path, e))?;
+                (self.pipe.take().expect("checked").finish(), file)
+            }
+            false => {
+                let mut file = self.file.take().expect("no write thread");
+                let mut h = Hasher::new(Algo::Blake3);
+                let buf = self.cur.take().unwrap_or_default();
+                h.update(&buf[..self.fill]);
+                file.write_all(&buf[..self.fill])
+                    .map_err(|e| Error::io(&self.path, e))?;
+                self.flushed += self.fill as u64;
+                (h.hex(), file)
+            }
+        };
+        if self.held > 0 {
+            // A hole at the end: the file still has the section's size.
+            file.set_len(self.flushed)
+                .map_err(|e| Error::io(&self.path, e))?;
+        }
+        let mut section = Section::blake3(&self.name, self.flushed, digest);
+        section.held = self.held;
+        Ok((self.name, self.path, file, section))
+    }
+
+    /// Leaves `len` bytes as a hole that the digest does not cover: pages
+    /// the reader of this image already holds (see [`Section::held`]).
+    pub fn skip(&mut self, len: u64) -> Result<()> {
+        self.flush()?;
+        match (&self.behind, &mut self.file) {
+            (Some(behind), _) => behind.send(Op::Hole(len)),
+            (None, Some(file)) => {
+                let by = i64::try_from(len).expect("a hole below 2^63 bytes");
+                file.seek(SeekFrom::Current(by))
+                    .map_err(|e| Error::io(&self.path, e))?;
+            }
+            (None, None) => unreachable!("the file or its write thread"),
+        }
+        self.flushed += len;
+        self.held += len;
+        Ok(())
+    }
 }
 
 /// fsync(2) of a directory, so the entries in it (and a rename into it)
@@ -93,7 +230,20 @@ impl ImageWriter {
             sections: Vec::new(),
             unsynced: Vec::new(),
             committed: false,
+            held: HashMap::new(),
         })
+    }
+
+    /// Pages of `pid` the dump must not read (their addresses), because
+    /// the reader of this image holds them: the freeze of a pre-copied
+    /// migration (STREAM.md). Their bytes become holes ([`Section::held`]).
+    pub fn hold_pages(&mut self, pid: i32, pages: Arc<HashSet<u64>>) {
+        self.held.insert(pid, pages);
+    }
+
+    /// The pages of `pid` not to read, if any.
+    pub fn held_pages(&self, pid: i32) -> Option<Arc<HashSet<u64>>> {
+        self.held.get(&pid).cloned()
     }
 
     pub fn section(&mut self, name: &str) -> Result<SectionWriter> {
@@ -103,32 +253,37 @@ impl ImageWriter {
         Ok(SectionWriter {
             name: name.to_owned(),
             path,
-            out: BufWriter::with_capacity(1 << 20, file),
-            hash: Sha256::new(),
-            size: 0,
+            file: Some(file),
+            pipe: None,
+            behind: None,
+            cur: None,
+            fill: 0,
+            flushed: 0,
+            held: 0,
         })
     }
 
     /// Flushes a section and records it for the manifest (it is fsynced by
     /// [`ImageWriter::commit`]).
     pub fn finish(&mut self, section: SectionWriter) -> Result<()> {
-        let SectionWriter {
-            name,
-            path,
-            out,
-            hash,
-            size,
-        } = section;
-        let file = out
-            .into_inner()
-            .map_err(|e| Error::io(&path, e.into_error()))?;
+        let (_, path, file, section) = section.close()?;
         self.unsynced.push((path, file));
-        self.sections.push(Section {
-            name,
-            size,
-            sha256: hex(&hash.finalize()),
-        });
+        self.sections.push(section);
         Ok(())
+    }
+
+    /// An optional section: `data` encoded with the codec, or nothing at
+    /// all when it is `T::default()` (nothing recorded; readers take the
+    /// section's absence for that, [`super::Image::optional`]).
+    pub fn write_optional<T: serde::Serialize + Default + PartialEq>(
+        &mut self,
+        name: &str,
+        data: &T,
+    ) -> Result<()> {
+        if *data == T::default() {
+            return Ok(());
+        }
+        self.write_section(name, &super::codec::encode(data)?)
     }
 
     pub fn write_section(&mut self, name: &str, bytes: &[u8]) -> Result<()> {

@@ -11,11 +11,13 @@
 //! says which pages the receiver already holds as they are now; the image
 //! then carries only the others (see `stream::transfer`).
 //!
-//! Correctness does not rest on the tracking alone: the receiver rebuilds
-//! each pages section from what it holds and what came after the freeze,
-//! and `Image::open` checks the result against the SHA-256 the frozen dump
-//! computed over the real pages. A page the tracking missed fails the
-//! migration (the group resumes) instead of corrupting the copy.
+//! The frozen dump does not read the pages the receiver holds
+//! ([`PreCopy::clean`], `dump::checkpoint::dump_tcp_holding`): that is the
+//! point of pre-copy, as the freeze then costs the dirty set only. So the
+//! copy's correctness rests on the write tracking (the kernel's uffd-wp,
+//! as CRIU's and QEMU's rest on theirs), and the authenticity of the held
+//! pages on [`PreCopy::sent_digest`]: a BLAKE3 over every PrePages
+//! payload, which the source commits to in a tagged frame (STREAM.md).
 //!
 //! This kernel has no CONFIG_MEM_SOFT_DIRTY; [`soft_dirty_works`] probes
 //! for it so the mode can be named, but tracking uses uffd-wp only.
@@ -26,6 +28,7 @@ pub mod tracker;
 
 use crate::dump::memory::skip_reason;
 use crate::dump::procfs::parse_maps;
+use crate::image::digest::{Algo, Hasher};
 use crate::model::Vma;
 use crate::PAGE_SIZE;
 use std::collections::HashSet;
@@ -65,6 +68,8 @@ pub struct PreCopy {
     clean: HashSet<u64>,
     /// Read-only mappings sent whole in round 0.
     sent_read_only: HashSet<tracker::Key>,
+    /// BLAKE3 of the PrePages payloads sent, in order.
+    sent: Hasher,
     pub rounds: Vec<Round>,
 }
 
@@ -83,6 +88,7 @@ impl PreCopy {
             pagemap: File::open(format!("/proc/{pid}/pagemap")).map_err(proc_io(pid, "pagemap"))?,
             clean: HashSet::new(),
             sent_read_only: HashSet::new(),
+            sent: Hasher::new(Algo::Blake3),
             rounds: Vec::new(),
         })
     }
@@ -135,6 +141,10 @@ impl PreCopy {
                 let b = &mut buf[..(n * PAGE_SIZE) as usize];
                 if self.mem.read_exact_at(b, a).is_ok() {
                     send(a, b)?;
+                    // What `stream::pages::payload` put in the frame.
+                    self.sent.update(&(self.pid as u32).to_le_bytes());
+                    self.sent.update(&a.to_le_bytes());
+                    self.sent.update(b);
                     (0..n).for_each(|i| {
                         self.clean.insert(a + i * PAGE_SIZE);
                     });
@@ -190,6 +200,12 @@ impl PreCopy {
             [] | [_] => true,
             [.., a, b] => b.pages > SMALL_SET && b.pages < a.pages,
         }
+    }
+
+    /// Hex BLAKE3 of every PrePages payload sent so far, in order: what the
+    /// receiver's `PageStore::digest` must match.
+    pub fn sent_digest(&self) -> String {
+        self.sent.clone().hex()
     }
 
     /// After the freeze: the pages the receiver holds as they are now.

@@ -96,8 +96,12 @@ pub fn create(v: &Vessel, kind: &str, info: &str) -> Result<(u64, Vec<String>)> 
 
 /// timerfd_create(2) on the recorded clock, armed with the remaining time
 /// the fdinfo shows (relative, whatever flags it was set with) and its
-/// interval. Expirations not yet read (`ticks`) cannot be put back: a
-/// timer with some fires again at once, once.
+/// interval, then given back its unread expirations (`ticks`) with
+/// ioctl(TFD_IOC_SET_TICKS), which exists for checkpoint/restore
+/// (fs/timerfd.c, CONFIG_CHECKPOINT_RESTORE). Time the image spent on
+/// disk is not counted: the timer goes on as if it had been stopped.
+/// Without that ioctl a timer with unread expirations fires again at
+/// once, once.
 fn timerfd(v: &Vessel, info: &str, notes: &mut Vec<String>) -> Result<u64> {
     let clock: u64 = field(info, "clockid:")
         .and_then(|c| c.parse().ok())
@@ -112,27 +116,45 @@ fn timerfd(v: &Vessel, info: &str, notes: &mut Vec<String>) -> Result<u64> {
         libc::SYS_timerfd_create,
         [clock, 0, 0, 0, 0, 0],
     )?;
-    let value = if ticks > 0 { (0, 1) } else { value };
-    if ticks > 1 {
-        notes.push(format!(
-            "a timerfd had {ticks} expirations unread; after the restore it reads 1"
-        ));
+    settime(v, fd, interval, value)?;
+    if ticks == 0 {
+        return Ok(fd);
     }
-    if value != (0, 0) {
-        // struct itimerspec: it_interval, then it_value.
-        let its: Vec<u8> = [interval.0, interval.1, value.0, value.1]
-            .iter()
-            .flat_map(|x| x.to_ne_bytes())
-            .collect();
-        let at = v.stage(0, &its)?;
-        v.call(
-            "timerfd_settime",
-            libc::SYS_timerfd_settime,
-            [fd, 0, at, 0, 0, 0],
-        )?;
+    // After timerfd_settime(2), which zeroes the count.
+    let at = v.stage(0, &ticks.to_ne_bytes())?;
+    if v.raw(libc::SYS_ioctl, [fd, TFD_IOC_SET_TICKS, at, 0, 0, 0])? != 0 {
+        if ticks > 1 {
+            notes.push(format!(
+                "a timerfd had {ticks} expirations unread; after the restore it reads 1 \
+                 (no TFD_IOC_SET_TICKS in this kernel)"
+            ));
+        }
+        settime(v, fd, interval, (0, 1))?;
     }
     Ok(fd)
 }
+
+/// timerfd_settime(2) of `fd`, relative; a zero `value` leaves it disarmed.
+fn settime(v: &Vessel, fd: u64, interval: (u64, u64), value: (u64, u64)) -> Result<()> {
+    if value == (0, 0) {
+        return Ok(());
+    }
+    // struct itimerspec: it_interval, then it_value.
+    let its: Vec<u8> = [interval.0, interval.1, value.0, value.1]
+        .iter()
+        .flat_map(|x| x.to_ne_bytes())
+        .collect();
+    let at = v.stage(0, &its)?;
+    v.call(
+        "timerfd_settime",
+        libc::SYS_timerfd_settime,
+        [fd, 0, at, 0, 0, 0],
+    )
+    .map(drop)
+}
+
+/// _IOW('T', 0, __u64) (include/uapi/linux/timerfd.h).
+const TFD_IOC_SET_TICKS: u64 = (1 << 30) | (8 << 16) | ((b'T' as u64) << 8);
 
 /// Adds the recorded interests to the process's epoll at fd `epfd`, all
 /// its target fds being in place. A target the process no longer had

@@ -29,6 +29,17 @@ pub enum Source {
     Anon { kind: String, info: String },
     /// A memfd some process maps (see `shm`), seeked to `pos`.
     Memfd { ino: u64, pos: u64 },
+    /// A file with no name (deleted, or an unmapped memfd) made from the
+    /// image (see `deleted`), opened anew with `flags` at `pos`.
+    Nameless { ino: u64, flags: i32, pos: u64 },
+    /// An inotify fd with these watches (see `inotify`).
+    Inotify {
+        watches: Vec<crate::dump::inotify::WatchPath>,
+    },
+    /// One open file several fds share (`dump::open_files`): made once in
+    /// the root vessel from `source`, the plan of the first fd holding it
+    /// (`of`, pid and fd), and given to each of them (see `open_files`).
+    Shared { of: (i32, i32), source: Box<Source> },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,6 +63,12 @@ pub struct Shape<'a> {
     pub sockets: &'a BTreeSet<u64>,
     /// The shared memory objects some process maps (see `shm`).
     pub mapped: &'a BTreeSet<u64>,
+    /// The nameless files whose contents the image holds (`deleted`).
+    pub nameless: &'a BTreeSet<u64>,
+    /// The watches of the image's inotify fds.
+    pub inotify: &'a crate::dump::inotify::Watches,
+    /// Fds that share an open file with another (`dump::open_files`).
+    pub open_files: &'a crate::dump::open_files::Shared,
 }
 
 /// open(2) flags the kernel clears after open (fs/open.c do_dentry_open),
@@ -103,10 +120,23 @@ pub fn plan(proc: &Process, shape: Shape<'_>) -> Result<(Vec<FdPlan>, Vec<String
     let mut notes = Vec::new();
     for e in &proc.fds {
         let flags = e.flags as i32;
-        let source = source(proc.pid, e, shape, &mut notes)?;
+        let mut source = source(proc.pid, e, shape, &mut notes)?;
+        let opened = matches!(
+            source,
+            Source::Open { .. } | Source::Nameless { .. } | Source::Memfd { .. }
+        );
+        if let (true, Some(&of)) = (opened, shape.open_files.get(&(proc.pid, e.fd))) {
+            source = Source::Shared {
+                of,
+                source: Box::new(source),
+            };
+        }
         let created = matches!(
             source,
-            Source::Pipe { .. } | Source::Socket { .. } | Source::Anon { .. }
+            Source::Pipe { .. }
+                | Source::Socket { .. }
+                | Source::Anon { .. }
+                | Source::Inotify { .. }
         );
         plans.push(FdPlan {
             fd: e.fd,
@@ -131,6 +161,22 @@ fn source(pid: i32, e: &FdEntry, shape: Shape<'_>, notes: &mut Vec<String>) -> R
         FdKind::Memfd(_) if shape.mapped.contains(&e.ino) => Source::Memfd {
             ino: e.ino,
             pos: e.pos,
+        },
+        FdKind::Memfd(_) | FdKind::File { deleted: true } if shape.nameless.contains(&e.ino) => {
+            Source::Nameless {
+                ino: e.ino,
+                flags: e.flags as i32 & !(NOT_REOPENED | libc::O_CLOEXEC),
+                pos: e.pos,
+            }
+        }
+        FdKind::AnonInode(kind) if kind == "inotify" => match shape.inotify.get(&(pid, e.fd)) {
+            Some(watches) => Source::Inotify {
+                watches: watches.clone(),
+            },
+            None => {
+                let why = "the image does not record its watches";
+                return Err(unsupported(pid, e, why));
+            }
         },
         FdKind::AnonInode(kind) if super::anon::KINDS.contains(&kind.as_str()) => Source::Anon {
             kind: kind.clone(),
@@ -158,6 +204,9 @@ fn source(pid: i32, e: &FdEntry, shape: Shape<'_>, notes: &mut Vec<String>) -> R
             }
         }
         FdKind::File { deleted: false } => reopen(e, true),
+        // Reopened by path: `fifo` keeps it open for reading and writing
+        // meanwhile, so the open does not block.
+        FdKind::Fifo => reopen(e, false),
         FdKind::Dir | FdKind::Device { .. } => reopen(e, false),
         FdKind::File { deleted: true } => {
             let why = "a deleted file's contents are not in the image";
@@ -184,6 +233,8 @@ mod tests {
     use super::*;
 
     const NONE: &BTreeSet<u64> = &BTreeSet::new();
+    static NO_WATCHES: crate::dump::inotify::Watches = crate::dump::inotify::Watches::new();
+    static NO_SHARING: crate::dump::open_files::Shared = crate::dump::open_files::Shared::new();
 
     fn shape(tty_stdio: Option<i32>, pipes: &BTreeSet<u64>) -> Shape<'_> {
         Shape {
@@ -191,6 +242,9 @@ mod tests {
             pipes,
             sockets: NONE,
             mapped: NONE,
+            nameless: NONE,
+            inotify: &NO_WATCHES,
+            open_files: &NO_SHARING,
         }
     }
 
@@ -314,6 +368,80 @@ mod tests {
         assert!(
             err.contains("pid 7") && err.contains("fd 6") && err.contains("anon_inode"),
             "{err}"
+        );
+    }
+
+    /// FIFOs are reopened by path; a deleted file and an unmapped memfd
+    /// whose contents the image holds are made from them; fds sharing an
+    /// open file come from the first one; inotify fds get their watches.
+    #[test]
+    fn plans_nameless_shared_fifo_and_inotify() {
+        let proc = Process {
+            pid: 7,
+            fds: vec![
+                fd(3, FdKind::Fifo, "/tmp/f", 0o4000, 11),
+                fd(
+                    4,
+                    FdKind::File { deleted: true },
+                    "/tmp/g (deleted)",
+                    0o2,
+                    12,
+                ),
+                fd(5, FdKind::Memfd("m".into()), "/memfd:m (deleted)", 0o2, 13),
+                fd(6, FdKind::File { deleted: false }, "/tmp/h", 0o1, 14),
+                fd(7, FdKind::File { deleted: false }, "/tmp/h", 0o1, 14),
+                fd(
+                    8,
+                    FdKind::AnonInode("inotify".into()),
+                    "anon_inode:inotify",
+                    0,
+                    1,
+                ),
+            ],
+            ..Default::default()
+        };
+        let nameless = BTreeSet::from([12, 13]);
+        let open_files =
+            crate::dump::open_files::Shared::from([((7, 6), (7, 6)), ((7, 7), (7, 6))]);
+        let watch = crate::dump::inotify::WatchPath {
+            wd: 1,
+            mask: 0x100,
+            path: "/tmp".into(),
+        };
+        let inotify = crate::dump::inotify::Watches::from([((7, 8), vec![watch.clone()])]);
+        let shape = Shape {
+            nameless: &nameless,
+            open_files: &open_files,
+            inotify: &inotify,
+            ..shape(None, NONE)
+        };
+        let (plans, _) = plan(&proc, shape).unwrap();
+        let sources: Vec<&Source> = plans.iter().map(|p| &p.source).collect();
+        assert_eq!(
+            sources[0],
+            &Source::Open {
+                path: "/tmp/f".into(),
+                flags: 0o4000,
+                pos: None
+            }
+        );
+        assert_eq!(
+            sources[1],
+            &Source::Nameless {
+                ino: 12,
+                flags: 0o2,
+                pos: 42
+            }
+        );
+        assert!(matches!(sources[2], Source::Nameless { ino: 13, .. }));
+        for s in &sources[3..5] {
+            assert!(matches!(s, Source::Shared { of: (7, 6), .. }), "{s:?}");
+        }
+        assert_eq!(
+            sources[5],
+            &Source::Inotify {
+                watches: vec![watch]
+            }
         );
     }
 }

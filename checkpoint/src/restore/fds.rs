@@ -47,6 +47,10 @@ pub struct Shared {
     pub sockets: BTreeMap<u64, u64>,
     /// Shared memory objects (see `shm`).
     pub shm: super::shm::ShmFds,
+    /// Nameless files made from the image (see `deleted`).
+    pub nameless: super::deleted::Made,
+    /// Open files several fds share, by their first holder (pid, fd).
+    pub open_files: super::open_files::Opened,
     /// Notes from making them.
     pub notes: Vec<String>,
 }
@@ -128,7 +132,7 @@ pub fn apply(
 }
 
 /// The vessel's fd (above the line) that fd `p.fd` is to be a copy of.
-fn source_fd(
+pub(super) fn source_fd(
     v: &Vessel,
     p: &FdPlan,
     shared: &Shared,
@@ -166,6 +170,27 @@ fn source_fd(
             // A new open file of the memfd, so the offset is this fd's own.
             let path = format!("/proc/self/fd/{fd}");
             open(v, p.fd, &path, libc::O_RDWR, Some(*pos), line)?
+        }
+        Source::Nameless { ino, flags, pos } => {
+            let fd = shared
+                .nameless
+                .get(ino)
+                .ok_or_else(|| missing(format!("deleted file {ino}")))?;
+            let path = format!("/proc/self/fd/{fd}");
+            open(v, p.fd, &path, *flags, Some(*pos), line)?
+        }
+        Source::Shared { of, .. } => *shared
+            .open_files
+            .get(of)
+            .ok_or_else(|| missing(format!("the open file of pid {} fd {}", of.0, of.1)))?,
+        Source::Inotify { watches } => {
+            // Created non-blocking; apply sets O_NONBLOCK again if the
+            // image had it.
+            let (fd, n) = super::inotify::create(v, watches, false, &|p| opts.path(p))?;
+            notes.extend(n);
+            let high = dup_above(v, fd, line)?;
+            close(v, fd)?;
+            high
         }
         Source::Anon { kind, info } => {
             let (fd, n) = super::anon::create(v, kind, info)?;

@@ -292,8 +292,10 @@ impl Vessel {
     /// SIGSEGV of [`Vessel::unmap_gadget`]); PTRACE_INTERRUPT makes a trap
     /// pending and PTRACE_CONT with signal 0 discards the signal, so the
     /// kernel's get_signal() loop reports the trap before the task runs a
-    /// single user instruction (kernel/signal.c, do_jobctl_trap). orig_rax
-    /// is -1, so no syscall-restart fixup touches the registers later.
+    /// single user instruction (kernel/signal.c, do_jobctl_trap). Leaving
+    /// that stop, the task finishes get_signal(), so an interrupted syscall
+    /// (orig_rax >= 0, rax -ERESTART*, thread.rs `resume_regs`) is restarted
+    /// or fails with EINTR by the kernel's own rule.
     /// `mask` is the blocked set it ends with, set by PTRACE_SETSIGMASK so
     /// that signals the restore queued stay pending until it is released.
     pub fn park(&self, regs: &Regs, xstate: &[u8], mask: u64) -> Result<()> {

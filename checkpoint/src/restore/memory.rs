@@ -1,11 +1,14 @@
 //! Rebuilding the address space inside the vessel: unmap what it inherited
 //! from the restorer, move its vDSO to where the image had it, then map
 //! every mapping of the image at its address and fill it from the pages
-//! section with injected pread64, straight from the image file.
+//! section: the restorer reads the section once, front to back, hashing
+//! it on the way (`SectionReader`), and writes each run into the vessel
+//! with process_vm_writev(2) in large pieces, without a ptrace stop.
 
 use super::inject::{Vessel, GADGET_LEN};
 use crate::dump::procfs::parse_maps;
 use crate::error::{Error, Result};
+use crate::image::SectionReader;
 use crate::model::{Process, Vma, VmaMemory};
 use crate::PAGE_SIZE;
 
@@ -236,14 +239,15 @@ pub fn prot(perms: &str) -> u64 {
     p as u64
 }
 
-/// Maps and fills every non-special mapping of `proc`. `pages_fd` is the
-/// vessel's fd of the process's pages section. File mappings open the
+/// Maps and fills every non-special mapping of `proc` from `pages`, its
+/// pages section (checked by the caller's `SectionReader::finish` before
+/// anything runs). File mappings open the
 /// path as `opts` maps it; shared memory objects are mapped from their
 /// memfd in `shm`.
 pub fn rebuild(
     v: &Vessel,
     proc: &Process,
-    pages_fd: u64,
+    pages: &mut SectionReader,
     opts: &super::Options,
     shm: &super::shm::ShmFds,
 ) -> Result<()> {
@@ -283,7 +287,7 @@ pub fn rebuild(
             }
         }
         for run in runs {
-            fill(v, pages_fd, run.addr, run.pages * PAGE_SIZE, run.offset)?;
+            fill(v, pages, run.addr, run.pages * PAGE_SIZE, run.offset)?;
         }
         if map_prot != final_prot {
             let what = format!("mprotect {:#x}-{:#x} {}", vma.start, vma.end, vma.perms);
@@ -332,22 +336,21 @@ fn map_file(v: &Vessel, vma: &Vma, path: &str, shared: bool, map_prot: u64) -> R
     mapped.map(drop)
 }
 
-/// pread64 of `len` bytes at `offset` of the pages section into `addr`,
-/// looping over short reads (pread64 stops at 2 GiB - 4 KiB per call).
-fn fill(v: &Vessel, fd: u64, addr: u64, len: u64, offset: u64) -> Result<()> {
-    let mut done = 0;
-    while done < len {
-        let n = v.call(
-            &format!("pread64 of pages into {:#x}", addr + done),
-            libc::SYS_pread64,
-            [fd, addr + done, len - done, offset + done, 0, 0],
-        )?;
-        if n == 0 {
-            return Err(Error::corrupt("pages", "ended before a page run"));
-        }
-        done += n;
-    }
-    Ok(())
+/// Writes `len` bytes at `offset` of the pages section to `addr` of the
+/// vessel. process_vm_writev needs no stop and takes up to a whole section
+/// buffer at once; it writes without FOLL_FORCE, so the mapping must be
+/// writable, which `rebuild` sees to (map_prot) until the pages are in.
+fn fill(v: &Vessel, pages: &mut SectionReader, addr: u64, len: u64, offset: u64) -> Result<()> {
+    pages.read(offset, len, &mut |done, bytes| {
+        isotrace_tracer::sys::vm_write(v.pid, addr + done, bytes).map_err(|e| Error::Invalid {
+            what: format!(
+                "cannot restore pid {}: writing {} bytes of pages at {:#x}: {e}",
+                v.pid,
+                bytes.len(),
+                addr + done
+            ),
+        })
+    })
 }
 
 #[cfg(test)]

@@ -25,18 +25,28 @@
 //! restore waits for each task by its pid.
 
 pub mod anon;
+pub mod deleted;
+pub mod dgrams;
 pub mod fdplan;
 pub mod fds;
+pub mod fifo;
 pub mod inject;
+pub mod inotify;
 pub mod memory;
 pub mod mm;
 pub mod ns;
+pub mod objects;
+pub mod open_files;
 pub mod process;
 pub mod shm;
 pub mod sockets;
 pub mod tasks;
+pub mod tcp;
 pub mod thread;
+pub mod timers;
 pub mod tree;
+pub mod unix_dgram;
+pub mod zombie;
 
 use crate::error::{Error, Result};
 use crate::model::Process;
@@ -190,7 +200,9 @@ pub fn restore(image: &Image, opts: &Options) -> Result<Restored> {
     let extras = crate::dump::thread_extra::read(image)?;
     let pairs = crate::dump::unix_pairs::read(image)?;
     let signals = crate::dump::sigstate::read(image)?;
-    let plan = tree::plan(image, tty, &pipe_data, &pairs)?;
+    let sections = objects::Sections::read(image)?;
+    let tcp_conns = crate::dump::tcp::read(image)?;
+    let plan = tree::plan(image, tty, &pipe_data, &pairs, &sections)?;
     let root_proc = plan.order[0];
     let root = ns::root_vessel(opts, root_proc.pid)?;
     let mut built = Built {
@@ -205,8 +217,20 @@ pub fn restore(image: &Image, opts: &Options) -> Result<Restored> {
         }
     }
     let v = bootstrap(root.vessel, &plan.order)?;
-    let shared = fds::prepare(&v, &plan.order, &pipe_data, &pairs)?;
-    let (vessels, mut notes) = tree::create(v, &plan, opts, &mut built.pids)?;
+    let mut shared = fds::prepare(&v, &plan.order, &pipe_data, &pairs)?;
+    tcp::create(
+        &v,
+        &plan.order,
+        &tcp_conns,
+        shared.line,
+        &mut shared.sockets,
+    )?;
+    objects::prepare(&v, image, &plan, &pairs, &sections, opts, &mut shared)?;
+    let tree::Created {
+        vessels,
+        zombies,
+        mut notes,
+    } = tree::create(v, &plan, &sections.zombies, opts, &mut built.pids)?;
     notes.splice(0..0, plan.notes.iter().chain(&shared.notes).cloned());
     let cx = process::Context {
         image,
@@ -216,12 +240,16 @@ pub fn restore(image: &Image, opts: &Options) -> Result<Restored> {
         extras: &extras,
         signals: &signals,
         may_setgroups: nix::unistd::geteuid().is_root(),
+        timers: &sections.timers,
     };
     let mut tasks = Vec::new();
     for (i, v) in vessels.iter().enumerate() {
-        let (p, fds, pages) = (plan.order[i], &plan.fds[i], &plan.pages[i]);
-        notes.extend(process::restore(&cx, p, v, fds, pages, &mut tasks)?);
+        let (p, fds) = (plan.order[i], &plan.fds[i]);
+        notes.extend(process::restore(&cx, p, v, fds, &mut tasks)?);
     }
+    // Last, with every process parked: each zombie's parent gets its
+    // SIGCHLD while stopped, and takes it when released.
+    notes.extend(zombie::finish(zombies)?);
     notes.extend(thread_notes(&plan.order, opts, extras.is_empty()));
     // Per-thread steps repeat the same note for every thread.
     let mut seen = std::collections::BTreeSet::new();

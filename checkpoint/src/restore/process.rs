@@ -8,10 +8,10 @@ use super::{memory, mm, ns, tasks, thread, Options, Task};
 use crate::dump::sigstate::SigState;
 use crate::dump::thread_extra::Extras;
 use crate::error::Result;
+use crate::image::SectionReader;
 use crate::model::{Process, Thread};
 use crate::Image;
 use isotrace_tracer::sys as tsys;
-use std::path::Path;
 
 /// What the process-wide part of a restore needs besides the process.
 pub struct Context<'a> {
@@ -27,6 +27,8 @@ pub struct Context<'a> {
     pub signals: &'a SigState,
     /// The restorer is root: it may set supplementary groups.
     pub may_setgroups: bool,
+    /// Interval and POSIX timers (timers.bin).
+    pub timers: &'a crate::dump::timers::ProcessTimers,
 }
 
 /// Rebuilds `proc` in its vessel `v`, creates its threads, and parks
@@ -37,21 +39,15 @@ pub fn restore(
     proc: &Process,
     v: &Vessel,
     plans: &[FdPlan],
-    pages: &Path,
     out: &mut Vec<Task>,
 ) -> Result<Vec<String>> {
     memory::teardown(v)?;
     memory::move_vdso(v, proc, cx.image)?;
-    let at = v.stage_path(&pages.to_string_lossy())?;
-    let flags = (libc::O_RDONLY | libc::O_CLOEXEC) as u64;
-    let what = format!("open {}", pages.display());
-    let pages_fd = v.call(
-        &what,
-        libc::SYS_openat,
-        [libc::AT_FDCWD as u64, at, flags, 0, 0, 0],
-    )?;
-    memory::rebuild(v, proc, pages_fd, cx.opts, &cx.shared.shm)?;
-    v.call("close", libc::SYS_close, [pages_fd, 0, 0, 0, 0, 0])?;
+    // The pages are read once, into place, and their digest checked here,
+    // while every restored task is still held (see restore::restore).
+    let mut section = SectionReader::open(cx.image, &proc.pages_section)?;
+    memory::rebuild(v, proc, &mut section, cx.opts, &cx.shared.shm)?;
+    section.finish()?;
     let mut notes = mm::apply(v, cx.image, proc, cx.opts)?;
     notes.extend(fds::apply(v, plans, cx.shared, cx.opts)?);
     notes.extend(super::settings(v, proc, cx.opts)?);
@@ -75,6 +71,10 @@ fn threads(
     out: &mut Vec<Task>,
 ) -> Result<Vec<String>> {
     thread::signal_state(v, None)?;
+    let mut timer_notes = Vec::new();
+    if let Some(timers) = cx.timers.get(&proc.pid) {
+        timer_notes = super::timers::arm(v, timers)?;
+    }
     let threads = tasks::spawn(v, proc, cx.opts.same_pids)?;
     let own: Vec<(i32, &Thread)> = threads
         .iter()
@@ -82,6 +82,7 @@ fn threads(
         .collect();
     let pid = if cx.opts.same_pids { proc.pid } else { v.pid };
     let mut notes = thread::queue_pending(v, proc, pid, &own)?;
+    notes.append(&mut timer_notes);
     for &(tid, t) in &threads {
         out.push(Task {
             old_pid: proc.pid,

@@ -119,12 +119,17 @@ pub fn inet_sockets(procs: &[&Process]) -> BTreeMap<u64, (String, SocketAddr)> {
     out
 }
 
-/// Every socket inode a restore rebuilds: socketpairs and inet sockets.
+/// Every socket inode a restore rebuilds: socketpairs, inet sockets,
+/// TCP connections (`tcp`), and unix datagram sockets with no pair
+/// (`unix_dgram`).
 pub fn rebuilt(procs: &[&Process], pairs: &Pairs) -> BTreeSet<u64> {
     pairs
         .keys()
         .copied()
         .chain(inet_sockets(procs).into_keys())
+        .chain(super::tcp::connected(procs))
+        .chain(super::unix_dgram::unpaired(procs, pairs).into_keys())
+        .chain(super::unix_dgram::listening(procs).into_keys())
         .collect()
 }
 
@@ -204,6 +209,21 @@ fn inet_socket(
             [fd, ip6, only, one, 4, 0],
         )?;
     }
+    if !addr.ip().is_unspecified() {
+        // IP_FREEBIND / IPV6_FREEBIND (ip(7), ipv6(7)): bind to an address
+        // this host does not have yet, as after a move across hosts whose
+        // action script brings the service address only before the copy
+        // runs (dump/tcp.rs, README "TCP connections").
+        let (level, name) = match addr {
+            SocketAddr::V4(_) => (libc::SOL_IP as u64, libc::IP_FREEBIND as u64),
+            SocketAddr::V6(_) => (libc::SOL_IPV6 as u64, 78),
+        };
+        v.call(
+            "setsockopt IP_FREEBIND",
+            libc::SYS_setsockopt,
+            [fd, level, name, one, 4, 0],
+        )?;
+    }
     if addr.port() != 0 {
         let sa = sockaddr(addr);
         let at = v.stage(0, &sa)?;
@@ -226,7 +246,7 @@ fn inet_socket(
 
 /// struct sockaddr_in / sockaddr_in6 (ip(7), ipv6(7)): port and address
 /// in network byte order.
-fn sockaddr(addr: &SocketAddr) -> Vec<u8> {
+pub(crate) fn sockaddr(addr: &SocketAddr) -> Vec<u8> {
     let mut out = Vec::with_capacity(28);
     match addr {
         SocketAddr::V4(a) => {

@@ -52,26 +52,30 @@ pub fn regs_from_array(a: &[u64; 27]) -> Regs {
 
 /// The registers to resume with. A thread stopped while the kernel was
 /// about to restart its interrupted syscall (orig_rax >= 0 and rax an
-/// -ERESTART* code) is rewound over its `syscall` instruction with the
-/// number back in rax, so it issues the call again, as the kernel would
-/// have done (arch/x86/kernel/signal.c, arch_do_signal_or_restart).
-/// -ERESTART_RESTARTBLOCK is re-issued as the original call too: its
-/// restart_syscall(2) state lived in the dumped task and is gone, and in a
-/// new task restart_syscall only returns EINTR. For a relative sleep this
-/// sleeps the full interval again. orig_rax is set to -1 so the kernel
-/// applies no fixup of its own when the thread leaves its ptrace-stop.
+/// -ERESTART* code) keeps both: every restored task leaves its final
+/// ptrace-stop inside get_signal() (inject.rs, `park`), so the kernel then
+/// applies the same rule it would have (arch/x86/kernel/signal.c): with no
+/// signal to handle it rewinds over the `syscall` instruction and issues
+/// the call again; with a handler to run, -ERESTARTNOHAND (and
+/// -ERESTARTSYS without SA_RESTART) returns EINTR instead. So a signal sent
+/// while the restore holds the task interrupts its sigsuspend or read as
+/// it would have, instead of running its handler and sleeping again.
+/// -ERESTART_RESTARTBLOCK is the exception, rewound here to the original
+/// call with orig_rax -1: its restart_syscall(2) state lived in the dumped
+/// task and is gone, and in a new task restart_syscall only returns EINTR.
+/// For a relative sleep this sleeps the full interval again.
 pub fn resume_regs(t: &Thread) -> Regs {
     let mut r = regs_from_array(&t.regs);
-    if (r.orig_rax as i64) >= 0
-        && matches!(
-            r.rax as i64,
-            ERESTARTSYS | ERESTARTNOINTR | ERESTARTNOHAND | ERESTART_RESTARTBLOCK
-        )
-    {
-        r.rax = r.orig_rax;
-        r.rip -= isotrace_arch::native::SYSCALL_INSN_LEN;
+    let in_syscall = (r.orig_rax as i64) >= 0;
+    match r.rax as i64 {
+        ERESTARTSYS | ERESTARTNOINTR | ERESTARTNOHAND if in_syscall => {}
+        ERESTART_RESTARTBLOCK if in_syscall => {
+            r.rax = r.orig_rax;
+            r.rip -= isotrace_arch::native::SYSCALL_INSN_LEN;
+            r.orig_rax = u64::MAX;
+        }
+        _ => r.orig_rax = u64::MAX,
     }
-    r.orig_rax = u64::MAX;
     r
 }
 
@@ -263,16 +267,14 @@ mod tests {
     }
 
     #[test]
-    fn interrupted_syscall_is_reissued() {
-        for code in [
-            ERESTARTSYS,
-            ERESTARTNOINTR,
-            ERESTARTNOHAND,
-            ERESTART_RESTARTBLOCK,
-        ] {
+    fn interrupted_syscall_is_left_to_the_kernel_to_restart() {
+        for code in [ERESTARTSYS, ERESTARTNOINTR, ERESTARTNOHAND] {
             let r = resume_regs(&thread(code, 230, 0x1002));
-            assert_eq!((r.rax, r.rip, r.orig_rax), (230, 0x1000, u64::MAX));
+            assert_eq!((r.rax as i64, r.rip, r.orig_rax), (code, 0x1002, 230));
         }
+        // restart_syscall's state is gone: the original call again.
+        let r = resume_regs(&thread(ERESTART_RESTARTBLOCK, 230, 0x1002));
+        assert_eq!((r.rax, r.rip, r.orig_rax), (230, 0x1000, u64::MAX));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use super::inject::Vessel;
 use super::{memory, Options};
 use crate::dump::pipes::PipeData;
 use crate::dump::unix_pairs::Pairs;
+use crate::dump::zombies::Zombie;
 use crate::error::{Error, Result};
 use crate::model::Process;
 use crate::sys::CloneArgs;
@@ -34,6 +35,7 @@ pub fn plan<'a>(
     tty: Option<i32>,
     data: &PipeData,
     pairs: &Pairs,
+    sections: &super::objects::Sections,
 ) -> Result<Plan<'a>> {
     let (order, parent, mut notes) = order(image)?;
     let pipes = fds::rebuilt_pipes(order.iter().copied(), data);
@@ -44,11 +46,15 @@ pub fn plan<'a>(
         .filter(|v| v.shared() && super::shm::is_shm(&v.path))
         .map(|v| v.inode)
         .collect();
+    let nameless = sections.nameless_inos();
     let shape = fds::Shape {
         tty_stdio: tty,
         pipes: &pipes,
         sockets: &sockets,
         mapped: &mapped,
+        nameless: &nameless,
+        inotify: &sections.watches,
+        open_files: &sections.open_files,
     };
     let mut fd_plans = Vec::new();
     let mut pages = Vec::new();
@@ -117,41 +123,92 @@ fn order(image: &Image) -> Result<Order<'_>> {
     Ok((order, parent, notes))
 }
 
+/// What [`create`] made: a vessel per process in `plan.order` (the
+/// root's first), the zombies-to-be, stopped (see `zombie`), and notes.
+pub struct Created {
+    pub vessels: Vec<Vessel>,
+    pub zombies: Vec<super::zombie::Pending>,
+    pub notes: Vec<String>,
+}
+
 /// Clones every process after the root from its parent's vessel, in
-/// `plan.order`, each with its pid if `opts.same_pids`. `born` gets each
-/// new pid as soon as it exists (so a failure can kill it). Returns the
-/// vessels in `plan.order`, the root's first.
+/// `plan.order`, each with its pid if `opts.same_pids`, and right after
+/// each process its `zombies` (before any later process, which may be in
+/// a group a zombie leads). `born` gets each new pid as soon as it
+/// exists (so a failure can kill it).
 pub fn create(
     root: Vessel,
     plan: &Plan<'_>,
+    zombies: &[Zombie],
     opts: &Options,
     born: &mut Vec<i32>,
-) -> Result<(Vec<Vessel>, Vec<String>)> {
-    let mut vessels = vec![root];
+) -> Result<Created> {
+    let mut out = Created {
+        vessels: vec![root],
+        zombies: Vec::new(),
+        notes: Vec::new(),
+    };
     // Image pid -> pid inside the restored processes' namespace.
     let mut inner: BTreeMap<i32, i32> = BTreeMap::new();
     let root_inner = if opts.same_pids {
         plan.order[0].pid
     } else {
-        vessels[0].pid
+        out.vessels[0].pid
     };
     inner.insert(plan.order[0].pid, root_inner);
-    let mut notes = session(&vessels[0], plan.order[0], &inner, opts, true)?;
-    for (i, p) in plan.order.iter().enumerate().skip(1) {
-        let parent = &vessels[plan.parent[i].expect("only the root has no parent")];
-        let args = CloneArgs {
-            exit_signal: libc::SIGCHLD as u64,
-            ..Default::default()
-        };
-        let what = format!("clone3 of pid {}", p.pid);
-        let pid = parent.clone3(&what, args, opts.same_pids.then_some(p.pid))?;
-        born.push(pid);
-        let v = parent.task(pid)?;
-        inner.insert(p.pid, if opts.same_pids { p.pid } else { pid });
-        notes.extend(session(&v, p, &inner, opts, false)?);
-        vessels.push(v);
+    out.notes = session(&out.vessels[0], plan.order[0], &inner, opts, true)?;
+    for (i, p) in plan.order.iter().enumerate() {
+        if i > 0 {
+            let parent = &out.vessels[plan.parent[i].expect("only the root has no parent")];
+            let v = clone_child(parent, p.pid, opts, born, &mut inner)?;
+            out.notes.extend(session(&v, p, &inner, opts, false)?);
+            out.vessels.push(v);
+        }
+        for z in zombies.iter().filter(|z| z.ppid == p.pid) {
+            let v = clone_child(&out.vessels[i], z.pid, opts, born, &mut inner)?;
+            let ids = Process {
+                pid: z.pid,
+                ppid: z.ppid,
+                pgid: z.pgid,
+                sid: z.sid,
+                ..Default::default()
+            };
+            out.notes.extend(session(&v, &ids, &inner, opts, false)?);
+            out.zombies.push(super::zombie::Pending {
+                vessel: v,
+                zombie: z.clone(),
+            });
+        }
     }
-    Ok((vessels, notes))
+    for z in zombies {
+        if !plan.order.iter().any(|p| p.pid == z.ppid) {
+            out.notes.push(format!(
+                "zombie pid {}: its parent {} is not in the image; it is not restored",
+                z.pid, z.ppid
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// An injected clone3 of image pid `pid` in `parent`'s vessel (with that
+/// pid if `opts.same_pids`); records it in `born` and `inner`.
+fn clone_child(
+    parent: &Vessel,
+    pid: i32,
+    opts: &Options,
+    born: &mut Vec<i32>,
+    inner: &mut BTreeMap<i32, i32>,
+) -> Result<Vessel> {
+    let args = CloneArgs {
+        exit_signal: libc::SIGCHLD as u64,
+        ..Default::default()
+    };
+    let what = format!("clone3 of pid {pid}");
+    let new = parent.clone3(&what, args, opts.same_pids.then_some(pid))?;
+    born.push(new);
+    inner.insert(pid, if opts.same_pids { pid } else { new });
+    parent.task(new)
 }
 
 /// The process's session and process group, right after it is cloned

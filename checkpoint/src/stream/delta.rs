@@ -1,9 +1,11 @@
 //! The frozen image as a delta over what pre-copy sent (checkpoint/
-//! STREAM.md): each pages section whose process was pre-copied goes as
-//! `Data` frames for the pages written since, and `Reuse {"pid","addr",
-//! "pages"}` frames for the pages the receiver holds. The receiver rebuilds
-//! the section byte for byte, and `Image::open` checks it against the
-//! SHA-256 the dump computed over the real pages.
+//! STREAM.md). First a tagged `PreEnd {"pages","blake3"}` commits to every
+//! PrePages payload sent. Then each pages section the frozen dump left
+//! holes in (the pages the receiver holds, `Section::held`) goes as `Data`
+//! frames for the pages it read, and `Reuse {"pid","addr","pages"}` frames
+//! for the holes. The receiver rebuilds the section, checks the `Data`
+//! bytes against the manifest's BLAKE3 (which covers exactly those) and
+//! the reused ones against `PreEnd`.
 
 use super::frame::{FrameWriter, Kind, CHUNK};
 use super::transfer::{Reuse, SectionHead};
@@ -20,14 +22,25 @@ use std::path::Path;
 /// Pages the receiver already holds, as the pre-copy says.
 pub type Clean<'a> = &'a dyn Fn(i32, u64) -> bool;
 
-/// [`send_image`], except that the pages sections of processes `clean`
-/// knows about go as deltas: Reuse frames for the pages the receiver holds,
-/// Data for the others. Returns (section bytes sent as data, pages reused).
+/// What the source sent in pre-copy: the PrePages payloads' count and
+/// BLAKE3 (`PreCopy::sent_digest`).
+#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq)]
+pub struct PreEnd {
+    pub pages: u64,
+    pub blake3: String,
+}
+
+/// [`send_image`], except that the pages sections the dump left holes in
+/// (`Section::held`, the pages `clean` says the receiver holds) go as
+/// deltas: Reuse frames for the holes, Data for the rest. `pre` commits to
+/// the pre-copy first. Returns (section bytes sent as data, pages reused).
 pub fn send_image_delta<W: Write>(
     tx: &mut FrameWriter<W>,
     dir: &Path,
     clean: Clean,
+    pre: &PreEnd,
 ) -> Result<(u64, u64)> {
+    tx.send_json(Kind::PreEnd, pre)?;
     let text = std::fs::read(dir.join(MANIFEST))
         .map_err(|e| Error::io(format!("{}", dir.join(MANIFEST).display()), e))?;
     let manifest =
@@ -39,10 +52,20 @@ pub fn send_image_delta<W: Write>(
     for s in &manifest.sections {
         let path = dir.join(&s.name);
         let file = File::open(&path).map_err(|e| Error::io(path.display().to_string(), e))?;
-        let proc = tree
-            .processes
-            .iter()
-            .find(|p| p.pages_section == s.name && tiled(p, s.size));
+        let proc = match s.held {
+            0 => None,
+            _ => Some(
+                tree.processes
+                    .iter()
+                    .find(|p| p.pages_section == s.name && tiled(p, s.size))
+                    .ok_or_else(|| {
+                        Error::Protocol(format!(
+                            "image to send: section {} has holes but is no process's whole pages",
+                            s.name
+                        ))
+                    })?,
+            ),
+        };
         tx.send_json(
             Kind::Section,
             &SectionHead {
@@ -54,6 +77,12 @@ pub fn send_image_delta<W: Write>(
         match proc {
             Some(p) => {
                 let (d, r) = send_delta(tx, &file, p, clean)?;
+                if r * PAGE_SIZE != s.held {
+                    return Err(Error::Protocol(format!(
+                        "image to send: {} has {} bytes of holes but {r} pages are held",
+                        s.name, s.held
+                    )));
+                }
                 data += d;
                 reused += r;
             }
@@ -148,17 +177,27 @@ mod tests {
     use crate::stream::FrameReader;
 
     const PS: usize = PAGE_SIZE as usize;
+    /// Addresses of the section's pages, in order.
+    const ADDRS: [u64; 6] = [0x10000, 0x11000, 0x12000, 0x13000, 0x18000, 0x19000];
 
     fn page(tag: u8) -> Vec<u8> {
         vec![tag; PS]
     }
 
     /// pid 7 with runs of 4 pages at 0x10000 and 2 at 0x18000; page i
-    /// of the section is filled with byte i+1.
-    fn image(dir: &Path) -> Vec<u8> {
+    /// of the section is filled with byte i+1, except the `held` ones,
+    /// which the dump left as holes (as at a pre-copied freeze).
+    fn image(dir: &Path, held: &[u64]) -> Vec<u8> {
         let mut w = ImageWriter::create(dir).unwrap();
         let bytes: Vec<u8> = (1..=6u8).flat_map(page).collect();
-        w.write_section("pages-7.img", &bytes).unwrap();
+        let mut s = w.section("pages-7.img").unwrap();
+        for (i, addr) in ADDRS.iter().enumerate() {
+            match held.contains(addr) {
+                true => s.skip(PAGE_SIZE).unwrap(),
+                false => s.write(&page(i as u8 + 1)).unwrap(),
+            }
+        }
+        w.finish(s).unwrap();
         let runs = vec![
             PageRun {
                 addr: 0x10000,
@@ -209,46 +248,111 @@ mod tests {
     }
 
     /// Sends the image as a delta over a store holding `held` (address,
-    /// byte) pages, with `clean` addresses reused; receives it back.
-    fn round_trip(held: &[(u64, u8)], clean: &[u64]) -> (Result<crate::Image>, Vec<u8>, u64) {
+    /// byte) pages, with `clean` addresses left out of the dump and
+    /// reused; `sent` is the pre-copy the source claims (None: what the
+    /// store holds). Receives it back.
+    fn round_trip(
+        held: &[(u64, u8)],
+        clean: &[u64],
+        sent: Option<&[(u64, u8)]>,
+    ) -> (Result<crate::Image>, Vec<u8>, u64) {
         let tmp = tempfile::tempdir().unwrap();
-        let bytes = image(&tmp.path().join("img"));
+        let img = tmp.path().join("img");
+        let bytes = image(&img, clean);
         let mut store = PageStore::new(tmp.path()).unwrap();
         for &(addr, tag) in held {
             store.put(&payload(7, addr, &page(tag))).unwrap();
         }
+        let claimed_dir = tmp.path().join("claimed");
+        std::fs::create_dir(&claimed_dir).unwrap();
+        let mut claimed = PageStore::new(&claimed_dir).unwrap();
+        for &(addr, tag) in sent.unwrap_or(held) {
+            claimed.put(&payload(7, addr, &page(tag))).unwrap();
+        }
+        let pre = PreEnd {
+            pages: claimed.received,
+            blake3: claimed.digest(),
+        };
         let mut tx = FrameWriter::new(Vec::new(), [4; 32]);
         let is_clean = |pid: i32, a: u64| pid == 7 && clean.contains(&a);
-        let (data, reused) = send_image_delta(&mut tx, &tmp.path().join("img"), &is_clean).unwrap();
+        let (data, reused) = send_image_delta(&mut tx, &img, &is_clean, &pre).unwrap();
         // Data covers everything but the reused pages (procs.bin too).
         assert!(data >= bytes.len() as u64 - reused * PAGE_SIZE);
         let dst = tmp.path().join("got");
         std::fs::create_dir(&dst).unwrap();
         let mut rx = FrameReader::new(tx.get_ref().as_slice(), [4; 32]);
         let got = recv_image(&mut rx, &dst, Some(&store));
-        let section = std::fs::read(dst.join("pages-7.img")).unwrap_or_default();
-        assert_eq!(
-            section.len() == bytes.len(),
-            got.is_ok() || section.len() == bytes.len()
-        );
+        // The section as a restore of the directory reads it (held.json):
+        // the held pages from the store, the rest from the section's file,
+        // whose digest it checks.
+        let section = match &got {
+            Ok(_) => {
+                let image = crate::Image::open_for_restore(&dst).unwrap();
+                let mut r = crate::image::SectionReader::open(&image, "pages-7.img").unwrap();
+                let mut out = Vec::new();
+                let len = bytes.len() as u64;
+                r.read(0, len, &mut |_, b| {
+                    out.extend_from_slice(b);
+                    Ok(())
+                })
+                .unwrap();
+                r.finish().unwrap();
+                out
+            }
+            Err(_) => Vec::new(),
+        };
         (got, section, reused)
     }
 
     #[test]
     fn clean_pages_are_reused_and_the_section_is_rebuilt() {
         let held = [(0x10000, 1), (0x11000, 2), (0x18000, 5)];
-        let (got, section, reused) = round_trip(&held, &[0x10000, 0x11000, 0x18000]);
+        let (got, section, reused) = round_trip(&held, &[0x10000, 0x11000, 0x18000], None);
         let image = got.unwrap();
         assert_eq!(reused, 3);
-        assert_eq!(section, (1..=6u8).flat_map(page).collect::<Vec<_>>());
+        let whole: Vec<u8> = (1..=6u8).flat_map(page).collect();
+        assert_eq!(section, whole);
         assert_eq!(image.tree.processes[0].pid, 7);
+        // The received image is still a delta: its held pages are the
+        // store's.
+        let s = image.manifest.section("pages-7.img").unwrap();
+        assert_eq!(s.held, 3 * PAGE_SIZE);
+        assert_eq!(image.elsewhere["pages-7.img"].len(), 2);
     }
 
     #[test]
-    fn a_stale_reused_page_fails_the_checksum() {
-        // The store holds an old version of 0x11000 that tracking "missed".
-        let (got, _, _) = round_trip(&[(0x10000, 1), (0x11000, 9)], &[0x10000, 0x11000]);
-        let e = got.err().expect("a stale page must be refused").to_string();
-        assert!(e.contains("pages-7.img") && e.contains("corrupt"), "{e}");
+    fn altered_pre_copied_pages_are_refused() {
+        // A page of the pre-copy was changed on the way: the store's
+        // digest differs from the one PreEnd commits to.
+        let (got, _, _) = round_trip(
+            &[(0x10000, 1), (0x11000, 9)],
+            &[0x10000, 0x11000],
+            Some(&[(0x10000, 1), (0x11000, 2)]),
+        );
+        let e = got
+            .err()
+            .expect("an altered page must be refused")
+            .to_string();
+        assert!(e.contains("pre-copied pages differ"), "{e}");
+    }
+
+    #[test]
+    fn holes_and_reuse_must_agree() {
+        let tmp = tempfile::tempdir().unwrap();
+        let img = tmp.path().join("img");
+        image(&img, &[0x10000]);
+        let store = PageStore::new(tmp.path()).unwrap();
+        let pre = PreEnd {
+            pages: 0,
+            blake3: store.digest(),
+        };
+        // The sender would reuse pages the dump read: refused before the
+        // section is sent.
+        let mut tx = FrameWriter::new(Vec::new(), [4; 32]);
+        let all = |_: i32, _: u64| true;
+        assert!(send_image_delta(&mut tx, &img, &all, &pre).is_err());
+        // A whole-section image opens; one with holes does not.
+        let e = crate::Image::open(&img).err().unwrap().to_string();
+        assert!(e.contains("pages-7.img") && e.contains("held"), "{e}");
     }
 }

@@ -10,11 +10,12 @@
 //!
 //! Bulk frames (page data: `Data`, `PrePages`) carry a zero tag and are
 //! authenticated through what commits to them instead: every image section
-//! is hashed as it arrives and checked against the SHA-256 in the tagged
-//! `Manifest` frame before anything is used (STREAM.md, "Authentication of
-//! page data"). They still count in `seq`, so adding or dropping one fails
-//! the tag of the next control frame (`SectionEnd` at the latest). This
-//! spares two of the four SHA-256 passes over the memory of the group.
+//! is hashed as it arrives and checked against the BLAKE3 in the tagged
+//! `Manifest` frame, and the pre-copied pages against the BLAKE3 in the
+//! tagged `PreEnd` frame, before anything is used (STREAM.md,
+//! "Authentication of page data"). They still count in `seq`, so adding or
+//! dropping one fails the tag of the next control frame. This spares an
+//! HMAC pass over the memory of the group on each end.
 
 use super::hmac::{same, Hmac, TAG_LEN};
 use super::{Error, Result};
@@ -49,6 +50,9 @@ pub enum Kind {
     /// In a pages section sent as a delta: `{"pid","addr","pages"}`, pages
     /// the receiver holds from pre-copy.
     Reuse = 17,
+    /// The end of pre-copy, before the image: `{"pages","blake3"}`, the
+    /// BLAKE3 of every PrePages payload sent, which commits to them.
+    PreEnd = 18,
     Reject = 0xEE,
 }
 
@@ -57,7 +61,7 @@ impl Kind {
         use Kind::*;
         [
             Hello, Accept, Refuse, Layer, LayerEnd, Section, Data, SectionEnd, Manifest, Commit,
-            Ready, Go, Running, Failed, Abort, PrePages, Reuse, Reject,
+            Ready, Go, Running, Failed, Abort, PrePages, Reuse, PreEnd, Reject,
         ]
         .into_iter()
         .find(|k| *k as u8 == b)
@@ -287,7 +291,7 @@ mod tests {
         let mut r = FrameReader::new(bytes.as_slice(), [2; 32]);
         assert!(matches!(r.recv(), Err(Error::Auth { frame: 0 })));
         // Flips in headers and in tagged frames; page data (the Data
-        // frame's payload) is checked by the section's SHA-256 instead
+        // frame's payload) is checked by the section's BLAKE3 instead
         // (transfer.rs tests).
         for at in [
             0usize,

@@ -133,6 +133,15 @@ pub fn local_cpu_flags() -> Vec<String> {
 /// architecture, XSAVE components this CPU lacks (the restored XSAVE area
 /// would not load), or ISA extensions this CPU lacks.
 pub fn incompatibility(hello: &Hello, xcr0: u64, flags: &[String]) -> Option<String> {
+    // The receiver checks each section against the digest of this
+    // version as it arrives (IMAGE.md: version 2 is BLAKE3).
+    if hello.image_version != crate::image::FORMAT_VERSION {
+        return Some(format!(
+            "the source sends image format version {}; this host receives version {}",
+            hello.image_version,
+            crate::image::FORMAT_VERSION
+        ));
+    }
     if hello.arch != std::env::consts::ARCH {
         return Some(format!(
             "the group is {} code; this host is {}",
@@ -264,7 +273,7 @@ mod tests {
         Hello {
             purpose: "migrate".into(),
             group: "g".into(),
-            image_version: 1,
+            image_version: crate::image::FORMAT_VERSION,
             arch: std::env::consts::ARCH.into(),
             kernel: "6.18".into(),
             xcr0,

@@ -16,6 +16,7 @@ pub mod frame;
 pub mod handshake;
 pub mod hmac;
 pub mod pages;
+mod receive;
 mod sys;
 pub mod transfer;
 
@@ -24,7 +25,7 @@ pub use handshake::{Accept, EnvOffer, EnvPlan, Hello, Session};
 
 /// Version of the stream format (frames and handshake), sent in the
 /// preamble; a peer with another version is refused before any frame.
-pub const STREAM_VERSION: u16 = 1;
+pub const STREAM_VERSION: u16 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

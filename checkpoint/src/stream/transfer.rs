@@ -4,22 +4,19 @@
 //! manifest's order: `Section {"name","size"}`, its bytes in `Data` frames
 //! of at most 1 MiB, `SectionEnd`; then one `Manifest` frame holding
 //! manifest.json verbatim. The receiver writes each section where the
-//! caller says (a tmpfs directory, not a disk) and the manifest last, so
-//! `Image::open` then checks every section's size and SHA-256 as it does
-//! for an image read from disk.
+//! caller says (a tmpfs directory, not a disk), hashing each as it comes
+//! (BLAKE3, IMAGE.md), and the manifest last, once every section matched
+//! it. Pre-copy deltas (STREAM.md) are rebuilt from the pre-copy store.
 //!
 //! A byte stream (the environment's tar) is a run of `Layer` frames ended
 //! by `LayerEnd {"bytes"}`: [`FrameSink`] and [`FrameSource`] adapt it to
 //! `Write` and `Read`.
 
 use super::frame::{FrameReader, FrameWriter, Kind, CHUNK};
-use super::pages::PageStore;
+pub use super::receive::recv_image;
 use super::{Error, Result};
-use crate::image::manifest::{valid_section_name, Manifest, MANIFEST};
-use crate::image::{decode_tree, PROCS};
-use crate::{Image, PAGE_SIZE};
+use crate::image::manifest::{Manifest, MANIFEST};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::Path;
@@ -74,156 +71,7 @@ pub fn send_image<W: Write>(tx: &mut FrameWriter<W>, dir: &Path) -> Result<u64> 
     Ok(total)
 }
 
-/// Receives an image into the existing, empty directory `dir`, hashing
-/// every section as it is written, and checks each against the manifest
-/// that comes last: its size and SHA-256, and that no section is missing
-/// or extra. Then decodes `procs.bin` (with `Image::open`'s checks), so the
-/// image is verified without reading it back.
-pub fn recv_image<R: Read>(
-    rx: &mut FrameReader<R>,
-    dir: &Path,
-    store: Option<&PageStore>,
-) -> Result<Image> {
-    let mut got: Vec<(String, u64, String)> = Vec::new();
-    loop {
-        let frame = rx.recv()?;
-        match frame.kind {
-            Kind::Section => {
-                let head: SectionHead = serde_json::from_slice(&frame.payload)
-                    .map_err(|e| Error::Protocol(format!("section header: {e}")))?;
-                let (size, sha) = recv_section(rx, dir, &head, store)?;
-                got.push((head.name, size, sha));
-            }
-            Kind::Manifest => {
-                let manifest = Manifest::parse(&frame.payload)
-                    .map_err(|e| Error::Protocol(format!("the sent manifest: {e}")))?;
-                check_sections(&manifest, &got)?;
-                write_file(&dir.join(MANIFEST), &frame.payload)?;
-                let procs = std::fs::read(dir.join(PROCS)).map_err(|e| Error::io(PROCS, e))?;
-                let tree = decode_tree(&manifest, &procs)
-                    .map_err(|e| Error::Protocol(format!("the sent image: {e}")))?;
-                return Ok(Image {
-                    dir: dir.to_path_buf(),
-                    manifest,
-                    tree,
-                });
-            }
-            Kind::Abort | Kind::Failed => {
-                return Err(Error::Peer(super::frame::reason(&frame.payload)))
-            }
-            k => return Err(Error::Protocol(format!("unexpected {k:?} in an image"))),
-        }
-    }
-}
-
-fn check_sections(manifest: &Manifest, got: &[(String, u64, String)]) -> Result<()> {
-    if manifest.sections.len() != got.len() {
-        return Err(Error::Protocol(format!(
-            "{} sections arrived, the manifest lists {}",
-            got.len(),
-            manifest.sections.len()
-        )));
-    }
-    for s in &manifest.sections {
-        match got.iter().find(|g| g.0 == s.name) {
-            Some((_, size, sha)) if *size == s.size && *sha == s.sha256 => {}
-            Some(_) => {
-                return Err(Error::Protocol(format!(
-                    "image section {} is corrupt: its size or sha256 differs from the manifest's",
-                    s.name
-                )))
-            }
-            None => return Err(Error::Protocol(format!("section {} never arrived", s.name))),
-        }
-    }
-    Ok(())
-}
-
-/// Writes to a file and hashes what it writes.
-struct Hashed<'a> {
-    file: &'a mut File,
-    hash: Sha256,
-}
-
-impl Write for Hashed<'_> {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        let n = self.file.write(b)?;
-        self.hash.update(&b[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush()
-    }
-}
-
-fn recv_section<R: Read>(
-    rx: &mut FrameReader<R>,
-    dir: &Path,
-    head: &SectionHead,
-    store: Option<&PageStore>,
-) -> Result<(u64, String)> {
-    if !valid_section_name(&head.name) {
-        return Err(Error::Protocol(format!("bad section name {:?}", head.name)));
-    }
-    let path = dir.join(&head.name);
-    let io = |e| Error::io(path.display().to_string(), e);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(io)?;
-    let mut got = 0u64;
-    let mut out = Hashed {
-        file: &mut file,
-        hash: Sha256::new(),
-    };
-    loop {
-        let frame = rx.recv()?;
-        match frame.kind {
-            Kind::Data => {
-                got += frame.payload.len() as u64;
-                if got > head.size {
-                    return Err(Error::Protocol(format!(
-                        "section {} is longer than its {} bytes",
-                        head.name, head.size
-                    )));
-                }
-                out.write_all(&frame.payload).map_err(io)?;
-            }
-            Kind::Reuse => {
-                let r: Reuse = serde_json::from_slice(&frame.payload)
-                    .map_err(|e| Error::Protocol(format!("reuse frame: {e}")))?;
-                let store = store
-                    .filter(|_| head.delta_pid == Some(r.pid))
-                    .ok_or_else(|| Error::Protocol("a reuse frame outside a delta".into()))?;
-                got = got.saturating_add(r.pages.saturating_mul(PAGE_SIZE));
-                if got > head.size {
-                    return Err(Error::Protocol(format!(
-                        "section {} is longer than its {} bytes",
-                        head.name, head.size
-                    )));
-                }
-                store.copy_to(r.pid, r.addr, r.pages, &mut out)?;
-            }
-            Kind::SectionEnd if got == head.size => {
-                let sha = out.hash.finalize();
-                return Ok((got, sha.iter().map(|b| format!("{b:02x}")).collect()));
-            }
-            Kind::SectionEnd => {
-                return Err(Error::Protocol(format!(
-                    "section {} ended after {got} of {} bytes",
-                    head.name, head.size
-                )))
-            }
-            Kind::Abort | Kind::Failed => {
-                return Err(Error::Peer(super::frame::reason(&frame.payload)))
-            }
-            k => return Err(Error::Protocol(format!("unexpected {k:?} in a section"))),
-        }
-    }
-}
-
-fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(super) fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(path, bytes).map_err(|e| Error::io(path.display().to_string(), e))
 }
 
@@ -434,7 +282,7 @@ mod tests {
         ));
         assert!(!dst.join(MANIFEST).exists());
         // One byte of page data flipped on the way (Data frames are not
-        // tagged): the section's SHA-256 refuses it, naming the section.
+        // tagged): the section's BLAKE3 refuses it, naming the section.
         let mut bad = bytes.clone();
         let at = bytes.windows(4).position(|w| w == [9, 9, 9, 9]).unwrap() + 1000;
         bad[at] ^= 1;

@@ -11,6 +11,7 @@
 //! resumed.
 
 use super::staging::Staging;
+use super::tcp::{self, TcpMove};
 use super::Request;
 use crate::api::protocol::{MigrateResult, MigrateRound};
 use crate::api::state::{self, SupervisorState};
@@ -20,7 +21,8 @@ use isotrace_checkpoint::stream::delta;
 use isotrace_checkpoint::stream::{transfer, Accept, EnvPlan, Hello, Kind, Session};
 use isotrace_tracer::{AfterFreeze, Barrier, BarrierJob, StopKind};
 use serde::Deserialize;
-use std::sync::mpsc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 /// How long the receiver may take to verify and restore what it got.
@@ -30,6 +32,10 @@ const RESTORE_TIMEOUT: Duration = Duration::from_secs(120);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub type Answer = Result<MigrateResult, String>;
+
+/// A pre-copy at the freeze: its pid, the pages the receiver holds, and
+/// the commitment to what it sent.
+type Sealed = (i32, Arc<HashSet<u64>>, delta::PreEnd);
 
 pub struct MigrateJob {
     req: Request,
@@ -42,6 +48,8 @@ pub struct MigrateJob {
     result: MigrateResult,
     error: Option<String>,
     precopy: Option<PreCopy>,
+    /// The group's TCP connections while it moves.
+    tcp: Option<TcpMove>,
 }
 
 /// What the receiver says in `Ready` and `Running`.
@@ -106,6 +114,7 @@ impl MigrateJob {
             result,
             error: None,
             precopy: None,
+            tcp: None,
         }
     }
 
@@ -115,11 +124,11 @@ impl MigrateJob {
         self.result.mode = mode;
     }
 
-    /// Sends the image: whole, or after pre-copy as a delta over the pages
-    /// the receiver holds (still clean at the freeze).
-    fn send(&mut self, dir: &std::path::Path) -> Result<u64, isotrace_checkpoint::stream::Error> {
+    /// At the freeze, after pre-copy: the pages the receiver holds (still
+    /// clean), which the dump then leaves out, and what pre-copy sent.
+    fn seal_precopy(&mut self) -> Result<Option<Sealed>, String> {
         let Some(pc) = self.precopy.take() else {
-            return transfer::send_image(&mut self.session.tx, dir);
+            return Ok(None);
         };
         self.result.rounds = pc
             .rounds
@@ -131,11 +140,26 @@ impl MigrateJob {
             })
             .collect();
         let pid = pc.pid;
-        let clean = pc
-            .clean()
-            .map_err(|e| isotrace_checkpoint::stream::Error::io("pre-copy", e))?;
+        let pre = delta::PreEnd {
+            pages: pc.rounds.iter().map(|r| r.pages).sum(),
+            blake3: pc.sent_digest(),
+        };
+        let clean = pc.clean().map_err(|e| format!("pre-copy: {e}"))?;
+        Ok(Some((pid, Arc::new(clean), pre)))
+    }
+
+    /// Sends the image: whole, or after pre-copy as a delta over the pages
+    /// the receiver holds, which the dump left out.
+    fn send(
+        &mut self,
+        dir: &std::path::Path,
+        sealed: Option<Sealed>,
+    ) -> Result<u64, isotrace_checkpoint::stream::Error> {
+        let Some((pid, clean, pre)) = sealed else {
+            return transfer::send_image(&mut self.session.tx, dir);
+        };
         let held = |p: i32, addr: u64| p == pid && clean.contains(&addr);
-        let (data, reused) = delta::send_image_delta(&mut self.session.tx, dir, &held)?;
+        let (data, reused) = delta::send_image_delta(&mut self.session.tx, dir, &held, &pre)?;
         let dirty = data / isotrace_checkpoint::PAGE_SIZE;
         self.result.notes.push(format!(
             "after the freeze: about {dirty} pages of data sent, {reused} pages already sent by pre-copy"
@@ -152,8 +176,21 @@ impl MigrateJob {
         self.result.staging = staging.medium.clone();
         let dir = staging.dir.join("image");
         let t = Instant::now();
-        let mut dumped = checkpoint::dump(barrier.root, barrier.pids(), threads(barrier), &dir)
-            .map_err(|e| e.to_string())?;
+        let policy = tcp::policy(self.req.purpose, self.req.tcp_close);
+        let sealed = self.seal_precopy()?;
+        let mut keep = HashMap::new();
+        if let Some((pid, clean, _)) = &sealed {
+            keep.insert(*pid, Arc::clone(clean));
+        }
+        let (root, pids) = (barrier.root, barrier.pids());
+        let (mut dumped, held) =
+            checkpoint::dump_tcp_holding(root, pids, threads(barrier), &dir, policy, keep)
+                .map_err(|e| e.to_string())?;
+        let script = self.req.action_script.as_deref();
+        let group = &self.hello.group;
+        let moving = TcpMove::new(held, dumped.tree(), script, group, &self.req.to);
+        moving.locked()?;
+        self.tcp = Some(moving);
         if let Some(s) = &self.state {
             dumped
                 .write_section(state::SECTION, &s.to_json())
@@ -176,7 +213,10 @@ impl MigrateJob {
             self.result.layer_ms = ms(t.elapsed());
         }
         let t = Instant::now();
-        self.result.image_bytes = self.send(&dir).map_err(net)?;
+        self.result.image_bytes = self.send(&dir, sealed).map_err(net)?;
+        if let Some(t) = &mut self.tcp {
+            t.before_restore()?;
+        }
         self.session.tx.send(Kind::Commit, b"").map_err(net)?;
         self.result.send_ms = ms(t.elapsed());
         drop(staging);
@@ -193,6 +233,9 @@ impl MigrateJob {
             e => format!("the receiver at {to} did not confirm the copy: {e}"),
         };
         let ready: Confirmed = self.session.rx.expect_json(Kind::Ready).map_err(lost)?;
+        if let Some(t) = &self.tcp {
+            t.before_go()?;
+        }
         self.session.tx.send(Kind::Go, b"").map_err(lost)?;
         let running: Confirmed = self.session.rx.expect_json(Kind::Running).map_err(|e| {
             format!(
@@ -248,13 +291,19 @@ impl BarrierJob for MigrateJob {
             }
             Err(e) => Err(format!("cannot freeze the group: {e}")),
         };
+        let mut tcp = self.tcp.take();
         match outcome {
-            Ok(()) if self.req.purpose == "clone" => AfterFreeze::Resume,
+            Ok(()) if self.req.purpose == "clone" => {
+                drop(tcp.take().map(|mut t| t.failed()));
+                AfterFreeze::Resume
+            }
             Ok(()) => {
+                let notes = tcp.as_mut().map(TcpMove::succeeded).unwrap_or_default();
+                self.result.notes.extend(notes);
                 self.result.source_released = true;
                 AfterFreeze::Kill
             }
-            Err(why) => {
+            Err(mut why) => {
                 // Best effort: a dead link must not hold the group longer.
                 let _ = self
                     .session
@@ -262,6 +311,12 @@ impl BarrierJob for MigrateJob {
                     .get_ref()
                     .set_write_timeout(Some(Duration::from_secs(1)));
                 self.session.fail(Kind::Abort, &why);
+                // After the abort: the receiver discards its copy, whose
+                // sockets may hold the connections' 4-tuples.
+                let lost = tcp.as_mut().map(TcpMove::failed).unwrap_or_default();
+                if !lost.is_empty() {
+                    why += &format!("; TCP connections not put back: {}", lost.join("; "));
+                }
                 self.error = Some(why);
                 AfterFreeze::Resume
             }

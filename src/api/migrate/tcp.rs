@@ -1,0 +1,144 @@
+//! The TCP connections of a migrating group, phase by phase (the policy
+//! over `isotrace_checkpoint::dump::tcp`, the mechanism):
+//!
+//! 1. The dump puts every connection in repair mode, locks it
+//!    (`isotrace_checkpoint::netlock`) and reads it.
+//! 2. If the receiver is in this network namespace (`--to-env`, or a
+//!    receiver on an address of this host), the source's sockets are
+//!    taken out of the copy's way before the copy is restored: the
+//!    connections are disconnected in repair mode and the listeners shut
+//!    down, since one namespace cannot hold two sockets of one 4-tuple, or
+//!    two listeners of one port.
+//! 3. Before `Go`: the action script's `pre-resume` moves the address.
+//! 4. Once the copy runs: the source's sockets are released silently and
+//!    the lock lifted. On any failure before that, the source's
+//!    connections are put back as they were (re-made in place if step 2
+//!    ran) and the lock lifted: the source resumes with them intact.
+
+use super::action::ActionScript;
+use isotrace_checkpoint::dump::tcp::{self, Held, TcpPolicy};
+use isotrace_checkpoint::model::ProcessTree;
+use std::net::{ToSocketAddrs, UdpSocket};
+
+pub struct TcpMove {
+    held: Option<Held>,
+    script: Option<ActionScript>,
+    /// The listening sockets to shut down in step 2 (pid, fd, inode).
+    listeners: Vec<(i32, i32, u64)>,
+    same_netns: bool,
+}
+
+/// Whether `to` (HOST:PORT) is an address of this network namespace: one
+/// can bind a socket to it (bind(2) EADDRNOTAVAIL otherwise, ip(7)).
+pub fn is_local(to: &str) -> bool {
+    to.to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|a| UdpSocket::bind((a.ip(), 0)).is_ok())
+}
+
+/// The policy of a move: a clone keeps the source's connections, so the
+/// copy gets them closed; `--tcp-close` closes them for a migration too.
+pub fn policy(purpose: &str, tcp_close: bool) -> TcpPolicy {
+    if tcp_close || purpose == "clone" {
+        TcpPolicy::Close
+    } else {
+        TcpPolicy::Repair
+    }
+}
+
+impl TcpMove {
+    pub fn new(
+        held: Held,
+        tree: &ProcessTree,
+        script: Option<&str>,
+        group: &str,
+        to: &str,
+    ) -> TcpMove {
+        let conns: Vec<String> = tcp::connections(tree)
+            .iter()
+            .map(|f| format!("{}>{}", f.local, f.remote))
+            .collect();
+        TcpMove {
+            held: Some(held),
+            script: script.map(|p| ActionScript {
+                path: p.into(),
+                group: group.into(),
+                to: to.into(),
+                connections: conns.join(" "),
+            }),
+            listeners: tcp::listeners(tree),
+            same_netns: is_local(to),
+        }
+    }
+
+    fn run(&self, phase: &str, result: Option<&str>) -> Result<(), String> {
+        self.script
+            .as_ref()
+            .map_or(Ok(()), |s| s.run(phase, result))
+    }
+
+    /// Step 1's script phase.
+    pub fn locked(&self) -> Result<(), String> {
+        self.run("network-lock", None)
+    }
+
+    /// Step 2, just before the receiver restores.
+    pub fn before_restore(&mut self) -> Result<(), String> {
+        match &mut self.held {
+            Some(h) if self.same_netns => h
+                .detach(&self.listeners)
+                .map_err(|e| format!("moving the TCP connections: {e}")),
+            _ => Ok(()),
+        }
+    }
+
+    /// Step 3.
+    pub fn before_go(&self) -> Result<(), String> {
+        self.run("pre-resume", None)
+    }
+
+    /// Step 4, the copy runs. Returns notes.
+    pub fn succeeded(&mut self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if let Some(h) = self.held.take() {
+            if let Err(e) = h.release(true) {
+                notes.push(format!("TCP connections: {e}"));
+            }
+        }
+        if let Err(e) = self.run("network-unlock", Some("migrated")) {
+            notes.push(e);
+        }
+        notes
+    }
+
+    /// The source resumes. Returns what could not be put back.
+    pub fn failed(&mut self) -> Vec<String> {
+        let mut lost = self.held.take().map(Held::resume).unwrap_or_default();
+        if let Err(e) = self.run("network-unlock", Some("resumed")) {
+            lost.push(e);
+        }
+        lost
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_addresses_are_told_from_remote_ones() {
+        assert!(is_local("127.0.0.1:1"));
+        assert!(is_local("localhost:7070"));
+        // TEST-NET-1 (RFC 5737) is nobody's address.
+        assert!(!is_local("192.0.2.1:7070"));
+        assert!(!is_local("no-such-host.invalid:1"));
+    }
+
+    #[test]
+    fn a_clone_never_carries_connections() {
+        assert_eq!(policy("clone", false), TcpPolicy::Close);
+        assert_eq!(policy("migrate", true), TcpPolicy::Close);
+        assert_eq!(policy("migrate", false), TcpPolicy::Repair);
+    }
+}
