@@ -254,8 +254,7 @@ zdtm! {
     pipe_data;
     posix_timer: Native;
     process_settings;
-    #[ignore = "the dump skips unreadable (PROT_NONE) VMAs, so their data is lost (issue #5)"]
-    prot_none_data;
+    prot_none_data: Native;
     shm_anon_shared;
     signalfd;
     sigsuspend_mask;

@@ -168,7 +168,7 @@ impl Vma {
 pub enum VmaMemory {
     /// The pages present (or swapped) at the dump, in address order.
     Dumped { runs: Vec<PageRun> },
-    /// Not captured, and why ("[vvar]", "not readable", "shared file mapping").
+    /// Not captured, and why ("[vvar]", "device mapping", "shared file mapping").
     Skipped { reason: String },
 }
 

@@ -53,9 +53,6 @@ pub fn skip_reason(vma: &Vma) -> Option<&'static str> {
         "[vsyscall]" => return Some("legacy [vsyscall] page, the same in every process"),
         _ => {}
     }
-    if !vma.readable() {
-        return Some("not readable (PROT_NONE or guard region)");
-    }
     let anon_like = !vma.file_backed()
         || vma.path.starts_with("/memfd:")
         || vma.path.starts_with("/dev/zero")
@@ -66,6 +63,11 @@ pub fn skip_reason(vma: &Vma) -> Option<&'static str> {
     if vma.shared() && !anon_like {
         return Some("shared file mapping: its contents are the file's");
     }
+    // A PROT_NONE mapping (a guard region, a reservation, a page a GC or
+    // sandbox hid) is read like any other: only its present pages, through
+    // /proc/PID/mem, whose FOLL_FORCE reads what the mapping may be made
+    // readable to (VM_MAYREAD, mm/gup.c check_vma_flags); process_vm_readv
+    // would refuse it. Guards and reservations have no pages.
     None
 }
 
@@ -111,6 +113,8 @@ pub fn dump(
                     src.present_runs(vma.start, vma.end)?
                 };
                 for (addr, pages, exclusive) in present {
+                    // process_vm_readv honours the protection.
+                    let exclusive = exclusive && vma.readable();
                     for (addr, pages, is_held) in split_held(addr, pages, held) {
                         if is_held {
                             let offset = out.offset();
