@@ -743,3 +743,97 @@ fn make_j2_checkpointed_halfway_finishes_the_build() {
     // SAFETY: kill(2) of the make this test restored (it is ending anyway).
     unsafe { libc::kill(pid, libc::SIGKILL) };
 }
+
+/// A signal sent to a restored process while the restore still holds it
+/// (between `ready` and `go` of `restore --control`) interrupts the call
+/// the process was blocked in, as it would have without the checkpoint:
+/// pause(2) and sigsuspend(2) return EINTR after the handler runs. Two
+/// restore bugs broke this: the thread's mask was read from /proc's SigBlk
+/// (sigsuspend's temporary mask), and an interrupted call was rewound by
+/// hand, so the handler ran and the call slept again.
+#[test]
+fn a_signal_sent_during_the_restore_interrupts_pause_and_sigsuspend() {
+    for mode in ["pause", "sigsuspend"] {
+        signal_during_restore(mode);
+    }
+}
+
+fn signal_during_restore(mode: &str) {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let w = World::new();
+    let dir = w.iso.root().join(format!("wake-{mode}"));
+    fs::create_dir(&dir).unwrap();
+    let exe = guest("rst_sigwake");
+    let group = format!("w{mode}");
+    let mut bg = w.background(&[
+        "run",
+        "--no-isolation",
+        "--group",
+        &group,
+        "--",
+        path_str(&exe),
+        path_str(&dir),
+        mode,
+    ]);
+    let pid = common::wait_for_pid(&dir.join("pid"), WAIT);
+    let nr = if mode == "pause" { "34" } else { "130" };
+    wait_until("the guest to block", WAIT, || {
+        fs::read_to_string(format!("/proc/{pid}/syscall"))
+            .is_ok_and(|s| s.split_whitespace().next() == Some(nr))
+    });
+    let img = w.iso.root().join(format!("img-{mode}"));
+    w.isotrace(&["checkpoint", &group, "-o", path_str(&img)])
+        .assert_exit(0);
+    let _ = bg.0.wait();
+    let ctl = w.iso.root().join(format!("ctl-{mode}"));
+    fs::create_dir(&ctl).unwrap();
+    for fifo in ["ready", "go"] {
+        let mode = nix::sys::stat::Mode::from_bits_truncate(0o600);
+        nix::unistd::mkfifo(&ctl.join(fifo), mode).unwrap();
+    }
+    let mut ready = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(ctl.join("ready"))
+        .unwrap();
+    let mut restore = w.background(&[
+        "restore",
+        path_str(&img),
+        "--new-pids",
+        "--control",
+        path_str(&ctl),
+    ]);
+    let mut said = String::new();
+    wait_until("the restore to say ready", WAIT, || {
+        let mut buf = [0u8; 256];
+        if let Ok(n) = ready.read(&mut buf) {
+            said.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        said.contains('\n')
+    });
+    let held: i32 = said
+        .trim()
+        .strip_prefix("ready ")
+        .and_then(|p| p.split(',').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("not a ready line: {said:?}"));
+    // SAFETY: kill(2) of the process this test's restore holds stopped.
+    assert_eq!(unsafe { libc::kill(held, libc::SIGUSR2) }, 0);
+    let mut go = fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(ctl.join("go"))
+        .unwrap();
+    writeln!(go, "go").unwrap();
+    drop(go);
+    let out = dir.join("out");
+    wait_until(&format!("{mode} to return after the restore"), WAIT, || {
+        out.exists()
+    });
+    assert_eq!(
+        fs::read_to_string(&out).unwrap(),
+        "woken 1 EINTR\n",
+        "{mode}"
+    );
+    assert_eq!(common::shell_status_within(&mut restore.0, WAIT), 0);
+}
