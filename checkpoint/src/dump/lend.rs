@@ -28,6 +28,8 @@ const RSEQ_CS_OFFSET: u64 = 8;
 /// Scratch bytes used below the red zone.
 const SCRATCH: u64 = 64;
 const RED_ZONE: u64 = 128;
+/// Stops one injected call may take (see [`Lent::call`]).
+const MAX_STOPS: u32 = 256;
 
 /// A stopped thread lent to run syscalls; [`Lent::give_back`] returns it.
 pub(crate) struct Lent {
@@ -90,7 +92,19 @@ impl Lent {
         (regs.rdi, regs.rsi, regs.rdx, regs.r10) = (args[0], args[1], args[2], args[3]);
         let (pid, tid) = (self.pid, self.tid);
         tsys::set_regs(tid, &regs).map_err(died(pid))?;
+        // Entry, maybe a seccomp stop, exit, and the signals that arrive
+        // meanwhile: a thread that keeps stopping beyond that is not
+        // running our call (a signal storm); give up rather than spin.
+        let mut stops = 0;
         loop {
+            stops += 1;
+            if stops > MAX_STOPS {
+                return Err(Error::Invalid {
+                    what: format!(
+                        "pid {pid}: thread {tid} stopped {MAX_STOPS} times without finishing an injected syscall"
+                    ),
+                });
+            }
             tsys::cont_syscall(tid, 0).map_err(died(pid))?;
             let status = tsys::wait_tid(tid).map_err(died(pid))?;
             match tsys::decode_status(status) {
