@@ -205,13 +205,12 @@ static inline void zdtm_wait_blocked(pid_t tid, long nr)
 	}
 }
 
-/* Wakes a child blocked in zdtm_wait(): SIGUSR1 once it sleeps in
- * sigsuspend(2) again. A restored task re-issues the call it was in;
- * a signal whose handler ran before that would leave the task asleep
- * in the re-issued call (see the report of issue #5). */
+/* Wakes a child blocked in zdtm_wait(), right away: a child the restore
+ * has just released may not have re-entered sigsuspend(2) yet, and the
+ * signal must still end its wait (the kernel's restart rule, which the
+ * restore leaves in force). */
 static inline void zdtm_wake(pid_t pid)
 {
-	zdtm_wait_blocked(pid, SYS_rt_sigsuspend);
 	kill(pid, SIGUSR1);
 }
 
