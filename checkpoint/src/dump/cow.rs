@@ -4,7 +4,8 @@
 //! itself runs on. Forking copies page tables, not pages, so this costs
 //! milliseconds whatever the resident size.
 //!
-//! How the call is injected, without writing to the target's memory:
+//! How the call is injected (lend.rs), without writing to the target's
+//! memory beyond its stack's unused area below the red zone, restored:
 //! - the `syscall` instruction (0f 05) already present in the [vdso] (its
 //!   clock_gettime fallbacks), or else in some executable mapping, is the
 //!   gadget: rip points at it, rax holds the number, orig_rax is -1 so the
@@ -36,20 +37,16 @@
 //! one thread for a few hundred microseconds.
 
 use super::attach::StoppedThread;
+use super::lend::{wait_event, Lent};
 use crate::error::{died, Error, Result};
 use crate::model::Vma;
-use isotrace_arch::native::Regs;
 use isotrace_tracer::sys::{self, WaitEvent};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
-/// How long one injected step (a stop of one thread) may take.
-const STEP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes of an executable mapping searched for a `syscall` instruction.
 const GADGET_SCAN: u64 = 1 << 20;
-/// The offset of `rseq_cs` in struct rseq (include/uapi/linux/rseq.h).
-const RSEQ_CS_OFFSET: u64 = 8;
 
 /// Where a `syscall` instruction is in `pid`'s executable mappings, the
 /// [vdso] first.
@@ -71,155 +68,6 @@ pub fn find_gadget(pid: i32, tid: i32, vmas: &[Vma]) -> Option<u64> {
         }
     }
     None
-}
-
-/// Polls for `tid`'s next wait status until `STEP_TIMEOUT`.
-fn wait_event(pid: i32, tid: i32, what: &str) -> Result<WaitEvent> {
-    let deadline = Instant::now() + STEP_TIMEOUT;
-    loop {
-        match crate::sys::wait_nohang(tid) {
-            Ok(Some(status)) => return Ok(sys::decode_status(status)),
-            Ok(None) | Err(nix::errno::Errno::EINTR) => {}
-            Err(nix::errno::Errno::ECHILD) => return Err(Error::Exited { pid }),
-            Err(errno) => {
-                return Err(isotrace_tracer::Error::from_errno(tid, "waitpid", errno).into())
-            }
-        }
-        if Instant::now() >= deadline {
-            return Err(Error::Invalid {
-                what: format!(
-                    "pid {pid}: thread {tid} did not stop within {STEP_TIMEOUT:?} while {what}"
-                ),
-            });
-        }
-        std::thread::sleep(Duration::from_micros(50));
-    }
-}
-
-/// One thread of the target, in an interrupt stop, lent to us to run
-/// syscalls; [`Injector::restore`] gives it back exactly as it was.
-struct Injector {
-    pid: i32,
-    tid: i32,
-    gadget: u64,
-    saved: Regs,
-    /// The thread's rseq_cs word (address, value): the kernel clears it on
-    /// the way to our gadget, outside any critical section
-    /// (kernel/rseq.c, rseq_ip_fixup), and it is put back.
-    rseq_cs: Option<(u64, u64)>,
-    /// Signals dequeued in signal-delivery-stops while we ran the thread.
-    caught: Vec<i32>,
-}
-
-impl Injector {
-    fn new(pid: i32, tid: i32, gadget: u64) -> Result<Injector> {
-        let saved = sys::get_regs(tid).map_err(died(pid))?;
-        let rseq_cs = match crate::sys::rseq_config(tid) {
-            Ok(Some((ptr, _, _))) => {
-                let mut word = [0u8; 8];
-                let mem = File::open(format!("/proc/{pid}/task/{tid}/mem"))
-                    .map_err(|e| super::vanished(pid, "mem", e))?;
-                mem.read_exact_at(&mut word, ptr + RSEQ_CS_OFFSET)
-                    .ok()
-                    .map(|()| (ptr + RSEQ_CS_OFFSET, u64::from_ne_bytes(word)))
-            }
-            _ => None,
-        };
-        sys::set_options(
-            tid,
-            libc::PTRACE_O_TRACESYSGOOD | libc::PTRACE_O_TRACECLONE | libc::PTRACE_O_TRACEFORK,
-        )
-        .map_err(died(pid))?;
-        Ok(Injector {
-            pid,
-            tid,
-            gadget,
-            saved,
-            rseq_cs,
-            caught: Vec::new(),
-        })
-    }
-
-    /// Runs syscall `nr`; returns its raw result and the pid of a child it
-    /// created (from PTRACE_EVENT_CLONE/FORK), if any.
-    fn call(&mut self, nr: i64, args: [u64; 5]) -> Result<(i64, Option<i32>)> {
-        let mut regs = self.saved;
-        regs.rip = self.gadget;
-        regs.rax = nr as u64;
-        regs.orig_rax = u64::MAX;
-        regs.rdi = args[0];
-        regs.rsi = args[1];
-        regs.rdx = args[2];
-        regs.r10 = args[3];
-        regs.r8 = args[4];
-        sys::set_regs(self.tid, &regs).map_err(died(self.pid))?;
-        let (mut syscall_stops, mut child) = (0, None);
-        while syscall_stops < 2 {
-            sys::cont_syscall(self.tid, 0).map_err(died(self.pid))?;
-            match wait_event(self.pid, self.tid, "running an injected syscall")? {
-                WaitEvent::SyscallExit => syscall_stops += 1,
-                WaitEvent::Event(ev)
-                    if ev == libc::PTRACE_EVENT_CLONE || ev == libc::PTRACE_EVENT_FORK =>
-                {
-                    child = Some(sys::event_msg(self.tid).map_err(died(self.pid))? as i32);
-                }
-                // A signal that arrived meanwhile: kept, and queued again in
-                // restore() (resuming with 0 here discards it; ptrace(2),
-                // "Signal injection and suppression").
-                WaitEvent::Signal(sig) => self.caught.push(sig),
-                WaitEvent::Exited(_) | WaitEvent::Signaled { .. } => {
-                    return Err(Error::Exited { pid: self.pid })
-                }
-                other => {
-                    return Err(Error::Invalid {
-                        what: format!(
-                            "pid {}: thread {} stopped with {other:?} during an injected syscall",
-                            self.pid, self.tid
-                        ),
-                    })
-                }
-            }
-        }
-        let rax = sys::get_regs(self.tid).map_err(died(self.pid))?.rax as i64;
-        Ok((rax, child))
-    }
-
-    /// Puts the registers (and rseq_cs) back and re-traps the thread in an
-    /// interrupt stop, ready to be detached.
-    fn restore(self) -> Result<()> {
-        let died = died(self.pid);
-        sys::set_regs(self.tid, &self.saved).map_err(&died)?;
-        if let Some((addr, value)) = self.rseq_cs {
-            let path = format!("/proc/{}/task/{}/mem", self.pid, self.tid);
-            let mem = std::fs::OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .map_err(|e| super::vanished(self.pid, &path, e))?;
-            mem.write_all_at(&value.to_ne_bytes(), addr)
-                .map_err(|e| super::vanished(self.pid, &path, e))?;
-        }
-        sys::set_options(self.tid, 0).map_err(&died)?;
-        for sig in &self.caught {
-            sys::tgkill(self.pid, self.tid, *sig).map_err(&died)?;
-        }
-        // From the syscall-exit stop to an interrupt stop: the pending trap
-        // is taken in get_signal() before any signal is dequeued
-        // (kernel/signal.c), so the queued signals wait for the detach.
-        sys::interrupt(self.tid).map_err(&died)?;
-        sys::cont(self.tid, 0).map_err(&died)?;
-        match wait_event(self.pid, self.tid, "returning to its interrupt stop")? {
-            WaitEvent::EventStop(_) => Ok(()),
-            WaitEvent::Exited(_) | WaitEvent::Signaled { .. } => {
-                Err(Error::Exited { pid: self.pid })
-            }
-            other => Err(Error::Invalid {
-                what: format!(
-                    "pid {}: thread {} stopped with {other:?} instead of its interrupt stop",
-                    self.pid, self.tid
-                ),
-            }),
-        }
-    }
 }
 
 /// The copy-on-write child of one target process, stopped and traced by
@@ -280,12 +128,14 @@ impl CowChild {
                 "no `syscall` instruction found in its executable mappings".into(),
             ));
         };
-        let mut injector = Injector::new(t.pid, t.tid, gadget)?;
+        let mut lent = Lent::new(t.pid, t.tid, gadget)?;
+        lent.trace_forks(0)?;
         // clone(flags = CLONE_FILES | exit_signal 0, newsp = 0: the child
         // keeps the stack, copy-on-write, like fork(2)).
-        let result = injector.call(libc::SYS_clone, [libc::CLONE_FILES as u64, 0, 0, 0, 0]);
-        let restored = injector.restore();
-        let (rax, child) = result?;
+        let result = lent.call(libc::SYS_clone, [libc::CLONE_FILES as u64, 0, 0, 0]);
+        let child = lent.take_child();
+        let restored = lent.give_back();
+        let (rax, _) = result?;
         restored?;
         let Some(child) = child.filter(|_| rax > 0) else {
             let errno = nix::errno::Errno::from_raw((-rax) as i32);
@@ -404,10 +254,11 @@ fn reap_with(pid: i32, tid: i32, child: i32) -> Result<()> {
         find_gadget(pid, tid, &super::procfs::parse_maps(&maps)).ok_or_else(|| Error::Invalid {
             what: format!("pid {pid}: no `syscall` instruction left to reap its child {child}"),
         })?;
-    let mut injector = Injector::new(pid, tid, gadget)?;
+    let mut lent = Lent::new(pid, tid, gadget)?;
+    lent.trace_forks(0)?;
     let flags = (libc::__WALL | libc::WNOHANG) as u64;
-    let result = injector.call(libc::SYS_wait4, [child as u64, 0, flags, 0, 0]);
-    let restored = injector.restore();
+    let result = lent.call(libc::SYS_wait4, [child as u64, 0, flags, 0]);
+    let restored = lent.give_back();
     let (rax, _) = result?;
     restored?;
     if rax == i64::from(child) {

@@ -1,6 +1,7 @@
 //! Lending a thread of a frozen process to run syscalls in it, for the
 //! state only a task itself can read (signal handlers, sigstate.rs) or
-//! create (its userfaultfd, precopy/inject.rs).
+//! create (its userfaultfd, precopy/inject.rs; the copy-on-write child of
+//! a snapshot, cow.rs, which also reaps it with an injected wait4).
 //!
 //! Only a thread in an interrupt stop of the freeze is lent, never one
 //! stopped at a syscall's entry, whose stop must be kept as it is. Its
@@ -22,6 +23,35 @@ use isotrace_arch::native::Regs;
 use isotrace_tracer::sys::{self as tsys, WaitEvent};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
+use std::time::{Duration, Instant};
+
+/// How long one stop of a lent thread may take to come.
+pub(crate) const STEP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Polls for `tid`'s next wait status until [`STEP_TIMEOUT`]: a thread
+/// that never stops (a target the kernel keeps busy, a lost wake-up) is an
+/// error naming what was waited for, never a hang.
+pub(crate) fn wait_event(pid: i32, tid: i32, what: &str) -> Result<WaitEvent> {
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    loop {
+        match crate::sys::wait_nohang(tid) {
+            Ok(Some(status)) => return Ok(tsys::decode_status(status)),
+            Ok(None) | Err(nix::errno::Errno::EINTR) => {}
+            Err(nix::errno::Errno::ECHILD) => return Err(Error::Exited { pid }),
+            Err(errno) => {
+                return Err(isotrace_tracer::Error::from_errno(tid, "waitpid", errno).into())
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::Invalid {
+                what: format!(
+                    "pid {pid}: thread {tid} did not stop within {STEP_TIMEOUT:?} while {what}"
+                ),
+            });
+        }
+        std::thread::sleep(Duration::from_micros(50));
+    }
+}
 
 /// Offset of rseq_cs in struct rseq (include/uapi/linux/rseq.h).
 const RSEQ_CS_OFFSET: u64 = 8;
@@ -40,9 +70,16 @@ pub(crate) struct Lent {
     mem: File,
     /// The scratch area's address in the thread's memory, for results.
     pub(crate) scratch: u64,
-    saved_scratch: [u8; SCRATCH as usize],
+    /// What it held, put back by give_back; None where it is unmapped (a
+    /// stack pointer at the bottom of its mapping): calls then return
+    /// zeros for it.
+    saved_scratch: Option<[u8; SCRATCH as usize]>,
     rseq_cs: Option<(u64, [u8; 8])>,
     caught: Vec<i32>,
+    /// A child a call created, auto-attached to us ([`Lent::trace_forks`]).
+    child: Option<i32>,
+    /// The ptrace options give_back sets again, after trace_forks.
+    options_after: Option<libc::c_int>,
 }
 
 impl Lent {
@@ -55,9 +92,8 @@ impl Lent {
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
         let scratch = (saved.rsp - RED_ZONE - SCRATCH) & !15;
-        let mut saved_scratch = [0u8; SCRATCH as usize];
-        mem.read_exact_at(&mut saved_scratch, scratch)
-            .map_err(|e| Error::io(&path, e))?;
+        let mut bytes = [0u8; SCRATCH as usize];
+        let saved_scratch = mem.read_exact_at(&mut bytes, scratch).ok().map(|()| bytes);
         // The kernel clears rseq_cs on the way to the gadget, outside any
         // critical section (kernel/rseq.c, rseq_ip_fixup): keep it.
         let rseq_cs = crate::sys::rseq_config(tid)
@@ -78,7 +114,27 @@ impl Lent {
             saved_scratch,
             rseq_cs,
             caught: Vec::new(),
+            child: None,
+            options_after: None,
         })
+    }
+
+    /// Traces the thread with PTRACE_O_TRACESYSGOOD, so that its syscall
+    /// stops say so (SIGTRAP|0x80, which PTRACE_GET_SYSCALL_INFO goes by),
+    /// and with clone and fork events, so that a child a call creates is
+    /// attached to us at birth and stopped before it runs
+    /// ([`Lent::take_child`]). give_back sets `after` again.
+    pub(crate) fn trace_forks(&mut self, after: libc::c_int) -> Result<()> {
+        let options =
+            libc::PTRACE_O_TRACESYSGOOD | libc::PTRACE_O_TRACECLONE | libc::PTRACE_O_TRACEFORK;
+        tsys::set_options(self.tid, options).map_err(died(self.pid))?;
+        self.options_after = Some(after);
+        Ok(())
+    }
+
+    /// The child the last call created (its pid in our namespace).
+    pub(crate) fn take_child(&mut self) -> Option<i32> {
+        self.child.take()
     }
 
     /// Runs syscall `nr`; returns its result and the scratch bytes.
@@ -106,8 +162,7 @@ impl Lent {
                 });
             }
             tsys::cont_syscall(tid, 0).map_err(died(pid))?;
-            let status = tsys::wait_tid(tid).map_err(died(pid))?;
-            match tsys::decode_status(status) {
+            match wait_event(pid, tid, "running an injected syscall")? {
                 WaitEvent::SyscallExit | WaitEvent::Signal(libc::SIGTRAP) => {
                     match crate::sys::syscall_stop_kind(tid).map_err(died(pid))? {
                         2 => break,
@@ -116,6 +171,11 @@ impl Lent {
                     }
                 }
                 WaitEvent::Seccomp => {}
+                WaitEvent::Event(ev)
+                    if ev == libc::PTRACE_EVENT_CLONE || ev == libc::PTRACE_EVENT_FORK =>
+                {
+                    self.child = Some(tsys::event_msg(tid).map_err(died(pid))? as i32);
+                }
                 WaitEvent::Signal(sig) => self.caught.push(sig),
                 WaitEvent::Exited(_) | WaitEvent::Signaled { .. } => {
                     return Err(Error::Exited { pid })
@@ -131,28 +191,37 @@ impl Lent {
         }
         let rc = tsys::get_regs(tid).map_err(died(pid))?.rax as i64;
         let mut out = [0u8; SCRATCH as usize];
-        self.mem
-            .read_exact_at(&mut out, self.scratch)
-            .map_err(|e| Error::io("mem", e))?;
+        if self.saved_scratch.is_some() {
+            self.mem
+                .read_exact_at(&mut out, self.scratch)
+                .map_err(|e| Error::io("mem", e))?;
+        }
         Ok((rc, out))
     }
 
     pub(crate) fn give_back(self) -> Result<()> {
         let died = died(self.pid);
         let io = |e| Error::io(format!("/proc/{}/mem", self.pid), e);
-        self.mem
-            .write_all_at(&self.saved_scratch, self.scratch)
-            .map_err(io)?;
+        if let Some(bytes) = &self.saved_scratch {
+            self.mem.write_all_at(bytes, self.scratch).map_err(io)?;
+        }
         if let Some((at, word)) = self.rseq_cs {
             self.mem.write_all_at(&word, at).map_err(io)?;
         }
         tsys::set_regs(self.tid, &self.saved).map_err(&died)?;
+        if let Some(options) = self.options_after {
+            tsys::set_options(self.tid, options).map_err(&died)?;
+        }
         for sig in &self.caught {
             tsys::tgkill(self.pid, self.tid, *sig).map_err(&died)?;
         }
+        // From the syscall-exit stop to an interrupt stop: the pending trap
+        // is taken in get_signal() before any signal is dequeued
+        // (kernel/signal.c), so the signals queued again wait for the
+        // thread's release.
         tsys::interrupt(self.tid).map_err(&died)?;
         tsys::cont(self.tid, 0).map_err(&died)?;
-        match tsys::decode_status(tsys::wait_tid(self.tid).map_err(&died)?) {
+        match wait_event(self.pid, self.tid, "returning to its interrupt stop")? {
             WaitEvent::EventStop(_) => Ok(()),
             WaitEvent::Exited(_) | WaitEvent::Signaled { .. } => {
                 Err(Error::Exited { pid: self.pid })
