@@ -493,3 +493,58 @@ fn proc_maps_show_public_paths() {
         "{left:?}"
     );
 }
+
+/// A full disk during copy-up (the store on a 2 MiB tmpfs, a 4 MiB host
+/// file appended to): the program's open fails with ENOSPC, nothing
+/// half-copied is left in the layer or in work/, the host file is as it
+/// was, and a small write afterwards still works.
+#[test]
+fn a_full_disk_during_copy_up_gives_enospc_and_leaves_nothing() {
+    if !common::is_root() {
+        eprintln!("skipping: mounting a small tmpfs needs root");
+        return;
+    }
+    let iso = Iso::new();
+    populate(&iso);
+    let store = iso.home();
+    fs::create_dir_all(&store).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+        .arg(&store)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipping: cannot mount a tmpfs here");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(store.clone());
+    write_file(&iso.host(), "big", vec![7u8; 4 << 20]);
+    let big = iso.hp("big");
+    let host = host_snapshot(&iso.host());
+    let run = iso.sh("e", &format!("echo more >> {big}"));
+    assert_ne!(run.status, common::Status::Exited(0), "{}", run.describe());
+    assert!(
+        run.stderr_str().contains("No space left on device"),
+        "{}",
+        run.describe()
+    );
+    host.assert_unchanged();
+    assert!(
+        !iso.upper("e").join(big.trim_start_matches('/')).exists(),
+        "a partial copy is in the layer"
+    );
+    let work = store.join("envs/e/work");
+    let left: Vec<_> = fs::read_dir(&work)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left in work/: {left:?}");
+    let small = iso.hp("tree/small.txt");
+    let ok = iso.sh_ok("e", &format!("echo fine > {small} && cat {small}"));
+    assert_eq!(ok.stdout_str(), "fine\n");
+}
