@@ -4,7 +4,7 @@
 //! directory.
 
 use isotrace_idb::{public_of, View};
-use isotrace_tracer::{Call, ExitAction, MemWrite, TraceeView};
+use isotrace_tracer::{Action, Call, ExitAction, MemWrite, TraceeView, Verdict};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -184,4 +184,39 @@ pub fn is_supervisor_proc(public: &Path) -> bool {
                 .find_map(|l| l.strip_prefix("Tgid:"))
                 .is_some_and(|t| t.trim().parse() == Ok(me))
         })
+}
+
+impl super::Isolation {
+    /// readlink of a /proc magic link (exe, cwd, fd/N...) names a real
+    /// path: emulated, so the tracee only ever sees the public one.
+    pub(super) fn magic_readlink(
+        &mut self,
+        call: &Call,
+        tv: &mut dyn TraceeView,
+    ) -> Option<Result<Verdict, i32>> {
+        let (pidx, buf, size) = if call.sc.name == "readlink" {
+            (0, call.args[1], call.args[2])
+        } else {
+            (1, call.args[2], call.args[3])
+        };
+        let raw = call.path(pidx)?;
+        if !names_magic_link(raw) || super::procfs::is_own_pid_link(raw) {
+            // /proc/self's value is a pid as the tracee's procfs counts.
+            return None;
+        }
+        let _ = tv;
+        let procs = &mut self.procs;
+        let host = |named: &str| procs.host_pid(call.pid, named);
+        Some(
+            magic_readlink(&self.view, raw, (call.pid, call.tid), host, size as usize).map(
+                |bytes| Verdict {
+                    action: Action::EmulateWrite {
+                        ret: bytes.len() as i64,
+                        writes: vec![isotrace_tracer::MemWrite { addr: buf, bytes }],
+                    },
+                    exit_stop: false,
+                },
+            ),
+        )
+    }
 }

@@ -6,6 +6,8 @@
 //! description. So rewinddir()/seekdir() (lseek on the fd) keep working
 //! without being trapped, and entry `i`'s d_off is `i + 1`.
 
+use isotrace_tracer::{Call, TraceeView, Verdict};
+
 /// One entry of a merged listing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
@@ -41,6 +43,38 @@ pub fn encode(entries: &[Entry], start: usize, room: usize) -> Result<(Vec<u8>, 
         return Err(libc::EINVAL);
     }
     Ok((out, i))
+}
+
+impl super::Isolation {
+    pub(super) fn getdents64(
+        &mut self,
+        call: &Call,
+        tv: &mut dyn TraceeView,
+    ) -> Result<Verdict, i32> {
+        let fd = call.args[0] as i32;
+        let Some(real) = tv.fd_path(fd) else {
+            return Err(libc::EBADF);
+        };
+        let Some(public) = isotrace_idb::public_of(&self.view, &real) else {
+            return Ok(Verdict::CONTINUE);
+        };
+        let r = self
+            .resolver(call, tv)
+            .resolve(None, &super::paths::bytes(&public), true)
+            .map_err(|e| e.errno())?;
+        if r.loc != Some(isotrace_idb::Loc::Upper) {
+            // A host directory with nothing of the environment in it (or an
+            // exception): the kernel's own listing is the merged one.
+            return Ok(Verdict::CONTINUE);
+        }
+        let room = call.args[2] as usize;
+        let buf = call.args[1];
+        let act = self.dirs.emulate(&self.view, call.pid, fd, &r, room, tv)?;
+        Ok(Verdict {
+            action: act.into_action(buf),
+            exit_stop: false,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ mod ops;
 mod paths;
 mod procfs;
 mod procmaps;
+mod unixaddr;
 
 use crate::trace::TracePolicy;
 use classify::{classify, Op, PathUse};
@@ -414,95 +415,6 @@ impl Isolation {
         })
     }
 
-    /// An open of /proc/PID/{maps,smaps} that would show private paths:
-    /// served from a translated copy (procmaps.rs). None when nothing in it
-    /// is private, or it cannot be read: the kernel's file then.
-    fn proc_maps(&mut self, call: &Call, r: &isotrace_idb::Resolved) -> Option<Plan> {
-        let (who, task, file) = procmaps::maps_file(&r.public)?;
-        let pid = match who.as_str() {
-            "self" => call.pid,
-            "thread-self" => call.tid,
-            n => self.procs.host_pid(call.pid, n)?,
-        };
-        let src = match task {
-            Some(t) => format!(
-                "/proc/{pid}/task/{}/{file}",
-                self.procs.host_pid(call.pid, &t)?
-            ),
-            None => format!("/proc/{pid}/{file}"),
-        };
-        let text = std::fs::read_to_string(src).ok()?;
-        let shown = procmaps::translate(&self.view, &text);
-        if shown == text {
-            return None;
-        }
-        let copy = procmaps::serve(self.view.work(), call.tid, &shown).ok()?;
-        Some(Plan {
-            real: copy.clone(),
-            after: vec![After::Unlink(copy)],
-        })
-    }
-
-    /// bind(2)/connect(2), and sendto(2) with a destination, of a unix
-    /// socket path (the sockaddr at argument `addr_idx`, its length at
-    /// `len_idx`): the socket file lives in the merged view like any other
-    /// file. Abstract and unnamed addresses do not touch the filesystem and
-    /// pass.
-    fn unix_socket(
-        &mut self,
-        call: &Call,
-        tv: &mut dyn TraceeView,
-        (addr_idx, len_idx): (usize, usize),
-    ) -> Result<Verdict, i32> {
-        let len = (call.args[len_idx] as usize).min(SOCKADDR_UN_LEN);
-        if len <= 2 {
-            return Ok(Verdict::CONTINUE);
-        }
-        let raw = tv
-            .read_bytes(call.args[addr_idx], len)
-            .ok_or(libc::EFAULT)?;
-        if u16::from_ne_bytes([raw[0], raw[1]]) != libc::AF_UNIX as u16 || raw[2] == 0 {
-            return Ok(Verdict::CONTINUE);
-        }
-        let path: Vec<u8> = raw[2..].iter().copied().take_while(|&b| b != 0).collect();
-        let bind = call.sc.name == "bind";
-        let r = self
-            .resolver(call, tv)
-            .resolve(None, &path, !bind)
-            .map_err(|e| if bind { e.create_errno() } else { e.errno() })?;
-        let plan = if r.loc == Some(isotrace_idb::Loc::Exception) {
-            Plan {
-                real: r.real.clone(),
-                after: Vec::new(),
-            }
-        } else {
-            let op = if bind { Op::Create } else { Op::Read };
-            ops::plan(&self.view, &mut self.cache, &r, op)?
-        };
-        let real = paths::bytes(&plan.real);
-        if real.len() + 1 > SOCKADDR_UN_LEN - 2 {
-            // sun_path holds 108 bytes; the private path is longer.
-            return Err(libc::ENAMETOOLONG);
-        }
-        if bind {
-            self.note_change(r.public.clone());
-        }
-        let mut addr = raw[..2].to_vec();
-        addr.extend_from_slice(&real);
-        addr.push(0);
-        let addr_len = addr.len() as u64;
-        if !plan.after.is_empty() {
-            self.pending.insert(call.tid, Pending::After(plan.after));
-        }
-        Ok(Verdict {
-            action: Action::Rewrite {
-                paths: vec![(addr_idx, addr)],
-                args: vec![(len_idx, addr_len)],
-            },
-            exit_stop: self.pending.contains_key(&call.tid),
-        })
-    }
-
     fn fd_metadata(
         &mut self,
         call: &Call,
@@ -525,65 +437,6 @@ impl Isolation {
     fn expect_back(&mut self, call: &Call, b: back::Back) -> Verdict {
         self.pending.insert(call.tid, Pending::Back(b));
         Verdict::CONTINUE.with_exit_stop(true)
-    }
-
-    /// readlink of a /proc magic link (exe, cwd, fd/N...) names a real
-    /// path: emulated, so the tracee only ever sees the public one.
-    fn magic_readlink(
-        &mut self,
-        call: &Call,
-        tv: &mut dyn TraceeView,
-    ) -> Option<Result<Verdict, i32>> {
-        let (pidx, buf, size) = if call.sc.name == "readlink" {
-            (0, call.args[1], call.args[2])
-        } else {
-            (1, call.args[2], call.args[3])
-        };
-        let raw = call.path(pidx)?;
-        if !back::names_magic_link(raw) || procfs::is_own_pid_link(raw) {
-            // /proc/self's value is a pid as the tracee's procfs counts.
-            return None;
-        }
-        let _ = tv;
-        let procs = &mut self.procs;
-        let host = |named: &str| procs.host_pid(call.pid, named);
-        Some(
-            back::magic_readlink(&self.view, raw, (call.pid, call.tid), host, size as usize).map(
-                |bytes| Verdict {
-                    action: Action::EmulateWrite {
-                        ret: bytes.len() as i64,
-                        writes: vec![isotrace_tracer::MemWrite { addr: buf, bytes }],
-                    },
-                    exit_stop: false,
-                },
-            ),
-        )
-    }
-
-    fn getdents64(&mut self, call: &Call, tv: &mut dyn TraceeView) -> Result<Verdict, i32> {
-        let fd = call.args[0] as i32;
-        let Some(real) = tv.fd_path(fd) else {
-            return Err(libc::EBADF);
-        };
-        let Some(public) = isotrace_idb::public_of(&self.view, &real) else {
-            return Ok(Verdict::CONTINUE);
-        };
-        let r = self
-            .resolver(call, tv)
-            .resolve(None, &paths::bytes(&public), true)
-            .map_err(|e| e.errno())?;
-        if r.loc != Some(isotrace_idb::Loc::Upper) {
-            // A host directory with nothing of the environment in it (or an
-            // exception): the kernel's own listing is the merged one.
-            return Ok(Verdict::CONTINUE);
-        }
-        let room = call.args[2] as usize;
-        let buf = call.args[1];
-        let act = self.dirs.emulate(&self.view, call.pid, fd, &r, room, tv)?;
-        Ok(Verdict {
-            action: act.into_action(buf),
-            exit_stop: false,
-        })
     }
 }
 

@@ -10,7 +10,9 @@
 //! read time; the copy is the state at open(2), which is what a reader
 //! that opens, reads and closes sees.
 
+use super::ops::{After, Plan};
 use isotrace_idb::{public_of, View};
+use isotrace_tracer::Call;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -91,6 +93,37 @@ pub fn serve(dir: &Path, tid: i32, text: &str) -> std::io::Result<PathBuf> {
         .open(&path)?;
     f.write_all(text.as_bytes())?;
     Ok(path)
+}
+
+impl super::Isolation {
+    /// An open of /proc/PID/{maps,smaps} that would show private paths:
+    /// served from a translated copy (procmaps.rs). None when nothing in it
+    /// is private, or it cannot be read: the kernel's file then.
+    pub(super) fn proc_maps(&mut self, call: &Call, r: &isotrace_idb::Resolved) -> Option<Plan> {
+        let (who, task, file) = maps_file(&r.public)?;
+        let pid = match who.as_str() {
+            "self" => call.pid,
+            "thread-self" => call.tid,
+            n => self.procs.host_pid(call.pid, n)?,
+        };
+        let src = match task {
+            Some(t) => format!(
+                "/proc/{pid}/task/{}/{file}",
+                self.procs.host_pid(call.pid, &t)?
+            ),
+            None => format!("/proc/{pid}/{file}"),
+        };
+        let text = std::fs::read_to_string(src).ok()?;
+        let shown = translate(&self.view, &text);
+        if shown == text {
+            return None;
+        }
+        let copy = serve(self.view.work(), call.tid, &shown).ok()?;
+        Some(Plan {
+            real: copy.clone(),
+            after: vec![After::Unlink(copy)],
+        })
+    }
 }
 
 #[cfg(test)]
