@@ -5,8 +5,9 @@
 #    copies of /usr/include (about 200 MiB of headers by default), in MB/s,
 #    against plain `tar -c` / `tar -x` of the same tree in the same run;
 #  - `env copy` against `cp -a` of the same layer, and whether the
-#    filesystem offers reflinks (`cp --reflink=always`), which is what
-#    would make a copy cheap;
+#    filesystem offers reflinks (`cp --reflink=always`); without them the
+#    copy hard-links each file and copies it on its first change
+#    (idb/src/share.rs), so it costs a link(2) per file, not the bytes;
 #  - `isotrace ps` latency with N idle groups running (default 100), and
 #    the idle supervisors' RSS.
 #
@@ -155,7 +156,7 @@ echo x >"$WORK/reflink-probe"
 if cp --reflink=always "$WORK/reflink-probe" "$WORK/reflink-probe2" 2>/dev/null; then
 	REFLINK="available"
 else
-	REFLINK="not available on $(df --output=fstype "$WORK" | tail -1)"
+	REFLINK="not available on $(df --output=fstype "$WORK" | tail -1): hard links"
 fi
 : >"$WORK/t"
 for ((r = 0; r < ROUNDS; r++)); do
@@ -167,7 +168,7 @@ for ((r = 0; r < ROUNDS; r++)); do
 	echo "$tc $ta" >>"$WORK/t"
 done
 CP=$(col 1 | median) CPA=$(col 2 | median)
-echo "| env copy | $(col 1 | stats) | cp -a: $(col 2 | stats) | $(mbps "$BYTES" "$CP") | $(awk -v a="$CP" -v b="$CPA" 'BEGIN { printf "%.2fx", a / b }') | ≤ 0.5x cp -a where reflinks apply (reflink: $REFLINK) |"
+echo "| env copy | $(col 1 | stats) | cp -a: $(col 2 | stats) | $(mbps "$BYTES" "$CP") | $(awk -v a="$CP" -v b="$CPA" 'BEGIN { printf "%.2fx", a / b }') | ≤ 0.5x cp -a where reflinks or hard links apply (reflink: $REFLINK) |"
 
 # --- ps with idle groups ---------------------------------------------------
 for ((g = 0; g < NGROUPS; g++)); do

@@ -353,9 +353,26 @@ pub struct CloneArgs {
     /// Read the shared token from FILE instead of $ISOTRACE_MIGRATE_TOKEN.
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// The group's listening TCP ports when the copy is on this host (one
+    /// network namespace): `share` sets SO_REUSEPORT on the original's
+    /// listeners and the copy's, so both accept on the port and the kernel
+    /// spreads new connections over them (refused, naming the port, for a
+    /// listener of another uid); `refuse` does not clone a group that
+    /// listens. Ignored for --to another host.
+    #[arg(long, value_enum, value_name = "POLICY", default_value = "share")]
+    pub ports: ClonePorts,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `clone --ports`: see `CloneArgs::ports`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClonePorts {
+    /// Both copies listen on the port, with SO_REUSEPORT.
+    Share,
+    /// A group with a listening TCP socket is not cloned on this host.
+    Refuse,
 }
 
 #[derive(Args, Debug)]

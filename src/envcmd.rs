@@ -42,10 +42,10 @@ fn dispatch(verb: EnvVerb) -> Result<(), Failure> {
         EnvVerb::Create {
             name,
             from: Some(src),
-        } => copy(&store, &src, &name),
+        } => copy(&store, &src, &name, false),
         EnvVerb::List { json } => list(&store, json),
         EnvVerb::Show { name, json } => show(&store, &name, json),
-        EnvVerb::Copy { src, dst } => copy(&store, &src, &dst),
+        EnvVerb::Copy { src, dst, force } => copy(&store, &src, &dst, force),
         EnvVerb::Rm { name, force } => rm(&store, &name, force),
         EnvVerb::Export { name, output } => archive::export(&store, &name, &output),
         EnvVerb::Import { file, name } => archive::import(&store, &file, name.as_deref()),
@@ -56,8 +56,25 @@ fn dispatch(verb: EnvVerb) -> Result<(), Failure> {
 /// `env copy` and `env create --from`, with a progress bar on a terminal.
 /// The copy gets the source's own settings too (`config set --env SRC`),
 /// written before it is placed, as `env import` does (see `carry`).
-fn copy(store: &Store, src: &str, dst: &str) -> Result<(), Failure> {
+///
+/// The copy shares SRC's files by hard link (idb::share), and a change
+/// breaks the link first; but a program of SRC writing through an fd it
+/// opened for writing before the copy would write into the shared inode.
+/// So it is refused while a group runs in SRC, and `--force` copies every
+/// file for real instead (sharing nothing, as a plain `cp -a` would).
+fn copy(store: &Store, src: &str, dst: &str, force: bool) -> Result<(), Failure> {
     let from = store.get(src).map_err(idb_err)?;
+    let groups = groups_in(src)?;
+    if let (Some(g), false) = (groups.first(), force) {
+        return Err((
+            EXIT_FAILED,
+            format!(
+                "env {src} is in use by group {} (supervisor pid {}); \
+                 use --force to copy every file for real while it runs",
+                g.group, g.supervisor_pid
+            ),
+        ));
+    }
     isotrace_idb::validate_name(dst).map_err(idb_err)?;
     if store.get(dst).is_ok() {
         return Err(idb_err(isotrace_idb::Error::EnvExists(dst.to_string())));
@@ -70,7 +87,11 @@ fn copy(store: &Store, src: &str, dst: &str) -> Result<(), Failure> {
         0
     };
     let bar = progress::Progress::bytes(&format!("copying env {src} to {dst}"), total);
-    let done = store.copy_with(src, dst, &|n| bar.add(n));
+    let done = if groups.is_empty() {
+        store.copy_with(src, dst, &|n| bar.add(n))
+    } else {
+        store.copy_full(src, dst, &|n| bar.add(n))
+    };
     bar.finish();
     if done.is_err() {
         carry::undo(store, dst, written);

@@ -32,7 +32,7 @@ struct Target<'a> {
     token_file: Option<&'a Path>,
     pre_copy: bool,
     json: bool,
-    /// `tcp_close` and `action_script` for the op (docs/API.md).
+    /// `tcp_close`, `action_script` and `ports` for the op (docs/API.md).
     extra: Map<String, Value>,
 }
 
@@ -61,6 +61,12 @@ pub fn migrate(a: MigrateArgs) -> i32 {
 }
 
 pub fn clone(a: CloneArgs) -> i32 {
+    let ports = match a.ports {
+        crate::cli::ClonePorts::Share => "share",
+        crate::cli::ClonePorts::Refuse => "refuse",
+    };
+    let mut extra = Map::new();
+    extra.insert("ports".into(), Value::from(ports));
     send(&Target {
         purpose: "clone",
         group: &a.group,
@@ -70,7 +76,7 @@ pub fn clone(a: CloneArgs) -> i32 {
         token_file: a.token_file.as_deref(),
         pre_copy: false,
         json: a.json,
-        extra: Map::new(),
+        extra,
     })
 }
 

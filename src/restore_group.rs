@@ -274,10 +274,20 @@ fn restore_options(
 
 /// Where the object at public path `public` is in `view`'s merged view
 /// (its private copy, or the host's); unchanged if it cannot be resolved
-/// there, so that the restore's error names the path.
+/// there, so that the restore's error names the path. The restore opens
+/// it as the image says, for writing too, without the isolation policy:
+/// a private file that `env copy` shares with another environment
+/// (idb::share) gets its own copy first, as a write under the policy would.
 fn real_in(view: &View, public: &str) -> String {
     match isotrace_idb::resolve(view, &RealFs, Path::new("/"), public.as_bytes(), false) {
-        Ok(r) => r.real.to_string_lossy().into_owned(),
+        Ok(r) => {
+            if r.loc == Some(isotrace_idb::Loc::Upper) {
+                if let Err(e) = isotrace_idb::share::break_link(view, &r.real, false) {
+                    eprintln!("isotrace: note: {public}: {e}");
+                }
+            }
+            r.real.to_string_lossy().into_owned()
+        }
         Err(_) => public.to_string(),
     }
 }

@@ -41,6 +41,8 @@
 //! - [`mod@resolve`]: path walk in the merged view (the hot path) and [`Cache`].
 //! - [`cow`]: copy-up, create, whiteout; [`listing`]: merged directory lists.
 //! - [`mod@diff`]: what an environment changed (A/M/D).
+//! - [`share`]: files `env copy` shares by hard link, and breaking the
+//!   link before a change.
 //! - `stage`: environments built out of sight and renamed into place
 //!   ([`Staged`]): `env create`, `copy`, `import`.
 //!
@@ -61,10 +63,12 @@ mod path;
 pub mod resolve;
 pub mod rules;
 pub mod settings;
+pub mod share;
 mod stage;
 mod sys;
 pub mod view;
 mod whiteout;
+pub mod xattr;
 
 #[cfg(test)]
 mod tests;

@@ -13,10 +13,13 @@ use crate::attrs;
 use crate::durable::{fsync_dir, temp_name};
 use crate::env::{remove_tree, validate_name, Environment, Store};
 use crate::error::{Error, Result};
+use crate::share;
 use crate::sys;
-use std::fs::{DirBuilder, File};
+use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
+use std::fs::{DirBuilder, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -63,21 +66,55 @@ impl Store {
         }
     }
 
-    /// `env copy SRC DST`: a new environment whose private layer is a copy
-    /// of SRC's, with modes, owners (where permitted), times, symlinks,
-    /// xattrs and special files. Hard links inside the layer become separate
-    /// files. The data goes through copy_file_range(2), which shares extents
-    /// (reflink) on filesystems that support it (btrfs, XFS).
+    /// `env copy SRC DST`: a new environment whose private layer holds
+    /// the files of SRC's, cheaply where the filesystem allows: each regular
+    /// file is a reflink (FICLONE) where the filesystem has them, else a
+    /// hard link recorded as shared in both environments (see `share`),
+    /// which a change in either breaks first. Directories, symlinks,
+    /// whiteouts and special files are made anew with modes, owners (where
+    /// permitted), times and xattrs. A file the layer itself hard-links
+    /// (a program's own `ln`) is copied, as separate files.
     pub fn copy(&self, src: &str, dst: &str) -> Result<Environment> {
         self.copy_with(src, dst, &|_| {})
     }
 
     /// [`Store::copy`], calling `copied` with the size of each file once
-    /// its data is in (for a progress display).
+    /// it is in (for a progress display).
     pub fn copy_with(&self, src: &str, dst: &str, copied: &dyn Fn(u64)) -> Result<Environment> {
+        self.copy_as(src, dst, true, copied)
+    }
+
+    /// [`Store::copy_with`] copying every byte (reflinks aside), sharing
+    /// nothing: for a source in which programs run and may be writing
+    /// through fds opened before the copy.
+    pub fn copy_full(&self, src: &str, dst: &str, copied: &dyn Fn(u64)) -> Result<Environment> {
+        self.copy_as(src, dst, false, copied)
+    }
+
+    fn copy_as(
+        &self,
+        src: &str,
+        dst: &str,
+        link: bool,
+        copied: &dyn Fn(u64),
+    ) -> Result<Environment> {
         let from = self.get(src)?;
         let staged = self.stage(dst)?;
-        copy_tree(&from.upper(), &staged.upper(), copied)?;
+        let mut c = Copier {
+            reflink: Cell::new(true),
+            link,
+            src_shared: share::load(from.dir())?,
+            linked: RefCell::new(HashSet::new()),
+            copied,
+        };
+        c.copy_tree(&from.upper(), &staged.upper())?;
+        let linked = std::mem::take(c.linked.get_mut());
+        if !linked.is_empty() {
+            // The destination's list is placed with it; the source's grows
+            // first, so that once B exists A breaks before writing.
+            share::store(staged.env.dir(), &linked)?;
+            share::add(from.dir(), &linked)?;
+        }
         staged.commit()
     }
 
@@ -162,42 +199,132 @@ impl Drop for Staged {
     }
 }
 
-/// Copy the children of directory `src` into the existing directory `dst`,
-/// then give `dst` the attributes of `src` (last, so its mode cannot stop
-/// the copy and its times are not bumped by it).
-pub(crate) fn copy_tree(src: &Path, dst: &Path, copied: &dyn Fn(u64)) -> Result<()> {
-    let rd = std::fs::read_dir(src).map_err(|e| Error::io("readdir", src, e))?;
-    for entry in rd {
-        let entry = entry.map_err(|e| Error::io("readdir", src, e))?;
-        copy_node(&entry.path(), &dst.join(entry.file_name()), copied)?;
-    }
-    let meta = std::fs::symlink_metadata(src).map_err(|e| Error::io("lstat", src, e))?;
-    attrs::apply(src, dst, &meta, src)
+/// One `env copy` walk; see [`Store::copy`].
+struct Copier<'a> {
+    /// Reflinks are still worth trying (no file has failed one yet).
+    reflink: Cell<bool>,
+    /// Hard links may be made (not [`Store::copy_full`]).
+    link: bool,
+    /// What the source already shares by copy (such files have two links
+    /// and may still be linked again).
+    src_shared: HashSet<share::Key>,
+    linked: RefCell<HashSet<share::Key>>,
+    copied: &'a dyn Fn(u64),
 }
 
-fn copy_node(from: &Path, to: &Path, copied: &dyn Fn(u64)) -> Result<()> {
-    let err = |op, e| Error::io(op, from, e);
-    let meta = std::fs::symlink_metadata(from).map_err(|e| err("lstat", e))?;
-    let ft = meta.file_type();
-    if ft.is_dir() {
-        DirBuilder::new()
-            .mode(0o700)
-            .create(to)
-            .map_err(|e| err("mkdir", e))?;
-        return copy_tree(from, to, copied);
+impl Copier<'_> {
+    /// Copy the children of directory `src` into the existing directory
+    /// `dst`, then give `dst` the attributes of `src` (last, so its mode
+    /// cannot stop the copy and its times are not bumped by it).
+    fn copy_tree(&self, src: &Path, dst: &Path) -> Result<()> {
+        let rd = std::fs::read_dir(src).map_err(|e| Error::io("readdir", src, e))?;
+        for entry in rd {
+            let entry = entry.map_err(|e| Error::io("readdir", src, e))?;
+            self.copy_node(&entry.path(), &dst.join(entry.file_name()))?;
+        }
+        let meta = std::fs::symlink_metadata(src).map_err(|e| Error::io("lstat", src, e))?;
+        attrs::apply(src, dst, &meta, src)
     }
-    if ft.is_symlink() {
-        let target = std::fs::read_link(from).map_err(|e| err("readlink", e))?;
-        std::os::unix::fs::symlink(target, to).map_err(|e| err("symlink", e))?;
-    } else if ft.is_file() {
-        copy_content(from, to).map_err(|e| err("copy", e))?;
-        copied(meta.len());
-    } else {
-        sys::mknod(to, meta.mode(), meta.rdev()).map_err(|e| err("mknod", e))?;
+
+    fn copy_node(&self, from: &Path, to: &Path) -> Result<()> {
+        let err = |op, e| Error::io(op, from, e);
+        let meta = std::fs::symlink_metadata(from).map_err(|e| err("lstat", e))?;
+        let ft = meta.file_type();
+        if ft.is_dir() {
+            DirBuilder::new()
+                .mode(0o700)
+                .create(to)
+                .map_err(|e| err("mkdir", e))?;
+            return self.copy_tree(from, to);
+        }
+        if ft.is_symlink() {
+            let target = std::fs::read_link(from).map_err(|e| err("readlink", e))?;
+            std::os::unix::fs::symlink(target, to).map_err(|e| err("symlink", e))?;
+        } else if ft.is_file() {
+            let reflinked = self.reflink(from, to).map_err(|e| err("reflink", e))?;
+            if !reflinked {
+                if self.try_link(from, to, &meta)? {
+                    (self.copied)(meta.len());
+                    return Ok(());
+                }
+                crate::cow::copy_content(from, to).map_err(|e| err("copy", e))?;
+            }
+            (self.copied)(meta.len());
+        } else {
+            sys::mknod(to, meta.mode(), meta.rdev()).map_err(|e| err("mknod", e))?;
+        }
+        attrs::apply(from, to, &meta, from)
     }
-    attrs::apply(from, to, &meta, from)
+
+    /// Hard-link `from` to `to` if it may be shared: one name in the layer
+    /// (so not a program's own link), or shared by an earlier copy. The
+    /// inode keeps its metadata, so nothing else is applied. EXDEV (another
+    /// filesystem), EMLINK (the link count's limit) and EPERM fall back to
+    /// a copy of that file.
+    fn try_link(&self, from: &Path, to: &Path, meta: &std::fs::Metadata) -> Result<bool> {
+        // Whiteouts and opaque markers are made anew: they are records of
+        // the layer, not data, and cost nothing to copy.
+        let marker = from
+            .file_name()
+            .is_some_and(|n| crate::whiteout::is_reserved_name(n.as_encoded_bytes()));
+        if !self.link || marker {
+            return Ok(false);
+        }
+        let key = share::Key::of(meta);
+        if meta.nlink() > 1 && !self.src_shared.contains(&key) {
+            return Ok(false);
+        }
+        match std::fs::hard_link(from, to) {
+            Ok(()) => {
+                self.linked.borrow_mut().insert(key);
+                Ok(true)
+            }
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EXDEV | libc::EMLINK | libc::EPERM)
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(Error::io("link", from, e)),
+        }
+    }
+
+    /// Make `dst` a reflink of `src` while the filesystem takes them;
+    /// false (and no `dst`) once it refuses.
+    fn reflink(&self, src: &Path, dst: &Path) -> io::Result<bool> {
+        if !self.reflink.get() {
+            return Ok(false);
+        }
+        let from = OpenOptions::new()
+            .read(true)
+            .custom_flags(sys::O_NOFOLLOW)
+            .open(src)?;
+        let to = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(dst)?;
+        match sys::ficlone(&from, &to) {
+            Ok(()) => Ok(true),
+            Err(e) if refuses_reflink(&e) => {
+                // Decided once per copy: one refusal means this filesystem
+                // (or pair of them) has no shared extents.
+                self.reflink.set(false);
+                drop(to);
+                std::fs::remove_file(dst)?;
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
 }
 
-fn copy_content(src: &Path, dst: &Path) -> io::Result<()> {
-    crate::cow::copy_content(src, dst).map(drop)
+/// The errors by which FICLONE says "not here" (ioctl_ficlone(2)).
+fn refuses_reflink(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EOPNOTSUPP | libc::EXDEV | libc::EINVAL | libc::ENOTTY | libc::EBADF)
+    )
 }

@@ -225,3 +225,79 @@ impl SharedU64 {
             + 1
     }
 }
+
+/// ioctl(FICLONE): make `dst` share all of `src`'s extents (a reflink, as
+/// `cp --reflink=always` does), so that neither sees the other's later
+/// writes. Filesystems without shared extents (ext4, tmpfs) fail with
+/// EOPNOTSUPP (or ENOTTY/EINVAL); two filesystems give EXDEV
+/// (ioctl_ficlone(2)).
+pub(crate) fn ficlone(src: &std::fs::File, dst: &std::fs::File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: both fds are open for the duration of the call; FICLONE takes
+    // the source fd as an integer argument, no pointer.
+    let rc = unsafe { libc::ioctl(dst.as_raw_fd(), libc::FICLONE, src.as_raw_fd()) };
+    check(rc as libc::c_long).map(drop)
+}
+
+/// Open (creating it, mode 0600) `path` and take an exclusive flock(2) on
+/// it, waiting for it. The lock lives as long as the returned file; the
+/// kernel drops it when its holder dies (flock(2)).
+pub(crate) fn lock_file(path: &Path) -> io::Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    loop {
+        // SAFETY: the fd is open for the duration of the call; flock takes
+        // no pointers.
+        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
+        match check(rc as libc::c_long) {
+            Ok(_) => return Ok(f),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// setxattr(2), following a final symlink (the supervisor may name the file
+/// by a /proc/self/fd/N magic link), with the caller's XATTR_CREATE /
+/// XATTR_REPLACE `flags`.
+pub(crate) fn set_xattr_follow(
+    path: &Path,
+    name: &[u8],
+    value: &[u8],
+    flags: i32,
+) -> io::Result<()> {
+    let (p, n) = (
+        cstr(path)?,
+        CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?,
+    );
+    // SAFETY: `value` is readable for `value.len()` bytes; the strings are
+    // NUL-terminated; nothing is retained after the call.
+    let rc = unsafe {
+        libc::setxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            flags,
+        )
+    };
+    check(rc as libc::c_long).map(drop)
+}
+
+/// removexattr(2), following a final symlink (see [`set_xattr_follow`]).
+pub(crate) fn remove_xattr_follow(path: &Path, name: &[u8]) -> io::Result<()> {
+    let (p, n) = (
+        cstr(path)?,
+        CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?,
+    );
+    // SAFETY: both strings are NUL-terminated and live across the call.
+    let rc = unsafe { libc::removexattr(p.as_ptr(), n.as_ptr()) };
+    check(rc as libc::c_long).map(drop)
+}

@@ -13,6 +13,7 @@
 pub mod action;
 pub mod job;
 pub mod layer;
+pub mod ports;
 mod precopy;
 pub mod staging;
 mod tcp;
@@ -41,6 +42,8 @@ pub struct Request {
     pub tcp_close: bool,
     /// Run at each phase of the move (see `action`).
     pub action_script: Option<String>,
+    /// A same-host clone's listening ports (see `ports`).
+    pub ports: ports::Ports,
 }
 
 type OpError = (&'static str, String);
@@ -67,8 +70,14 @@ fn parse(purpose: &'static str, args: &Map<String, Value>) -> Result<Request, Op
             return Err(bad("\"action_script\" must be an absolute path"));
         }
     }
+    let ports = match text("ports")? {
+        None => ports::Ports::default(),
+        Some(p) => ports::Ports::parse(&p)
+            .ok_or_else(|| bad("\"ports\" must be \"share\" or \"refuse\""))?,
+    };
     Ok(Request {
         purpose,
+        ports,
         to,
         token: token.into_bytes(),
         dest_env: text("env")?,
@@ -113,7 +122,7 @@ fn connect(to: &str) -> Result<TcpStream, String> {
 }
 
 /// The op: `{"to": "HOST:PORT", "token": "...", "env": NAME|null,
-/// "pre_copy": BOOL}`. Blocks until the group moved, or did not.
+/// "pre_copy": BOOL, "ports": "share"|"refuse"}`. Blocks until the group moved, or did not.
 pub fn request(
     link: &CheckpointLink,
     purpose: &'static str,
@@ -207,6 +216,11 @@ mod tests {
         );
         let bad = json!({"to": "h:1", "token": "t", "pre_copy": "yes"});
         assert_eq!(code_of(bad), Some(code::BAD_REQUEST));
+        let bad = json!({"to": "h:1", "token": "t", "ports": "netns"});
+        assert_eq!(code_of(bad), Some(code::BAD_REQUEST));
+        let refuse = json!({"to": "h:1", "token": "t", "ports": "refuse"});
+        let r = parse("clone", &args(refuse)).unwrap();
+        assert_eq!(r.ports, ports::Ports::Refuse);
         let e = parse(
             "migrate",
             &args(json!({"to": "h:1", "token": "t", "env": 3})),

@@ -43,11 +43,17 @@ pub enum EnvVerb {
     },
     /// Copy environment SRC, with its own settings (`config set --env`),
     /// to a new environment DST. DST appears only once it is complete.
+    /// Files are reflinked or hard-linked and copied on their first change;
+    /// refused while a group runs in SRC, unless --force.
     Copy {
         #[arg(value_name = "SRC")]
         src: String,
         #[arg(value_name = "DST")]
         dst: String,
+        /// Copy even while a group runs in SRC: every file is copied for
+        /// real (a program may be writing through an fd opened earlier).
+        #[arg(long)]
+        force: bool,
     },
     /// Delete an environment and its private layer.
     Rm {

@@ -43,6 +43,60 @@ fn host_object(view: &View, cache: &mut Cache, real: &Path) -> Result<Option<idb
     Ok((r.loc == Some(Loc::Host)).then_some(r))
 }
 
+/// An fd on an upper file that `env copy` shares with another environment
+/// (idb::share) is the same case as an fd on a host file: the kernel would
+/// change the other environment's file too. The name gets its own copy
+/// (unless an earlier change already gave it one: then the fd's path reads
+/// "NAME (deleted)", proc(5), as the fd's dentry was renamed over) and the
+/// change goes there. A shared inode with no name left in the environment
+/// is refused.
+fn shared_upper(
+    view: &View,
+    cache: &mut Cache,
+    fd: i32,
+    real: &Path,
+    tv: &mut dyn TraceeView,
+) -> Result<Option<std::path::PathBuf>, i32> {
+    if !real.starts_with(view.upper()) {
+        return Ok(None);
+    }
+    let file = std::fs::File::from(tv.dup_fd(fd).ok_or(libc::EBADF)?);
+    let meta = file
+        .metadata()
+        .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+    use std::os::unix::fs::MetadataExt;
+    let same = |m: &std::fs::Metadata| m.ino() == meta.ino() && m.dev() == meta.dev();
+    if meta.nlink() < 2 && std::fs::symlink_metadata(real).is_ok_and(|m| same(&m)) {
+        // The fast path: the fd's inode has this one name, here.
+        return Ok(None);
+    }
+    if !idb::share::was_shared(view, &meta).map_err(|e| e.errno())? {
+        return Ok(None);
+    }
+    let name = match real.to_str().and_then(|s| s.strip_suffix(" (deleted)")) {
+        Some(stripped) if std::fs::symlink_metadata(real).is_err() => Path::new(stripped),
+        _ => real,
+    };
+    let Ok(now) = std::fs::symlink_metadata(name) else {
+        return Err(libc::EROFS);
+    };
+    if !now.is_file() {
+        return Err(libc::EROFS);
+    }
+    if same(&now) {
+        // Still the environment's name for it: shared only while another
+        // name (the other environment's) remains.
+        if meta.nlink() < 2 {
+            return Ok(None);
+        }
+        idb::share::break_link(view, name, false).map_err(|e| e.errno())?;
+    }
+    if let Some(public) = idb::public_of(view, name) {
+        cache.invalidate(&public);
+    }
+    Ok(Some(name.to_path_buf()))
+}
+
 /// `as_tracee`: the credentials to change the private copy with (the
 /// tracee's, when they are not the supervisor's); the copy-up itself is
 /// the supervisor's own work.
@@ -60,11 +114,17 @@ pub fn fd_metadata(
     if !real.is_absolute() {
         return Ok(FdOp::Kernel);
     }
-    let Some(r) = host_object(view, cache, &real)? else {
-        return Ok(FdOp::Kernel);
+    let copy = match host_object(view, cache, &real)? {
+        Some(r) => {
+            let copy = cow::copy_up(view, &r).map_err(|e| e.errno())?;
+            cache.invalidate(&r.public);
+            copy
+        }
+        None => match shared_upper(view, cache, fd, &real, tv)? {
+            Some(copy) => copy,
+            None => return Ok(FdOp::Kernel),
+        },
     };
-    let copy = cow::copy_up(view, &r).map_err(|e| e.errno())?;
-    cache.invalidate(&r.public);
     let res = match as_tracee {
         Some(c) => {
             let (_fd, link) = super::creds::via_fd(&copy)?;
@@ -112,8 +172,29 @@ fn apply(call: &Call, copy: &Path, tv: &mut dyn TraceeView) -> Result<(), i32> {
             )
             .map_err(|e| e as i32)
         }
-        // Extended attributes through a read-only host fd: the copy would
-        // need the raw xattr calls; refuse rather than touch the host.
+        // fsetxattr(fd, name, value, size, flags) / fremovexattr(fd, name),
+        // on the copy. XATTR_NAME_MAX is 255 and XATTR_SIZE_MAX 64 KiB
+        // (xattr(7)): larger is ERANGE / E2BIG, as the kernel says.
+        "fsetxattr" | "fremovexattr" => {
+            let name = tv.read_cstr(a[1], 256).ok_or(libc::EFAULT)?;
+            if name.len() > 255 {
+                return Err(libc::ERANGE);
+            }
+            let io = |e: std::io::Error| e.raw_os_error().unwrap_or(libc::EIO);
+            if call.sc.name == "fremovexattr" {
+                return idb::xattr::remove(copy, &name).map_err(io);
+            }
+            let size = a[3] as usize;
+            if size > 65536 {
+                return Err(libc::E2BIG);
+            }
+            let value = if size == 0 {
+                Vec::new()
+            } else {
+                tv.read_bytes(a[2], size).ok_or(libc::EFAULT)?
+            };
+            idb::xattr::set(copy, &name, &value, a[4] as i32).map_err(io)
+        }
         _ => Err(libc::EROFS),
     }
 }

@@ -46,7 +46,9 @@ pub fn plan(view: &View, cache: &mut Cache, r: &Resolved, op: Op) -> Res<Plan> {
         (Op::Refuse, _) => Err(libc::EPERM),
         (Op::Read, _) => real(r.real.clone()),
         (Op::Modify, None) => Err(libc::ENOENT),
-        (Op::Modify, Some(_)) => real(copy_up(view, cache, r)?),
+        // Strict: the source of link(2) is a Modify too, and a program's
+        // own link must go to a private inode (idb::share).
+        (Op::Modify, Some(_)) => real(own(view, cache, r, true)?),
         (Op::CreateOrOpen { .. }, None) | (Op::Create, None) => {
             if r.must_be_dir && op != Op::Create {
                 return Err(libc::EISDIR);
@@ -61,13 +63,26 @@ pub fn plan(view: &View, cache: &mut Cache, r: &Resolved, op: Op) -> Res<Plan> {
             };
             Ok(Plan { real: at, after })
         }
-        (Op::CreateOrOpen { write: true }, Some(_)) => real(copy_up(view, cache, r)?),
+        (Op::CreateOrOpen { write: true }, Some(_)) => real(own(view, cache, r, false)?),
         (Op::CreateOrOpen { write: false }, Some(_)) => real(r.real.clone()),
         (Op::Create, Some(_)) => Err(libc::EEXIST),
         // Removal and rename are planned as a whole by their callers; a
         // path reaching here alone is refused rather than guessed at.
         (Op::Remove { .. } | Op::RenameFrom | Op::RenameTo, _) => Err(libc::EINVAL),
     }
+}
+
+/// [`copy_up`] before a change to the object: an upper file that `env
+/// copy` shares with another environment is first given its own copy
+/// (idb::share::break_link), so that the change stays in this one.
+fn own(view: &View, cache: &mut Cache, r: &Resolved, strict: bool) -> Res<PathBuf> {
+    if r.loc == Some(Loc::Upper) && r.kind == Some(Kind::File) {
+        if idb::share::break_link(view, &r.real, strict).map_err(err)? {
+            cache.invalidate(&r.public);
+        }
+        return Ok(r.real.clone());
+    }
+    copy_up(view, cache, r)
 }
 
 fn copy_up(view: &View, cache: &mut Cache, r: &Resolved) -> Res<PathBuf> {

@@ -19,6 +19,7 @@ pub mod snapshot;
 pub mod sockets;
 pub mod tcp;
 pub mod tcp_held;
+pub mod tcp_share;
 pub mod thread;
 pub mod thread_extra;
 pub mod timers;

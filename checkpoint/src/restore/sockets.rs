@@ -225,23 +225,57 @@ fn inet_socket(
         )?;
     }
     if addr.port() != 0 {
-        let sa = sockaddr(addr);
-        let at = v.stage(0, &sa)?;
-        let rc = v.raw(libc::SYS_bind, [fd, at, sa.len() as u64, 0, 0, 0])?;
-        if rc != 0 {
-            return Err(Error::Invalid {
-                what: format!(
-                    "cannot restore the {proto} socket on {addr}: bind: {}",
-                    nix::errno::Errno::from_raw(-rc as i32)
-                ),
-            });
-        }
+        bind(v, fd, proto, addr, listen)?;
     }
     if listen {
         let backlog = libc::SOMAXCONN as u64;
         v.call("listen", libc::SYS_listen, [fd, backlog, 0, 0, 0, 0])?;
     }
     Ok(fd)
+}
+
+/// bind(2) of a rebuilt socket to `addr`. A TCP listener whose port is
+/// taken (EADDRINUSE) tries once more with SO_REUSEPORT: it then joins
+/// the listeners of that port that opted into sharing it, as the source
+/// of a same-host `isotrace clone` does (dump::tcp_share), and the kernel
+/// spreads new connections over them. A port whose listeners did not opt
+/// in, or belong to another uid, stays refused (inet_csk_bind_conflict()),
+/// and the error names the port. A socket whose port was free never gets
+/// the option, so an ordinary restore is faithful.
+fn bind(v: &Vessel, fd: u64, proto: &str, addr: &SocketAddr, listen: bool) -> Result<()> {
+    let sa = sockaddr(addr);
+    let at = v.stage(0, &sa)?;
+    let mut rc = v.raw(libc::SYS_bind, [fd, at, sa.len() as u64, 0, 0, 0])?;
+    let in_use = -rc == libc::EADDRINUSE as i64;
+    let tcp = proto.starts_with("tcp");
+    if in_use && tcp && listen {
+        let one = v.stage(0, &1i32.to_ne_bytes())?;
+        let (sol, reuseport) = (libc::SOL_SOCKET as u64, libc::SO_REUSEPORT as u64);
+        v.call(
+            "setsockopt SO_REUSEPORT",
+            libc::SYS_setsockopt,
+            [fd, sol, reuseport, one, 4, 0],
+        )?;
+        let at = v.stage(0, &sa)?;
+        rc = v.raw(libc::SYS_bind, [fd, at, sa.len() as u64, 0, 0, 0])?;
+    }
+    if rc == 0 {
+        return Ok(());
+    }
+    let errno = nix::errno::Errno::from_raw(-rc as i32);
+    let why = if in_use && tcp && listen {
+        format!(
+            "{errno}: port {} is held on this host by a listener that does not share it \
+             (SO_REUSEPORT must be set on every socket of a port, all of one effective uid: \
+             socket(7)); stop the other listener, or restore in another network namespace",
+            addr.port()
+        )
+    } else {
+        errno.to_string()
+    };
+    Err(Error::Invalid {
+        what: format!("cannot restore the {proto} socket on {addr}: bind: {why}"),
+    })
 }
 
 /// struct sockaddr_in / sockaddr_in6 (ip(7), ipv6(7)): port and address

@@ -13,4 +13,5 @@ mod prop;
 mod resolve;
 mod rules_view;
 mod sandbox;
+mod share;
 mod stage;

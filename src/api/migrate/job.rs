@@ -188,7 +188,12 @@ impl MigrateJob {
                 .map_err(|e| e.to_string())?;
         let script = self.req.action_script.as_deref();
         let group = &self.hello.group;
-        let moving = TcpMove::new(held, dumped.tree(), script, group, &self.req.to);
+        let mut moving = TcpMove::new(held, dumped.tree(), script, group, &self.req.to);
+        if self.req.purpose == "clone" {
+            // Before anything is sent: a refusal leaves the group as it was.
+            let notes = moving.cloning(dumped.tree(), self.req.ports)?;
+            self.result.notes.extend(notes);
+        }
         moving.locked()?;
         self.tcp = Some(moving);
         if let Some(s) = &self.state {
@@ -294,7 +299,8 @@ impl BarrierJob for MigrateJob {
         let mut tcp = self.tcp.take();
         match outcome {
             Ok(()) if self.req.purpose == "clone" => {
-                drop(tcp.take().map(|mut t| t.failed()));
+                let lost = tcp.as_mut().map(TcpMove::cloned).unwrap_or_default();
+                self.result.notes.extend(lost);
                 AfterFreeze::Resume
             }
             Ok(()) => {

@@ -8,7 +8,9 @@
 //!    taken out of the copy's way before the copy is restored: the
 //!    connections are disconnected in repair mode and the listeners shut
 //!    down, since one namespace cannot hold two sockets of one 4-tuple, or
-//!    two listeners of one port.
+//!    two listeners of one port. Not for a clone, whose source runs on
+//!    with its listeners: `ports` decides, at the freeze, whether they
+//!    share their ports with the copy or the clone is refused.
 //! 3. Before `Go`: the action script's `pre-resume` moves the address.
 //! 4. Once the copy runs: the source's sockets are released silently and
 //!    the lock lifted. On any failure before that, the source's
@@ -16,7 +18,9 @@
 //!    ran) and the lock lifted: the source resumes with them intact.
 
 use super::action::ActionScript;
+use super::ports::{self, Ports};
 use isotrace_checkpoint::dump::tcp::{self, Held, TcpPolicy};
+use isotrace_checkpoint::dump::tcp_share::Shared;
 use isotrace_checkpoint::model::ProcessTree;
 use std::net::{ToSocketAddrs, UdpSocket};
 
@@ -26,6 +30,10 @@ pub struct TcpMove {
     /// The listening sockets to shut down in step 2 (pid, fd, inode).
     listeners: Vec<(i32, i32, u64)>,
     same_netns: bool,
+    /// A clone: the source keeps its sockets (see `ports`).
+    clone: bool,
+    /// A same-host clone's listeners, opened to the copy.
+    shared: Option<Shared>,
 }
 
 /// Whether `to` (HOST:PORT) is an address of this network namespace: one
@@ -69,7 +77,32 @@ impl TcpMove {
             }),
             listeners: tcp::listeners(tree),
             same_netns: is_local(to),
+            clone: false,
+            shared: None,
         }
+    }
+
+    /// A clone: with the copy in this network namespace, `ports` decides
+    /// about the source's listeners (see `ports`). Err: the clone is
+    /// refused, naming the port. Returns notes.
+    pub fn cloning(&mut self, tree: &ProcessTree, policy: Ports) -> Result<Vec<String>, String> {
+        self.clone = true;
+        if !self.same_netns {
+            return Ok(Vec::new());
+        }
+        self.shared = ports::open(policy, tree)?;
+        let note = |p: String| {
+            format!(
+                "listening port {p} shared with the copy (SO_REUSEPORT): \
+                 the kernel spreads new connections over both"
+            )
+        };
+        Ok(self
+            .shared
+            .iter()
+            .flat_map(Shared::ports)
+            .map(note)
+            .collect())
     }
 
     fn run(&self, phase: &str, result: Option<&str>) -> Result<(), String> {
@@ -86,7 +119,7 @@ impl TcpMove {
     /// Step 2, just before the receiver restores.
     pub fn before_restore(&mut self) -> Result<(), String> {
         match &mut self.held {
-            Some(h) if self.same_netns => h
+            Some(h) if self.same_netns && !self.clone => h
                 .detach(&self.listeners)
                 .map_err(|e| format!("moving the TCP connections: {e}")),
             _ => Ok(()),
@@ -112,9 +145,19 @@ impl TcpMove {
         notes
     }
 
+    /// A clone's copy runs: the source runs on beside it, with the ports
+    /// it shares still shared. Returns notes.
+    pub fn cloned(&mut self) -> Vec<String> {
+        if let Some(s) = self.shared.take() {
+            s.keep();
+        }
+        self.failed()
+    }
+
     /// The source resumes. Returns what could not be put back.
     pub fn failed(&mut self) -> Vec<String> {
         let mut lost = self.held.take().map(Held::resume).unwrap_or_default();
+        lost.extend(self.shared.take().map(Shared::undo).unwrap_or_default());
         if let Err(e) = self.run("network-unlock", Some("resumed")) {
             lost.push(e);
         }
