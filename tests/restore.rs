@@ -155,18 +155,28 @@ fn static_counter_continues_after_restore() {
 /// buffered file object) carries on too.
 #[test]
 fn python_counter_continues_after_restore() {
+    let Some((tmp, mut original)) = start_python(PY_COUNTER) else {
+        return;
+    };
+    let dir = tmp.path();
+    restore_in_place(&mut original, dir);
+}
+
+/// Starts python3 running `program` (rst_counter's arguments and
+/// protocol) in a new temporary directory; None, said on stderr, when
+/// python3 is not installed.
+fn start_python(program: &str) -> Option<(tempfile::TempDir, Running)> {
     if !common::have_program("python3") {
         eprintln!("python3 is not installed: skipping");
-        return;
+        return None;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let script = dir.join("count.py");
-    fs::write(&script, PY_COUNTER).unwrap();
+    let script = tmp.path().join("count.py");
+    fs::write(&script, program).unwrap();
     let mut cmd = Command::new("python3");
     cmd.arg(&script);
-    let mut original = start_program(&mut cmd, dir, &[]);
-    restore_in_place(&mut original, dir);
+    let running = start_program(&mut cmd, tmp.path(), &[]);
+    Some((tmp, running))
 }
 
 /// rst_counter's protocol in Python: "ok N" lines checked against a
@@ -357,21 +367,14 @@ fn a_stopped_process_is_restored_stopped() {
 /// copy, runs and writes its line, where a default action would kill it.
 #[test]
 fn snapshot_restore_keeps_signal_handlers() {
-    if !common::have_program("python3") {
-        eprintln!("python3 is not installed: skipping");
-        return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let script = dir.join("count.py");
     let handler = "import signal\n\
         def on_usr1(sig, frame):\n    out.write('usr1 %d\\n' % n)\n    out.flush()\n\
         signal.signal(signal.SIGUSR1, on_usr1)\n";
     let program = PY_COUNTER.replace("n = 0\n", &format!("n = 0\n{handler}"));
-    fs::write(&script, program).unwrap();
-    let mut cmd = Command::new("python3");
-    cmd.arg(&script);
-    let mut original = start_program(&mut cmd, dir, &[]);
+    let Some((tmp, mut original)) = start_python(&program) else {
+        return;
+    };
+    let dir = tmp.path();
     let img = dir.join("img");
     snapshot(original.pid, &img, dir);
     assert!(img.join("signals.bin").exists(), "no handlers in the image");

@@ -258,11 +258,7 @@ pub(crate) fn sweep_work(work: &Path) -> Vec<PathBuf> {
             continue;
         }
         let path = e.path();
-        let idle = std::fs::symlink_metadata(&path)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| SystemTime::now().duration_since(t).ok())
-            .is_some_and(|age| age >= crate::stage::STALE_AFTER);
+        let idle = crate::stage::idle(&path);
         let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
         let gone = match (idle, is_dir) {
             (false, _) => false,

@@ -26,6 +26,16 @@ use std::time::{Duration, SystemTime};
 /// How long an unlocked `.new-*` or `.rm-*` directory is left alone: its
 /// maker takes the lock right after creating it, so only a directory that
 /// has not changed for this long and is unlocked was abandoned.
+/// Whether `path` has not changed for [`STALE_AFTER`]: its maker is done
+/// with it, or dead (a builder at work touches its tree all the time).
+pub(crate) fn idle(path: &Path) -> bool {
+    std::fs::symlink_metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .is_some_and(|age| age >= STALE_AFTER)
+}
+
 pub(crate) const STALE_AFTER: Duration = Duration::from_secs(10);
 
 /// An environment being built; see the module doc.
@@ -134,12 +144,7 @@ impl Store {
                 continue;
             }
             let path = e.path();
-            let idle = std::fs::symlink_metadata(&path)
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| SystemTime::now().duration_since(t).ok())
-                .is_some_and(|age| age >= STALE_AFTER);
-            if !idle {
+            if !idle(&path) {
                 continue;
             }
             if let Ok(Some(_lock)) = sys::try_lock_dir(&path) {
