@@ -75,7 +75,7 @@ pub enum Command {
     /// report its accesses, checkpoint it. No isolation: its files and fds
     /// are the host's. The seccomp filter cannot be taken off again, so the
     /// process stays supervised until it exits, and ends if isotrace is
-    /// killed. Exit status: the process's.
+    /// killed. It exits with the process's status.
     Attach(AttachArgs),
     /// Manage isolated environments (create, list, show, copy, rm, export, import, diff).
     Env(crate::envcmd::args::EnvArgs),
