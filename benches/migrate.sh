@@ -10,17 +10,19 @@
 # round by round. The script prints the median (min-max) downtime, total
 # time, bytes sent and pre-copy rounds, and the ratio pre-copy /
 # stop-and-copy for each size. It checks that the copy runs on with no bad
-# page; it never asserts speed.
+# page; it never asserts speed. With --procs 2 the group is a shell with
+# two writers of SIZE MiB each, pre-copied one tracker per process.
 set -euo pipefail
 export LC_ALL=C
 
 usage() {
 	cat <<'USAGE'
-usage: benches/migrate.sh [--rounds N] [--sizes "64 512"] [--rate PAGES_PER_SEC] [--link RATE] [--no-build]
+usage: benches/migrate.sh [--rounds N] [--sizes "64 512"] [--rate PAGES_PER_SEC] [--procs 1|2] [--link RATE] [--no-build]
 
   --rounds N    migrations per size and mode (default 3)
   --sizes LIST  resident sizes in MiB (default "64 512")
   --rate N      pages the writer rewrites per second (default 2000, 8 MiB/s)
+  --procs 2     two writers (each SIZE MiB, RATE pages/s) under one shell
   --link RATE   migrate between two network namespaces over a veth shaped
                 to RATE (tc tbf syntax, e.g. 1gbit); needs root
   --no-build    do not run `cargo build --release` first
@@ -35,12 +37,14 @@ SIZES="64 512"
 RATE=2000
 BUILD=1
 LINK=""
+PROCS=1
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--rounds) ROUNDS="$2"; shift 2 ;;
 	--sizes) SIZES="$2"; shift 2 ;;
 	--rate) RATE="$2"; shift 2 ;;
 	--link) LINK="$2"; shift 2 ;;
+	--procs) PROCS="$2"; shift 2 ;;
 	--no-build) BUILD=0; shift ;;
 	-h | --help) usage; exit 0 ;;
 	*) echo "migrate.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
@@ -101,11 +105,17 @@ wait_ok() {
 one() {
 	local size="$1" mode="$2" n="$3"
 	local src="A$n" dst="B$n" out="$WORK/out$n"
-	"${IN_A[@]}" "$ISOTRACE" run --env "$src" --group mb -- "$WORK/mig_dirty" "$out" "$WORK/pid$n" "$size" "$RATE" \
-		>/dev/null 2>&1 &
+	local guest=("$WORK/mig_dirty" "$out" "$WORK/pid$n" "$size" "$RATE")
+	if [ "$PROCS" = 2 ]; then
+		# sh -c SCRIPT $0 $1...: two writers, the second writing OUT.2.
+		guest=(/bin/sh -c '"$0" "$1" "$2" "$4" "$5" & "$0" "$1.2" "$3" "$4" "$5" & wait' \
+			"$WORK/mig_dirty" "$out" "$WORK/pid$n" "$WORK/pid$n.2" "$size" "$RATE")
+	fi
+	"${IN_A[@]}" "$ISOTRACE" run --env "$src" --group mb -- "${guest[@]}" >/dev/null 2>&1 &
 	local sup=$!
 	local priv="$ISOTRACE_HOME/envs/$src/upper$out"
 	wait_ok "$priv" 3
+	[ "$PROCS" = 2 ] && wait_ok "$priv.2" 3
 	local flag=()
 	[ "$mode" = pre-copy ] && flag=(--pre-copy)
 	local json dest=(--to-env "$dst") moved="$ISOTRACE_HOME/envs/$dst/upper$out"
@@ -122,18 +132,21 @@ one() {
 		return 1
 	}
 	wait "$sup" || true
-	local pid
-	pid="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["dest_pids"][0])' "$json")"
-	COPIES+=("$pid")
-	local had
-	had="$(grep -c '^ok' "$moved")"
-	wait_ok "$moved" $((had + 5))
-	if grep -q BAD "$moved"; then
-		echo "migrate.sh: the copy found a bad page ($size MiB, $mode):" >&2
-		grep BAD "$moved" | head -3 >&2
-		exit 1
-	fi
-	kill -KILL "$pid" 2>/dev/null || true
+	local pids f had
+	pids="$(python3 -c 'import json,sys; print(*json.loads(sys.argv[1])["dest_pids"])' "$json")"
+	COPIES+=($pids)
+	local files=("$moved")
+	[ "$PROCS" = 2 ] && files+=("$moved.2")
+	for f in "${files[@]}"; do
+		had="$(grep -c '^ok' "$f")"
+		wait_ok "$f" $((had + 5))
+		if grep -q BAD "$f"; then
+			echo "migrate.sh: the copy found a bad page ($size MiB, $mode):" >&2
+			grep BAD "$f" | head -3 >&2
+			exit 1
+		fi
+	done
+	for f in $pids; do kill -KILL "$f" 2>/dev/null || true; done
 	"$ISOTRACE" env rm --force "$src" >/dev/null 2>&1 || true
 	"$ISOTRACE" env rm --force "$dst" >/dev/null 2>&1 || true
 	ISOTRACE_HOME="$WORK/home2" "$ISOTRACE" env rm --force "$src" >/dev/null 2>&1 || true
@@ -147,7 +160,7 @@ stat() {
 
 where="--to-env (127.0.0.1)"
 [ -n "$LINK" ] && where="--to, between two network namespaces over a veth shaped to $LINK"
-echo "isotrace migrate $where: ${ROUNDS} rounds per row, writer rewriting ${RATE} pages/s ($((RATE * 4 / 1024)) MiB/s)"
+echo "isotrace migrate $where: ${ROUNDS} rounds per row, ${PROCS} writer(s) each rewriting ${RATE} pages/s ($((RATE * 4 / 1024)) MiB/s)"
 echo "kernel $(uname -r), $(nproc) CPUs, $(date -u +%FT%TZ)"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '\n| RSS | mode | downtime ms | of it: dump / send / restore ms | total ms | MiB sent | rounds |\n|---|---|---|---|---|---|---|\n'

@@ -16,19 +16,28 @@
 //! point of pre-copy, as the freeze then costs the dirty set only. So the
 //! copy's correctness rests on the write tracking (the kernel's uffd-wp,
 //! as CRIU's and QEMU's rest on theirs), and the authenticity of the held
-//! pages on [`PreCopy::sent_digest`]: a BLAKE3 over every PrePages
+//! pages on [`group::GroupPreCopy::sent_digest`]: a BLAKE3 over every PrePages
 //! payload, which the source commits to in a tagged frame (STREAM.md).
+//!
+//! Shared mappings (MAP_SHARED anonymous memory, memfd, SysV) are neither
+//! tracked nor sent: uffd-wp lives in this process's page table, so a
+//! write through another process's mapping of the same page would leave
+//! it looking clean here. They are read whole at the freeze, in every
+//! process that maps them.
+//!
+//! A group of several processes has one [`PreCopy`] per process (per
+//! address space), driven together by [`group::GroupPreCopy`].
 //!
 //! This kernel has no CONFIG_MEM_SOFT_DIRTY; [`soft_dirty_works`] probes
 //! for it so the mode can be named, but tracking uses uffd-wp only.
 
+pub mod group;
 pub mod inject;
 pub mod sys;
 pub mod tracker;
 
 use crate::dump::memory::skip_reason;
 use crate::dump::procfs::parse_maps;
-use crate::image::digest::{Algo, Hasher};
 use crate::model::Vma;
 use crate::PAGE_SIZE;
 use std::collections::HashSet;
@@ -68,8 +77,8 @@ pub struct PreCopy {
     clean: HashSet<u64>,
     /// Read-only mappings sent whole in round 0.
     sent_read_only: HashSet<tracker::Key>,
-    /// BLAKE3 of the PrePages payloads sent, in order.
-    sent: Hasher,
+    /// The process itself: a pid may be reused once it exits.
+    pidfd: OwnedFd,
     pub rounds: Vec<Round>,
 }
 
@@ -88,7 +97,7 @@ impl PreCopy {
             pagemap: File::open(format!("/proc/{pid}/pagemap")).map_err(proc_io(pid, "pagemap"))?,
             clean: HashSet::new(),
             sent_read_only: HashSet::new(),
-            sent: Hasher::new(Algo::Blake3),
+            pidfd: sys::pidfd_open(pid).map_err(proc_io(pid, "pidfd"))?,
             rounds: Vec::new(),
         })
     }
@@ -98,8 +107,25 @@ impl PreCopy {
             .map_err(proc_io(self.pid, "maps"))?;
         Ok(parse_maps(&text)
             .into_iter()
-            .filter(|v| skip_reason(v).is_none())
+            .filter(|v| skip_reason(v).is_none() && !v.shared())
             .collect())
+    }
+
+    /// Why this tracking no longer describes the process, if it does not:
+    /// it exited (its pidfd says so; an error counts, as nothing more can
+    /// be known of it), or it ran execve(2) and has another mm. Our
+    /// /proc/PID/mem and pagemap hold the mm they were opened on; once
+    /// it has no users, a read of mem returns 0 bytes (fs/proc/base.c,
+    /// mem_rw: mmget_not_zero fails), where a live mm answers EIO for
+    /// the unmapped address 0.
+    pub fn gone(&self) -> Option<&'static str> {
+        if sys::pidfd_exited(&self.pidfd).unwrap_or(true) {
+            return Some("exited");
+        }
+        match self.mem.read_at(&mut [0u8; 1], 0) {
+            Ok(0) => Some("ran execve(2)"),
+            _ => None,
+        }
     }
 
     /// Present (or swapped) pages of [start, end), as runs.
@@ -141,10 +167,6 @@ impl PreCopy {
                 let b = &mut buf[..(n * PAGE_SIZE) as usize];
                 if self.mem.read_exact_at(b, a).is_ok() {
                     send(a, b)?;
-                    // What `stream::pages::payload` put in the frame.
-                    self.sent.update(&(self.pid as u32).to_le_bytes());
-                    self.sent.update(&a.to_le_bytes());
-                    self.sent.update(b);
                     (0..n).for_each(|i| {
                         self.clean.insert(a + i * PAGE_SIZE);
                     });
@@ -159,6 +181,9 @@ impl PreCopy {
     /// One round while the process runs; returns its pages.
     pub fn round(&mut self, send: &mut dyn FnMut(u64, &[u8]) -> io::Result<()>) -> io::Result<u64> {
         let t = Instant::now();
+        if let Some(why) = self.gone() {
+            return Err(io::Error::other(format!("pid {}: {why}", self.pid)));
+        }
         let maps = self.maps()?;
         // Dirty pages first (scanning protects them again), then newly
         // tracked mappings (protected before they are read): a write after
@@ -200,12 +225,6 @@ impl PreCopy {
             [] | [_] => true,
             [.., a, b] => b.pages > SMALL_SET && b.pages < a.pages,
         }
-    }
-
-    /// Hex BLAKE3 of every PrePages payload sent so far, in order: what the
-    /// receiver's `PageStore::digest` must match.
-    pub fn sent_digest(&self) -> String {
-        self.sent.clone().hex()
     }
 
     /// After the freeze: the pages the receiver holds as they are now.

@@ -57,6 +57,21 @@ pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
+/// Whether the pidfd's process has terminated: a pidfd polls readable
+/// once it has (pidfd_open(2), "Use cases for PID file descriptors"), so a
+/// pid reused by another process is never mistaken for the one tracked.
+pub fn pidfd_exited(pidfd: &OwnedFd) -> io::Result<bool> {
+    let mut p = libc::pollfd {
+        fd: pidfd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `p` is one live, exclusively borrowed pollfd; timeout 0.
+    let rc = unsafe { libc::poll(&mut p, 1, 0) };
+    check("poll(pidfd)", rc as libc::c_long)?;
+    Ok(p.revents & libc::POLLIN != 0)
+}
+
 /// pidfd_getfd(2): our own copy of fd `target` of the pidfd's process
 /// (needs PTRACE_MODE_ATTACH_REALCREDS over it, which its tracer has).
 pub fn pidfd_getfd(pidfd: &OwnedFd, target: i32) -> io::Result<OwnedFd> {

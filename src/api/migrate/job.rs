@@ -16,13 +16,12 @@ use super::Request;
 use crate::api::protocol::{MigrateResult, MigrateRound};
 use crate::api::state::{self, SupervisorState};
 use isotrace_checkpoint::dump::{checkpoint, StoppedThread};
-use isotrace_checkpoint::precopy::PreCopy;
+use isotrace_checkpoint::precopy::group::{GroupPreCopy, Held};
 use isotrace_checkpoint::stream::delta;
 use isotrace_checkpoint::stream::{transfer, Accept, EnvPlan, Hello, Kind, Session};
 use isotrace_tracer::{AfterFreeze, Barrier, BarrierJob, StopKind};
 use serde::Deserialize;
-use std::collections::{HashMap, HashSet};
-use std::sync::{mpsc, Arc};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// How long the receiver may take to verify and restore what it got.
@@ -33,9 +32,9 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub type Answer = Result<MigrateResult, String>;
 
-/// A pre-copy at the freeze: its pid, the pages the receiver holds, and
-/// the commitment to what it sent.
-type Sealed = (i32, Arc<HashSet<u64>>, delta::PreEnd);
+/// A pre-copy at the freeze: per pre-copied process, the pages the
+/// receiver holds; and the commitment to what it sent.
+type Sealed = (Held, delta::PreEnd);
 
 pub struct MigrateJob {
     req: Request,
@@ -47,7 +46,7 @@ pub struct MigrateJob {
     reply: mpsc::Sender<Answer>,
     result: MigrateResult,
     error: Option<String>,
-    precopy: Option<PreCopy>,
+    precopy: Option<GroupPreCopy>,
     /// The group's TCP connections while it moves.
     tcp: Option<TcpMove>,
 }
@@ -119,17 +118,16 @@ impl MigrateJob {
     }
 
     /// The pre-copy that ran (None: stop-and-copy), and the mode's name.
-    pub fn set_precopy(&mut self, pc: Option<PreCopy>, mode: String) {
+    pub fn set_precopy(&mut self, pc: Option<GroupPreCopy>, mode: String) {
         self.precopy = pc;
         self.result.mode = mode;
     }
 
     /// At the freeze, after pre-copy: the pages the receiver holds (still
     /// clean), which the dump then leaves out, and what pre-copy sent.
-    fn seal_precopy(&mut self) -> Result<Option<Sealed>, String> {
-        let Some(pc) = self.precopy.take() else {
-            return Ok(None);
-        };
+    /// `frozen`: the pids at the barrier; any other is dumped whole.
+    fn seal_precopy(&mut self, frozen: &[i32]) -> Option<Sealed> {
+        let pc = self.precopy.take()?;
         self.result.rounds = pc
             .rounds
             .iter()
@@ -139,13 +137,13 @@ impl MigrateJob {
                 ms: r.ms,
             })
             .collect();
-        let pid = pc.pid;
         let pre = delta::PreEnd {
             pages: pc.rounds.iter().map(|r| r.pages).sum(),
             blake3: pc.sent_digest(),
         };
-        let clean = pc.clean().map_err(|e| format!("pre-copy: {e}"))?;
-        Ok(Some((pid, Arc::new(clean), pre)))
+        let (held, notes) = pc.clean(frozen);
+        self.result.notes.extend(notes);
+        Some((held, pre))
     }
 
     /// Sends the image: whole, or after pre-copy as a delta over the pages
@@ -155,10 +153,10 @@ impl MigrateJob {
         dir: &std::path::Path,
         sealed: Option<Sealed>,
     ) -> Result<u64, isotrace_checkpoint::stream::Error> {
-        let Some((pid, clean, pre)) = sealed else {
+        let Some((clean, pre)) = sealed else {
             return transfer::send_image(&mut self.session.tx, dir);
         };
-        let held = |p: i32, addr: u64| p == pid && clean.contains(&addr);
+        let held = |p: i32, addr: u64| clean.get(&p).is_some_and(|c| c.contains(&addr));
         let (data, reused) = delta::send_image_delta(&mut self.session.tx, dir, &held, &pre)?;
         let dirty = data / isotrace_checkpoint::PAGE_SIZE;
         self.result.notes.push(format!(
@@ -177,12 +175,9 @@ impl MigrateJob {
         let dir = staging.dir.join("image");
         let t = Instant::now();
         let policy = tcp::policy(self.req.purpose, self.req.tcp_close);
-        let sealed = self.seal_precopy()?;
-        let mut keep = HashMap::new();
-        if let Some((pid, clean, _)) = &sealed {
-            keep.insert(*pid, Arc::clone(clean));
-        }
         let (root, pids) = (barrier.root, barrier.pids());
+        let sealed = self.seal_precopy(&pids);
+        let keep = sealed.as_ref().map(|s| s.0.clone()).unwrap_or_default();
         let (mut dumped, held) =
             checkpoint::dump_tcp_holding(root, pids, threads(barrier), &dir, policy, keep)
                 .map_err(|e| e.to_string())?;
