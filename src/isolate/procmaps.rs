@@ -24,6 +24,10 @@ static SERIAL: AtomicU64 = AtomicU64::new(0);
 /// (`WHO` as given, the task part, the file name). Only the files whose
 /// lines name mappings.
 pub fn maps_file(public: &Path) -> Option<(String, Option<String>, &'static str)> {
+    // Every open for reading asks: most are not under /proc at all.
+    if !public.starts_with("/proc") || !matches!(public.file_name()?.to_str()?, "maps" | "smaps") {
+        return None;
+    }
     let parts: Vec<&str> = public
         .to_str()?
         .split('/')
