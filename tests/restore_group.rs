@@ -166,6 +166,7 @@ fn group_restores_in_its_env_under_a_supervisor() {
     let err = run.stderr_str();
     assert!(err.contains("group g1") && err.contains("env e1"), "{err}");
     let pid = restored_pid(&run);
+    let _group = Detached(supervisor_pid(&run));
     wait_until("the restored counter to go on", WAIT, || {
         counted(&private) >= at + 3
     });
@@ -193,6 +194,7 @@ fn group_restores_in_its_env_under_a_supervisor() {
     let run = w.isotrace(&["restore", path_str(&img2), "--detach", "--new-pids"]);
     run.assert_exit(0);
     let pid = restored_pid(&run);
+    let _group = Detached(supervisor_pid(&run));
     wait_until("the twice-restored counter to go on", WAIT, || {
         counted(&private) >= at + 3
     });
@@ -227,6 +229,7 @@ fn restore_into_another_env() {
     ]);
     run.assert_exit(0);
     let pid = restored_pid(&run);
+    let _group = Detached(supervisor_pid(&run));
     let private2 = w
         .iso
         .upper("e2")
@@ -341,6 +344,7 @@ fn a_pipeline_restores_isolated_with_its_pids() {
     let run = w.isotrace(&["restore", path_str(&img), "--detach"]);
     run.assert_exit(0);
     let pid = restored_pid(&run);
+    let _group = Detached(supervisor_pid(&run));
     wait_until("the restored pipeline to count on", WAIT, || {
         counted(&private) >= at + 5
     });
@@ -405,6 +409,7 @@ fn proc_of_its_own_pid_is_itself_after_restore() {
     let run = w.isotrace(&["restore", path_str(&img), "--detach"]);
     run.assert_exit(0);
     let pid = restored_pid(&run);
+    let _group = Detached(supervisor_pid(&run));
     wait_until("lines from the restored shell", WAIT, || {
         lines() >= before + 3
     });
@@ -455,6 +460,7 @@ fn proc_self_works_in_an_isolated_restored_group() {
     let run = w.isotrace(&["restore", path_str(&img), "--detach"]);
     run.assert_exit(0);
     let pid = restored_pid(&run);
+    let _group = Detached(supervisor_pid(&run));
     wait_until("lines from the restored shell", WAIT, || {
         lines() >= before + 3
     });
@@ -467,6 +473,18 @@ fn proc_self_works_in_an_isolated_restored_group() {
     assert!(text.lines().all(|l| l == first), "{text}");
     // SAFETY: kill(2) of the shell this test restored.
     unsafe { libc::kill(pid, libc::SIGKILL) };
+}
+
+/// A detached restore's supervisor, SIGKILLed when the test ends (a test
+/// that fails midway too): its tracees die with it (PTRACE_O_EXITKILL).
+struct Detached(i32);
+
+impl Drop for Detached {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) of the supervisor this test's restore started
+        // (ESRCH if it is gone already).
+        unsafe { libc::kill(self.0, libc::SIGKILL) };
+    }
 }
 
 /// The supervisor pid from a detached restore's line.
@@ -722,6 +740,7 @@ fn make_j2_checkpointed_halfway_finishes_the_build() {
     let run = w.isotrace(&["restore", path_str(&img), "--detach"]);
     run.assert_exit(0);
     let pid = restored_pid(&run);
+    let _group = Detached(supervisor_pid(&run));
     wait_until("the restored make to finish", WAIT, || {
         private.join("all.out").exists()
     });
