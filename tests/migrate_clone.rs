@@ -305,31 +305,6 @@ fn a_restore_whose_port_is_held_says_which_port() {
     end(sup);
 }
 
-/// python3's sqlite3 in a transaction loop (WAL), reporting how far it got.
-/// At the end it reports PRAGMA integrity_check, count(*), count(DISTINCT
-/// i), max(i), and whether every row was updated in its transaction.
-const SQLITE_LOOP: &str = r#"
-import os, sqlite3, sys, time
-db, n, progress = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-c = sqlite3.connect(db, isolation_level=None)
-c.execute("PRAGMA journal_mode=WAL")
-c.execute("CREATE TABLE IF NOT EXISTS t (i INTEGER PRIMARY KEY, v TEXT)")
-for i in range(1, n + 1):
-    c.execute("BEGIN")
-    c.execute("INSERT INTO t VALUES (?, ?)", (i, "x" * 200))
-    c.execute("UPDATE t SET v = ? WHERE i = ?", ("y" * 200, i))
-    c.execute("COMMIT")
-    if i % 10 == 0:
-        with open(progress + ".tmp", "w") as f:
-            f.write(str(i))
-        os.rename(progress + ".tmp", progress)
-    time.sleep(0.005)
-ok = c.execute("PRAGMA integrity_check").fetchone()[0]
-rows = c.execute("SELECT count(*), count(DISTINCT i), max(i), min(v) FROM t").fetchone()
-with open(progress + ".result", "w") as f:
-    print(ok, rows[0], rows[1], rows[2], rows[3] == "y" * 200, file=f)
-"#;
-
 /// What a copy of a WAL database (db and -wal) says, opened on the host:
 /// "integrity count distinct max all-updated".
 const SQLITE_CHECK: &str = r#"
@@ -377,7 +352,7 @@ fn a_sqlite_writer_migrated_between_envs_loses_and_doubles_no_row() {
     let (db, progress) = (w.dir().join("loop.db"), w.dir().join("progress"));
     let n = 1500;
     let args = [path_str(&db), "1500", path_str(&progress)];
-    let mut sup = start_python(&mut w, "sq", SQLITE_LOOP, &args);
+    let mut sup = start_python(&mut w, "sq", common::SQLITE_LOOP, &args);
     let reported = |w: &World, env: &str| {
         fs::read_to_string(w.env_file("home", env, &progress))
             .ok()

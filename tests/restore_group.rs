@@ -557,28 +557,6 @@ fn five_checkpoints_in_a_row_each_restore() {
     }
 }
 
-const SQLITE_LOOP: &str = r#"
-import os, sqlite3, sys, time
-db, n, progress = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-c = sqlite3.connect(db, isolation_level=None)
-c.execute("PRAGMA journal_mode=WAL")
-c.execute("CREATE TABLE IF NOT EXISTS t (i INTEGER PRIMARY KEY, v TEXT)")
-for i in range(1, n + 1):
-    c.execute("BEGIN")
-    c.execute("INSERT INTO t VALUES (?, ?)", (i, "x" * 200))
-    c.execute("UPDATE t SET v = ? WHERE i = ?", ("y" * 200, i))
-    c.execute("COMMIT")
-    if i % 10 == 0:
-        with open(progress + ".tmp", "w") as f:
-            f.write(str(i))
-        os.rename(progress + ".tmp", progress)
-    time.sleep(0.005)
-ok = c.execute("PRAGMA integrity_check").fetchone()[0]
-rows = c.execute("SELECT count(*), count(DISTINCT i), max(i), min(v) FROM t").fetchone()
-with open(progress + ".result", "w") as f:
-    print(ok, rows[0], rows[1], rows[2], rows[3] == "y" * 200, file=f)
-"#;
-
 /// python3's sqlite3 in a transaction loop (WAL: an open db, its -wal and
 /// its shared -shm mapping), in env e1, checkpointed in the middle and
 /// restored: the database passes PRAGMA integrity_check with no row lost
@@ -595,7 +573,7 @@ fn sqlite_transaction_loop_survives_checkpoint_and_restore() {
         "--",
         "python3",
         "-c",
-        SQLITE_LOOP,
+        common::SQLITE_LOOP,
         path_str(&w.iso.host().join("native.db")),
         "400",
         path_str(&w.iso.host().join("native-progress")),
@@ -613,7 +591,7 @@ fn sqlite_transaction_loop_survives_checkpoint_and_restore() {
         "--",
         "python3",
         "-c",
-        SQLITE_LOOP,
+        common::SQLITE_LOOP,
         path_str(&db),
         "400",
         path_str(&progress),

@@ -1144,3 +1144,30 @@ pub fn shell_status_within(child: &mut std::process::Child, timeout: Duration) -
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// python3's sqlite3 in a transaction loop (WAL: an open db, its -wal and
+/// -shm), for checkpoints and migrations mid-loop. argv: DB N PROGRESS;
+/// every 10 transactions PROGRESS holds how far it got, and at the end
+/// PROGRESS.result holds PRAGMA integrity_check, count(*), count(DISTINCT
+/// i), max(i), and whether every row was updated in its transaction.
+pub const SQLITE_LOOP: &str = r#"
+import os, sqlite3, sys, time
+db, n, progress = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+c = sqlite3.connect(db, isolation_level=None)
+c.execute("PRAGMA journal_mode=WAL")
+c.execute("CREATE TABLE IF NOT EXISTS t (i INTEGER PRIMARY KEY, v TEXT)")
+for i in range(1, n + 1):
+    c.execute("BEGIN")
+    c.execute("INSERT INTO t VALUES (?, ?)", (i, "x" * 200))
+    c.execute("UPDATE t SET v = ? WHERE i = ?", ("y" * 200, i))
+    c.execute("COMMIT")
+    if i % 10 == 0:
+        with open(progress + ".tmp", "w") as f:
+            f.write(str(i))
+        os.rename(progress + ".tmp", progress)
+    time.sleep(0.005)
+ok = c.execute("PRAGMA integrity_check").fetchone()[0]
+rows = c.execute("SELECT count(*), count(DISTINCT i), max(i), min(v) FROM t").fetchone()
+with open(progress + ".result", "w") as f:
+    print(ok, rows[0], rows[1], rows[2], rows[3] == "y" * 200, file=f)
+"#;
