@@ -166,6 +166,13 @@ mod tests {
             .spawn()
             .unwrap();
         let pid = child.id() as i32;
+        // spawn returns once exec has released our vfork-style wait, which
+        // is before the kernel has set up the new argv (fs/exec.c): wait
+        // for /proc/PID/cmdline to show it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while cmdline(pid).is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         let all = list();
         let me = all
             .iter()
