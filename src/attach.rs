@@ -98,6 +98,7 @@ fn attach(args: &AttachArgs) -> Result<i32, Failure> {
             mode: "attached".into(),
             ..Default::default()
         },
+        migrate_on_signal: None,
     };
     let outcome = crate::run::drive(sup, &opts, &mut claim);
     trace.finish();

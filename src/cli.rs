@@ -55,6 +55,23 @@ pub struct RunArgs {
     /// there and lets the group run on.
     #[arg(long, value_name = "DIR")]
     pub checkpoint_dir: Option<PathBuf>,
+    /// SIGPWR sent to the supervisor (`kill -PWR SUPERVISOR_PID`) migrates
+    /// the group into a new environment NAME on this host, as `isotrace
+    /// migrate GROUP --to-env NAME` would.
+    #[arg(long, value_name = "NAME", conflicts_with = "migrate_to")]
+    pub migrate_to_env: Option<String>,
+    /// SIGPWR sent to the supervisor migrates the group to `isotrace
+    /// receive` at HOST:PORT (token: --migrate-token-file, else
+    /// $ISOTRACE_MIGRATE_TOKEN, checked at start).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub migrate_to: Option<String>,
+    /// The shared token file for --migrate-to.
+    #[arg(long, value_name = "FILE", requires = "migrate_to")]
+    pub migrate_token_file: Option<PathBuf>,
+    /// The SIGPWR migration copies memory while the group runs first
+    /// (`migrate --pre-copy`).
+    #[arg(long)]
+    pub migrate_pre_copy: bool,
     /// The program and its arguments.
     #[arg(last = true, value_name = "CMD")]
     pub cmd: Vec<std::ffi::OsString>,

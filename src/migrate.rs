@@ -7,6 +7,7 @@
 //! stream, checks and two-phase confirmation serve both cases.
 
 mod layer;
+pub mod on_signal;
 pub mod receiver;
 mod start;
 mod token;

@@ -156,8 +156,13 @@ fn controlled(
     };
     let mut hold = |pids: &[i32]| -> Result<(), String> {
         let list: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
+        // Open for reading before saying ready: the receiver's non-blocking
+        // open for writing fails with ENXIO while no reader has it open
+        // (fifo(7)), and it answers as soon as it reads `ready`.
+        let go = dir.join("go");
+        let go_fifo = open_fifo(&go)?;
         say(&format!("ready {}", list.join(",")))?;
-        match read_line_within(&dir.join("go"), CONTROL_WAIT)?.as_str() {
+        match read_line_from(go_fifo, &go, CONTROL_WAIT)?.as_str() {
             "go" => Ok(()),
             other => Err(format!("the receiver did not say go ({other:?})")),
         }
@@ -181,19 +186,22 @@ fn controlled(
 /// How long a controlled restore waits for the receiver's word.
 const CONTROL_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
-/// One line from the FIFO at `path`, waiting at most `within`. The FIFO is
-/// opened without blocking (a writer that never comes must not hang us)
-/// and polled.
-pub fn read_line_within(
-    path: &std::path::Path,
-    within: std::time::Duration,
-) -> Result<String, String> {
+/// Opens the FIFO at `path` for reading without blocking.
+fn open_fifo(path: &std::path::Path) -> Result<std::fs::File, String> {
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
+    std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// One line from the opened FIFO `f` (at `path`), waiting at most `within`.
+fn read_line_from(
+    mut f: std::fs::File,
+    path: &std::path::Path,
+    within: std::time::Duration,
+) -> Result<String, String> {
     let deadline = std::time::Instant::now() + within;
     let mut got = Vec::new();
     let mut buf = [0u8; 256];
@@ -212,6 +220,28 @@ pub fn read_line_within(
         if std::time::Instant::now() >= deadline {
             return Err(format!("no word on {} within {within:?}", path.display()));
         }
+        wait_readable(&f, std::time::Duration::from_millis(50));
+    }
+}
+
+/// Sleeps until the non-blocking FIFO `f` has data, or at most `max`: the
+/// word arrives at once, not at the next tick of a polling loop (each hop
+/// of a migration's Ready/Go/Running is in its downtime). A FIFO whose
+/// writer has closed polls as POLLHUP for ever (pipe(7)); that is waited
+/// out with a short sleep instead of spinning.
+pub fn wait_readable(f: &std::fs::File, max: std::time::Duration) {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let mut fds = [PollFd::new(f.as_fd(), PollFlags::POLLIN)];
+    let ms = u16::try_from(max.as_millis()).unwrap_or(u16::MAX);
+    let hung_up = match poll(&mut fds, PollTimeout::from(ms)) {
+        Ok(n) if n > 0 => fds[0]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLHUP) && !r.contains(PollFlags::POLLIN)),
+        Ok(_) => false,
+        Err(_) => true,
+    };
+    if hung_up {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }

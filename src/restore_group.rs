@@ -125,6 +125,7 @@ pub fn run(
                 .as_ref()
                 .and_then(|e| serde_json::from_str(&e.view.rules().to_json()).ok()),
         },
+        migrate_on_signal: None,
     };
     let line = format!(
         "restored pid {} from {} as pid {} (group {}{})",

@@ -38,6 +38,14 @@ fn run(args: RunArgs) -> Result<i32, Failure> {
         ));
     };
     let program = resolve(&cmd)?;
+    let migrate_on_signal =
+        crate::migrate::on_signal::args_from(&args).map_err(|e| (EXIT_USAGE, e))?;
+    if migrate_on_signal.is_none() && args.migrate_pre_copy {
+        return Err((
+            EXIT_USAGE,
+            "--migrate-pre-copy needs --migrate-to-env NAME or --migrate-to HOST:PORT".into(),
+        ));
+    }
     // The env exists before the group's socket appears, so that a client
     // that sees the group (ps, env show) also finds its env.
     let env = if args.no_isolation {
@@ -125,6 +133,7 @@ fn run(args: RunArgs) -> Result<i32, Failure> {
         stats: args.out.stats,
         every,
         state,
+        migrate_on_signal,
     };
     let (outcome, report) = match env {
         None => {
@@ -185,6 +194,9 @@ pub struct SuperviseOpts {
     pub every: Option<std::time::Duration>,
     /// Written into each checkpoint of the group.
     pub state: SupervisorState,
+    /// `--migrate-to-env`/`--migrate-to`: what follows `isotrace migrate
+    /// GROUP` when SIGPWR comes.
+    pub migrate_on_signal: Option<Vec<String>>,
 }
 
 fn supervise(
@@ -219,6 +231,14 @@ pub fn drive(
         Ok(()) => {
             if let Some(every) = opts.every {
                 periodic_checkpoints(group.path().to_path_buf(), every);
+            }
+            if let Some(args) = &opts.migrate_on_signal {
+                if let Err(e) = crate::migrate::on_signal::arm(group.group(), args) {
+                    eprintln!(
+                        "isotrace: group {}: no SIGPWR migration: {e}",
+                        group.group()
+                    );
+                }
             }
         }
         Err(e) => eprintln!("isotrace: group {} has no control API: {e}", group.group()),

@@ -17,6 +17,7 @@ mod migrate_support;
 use common::{guest, path_str, wait_until};
 use isotrace_checkpoint::stream::{Accept, EnvPlan, Kind, Session};
 use migrate_support::*;
+use serde_json::Value;
 use std::fs;
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
@@ -307,13 +308,50 @@ fn a_receiver_on_the_same_store_uses_the_env_in_place() {
     assert!(assert_seamless(&a) >= before + 5);
 }
 
+/// The signal trigger: `run --migrate-to-env B` makes SIGPWR to the
+/// supervisor migrate the group, as `isotrace migrate G --to-env B` would.
+#[test]
+fn sigpwr_to_the_supervisor_migrates_the_group_where_run_said() {
+    let mut w = World::new();
+    let flags = ["--migrate-to-env", "B", "--migrate-pre-copy"];
+    let mut sup = w.start_guest_with("gp", &flags, "rst_counter", &[]);
+    let (_, ps, _) = w.isotrace("home", &["ps", "--json"], &[]);
+    assert!(ps.contains("\"gp\""), "{ps}");
+    // SAFETY: plain kill(2) with integer arguments.
+    unsafe { libc::kill(sup.id() as i32, libc::SIGPWR) };
+    assert_released(&mut sup);
+    let before = counted(&w.env_file("home", "A", &w.out()));
+    let b = w.env_file("home", "B", &w.out());
+    wait_until("the copy to count on in env B", WAIT, || {
+        counted(&b) >= before + 5
+    });
+    assert!(assert_seamless(&b) >= before + 5);
+    let (_, ps, _) = w.isotrace("home", &["ps", "--json"], &[]);
+    let groups: Vec<Value> = serde_json::from_str(&ps).unwrap();
+    let copy = groups.iter().find(|g| g["env"] == "B").expect(&ps);
+    // The copy's supervisor (the `migrate` the signal started) outlived
+    // the source's; ending it ends the copy.
+    w.pids.push(copy["supervisor_pid"].as_i64().unwrap() as i32);
+    assert!(!groups.iter().any(|g| g["group"] == "gp"), "{ps}");
+}
+
 /// Arguments, environment, and what the one-line error must name.
 type Usage<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
 
 #[test]
 fn bad_usage_exits_125_naming_what_is_wrong() {
     let w = World::new();
-    let cases: [Usage; 5] = [
+    let cases: [Usage; 7] = [
+        (
+            &["run", "--migrate-to", "127.0.0.1:9", "--", "true"],
+            &[],
+            "--migrate-to 127.0.0.1:9: no token",
+        ),
+        (
+            &["run", "--migrate-pre-copy", "--", "true"],
+            &[],
+            "--migrate-pre-copy needs --migrate-to-env",
+        ),
         (
             &["migrate", "nosuch", "--to-env", "B"],
             &[],

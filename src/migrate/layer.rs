@@ -8,10 +8,16 @@ use isotrace_checkpoint::stream::transfer::FrameSource;
 use isotrace_checkpoint::stream::FrameReader;
 use isotrace_idb::Staged;
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 
-/// Unpacks the layer into `staged`; returns the tar's size.
-pub fn receive<R: Read>(rx: &mut FrameReader<R>, staged: &Staged) -> Result<u64, String> {
+/// Unpacks the layer into `staged`; returns the entries written (relative
+/// to the private layer).
+pub fn receive<R: Read>(
+    rx: &mut FrameReader<R>,
+    staged: &Staged,
+) -> Result<Vec<std::path::PathBuf>, String> {
     let upper = staged.upper();
+    let mut written = Vec::new();
     let mut source = FrameSource::new(rx);
     {
         let mut ar = tar::Archive::new(&mut source);
@@ -24,7 +30,9 @@ pub fn receive<R: Read>(rx: &mut FrameReader<R>, staged: &Staged) -> Result<u64,
             let mut entry = entry.map_err(|e| format!("the layer: {e}"))?;
             let path = entry.path_bytes().into_owned();
             match entry.unpack_in(&upper) {
-                Ok(true) => {}
+                Ok(true) => {
+                    written.push(std::path::PathBuf::from(std::ffi::OsStr::from_bytes(&path)))
+                }
                 Ok(false) => {
                     return Err(format!(
                         "the layer: refused entry {}",
@@ -40,5 +48,6 @@ pub fn receive<R: Read>(rx: &mut FrameReader<R>, staged: &Staged) -> Result<u64,
             }
         }
     }
-    source.finish().map_err(|e| format!("the layer: {e}"))
+    source.finish().map_err(|e| format!("the layer: {e}"))?;
+    Ok(written)
 }

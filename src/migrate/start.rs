@@ -102,7 +102,7 @@ impl Supervised {
                     "the supervised restore said nothing within {RESTORE_WAIT:?}"
                 ));
             }
-            std::thread::sleep(std::time::Duration::from_millis(5));
+            crate::restore::wait_readable(&self.ready, std::time::Duration::from_millis(20));
         }
     }
 

@@ -72,9 +72,22 @@ impl World {
     /// `isotrace run --env A --group G -- GUEST OUT PID EXTRA...`, once it
     /// has written a few lines.
     pub fn start_guest(&mut self, group: &str, name: &str, extra: &[&str]) -> Child {
+        self.start_guest_with(group, &[], name, extra)
+    }
+
+    /// [`World::start_guest`] with more flags for `run`.
+    pub fn start_guest_with(
+        &mut self,
+        group: &str,
+        run_flags: &[&str],
+        name: &str,
+        extra: &[&str],
+    ) -> Child {
         let exe = guest(name);
         let (out, pid) = (self.dir().join("out"), self.dir().join("pid"));
-        let args = ["run", "--env", "A", "--group", group, "--"];
+        let mut args = vec!["run", "--env", "A", "--group", group];
+        args.extend_from_slice(run_flags);
+        args.push("--");
         let mut cmd = self.command("home", &args);
         cmd.args([path_str(&exe), path_str(&out), path_str(&pid)])
             .args(extra)

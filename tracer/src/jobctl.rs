@@ -75,6 +75,50 @@ pub fn arm_sweep_timer(wanted: bool) {
     unsafe { libc::setitimer(libc::ITIMER_REAL, &it, std::ptr::null_mut()) };
 }
 
+/// The write end of [`notify_on_signal`]'s pipe, or -1.
+static NOTIFY_FD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+extern "C" fn on_notify(sig: libc::c_int) {
+    let fd = NOTIFY_FD.load(Ordering::SeqCst);
+    let byte = sig as u8;
+    // SAFETY: write(2) is async-signal-safe; it reads one byte of a live
+    // local. A full pipe (EAGAIN, the fd is non-blocking) only means an
+    // earlier signal is still unread, which asks for the same thing.
+    unsafe { libc::write(fd, (&byte as *const u8).cast(), 1) };
+}
+
+/// Turns `sig` sent to the supervisor into a byte on the returned pipe,
+/// for a thread that acts on it (the `--migrate-to*` trigger, SIGPWR).
+/// SA_RESTART: the tracer's waitpid need not notice. One signal per
+/// process: a second call is refused with EBUSY.
+pub fn notify_on_signal(sig: i32) -> Result<std::fs::File> {
+    let (rx, tx) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|errno| Error::Setup {
+            op: "pipe2".into(),
+            errno,
+        })?;
+    let flags = nix::fcntl::OFlag::O_NONBLOCK;
+    nix::fcntl::fcntl(&tx, nix::fcntl::FcntlArg::F_SETFL(flags)).map_err(|errno| Error::Setup {
+        op: "fcntl(O_NONBLOCK)".into(),
+        errno,
+    })?;
+    use std::os::fd::IntoRawFd;
+    let raw = tx.into_raw_fd();
+    if NOTIFY_FD
+        .compare_exchange(-1, raw, Ordering::SeqCst, Ordering::SeqCst)
+        .is_err()
+    {
+        // SAFETY: `raw` came from into_raw_fd above and is ours alone.
+        unsafe { libc::close(raw) };
+        return Err(Error::Setup {
+            op: format!("a second handler for signal {sig}"),
+            errno: nix::errno::Errno::EBUSY,
+        });
+    }
+    set_handler(sig, on_notify as *const () as usize, libc::SA_RESTART)?;
+    Ok(std::fs::File::from(rx))
+}
+
 pub struct JobControl {
     tty: Option<i32>,
 }

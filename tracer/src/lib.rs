@@ -31,6 +31,7 @@ mod task;
 
 pub use error::{Error, Result};
 pub use freeze::{AfterFreeze, Barrier, BarrierJob, FrozenTask, StopKind, Waker};
+pub use jobctl::notify_on_signal;
 pub use policy::{
     Action, ArgvItem, Call, Event, ExitAction, ExitKind, MemWrite, PathArg, Policy, SpawnKind,
     TraceeView, Verdict, SYSCALL_NR,

@@ -340,6 +340,52 @@ pub fn fork_single_threaded() -> Result<Forked> {
     }
 }
 
+/// Starts `argv[0]` with `argv` in a new session, as a grandchild that is
+/// re-parented at once (double fork): it is not our child, so the
+/// supervisor's waitpid(-1) never sees it and it outlives us. The
+/// intermediate child exits at once; whoever reaps it (this call, or the
+/// tracer's waitpid(-1), which ignores an unknown pid's exit) does not
+/// matter. Between fork and exec only async-signal-safe calls are made
+/// (fork(2) in a multi-threaded process): everything is prepared before.
+pub fn spawn_orphan(argv: &[std::ffi::CString]) -> Result<()> {
+    let Some(path) = argv.first() else {
+        return Err(Error::Setup {
+            op: "spawn (no program)".into(),
+            errno: Errno::EINVAL,
+        });
+    };
+    let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    ptrs.push(std::ptr::null());
+    // SAFETY: the child only calls setsid, fork, execv and _exit, all
+    // async-signal-safe; `path` and `ptrs` were built before the fork and
+    // point into `argv`, alive for the whole call.
+    let pid = unsafe { libc::fork() };
+    match pid {
+        -1 => {
+            return Err(Error::Setup {
+                op: "fork".into(),
+                errno: Errno::last(),
+            })
+        }
+        // SAFETY: in the child of a multi-threaded process: only
+        // async-signal-safe calls on data prepared before the fork.
+        0 => unsafe {
+            libc::setsid();
+            if libc::fork() == 0 {
+                libc::execv(path.as_ptr(), ptrs.as_ptr());
+                libc::_exit(127);
+            }
+            libc::_exit(0);
+        },
+        _ => {}
+    }
+    let mut status = 0;
+    // SAFETY: waitpid writes one int through a pointer to a live local.
+    // ECHILD (the tracer's waitpid(-1) reaped it first) is fine.
+    unsafe { libc::waitpid(pid, &mut status, libc::__WALL) };
+    Ok(())
+}
+
 /// The credentials the kernel checks file access with (credentials(7)):
 /// for operations the supervisor performs on a tracee's behalf.
 #[derive(Clone, Debug, PartialEq, Eq)]
