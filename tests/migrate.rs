@@ -144,6 +144,7 @@ fn a_receiver_dying_mid_stream_leaves_the_group_running() {
             xcr0: hello.xcr0,
             env_plan: EnvPlan::Stream,
             dest_env: Some("A".into()),
+            layer_precopy: false,
         };
         s.tx.send_json(Kind::Accept, &accept).unwrap();
         let first = s.rx.recv().unwrap();
@@ -306,6 +307,90 @@ fn a_receiver_on_the_same_store_uses_the_env_in_place() {
         counted(&a) >= before + 5
     });
     assert!(assert_seamless(&a) >= before + 5);
+}
+
+/// With --pre-copy the env's private layer goes whole while the group
+/// runs, and at the freeze only what changed since: here the action
+/// script, which runs at the freeze (network-lock), changes the source's
+/// layer as the group could have meanwhile: a tree removed, a file
+/// replaced by a directory, a file rewritten at the same size with its
+/// mtime set back (only its ctime tells), a new file. The destination's
+/// layer must match the source's exactly.
+#[test]
+fn pre_copy_sends_the_layer_early_and_its_changes_at_the_freeze() {
+    let mut w = World::new();
+    let make = "mkdir -p /opt/lay/gone /opt/lay/kind && \
+        for i in $(seq 1 40); do head -c 50000 /dev/urandom > /opt/lay/f$i; done && \
+        echo x > /opt/lay/gone/a && echo y > /opt/lay/kind/k && printf same > /opt/lay/touched";
+    let (code, _, err) = w.isotrace("home", &["run", "--env", "A", "--", "sh", "-c", make], &[]);
+    assert_eq!(code, 0, "{err}");
+    // Older than the pre-copy's margin (layer.rs, MARGIN): not sent twice.
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let upper_a = w.dir().join("home/envs/A/upper");
+    let script = w.dir().join("at-freeze.sh");
+    let body = format!(
+        "#!/bin/sh\n[ \"$ISOTRACE_ACTION\" = network-lock ] || exit 0\nU={}/opt/lay\n\
+         rm -rf $U/gone && rm $U/kind/k && mkdir $U/kind/k && echo in > $U/kind/k/in && \
+         printf diff > $U/touched && touch -d 2001-01-01 $U/touched && echo new > $U/new\n",
+        upper_a.display()
+    );
+    fs::write(&script, body).unwrap();
+    let mut perm = fs::metadata(&script).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    fs::set_permissions(&script, perm).unwrap();
+    let mut sup = w.start_counter("gl");
+    let args = [
+        "migrate",
+        "gl",
+        "--to-env",
+        "B",
+        "--pre-copy",
+        "--json",
+        "--action-script",
+        path_str(&script),
+    ];
+    let (code, out, err) = w.isotrace("home", &args, &[]);
+    assert_eq!(code, 0, "{err}");
+    let v = json(&out);
+    w.pids.push(dest_pid(&v));
+    assert_released(&mut sup);
+    let notes = v["notes"].to_string();
+    // gone/, gone/a, and kind/k (a file then, a directory now).
+    assert!(
+        notes.contains("pre-copied while the group ran") && notes.contains("3 entries removed"),
+        "{notes}"
+    );
+    // Not the 40 files that did not change: the directories touched, the
+    // new and changed entries, the counter's output.
+    let again: usize = notes
+        .split("entries removed, ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect(&notes);
+    assert!(again < 20, "{notes}");
+    let upper_b = w.dir().join("home/envs/B/upper");
+    let diff = Command::new("diff")
+        .arg("-r")
+        .arg(upper_a.join("opt/lay"))
+        .arg(upper_b.join("opt/lay"))
+        .output()
+        .unwrap();
+    assert!(
+        diff.status.success(),
+        "the layers differ:\n{}",
+        String::from_utf8_lossy(&diff.stdout)
+    );
+    assert_eq!(
+        fs::read_to_string(upper_b.join("opt/lay/touched")).unwrap(),
+        "diff"
+    );
+    let b = w.env_file("home", "B", &w.out());
+    let before = counted(&w.env_file("home", "A", &w.out()));
+    wait_until("the copy to count on in env B", WAIT, || {
+        counted(&b) >= before + 5
+    });
+    assert!(assert_seamless(&b) >= before + 5);
 }
 
 /// The signal trigger: `run --migrate-to-env B` makes SIGPWR to the

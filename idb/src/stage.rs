@@ -169,7 +169,12 @@ fn durable_entries(upper: &Path, written: &[PathBuf]) -> Result<()> {
     dirs.insert(upper.to_path_buf());
     for rel in written {
         let path = upper.join(rel);
-        let meta = std::fs::symlink_metadata(&path).map_err(|e| Error::io("lstat", &path, e))?;
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            // Removed since (a layer delta): its parent is what counts.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io("lstat", &path, e)),
+        };
         if meta.is_file() {
             std::fs::File::open(&path)
                 .and_then(|f| f.sync_all())

@@ -145,6 +145,7 @@ pub fn request(
         cpu_flags: local_cpu_flags(),
         env: env_offer(link, env, home),
         dest_env: req.dest_env.clone(),
+        layer_precopy: req.pre_copy,
     };
     let conn = connect(&req.to).map_err(failed)?;
     let _ = conn.set_read_timeout(Some(CONNECT_TIMEOUT));
@@ -156,6 +157,15 @@ pub fn request(
         ));
     }
     let mut session = session;
+    // With pre-copy, the layer goes first, whole, while the group runs;
+    // the freeze then sends only what changed (layer.rs).
+    let pre_layer = match (&hello.env, req.pre_copy && accept.layer_precopy) {
+        (Some(env), true) if accept.env_plan == EnvPlan::Stream => {
+            let upper = std::path::Path::new(&env.upper);
+            Some(layer::send_pre(&mut session.tx, upper).map_err(failed)?)
+        }
+        _ => None,
+    };
     let (pre, mode) = if req.pre_copy {
         precopy::run(&link.waker, &mut session).map_err(failed)?
     } else {
@@ -165,6 +175,7 @@ pub fn request(
     let mut job =
         job::MigrateJob::new(req, hello, session, accept, link.state.clone(), started, tx);
     job.set_precopy(pre, mode);
+    job.set_pre_layer(pre_layer);
     let gone = || {
         let why = "the group ended before it could be migrated";
         (code::NOT_RUNNING, why.to_string())

@@ -40,6 +40,9 @@ pub struct Received {
     pub pids: Vec<i32>,
     pub restore_ms: f64,
     pub notes: Vec<String>,
+    /// The layer comes in two parts (pre-copy, `Accept.layer_precopy`).
+    #[serde(skip)]
+    pub layer_precopy: bool,
 }
 
 /// This CPU as the compatibility check sees it. ISOTRACE_FAULT=
@@ -125,6 +128,7 @@ pub fn serve_one(conn: TcpStream, token: &[u8], opts: &Options) -> Result<Receiv
         xcr0,
         env_plan: plan,
         dest_env: env.clone(),
+        layer_precopy: hello.layer_precopy && plan == EnvPlan::Stream,
     };
     s.tx.send_json(Kind::Accept, &accept)
         .map_err(|e| format!("stream from {from}: {e}"))?;
@@ -140,6 +144,7 @@ pub fn serve_one(conn: TcpStream, token: &[u8], opts: &Options) -> Result<Receiv
         pids: Vec::new(),
         restore_ms: 0.0,
         notes: Vec::new(),
+        layer_precopy: accept.layer_precopy,
     };
     match run(&mut s, received) {
         Ok(r) => Ok(r),
@@ -154,14 +159,33 @@ pub fn serve_one(conn: TcpStream, token: &[u8], opts: &Options) -> Result<Receiv
 fn run(s: &mut Session, mut r: Received) -> Result<Received, String> {
     let net = |e: isotrace_checkpoint::stream::Error| e.to_string();
     let staging = Staging::new().map_err(|e| format!("staging the image: {e}"))?;
-    let held = pre_copied(s, &staging)?;
-    let staged = match (&r.env, r.env_plan.as_str()) {
-        (Some(name), "stream") => {
+    let streamed = match (&r.env, r.env_plan.as_str()) {
+        (Some(name), "stream") => Some(name.clone()),
+        _ => None,
+    };
+    // With pre-copy the layer comes first, whole, while the source runs.
+    let mut pre_layer = None;
+    if let Some(name) = streamed.as_ref().filter(|_| r.layer_precopy) {
+        {
             let staged = store()?.stage(name).map_err(|e| e.to_string())?;
+            let written = layer::receive(&mut s.rx, &staged)?;
+            let syncing = staged.make_durable(written);
+            pre_layer = Some((staged, syncing));
+        }
+    }
+    let held = pre_copied(s, &staging)?;
+    let staged = match (streamed, pre_layer) {
+        (Some(name), None) => {
+            let staged = store()?.stage(&name).map_err(|e| e.to_string())?;
             let written = layer::receive(&mut s.rx, &staged)?;
             // Written back while the image arrives, not in the downtime.
             let syncing = staged.make_durable(written);
-            Some((staged, syncing))
+            Some((staged, vec![syncing]))
+        }
+        (Some(_), Some((staged, early))) => {
+            let written = layer::receive_delta(&mut s.rx, &staged)?;
+            let syncing = staged.make_durable(written);
+            Some((staged, vec![early, syncing]))
         }
         _ => None,
     };
@@ -176,10 +200,13 @@ fn run(s: &mut Session, mut r: Received) -> Result<Received, String> {
     let t = Instant::now();
     let mut placed = None;
     if let Some((staged, syncing)) = staged {
-        let synced = syncing
-            .join()
-            .map_err(|_| "making the environment durable panicked".to_string())?;
-        let took = synced.map_err(|e| format!("environment {}: {e}", staged.name()))?;
+        let mut took = Duration::ZERO;
+        for handle in syncing {
+            let synced = handle
+                .join()
+                .map_err(|_| "making the environment durable panicked".to_string())?;
+            took += synced.map_err(|e| format!("environment {}: {e}", staged.name()))?;
+        }
         let env = staged.commit_durable().map_err(|e| e.to_string())?;
         placed = Some(env.name().to_string());
         r.notes.push(format!(

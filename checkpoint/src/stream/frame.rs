@@ -53,6 +53,10 @@ pub enum Kind {
     /// The end of pre-copy, before the image: `{"pages","blake3"}`, the
     /// BLAKE3 of every PrePages payload sent, which commits to them.
     PreEnd = 18,
+    /// Layer pre-copy, at the freeze, before the delta tar:
+    /// `{"paths": [...]}`, entries of the pre-copied layer to remove
+    /// (deleted, or replaced by another kind of file), relative to it.
+    LayerRemoved = 19,
     Reject = 0xEE,
 }
 
@@ -60,8 +64,26 @@ impl Kind {
     fn from_byte(b: u8) -> Option<Kind> {
         use Kind::*;
         [
-            Hello, Accept, Refuse, Layer, LayerEnd, Section, Data, SectionEnd, Manifest, Commit,
-            Ready, Go, Running, Failed, Abort, PrePages, Reuse, PreEnd, Reject,
+            Hello,
+            Accept,
+            Refuse,
+            Layer,
+            LayerEnd,
+            Section,
+            Data,
+            SectionEnd,
+            Manifest,
+            Commit,
+            Ready,
+            Go,
+            Running,
+            Failed,
+            Abort,
+            PrePages,
+            Reuse,
+            PreEnd,
+            LayerRemoved,
+            Reject,
         ]
         .into_iter()
         .find(|k| *k as u8 == b)

@@ -37,6 +37,10 @@ pub struct Hello {
     pub env: Option<EnvOffer>,
     /// The environment the sender asks for on the destination.
     pub dest_env: Option<String>,
+    /// The sender would send the layer in two parts (`--pre-copy`), if the
+    /// receiver agrees (`Accept.layer_precopy`). Absent from older senders.
+    #[serde(default)]
+    pub layer_precopy: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -68,6 +72,13 @@ pub struct Accept {
     pub env_plan: EnvPlan,
     /// The environment the group will run in on the destination.
     pub dest_env: Option<String>,
+    /// The layer comes in two parts (the sender offered it in `Hello` and
+    /// the plan is `stream`): whole while the group runs, then what changed
+    /// at the freeze (`LayerRemoved` frames and a delta tar). Absent
+    /// (false) from older receivers, which get the whole layer at the
+    /// freeze.
+    #[serde(default)]
+    pub layer_precopy: bool,
 }
 
 /// ISA extensions user code picks at run time (glibc's ifuncs, JITs,
@@ -280,6 +291,7 @@ mod tests {
             cpu_flags: flags.iter().map(|s| s.to_string()).collect(),
             env: None,
             dest_env: None,
+            layer_precopy: false,
         }
     }
 
@@ -313,6 +325,7 @@ mod tests {
                             xcr0: h.xcr0,
                             env_plan: EnvPlan::None,
                             dest_env: None,
+                            layer_precopy: false,
                         };
                         s.tx.send_json(super::super::Kind::Accept, &a).unwrap();
                         results.push(true);

@@ -49,6 +49,8 @@ pub struct MigrateJob {
     precopy: Option<GroupPreCopy>,
     /// The group's TCP connections while it moves.
     tcp: Option<TcpMove>,
+    /// The layer as pre-copy sent it, if it did.
+    pre_layer: Option<super::layer::PreSent>,
 }
 
 /// What the receiver says in `Ready` and `Running`.
@@ -114,6 +116,7 @@ impl MigrateJob {
             error: None,
             precopy: None,
             tcp: None,
+            pre_layer: None,
         }
     }
 
@@ -121,6 +124,12 @@ impl MigrateJob {
     pub fn set_precopy(&mut self, pc: Option<GroupPreCopy>, mode: String) {
         self.precopy = pc;
         self.result.mode = mode;
+    }
+
+    /// The layer pre-copy sent while the group ran (None: the whole layer
+    /// goes at the freeze).
+    pub fn set_pre_layer(&mut self, pre: Option<super::layer::PreSent>) {
+        self.pre_layer = pre;
     }
 
     /// At the freeze, after pre-copy: the pages the receiver holds (still
@@ -208,8 +217,23 @@ impl MigrateJob {
                 .as_ref()
                 .map(|e| e.upper.clone())
                 .unwrap_or_default();
-            self.result.layer_bytes = super::layer::send(&mut self.session.tx, upper.as_ref())
-                .map_err(|e| format!("{e} (to {})", self.req.to))?;
+            let upper = std::path::Path::new(&upper);
+            let to = &self.req.to;
+            self.result.layer_bytes = match self.pre_layer.take() {
+                None => super::layer::send(&mut self.session.tx, upper)
+                    .map_err(|e| format!("{e} (to {to})"))?,
+                Some(pre) => {
+                    let mapped = super::layer::mapped_shared_writable(&barrier.pids(), upper);
+                    let (bytes, removed, sent) =
+                        super::layer::send_delta(&mut self.session.tx, upper, &pre, &mapped)
+                            .map_err(|e| format!("{e} (to {to})"))?;
+                    self.result.notes.push(format!(
+                        "layer: {} bytes pre-copied while the group ran; at the freeze {} entries removed, {} sent again ({} bytes)",
+                        pre.bytes, removed, sent, bytes
+                    ));
+                    pre.bytes + bytes
+                }
+            };
             self.result.layer_ms = ms(t.elapsed());
         }
         let t = Instant::now();
