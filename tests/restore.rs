@@ -18,15 +18,28 @@ const WAIT: Duration = Duration::from_secs(30);
 struct Running {
     pid: i32,
     child: Option<Child>,
+    /// A restored process (not our child) is killed through a pidfd: its
+    /// pid may be reused once it dies.
+    guard: Option<common::PidGuard>,
 }
 
 impl Running {
+    /// A restored process, not a child of this test.
+    fn restored(pid: i32) -> Running {
+        Running {
+            pid,
+            child: None,
+            guard: Some(common::PidGuard::of(pid)),
+        }
+    }
+
     fn kill(&mut self) {
-        // SAFETY: kill(2) of a process this test started.
-        unsafe {
-            libc::kill(self.pid, libc::SIGKILL);
+        if let Some(g) = &mut self.guard {
+            g.kill();
         }
         if let Some(mut c) = self.child.take() {
+            // Not reaped yet, so the pid is still this child's.
+            let _ = c.kill();
             let _ = c.wait();
         }
     }
@@ -66,6 +79,7 @@ fn start_program(cmd: &mut Command, dir: &Path, extra: &[&str]) -> Running {
     Running {
         pid,
         child: Some(child),
+        guard: None,
     }
 }
 
@@ -129,10 +143,7 @@ fn restore_in_place(original: &mut Running, dir: &Path) -> Running {
     let before = counted(dir);
     let run = restore(&img, dir, &["--detach"]);
     run.assert_exit(0);
-    let restored = Running {
-        pid: restored_pid(&run),
-        child: None,
-    };
+    let restored = Running::restored(restored_pid(&run));
     assert_ne!(restored.pid, original.pid);
     wait_until("the restored counter to pass the original", WAIT, || {
         counted(dir) >= before + 5
@@ -302,6 +313,7 @@ fn snapshot_of_blocked_threads_restores_and_joins() {
     let mut original = Running {
         pid,
         child: Some(child),
+        guard: None,
     };
     snapshot(pid, &img, dir);
     original.kill();
@@ -347,10 +359,7 @@ fn a_stopped_process_is_restored_stopped() {
     let before = counted(dir);
     let run = restore(&img, dir, &["--detach"]);
     run.assert_exit(0);
-    let restored = Running {
-        pid: restored_pid(&run),
-        child: None,
-    };
+    let restored = Running::restored(restored_pid(&run));
     wait_until("the restored process to be stopped", WAIT, || {
         common::proc_state(restored.pid) == Some('T')
     });
@@ -386,10 +395,7 @@ fn snapshot_restore_keeps_signal_handlers() {
         "{}",
         run.describe()
     );
-    let restored = Running {
-        pid: restored_pid(&run),
-        child: None,
-    };
+    let restored = Running::restored(restored_pid(&run));
     // SAFETY: kill(2) of the process this test restored.
     unsafe { libc::kill(restored.pid, libc::SIGUSR1) };
     let out = dir.join("out");

@@ -166,7 +166,7 @@ fn group_restores_in_its_env_under_a_supervisor() {
     let err = run.stderr_str();
     assert!(err.contains("group g1") && err.contains("env e1"), "{err}");
     let pid = restored_pid(&run);
-    let _group = Detached::of(supervisor_pid(&run));
+    let _group = common::PidGuard::of(supervisor_pid(&run));
     wait_until("the restored counter to go on", WAIT, || {
         counted(&private) >= at + 3
     });
@@ -194,7 +194,7 @@ fn group_restores_in_its_env_under_a_supervisor() {
     let run = w.isotrace(&["restore", path_str(&img2), "--detach", "--new-pids"]);
     run.assert_exit(0);
     let pid = restored_pid(&run);
-    let _group = Detached::of(supervisor_pid(&run));
+    let _group = common::PidGuard::of(supervisor_pid(&run));
     wait_until("the twice-restored counter to go on", WAIT, || {
         counted(&private) >= at + 3
     });
@@ -229,7 +229,7 @@ fn restore_into_another_env() {
     ]);
     run.assert_exit(0);
     let pid = restored_pid(&run);
-    let _group = Detached::of(supervisor_pid(&run));
+    let _group = common::PidGuard::of(supervisor_pid(&run));
     let private2 = w
         .iso
         .upper("e2")
@@ -344,7 +344,7 @@ fn a_pipeline_restores_isolated_with_its_pids() {
     let run = w.isotrace(&["restore", path_str(&img), "--detach"]);
     run.assert_exit(0);
     let pid = restored_pid(&run);
-    let _group = Detached::of(supervisor_pid(&run));
+    let _group = common::PidGuard::of(supervisor_pid(&run));
     wait_until("the restored pipeline to count on", WAIT, || {
         counted(&private) >= at + 5
     });
@@ -409,7 +409,7 @@ fn proc_of_its_own_pid_is_itself_after_restore() {
     let run = w.isotrace(&["restore", path_str(&img), "--detach"]);
     run.assert_exit(0);
     let pid = restored_pid(&run);
-    let _group = Detached::of(supervisor_pid(&run));
+    let _group = common::PidGuard::of(supervisor_pid(&run));
     wait_until("lines from the restored shell", WAIT, || {
         lines() >= before + 3
     });
@@ -460,7 +460,7 @@ fn proc_self_works_in_an_isolated_restored_group() {
     let run = w.isotrace(&["restore", path_str(&img), "--detach"]);
     run.assert_exit(0);
     let pid = restored_pid(&run);
-    let _group = Detached::of(supervisor_pid(&run));
+    let _group = common::PidGuard::of(supervisor_pid(&run));
     wait_until("lines from the restored shell", WAIT, || {
         lines() >= before + 3
     });
@@ -473,42 +473,6 @@ fn proc_self_works_in_an_isolated_restored_group() {
     assert!(text.lines().all(|l| l == first), "{text}");
     // SAFETY: kill(2) of the shell this test restored.
     unsafe { libc::kill(pid, libc::SIGKILL) };
-}
-
-/// A detached restore's supervisor, SIGKILLed when the test ends (a test
-/// that fails midway too): its tracees die with it (PTRACE_O_EXITKILL).
-/// Held by a pidfd, so a supervisor the test already killed is never
-/// mistaken for a process that reused its pid.
-struct Detached(Option<std::os::fd::OwnedFd>);
-
-impl Detached {
-    fn of(pid: i32) -> Detached {
-        use std::os::fd::FromRawFd;
-        // SAFETY: pidfd_open(2) takes two integers; a non-negative result
-        // is a new fd that nothing else owns.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-        // SAFETY: see above.
-        Detached((fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) }))
-    }
-}
-
-impl Drop for Detached {
-    fn drop(&mut self) {
-        use std::os::fd::AsRawFd;
-        if let Some(fd) = &self.0 {
-            // SAFETY: pidfd_send_signal(2) on a pidfd we own, with no
-            // siginfo (NULL) and no flags.
-            unsafe {
-                libc::syscall(
-                    libc::SYS_pidfd_send_signal,
-                    fd.as_raw_fd(),
-                    libc::SIGKILL,
-                    std::ptr::null::<libc::siginfo_t>(),
-                    0,
-                )
-            };
-        }
-    }
 }
 
 /// The supervisor pid from a detached restore's line.
@@ -742,7 +706,7 @@ fn make_j2_checkpointed_halfway_finishes_the_build() {
     let run = w.isotrace(&["restore", path_str(&img), "--detach"]);
     run.assert_exit(0);
     let pid = restored_pid(&run);
-    let _group = Detached::of(supervisor_pid(&run));
+    let _group = common::PidGuard::of(supervisor_pid(&run));
     wait_until("the restored make to finish", WAIT, || {
         private.join("all.out").exists()
     });

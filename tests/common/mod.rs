@@ -1171,3 +1171,60 @@ rows = c.execute("SELECT count(*), count(DISTINCT i), max(i), min(v) FROM t").fe
 with open(progress + ".result", "w") as f:
     print(ok, rows[0], rows[1], rows[2], rows[3] == "y" * 200, file=f)
 "#;
+
+/// A process SIGKILLed when dropped (or by [`PidGuard::kill`]), held by a
+/// pidfd taken while it is known to run: pid_max is 32768 here, so a
+/// process that died earlier in the test may have its pid reused by
+/// another test's process before the drop, and kill(2) by pid would hit
+/// that one. A pid that is already gone holds nothing.
+pub struct PidGuard(Option<std::os::fd::OwnedFd>);
+
+impl PidGuard {
+    pub fn of(pid: i32) -> PidGuard {
+        use std::os::fd::FromRawFd;
+        // SAFETY: pidfd_open(2) takes two integers.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        // SAFETY: a non-negative result is a new fd that nothing else owns.
+        PidGuard((fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) }))
+    }
+
+    /// SIGKILL, once.
+    pub fn kill(&mut self) {
+        use std::os::fd::AsRawFd;
+        if let Some(fd) = self.0.take() {
+            // SAFETY: pidfd_send_signal(2) on a pidfd we own, with no
+            // siginfo (NULL) and no flags.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    fd.as_raw_fd(),
+                    libc::SIGKILL,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0,
+                )
+            };
+        }
+    }
+}
+
+impl Drop for PidGuard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Processes a test SIGKILLs when it ends, however it ends.
+#[derive(Default)]
+pub struct Pids(Vec<PidGuard>);
+
+impl Pids {
+    pub fn push(&mut self, pid: i32) {
+        self.0.push(PidGuard::of(pid));
+    }
+
+    pub fn extend<P: std::borrow::Borrow<i32>>(&mut self, pids: impl IntoIterator<Item = P>) {
+        for p in pids {
+            self.push(*p.borrow());
+        }
+    }
+}

@@ -19,7 +19,7 @@ pub const TOKEN: &str = "migrate-test-token-0123456789";
 pub struct World {
     pub tmp: tempfile::TempDir,
     /// Processes to kill when the test ends, however it ends.
-    pub pids: Vec<i32>,
+    pub pids: common::Pids,
 }
 
 impl World {
@@ -30,7 +30,7 @@ impl World {
         }
         World {
             tmp,
-            pids: Vec::new(),
+            pids: common::Pids::default(),
         }
     }
 
@@ -150,21 +150,6 @@ impl World {
         });
         (child, port)
     }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        for &pid in &self.pids {
-            kill_pid(pid);
-        }
-    }
-}
-
-pub fn kill_pid(pid: i32) {
-    let _ = Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .stderr(Stdio::null())
-        .status();
 }
 
 /// How far the counter's file has counted (0 if absent).
