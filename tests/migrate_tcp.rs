@@ -302,6 +302,61 @@ exit 0
     end(sup);
 }
 
+/// The lock's table belongs to the supervisor (an owned nftables table):
+/// a supervisor SIGKILLed while the network is locked leaves no rule that
+/// would drop the port's SYNs (or a connection's segments) for ever.
+#[test]
+fn a_supervisor_killed_while_locked_leaves_no_lock() {
+    if !can_run() {
+        return;
+    }
+    let mut w = World::new();
+    let port = free_port();
+    let mut sup = start_server(&mut w, "tcpk", "127.0.0.1", port);
+    // An established connection: what makes a migration lock the network.
+    let _conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    wait_until("the server to accept", WAIT, || {
+        fs::read_to_string("/proc/net/tcp")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| {
+                l.contains(&format!(":{port:04X} ")) && l.split_whitespace().nth(3) == Some("01")
+            })
+    });
+    let action = w.dir().join("kill.sh");
+    let during = w.dir().join("during.txt");
+    fs::write(
+        &action,
+        format!(
+            "#!/bin/sh\nexport PATH=/usr/sbin:/usr/bin:/sbin:/bin\n\
+             [ \"$ISOTRACE_ACTION\" = network-lock ] || exit 0\n\
+             nft list ruleset > {}\nkill -9 {}\n",
+            during.display(),
+            sup.id()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&action, fs::Permissions::from_mode(0o755)).unwrap();
+    let args = [
+        "migrate",
+        "tcpk",
+        "--to-env",
+        "B",
+        "--action-script",
+        path_str(&action),
+    ];
+    let (code, _, err) = w.isotrace("home", &args, &[]);
+    assert_ne!(code, 0, "{err}");
+    assert_eq!(common::shell_status_within(&mut sup, WAIT), 137);
+    let text = fs::read_to_string(&during).unwrap_or_default();
+    assert!(
+        text.contains(&format!("tcp dport {port} ")),
+        "the port was not locked when the supervisor was killed:\n{text}"
+    );
+    wait_until("the lock to go with its supervisor", WAIT, || !locked(port));
+}
+
 #[test]
 fn a_connection_survives_checkpoint_and_restore() {
     if !can_run() {

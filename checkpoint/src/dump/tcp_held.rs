@@ -160,7 +160,8 @@ impl Held {
         self.listeners.clear();
         match self.lock.take() {
             Some(lock) if unlock => lock.unlock(),
-            _ => Ok(()),
+            Some(lock) => lock.persist(),
+            None => Ok(()),
         }
     }
 }
