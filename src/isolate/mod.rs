@@ -21,6 +21,7 @@ mod ops;
 mod paths;
 mod procfs;
 mod procmaps;
+pub mod readonly;
 mod unixaddr;
 
 use crate::trace::TracePolicy;
@@ -137,6 +138,7 @@ impl Isolation {
                 self.creds.forget(call.tid);
                 return Ok(Verdict::CONTINUE);
             }
+            "setns" => return Ok(readonly::setns(call, tv)),
             "getsockname" | "getpeername" => {
                 return Ok(self.expect_back(call, back::Back::SockName));
             }
