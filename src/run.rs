@@ -160,6 +160,7 @@ fn run(args: RunArgs) -> Result<i32, Failure> {
         }
         Some(mut env) => {
             let mut policy = Isolation::new(env.view.clone(), trace, env.generation.take());
+            policy.set_read_only_host(read_only_host.is_ok());
             let outcome = supervise_with(&spec, &mut policy, &sup, &mut group);
             policy.finish();
             env.finish(&policy.changed);

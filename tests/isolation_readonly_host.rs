@@ -390,3 +390,37 @@ fn mounts_stay_in_the_program() {
         .to_string();
     assert!(root_opts.split(',').any(|o| o == "rw"), "{root_opts}");
 }
+
+/// access(W_OK) of a host file answers as the host's permissions say (as
+/// in the traps mode, where a write goes to a copy), not EROFS: dpkg and
+/// pip ask before they write. A process that dropped to nobody gets what
+/// nobody gets natively.
+#[test]
+fn write_access_checks_answer_as_the_host_permissions_say() {
+    if !is_root() || !have_program("setpriv") {
+        return;
+    }
+    let iso = Iso::new();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(iso.root(), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(iso.host(), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(iso.host().join("h"), "host\n").unwrap();
+    let check = format!(
+        "test -w {h} && echo w; test -r {h} && echo r",
+        h = iso.hp("h")
+    );
+    let prefix: Vec<String> = common::setpriv_prefix()
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let script = format!(
+        "{check}; {} /bin/sh -c '{check}'; python3 -c 'import os; print(os.access(\"{h}\", os.W_OK))'",
+        prefix.join(" "),
+        h = iso.hp("h")
+    );
+    let native = iso.native_sh(&script);
+    let run = iso.isotrace(["--env", "E", "--stats", "--", "/bin/sh", "-c", &script]);
+    assert!(run.stderr_str().contains("isotrace: host: read-only"));
+    assert_eq!(run.stdout_str(), native.stdout_str(), "{}", run.describe());
+    assert_eq!(native.stdout_str(), "w\nr\nr\nTrue\n");
+}

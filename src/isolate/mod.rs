@@ -49,6 +49,8 @@ pub struct Isolation {
     creds: creds::Creds,
     /// The tracees' pid numbering in /proc (procfs.rs).
     procs: procfs::ProcView,
+    /// Host mounts are read-only in the tracees' namespace (readonly.rs).
+    read_only_host: bool,
 }
 
 enum Pending {
@@ -80,7 +82,13 @@ impl Isolation {
             changed: Default::default(),
             creds: creds::Creds::new(),
             procs: procfs::ProcView::default(),
+            read_only_host: false,
         }
+    }
+
+    /// The program runs with a read-only host (readonly.rs).
+    pub fn set_read_only_host(&mut self, yes: bool) {
+        self.read_only_host = yes;
     }
 
     /// The `--report` accesses, once the group has exited.
@@ -340,6 +348,12 @@ impl Isolation {
                 real: r.real,
                 after: Vec::new(),
             }));
+        }
+        if self.read_only_host && r.loc == Some(isotrace_idb::Loc::Host) {
+            if let Some(mode) = readonly::write_access_mode(call) {
+                let ret = readonly::host_write_access(&mut self.creds, call.tid, &r.real, mode);
+                return Ok(PathOutcome::Done(ret));
+            }
         }
         if let Op::Remove { dir } = u.op {
             if let Some(errno) = self.may_not_remove(call.tid, &r) {

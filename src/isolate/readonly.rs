@@ -179,6 +179,49 @@ pub fn setns(call: &Call, tv: &mut dyn TraceeView) -> Verdict {
     Verdict::CONTINUE
 }
 
+/// The mode of an access(2), faccessat(2) or faccessat2(2) call that asks
+/// for write permission (W_OK), if it is one.
+pub fn write_access_mode(call: &Call) -> Option<nix::unistd::AccessFlags> {
+    let idx = match call.sc.name {
+        "access" => 1,
+        "faccessat" | "faccessat2" => 2,
+        _ => return None,
+    };
+    let mode = nix::unistd::AccessFlags::from_bits_truncate(call.args[idx] as i32);
+    mode.contains(nix::unistd::AccessFlags::W_OK)
+        .then_some(mode)
+}
+
+/// access(W_OK) of a host object with a read-only host: in the tracee's
+/// namespace the kernel would answer EROFS, where the traps mode answers
+/// what the host's permissions say (a write goes to a copy, so dpkg's and
+/// pip's "may I write here" checks pass). The supervisor asks its own
+/// kernel, in the host namespace, with the thread's file-system
+/// credentials (access(2) uses the real ids; a set-user-ID program's
+/// answer may differ). Returns the call's result.
+pub fn host_write_access(
+    creds: &mut super::creds::Creds,
+    tid: i32,
+    real: &Path,
+    mode: nix::unistd::AccessFlags,
+) -> i64 {
+    use nix::errno::Errno;
+    use nix::fcntl::{AtFlags, AT_FDCWD};
+    let check = |p: &Path| nix::unistd::faccessat(AT_FDCWD, p, mode, AtFlags::AT_EACCESS);
+    let res = match creds.of(tid).cloned() {
+        Some(t) if creds.differ(&t) => match super::creds::via_fd(real) {
+            Ok((_fd, link)) => isotrace_tracer::sys::with_fs_creds(&t.fs, || check(&link))
+                .unwrap_or(Err(Errno::EPERM)),
+            Err(e) => Err(Errno::from_raw(e)),
+        },
+        _ => check(real),
+    };
+    match res {
+        Ok(()) => 0,
+        Err(e) => -(e as i64),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
