@@ -83,7 +83,7 @@ fn attach(args: &AttachArgs) -> Result<i32, Failure> {
         isotrace_arch::native::TABLE,
         &FilterConfig {
             scratch_end: SCRATCH_END,
-            isolation: false,
+            mode: isotrace_arch::Mode::Native,
         },
     );
     let sup = Supervisor::attach(pid, &filter, !cap_sys_admin, &mut trace)

@@ -16,6 +16,12 @@ const AFTER_HELP: &str = "\
 Keys:
   isolation.exceptions  path prefixes that stay public (added to the built-in /proc, /sys, /dev
                         and the IDB's `rules`); `config set` takes a comma-separated list
+  isolation.read_only_host
+                        true | false: when run as root, the program sees every host mount
+                        read-only (its own mount namespace), so fd-based chmod/chown/utimes/
+                        xattr calls are not trapped; such a change through an fd opened
+                        read-only on a host file fails with EROFS instead of landing on the
+                        env's copy. false keeps every trap (default true)
   libraries.policy      env | global: where shared libraries an app installs go (default env,
                         the env's private layer). global makes the loader's library dirs
                         (/usr/lib/TRIPLET, /lib/TRIPLET, /usr/lib64, /lib64, /usr/local/lib)

@@ -124,6 +124,7 @@ pub fn run(
             rules: env
                 .as_ref()
                 .and_then(|e| serde_json::from_str(&e.view.rules().to_json()).ok()),
+            read_only_host: false,
         },
         migrate_on_signal: None,
     };
@@ -254,7 +255,13 @@ fn restore_options(
         isotrace_arch::native::TABLE,
         &FilterConfig {
             scratch_end: SCRATCH_END,
-            isolation: view.is_some(),
+            // A restored group keeps every trap, whatever mode the
+            // checkpointed run had (README, "The read-only host").
+            mode: if view.is_some() {
+                isotrace_arch::Mode::Isolated
+            } else {
+                isotrace_arch::Mode::Native
+            },
         },
     );
     let map_path: Option<restore::PathMap> = match view {

@@ -6,9 +6,10 @@ use crate::trace::TracePolicy;
 use crate::EXIT_USAGE;
 use isotrace::api::server::{Claim, ClaimError, GroupInfo};
 use isotrace::api::state::SupervisorState;
+use isotrace_arch::Mode;
 use isotrace_tracer::filter::{self, FilterConfig};
 use isotrace_tracer::scratch::SCRATCH_END;
-use isotrace_tracer::{ChildFailure, Outcome, SpawnSpec, Supervisor};
+use isotrace_tracer::{ChildFailure, Outcome, ReadOnlyHost, SpawnSpec, Supervisor};
 use nix::errno::Errno;
 use std::ffi::{CString, OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -68,6 +69,24 @@ fn run(args: RunArgs) -> Result<i32, Failure> {
             .map_err(|e| (EXIT_USAGE, format!("--checkpoint-every {text}: {e}")))?,
         None => settings.checkpoint.every,
     };
+    // Issue #3: with CAP_SYS_ADMIN, the program may run with a read-only
+    // host, where fd-based metadata calls need no stop.
+    let read_only_host = match &env {
+        Some(env) if settings.isolation.read_only_host && has_cap_sys_admin() => {
+            read_only_host_plan(&env.view)
+        }
+        Some(_) if settings.isolation.read_only_host => Err("no CAP_SYS_ADMIN".into()),
+        Some(_) => Err("isolation.read_only_host = false".into()),
+        None => Err("no isolation".into()),
+    };
+    let mode = match (&env, &read_only_host) {
+        (None, _) => Mode::Native,
+        (Some(_), Ok(_)) => Mode::ReadOnlyHost,
+        (Some(_), Err(why)) => {
+            tracing::info!("the host stays writable, every fd call is trapped: {why}");
+            Mode::Isolated
+        }
+    };
     // Issue #4: the group's socket; dropped (removed) on every way out.
     let mut group = match claim_group(&args, &cmd) {
         Ok(g) => g,
@@ -100,10 +119,11 @@ fn run(args: RunArgs) -> Result<i32, Failure> {
             isotrace_arch::native::TABLE,
             &FilterConfig {
                 scratch_end: SCRATCH_END,
-                isolation: env.is_some(),
+                mode,
             },
         ),
         no_new_privs: !has_cap_sys_admin(),
+        read_only_host: read_only_host.as_ref().ok().cloned(),
     };
     let mut trace = TracePolicy::new(
         args.out.trace || settings.trace.default,
@@ -128,7 +148,14 @@ fn run(args: RunArgs) -> Result<i32, Failure> {
         rules: env
             .as_ref()
             .and_then(|e| serde_json::from_str(&e.view.rules().to_json()).ok()),
+        read_only_host: mode == Mode::ReadOnlyHost,
     };
+    if args.out.stats && env.is_some() {
+        match &read_only_host {
+            Ok(_) => eprintln!("isotrace: host: read-only"),
+            Err(why) => eprintln!("isotrace: host: writable, fd calls trapped ({why})"),
+        }
+    }
     let sup = SuperviseOpts {
         stats: args.out.stats,
         every,
@@ -142,6 +169,7 @@ fn run(args: RunArgs) -> Result<i32, Failure> {
         }
         Some(mut env) => {
             let mut policy = Isolation::new(env.view.clone(), trace, env.generation.take());
+            policy.set_read_only_host(read_only_host.is_ok());
             let outcome = supervise_with(&spec, &mut policy, &sup, &mut group);
             policy.finish();
             env.finish(&policy.changed);
@@ -176,6 +204,14 @@ fn run(args: RunArgs) -> Result<i32, Failure> {
                 format!("{}: cannot execute: {}", cmd.to_string_lossy(), e.desc()),
             ))
         }
+        Outcome::NotStarted(ChildFailure::Mounts(e)) => Err((
+            EXIT_USAGE,
+            format!(
+                "cannot make the host read-only for the program ({}); \
+                 `isotrace config set isolation.read_only_host false` keeps it writable",
+                e.desc()
+            ),
+        )),
         Outcome::NotStarted(ChildFailure::Seccomp(e)) => Err((
             EXIT_USAGE,
             format!(
@@ -340,6 +376,13 @@ fn check_exec(p: &Path, name: &str) -> Result<(), Failure> {
             format!("{name}: cannot execute: {}", e.desc()),
         )
     })
+}
+
+/// The read-only-host namespace for a run in `view`, or why not.
+fn read_only_host_plan(view: &isotrace_idb::View) -> Result<ReadOnlyHost, String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| format!("/proc/self/mountinfo: {e}"))?;
+    crate::isolate::readonly::plan(view, &crate::isolate::readonly::parse_mountinfo(&info))
 }
 
 /// CAP_SYS_ADMIN (bit 21) in the effective set: seccomp then works without

@@ -83,6 +83,7 @@ fn defaults_have_source_default() {
     let text = w.ok(&["config", "show"]);
     let keys = [
         ("isolation.exceptions", "[]"),
+        ("isolation.read_only_host", "true"),
         ("libraries.policy", "\"env\""),
         ("fonts.policy", "\"env\""),
         ("trace.default", "false"),

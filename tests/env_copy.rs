@@ -302,9 +302,20 @@ fn copy_of_a_running_env_is_refused_unless_forced() {
 
 /// The same guard for a host file: fsetxattr and fremovexattr through an
 /// fd opened read-only change the environment's copy, never the host's.
+/// That is the traps mode (`isolation.read_only_host = false`); with a
+/// read-only host they fail (tests/isolation_readonly_host.rs).
 #[test]
 fn fsetxattr_through_a_read_only_fd_on_a_host_file() {
     let iso = Iso::new();
+    let set = [
+        "config",
+        "set",
+        "isolation.read_only_host",
+        "false",
+        "--env",
+        "E",
+    ];
+    ok(iso.isotrace(set));
     let host = iso.host().join("h");
     fs::write(&host, "host\n").unwrap();
     let h = host.to_str().unwrap();

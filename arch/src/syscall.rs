@@ -62,19 +62,42 @@ pub enum Trap {
     TraceIfAddrBelowScratch(u8),
     /// Refused by the filter itself with this errno; the supervisor never sees it.
     Deny(i32),
-    /// Trapped only when paths are isolated: fd-based calls that could
-    /// change a host object through an fd opened read-only (fchmod...).
+    /// Trapped only when paths are isolated (credential changes, setns).
     /// Without isolation they run untrapped.
     TraceWhenIsolated,
-    /// Trapped when argument `n` (a path pointer) is non-NULL; always
-    /// trapped under isolation. utimensat(fd, NULL, ...) is futimens: without
-    /// isolation it names no path and needs no stop.
-    TraceIfNonNullOrIsolated(u8),
+    /// Trapped only when paths are isolated and the host is writable for the
+    /// tracee: fd-based calls that could change a host object through an fd
+    /// opened read-only (fchmod, fchown, fsetxattr, fremovexattr). Under
+    /// [`Mode::ReadOnlyHost`] every host mount is read-only in the tracee's
+    /// mount namespace and the kernel itself answers EROFS
+    /// (mnt_want_write_file), so they run untrapped.
+    TraceWhenHostWritable,
+    /// Trapped when argument `n` (a path pointer) is non-NULL; also trapped
+    /// with a NULL path under [`Mode::Isolated`]. utimensat(fd, NULL, ...) is
+    /// futimens: without isolation, or with a read-only host, it names no
+    /// path and needs no stop.
+    TraceIfNonNullOrHostWritable(u8),
     /// Under isolation, trapped when argument `n` (an address) is non-NULL;
     /// never trapped without isolation. sendto(2) with a destination address
     /// may name a unix socket path; glibc's send(2) is sendto with NULL,
     /// which stays at native speed.
     TraceIfNonNullWhenIsolated(u8),
+}
+
+/// What the seccomp filter is built for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// `--no-isolation`: only what guards the supervisor is trapped.
+    Native,
+    /// Paths are isolated, and the host's mounts are as writable for the
+    /// tracee as for the supervisor: every call that could change a host
+    /// object is trapped, fd-based ones included.
+    Isolated,
+    /// Paths are isolated, and the tracee runs in a mount namespace of its
+    /// own where every host mount is read-only except the environment's
+    /// store and the public exceptions: fd-based metadata calls need no
+    /// stop (`TraceWhenHostWritable`).
+    ReadOnlyHost,
 }
 
 /// Whether the call, when trapped, also needs a stop at syscall exit
@@ -130,14 +153,21 @@ impl Syscall {
         self.args[..path_idx].iter().rposition(|a| *a == Arg::DirFd)
     }
 
-    /// The trap class in force. A call trapped only so that its result can
-    /// be translated back (no path argument, exit stop `WhenIsolated`, like
-    /// getdents64 and getcwd) runs untrapped when nothing is isolated.
-    pub fn effective_trap(&self, isolated: bool) -> Trap {
+    /// The trap class in force under `mode`: `Trace`, `Allow`, `Deny`,
+    /// `TraceIfAddrBelowScratch` or one of the two NULL checks
+    /// (`TraceIfNonNullOrHostWritable`, `TraceIfNonNullWhenIsolated`), which
+    /// then mean "trapped iff the argument is non-NULL". A call trapped only
+    /// so that its result can be translated back (no path argument, exit
+    /// stop `WhenIsolated`, like getdents64 and getcwd) runs untrapped when
+    /// nothing is isolated.
+    pub fn effective_trap(&self, mode: Mode) -> Trap {
+        let isolated = mode != Mode::Native;
         match self.trap {
             Trap::TraceWhenIsolated if isolated => Trap::Trace,
             Trap::TraceWhenIsolated => Trap::Allow,
-            Trap::TraceIfNonNullOrIsolated(_) if isolated => Trap::Trace,
+            Trap::TraceWhenHostWritable if mode == Mode::Isolated => Trap::Trace,
+            Trap::TraceWhenHostWritable => Trap::Allow,
+            Trap::TraceIfNonNullOrHostWritable(_) if mode == Mode::Isolated => Trap::Trace,
             Trap::TraceIfNonNullWhenIsolated(_) if !isolated => Trap::Allow,
             _ if !isolated && self.exit == ExitStop::WhenIsolated && !self.takes_path() => {
                 Trap::Allow

@@ -16,6 +16,11 @@
 //! - memory calls that could unmap, remap, re-protect or discard the
 //!   supervisor's scratch region trap only when their address is below its
 //!   end (`TraceIfAddrBelowScratch`);
+//! - fd-based metadata calls (fchmod, fchown, fsetxattr, fremovexattr,
+//!   futimens) trap under isolation only while the host is writable for the
+//!   tracee (`TraceWhenHostWritable`): in a read-only-host mount namespace
+//!   the kernel refuses them on host files by itself; setns traps under
+//!   isolation so that no tracee leaves that namespace;
 //! - io_uring and open_by_handle_at are refused by the filter itself: they
 //!   reach files without a syscall the supervisor could see or rewrite.
 
@@ -167,9 +172,9 @@ pub static TABLE: &[Syscall] = &[
     sc!(88, symlink, [Str, Path], Trace, Full),
     sc!(89, readlink, [Path, Ptr, UInt], Trace, WhenIsolated, Full, ""),
     sc!(90, chmod, [Path, Mode], Trace, Full),
-    sc!(91, fchmod, [Fd, Mode], TraceWhenIsolated, Full),
+    sc!(91, fchmod, [Fd, Mode], TraceWhenHostWritable, Full),
     sc!(92, chown, [Path, Int, Int], Trace, Full),
-    sc!(93, fchown, [Fd, Int, Int], TraceWhenIsolated, Full),
+    sc!(93, fchown, [Fd, Int, Int], TraceWhenHostWritable, Full),
     sc!(94, lchown, [Path, Int, Int], Trace, Full),
     sc!(95, umask, [Mode]),
     sc!(96, gettimeofday, [Ptr, Ptr]),
@@ -270,7 +275,7 @@ pub static TABLE: &[Syscall] = &[
     sc!(187, readahead, [Fd, Int, UInt]),
     sc!(188, setxattr, [Path, Str, Ptr, UInt, Hex], Trace, Full),
     sc!(189, lsetxattr, [Path, Str, Ptr, UInt, Hex], Trace, Full),
-    sc!(190, fsetxattr, [Fd, Str, Ptr, UInt, Hex], TraceWhenIsolated, Full),
+    sc!(190, fsetxattr, [Fd, Str, Ptr, UInt, Hex], TraceWhenHostWritable, Full),
     sc!(191, getxattr, [Path, Str, Ptr, UInt], Trace, Full),
     sc!(192, lgetxattr, [Path, Str, Ptr, UInt], Trace, Full),
     sc!(193, fgetxattr, [Fd, Str, Ptr, UInt]),
@@ -279,7 +284,7 @@ pub static TABLE: &[Syscall] = &[
     sc!(196, flistxattr, [Fd, Ptr, UInt]),
     sc!(197, removexattr, [Path, Str], Trace, Full),
     sc!(198, lremovexattr, [Path, Str], Trace, Full),
-    sc!(199, fremovexattr, [Fd, Str], TraceWhenIsolated, Full),
+    sc!(199, fremovexattr, [Fd, Str], TraceWhenHostWritable, Full),
     sc!(200, tkill, [Pid, Signal]),
     sc!(201, time, [Ptr]),
     sc!(202, futex, [Ptr, Int, Hex, Ptr, Ptr, Hex]),
@@ -365,7 +370,7 @@ pub static TABLE: &[Syscall] = &[
     sc!(277, sync_file_range, [Fd, Int, Int, Hex]),
     sc!(278, vmsplice, [Fd, Ptr, UInt, Hex]),
     sc!(279, move_pages, [Pid, UInt, Ptr, Ptr, Ptr, Hex]),
-    sc!(280, utimensat, [DirFd, Path, Ptr, AtFlags], TraceIfNonNullOrIsolated(1), Full),
+    sc!(280, utimensat, [DirFd, Path, Ptr, AtFlags], TraceIfNonNullOrHostWritable(1), Full),
     sc!(281, epoll_pwait, [Fd, Ptr, Int, Int, Ptr, UInt]),
     sc!(282, signalfd, [Fd, Ptr, UInt]),
     sc!(283, timerfd_create, [Int, Hex]),
@@ -395,7 +400,8 @@ pub static TABLE: &[Syscall] = &[
     sc!(305, clock_adjtime, [Int, Ptr]),
     sc!(306, syncfs, [Fd]),
     sc!(307, sendmmsg, [Fd, Ptr, UInt, Hex], Allow, Partial, UNIX_DEST),
-    sc!(308, setns, [Fd, CloneFlags]),
+    sc!(308, setns, [Fd, CloneFlags], TraceWhenIsolated, Partial,
+        "joining another mount namespace is refused under isolation (EPERM)"),
     sc!(309, getcpu, [Ptr, Ptr, Ptr]),
     sc!(310, process_vm_readv, [Pid, Ptr, UInt, Ptr, UInt, Hex], Trace, Full),
     sc!(311, process_vm_writev, [Pid, Ptr, UInt, Ptr, UInt, Hex], Trace, Full),
@@ -596,6 +602,31 @@ mod tests {
         }
         assert_eq!(get("open_by_handle_at").trap, Trap::Deny(libc::EPERM));
         assert_eq!(get("name_to_handle_at").trap, Trap::Trace);
+    }
+
+    #[test]
+    fn fd_metadata_calls_trap_only_while_the_host_is_writable() {
+        use crate::Mode;
+        for name in ["fchmod", "fchown", "fsetxattr", "fremovexattr"] {
+            let s = get(name);
+            assert_eq!(s.effective_trap(Mode::Isolated), Trap::Trace, "{name}");
+            assert_eq!(s.effective_trap(Mode::ReadOnlyHost), Trap::Allow, "{name}");
+            assert_eq!(s.effective_trap(Mode::Native), Trap::Allow, "{name}");
+        }
+        let utimensat = get("utimensat");
+        assert_eq!(utimensat.effective_trap(Mode::Isolated), Trap::Trace);
+        for mode in [Mode::ReadOnlyHost, Mode::Native] {
+            assert_eq!(
+                utimensat.effective_trap(mode),
+                Trap::TraceIfNonNullOrHostWritable(1)
+            );
+        }
+        // The way out of the read-only namespace stays trapped.
+        assert_eq!(get("setns").effective_trap(Mode::ReadOnlyHost), Trap::Trace);
+        assert_eq!(
+            get("setuid").effective_trap(Mode::ReadOnlyHost),
+            Trap::Trace
+        );
     }
 
     #[test]

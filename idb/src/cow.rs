@@ -102,8 +102,10 @@ pub fn prepare_rename_target(view: &View, target: &Resolved) -> Result<PathBuf> 
     // Fast path: upper directories are only ever made by ensure_dirs or a
     // copy-up, ancestors first, so a parent already in upper needs nothing
     // (one lstat instead of a walk of every component).
-    let parent_in_upper =
-        std::fs::symlink_metadata(view.upper_path(parent)).is_ok_and(|m| m.is_dir());
+    // The walk that resolved `target` may have seen the parent in upper
+    // already (upper directories go only through the supervisor).
+    let parent_in_upper = target.parent_in_upper
+        || std::fs::symlink_metadata(view.upper_path(parent)).is_ok_and(|m| m.is_dir());
     if !parent_in_upper {
         ensure_dirs(view, parent)?;
     }

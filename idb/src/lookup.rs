@@ -72,28 +72,42 @@ pub(crate) fn merged(
     name: &[u8],
     public: &Path,
 ) -> Result<Option<Found>, ResolveError> {
+    merged_probe(view, fs, dir, name, public).map(|(found, _)| found)
+}
+
+/// [`merged`], also saying whether a whiteout of the name was looked for
+/// and not found (a create then has nothing to finish).
+pub(crate) fn merged_probe(
+    view: &View,
+    fs: &dyn Fs,
+    dir: &Dir,
+    name: &[u8],
+    public: &Path,
+) -> Result<(Option<Found>, bool), ResolveError> {
     if is_reserved_name(name) {
-        return Ok(None);
+        return Ok((None, false));
     }
     if dir.loc == Loc::Upper {
         let up = view.upper_path(public);
         if let Some(st) = probe(fs, &up, public)? {
             let host_visible =
                 st.kind == Kind::Dir && dir.host_visible && !opaque(fs, &up, public)?;
-            return Ok(Some(Found {
+            let found = Found {
                 loc: Loc::Upper,
                 kind: st.kind,
                 host_visible,
                 id: 0,
-            }));
+            };
+            return Ok((Some(found), false));
         }
         if !dir.host_visible || whited_out(fs, &up, public)? {
-            return Ok(None);
+            return Ok((None, false));
         }
+        return Ok((host(view, fs, public, Loc::Host)?, true));
     } else if !dir.host_visible {
-        return Ok(None);
+        return Ok((None, false));
     }
-    host(view, fs, public, Loc::Host)
+    Ok((host(view, fs, public, Loc::Host)?, false))
 }
 
 /// A directory in upper is opaque if it holds the marker, or if a whiteout

@@ -63,6 +63,12 @@ pub struct Resolved {
     /// For a directory in upper: the host directory at the same public path
     /// still contributes entries (it is not opaque). False otherwise.
     pub merged: bool,
+    /// For a missing object: the walk found its parent directory in upper,
+    /// so a create need not look for it again (false: not known).
+    pub parent_in_upper: bool,
+    /// For a missing object: the walk looked for a whiteout of its name and
+    /// found none, so a create has nothing to finish (false: not known).
+    pub no_whiteout: bool,
 }
 
 /// Resolve `path` as the kernel would in the merged view.
@@ -197,7 +203,9 @@ impl Walk<'_> {
             return Err(ResolveError::Hidden(public));
         }
         let dir_id = cur.id;
-        let Some(f) = self.lookup(cur, &name, &public)? else {
+        let parent_in_upper = cur.loc == Loc::Upper;
+        let mut no_whiteout = false;
+        let Some(f) = self.lookup(cur, &name, &public, &mut no_whiteout)? else {
             if !last {
                 return Err(ResolveError::NotFound(public));
             }
@@ -205,7 +213,10 @@ impl Walk<'_> {
                 return Err(ResolveError::Reserved(public));
             }
             let real = self.view.real_of(&public);
-            return Ok(Some(missing(public, real, s.must_be_dir)));
+            let mut r = missing(public, real, s.must_be_dir);
+            r.parent_in_upper = parent_in_upper;
+            r.no_whiteout = no_whiteout;
+            return Ok(Some(r));
         };
         if f.kind == Kind::Symlink && (!last || follow_final || s.must_be_dir) {
             self.follow(s, dir_id, &name, public, &f, last)?;
@@ -263,11 +274,14 @@ impl Walk<'_> {
         Ok(())
     }
 
+    /// `no_whiteout` is set when the name is missing and a probe found no
+    /// whiteout of it.
     fn lookup(
         &mut self,
         cur: &Dir,
         name: &[u8],
         public: &Path,
+        no_whiteout: &mut bool,
     ) -> Result<Option<Found>, ResolveError> {
         // Exceptions are live host trees (/proc changes with every fork):
         // never cached.
@@ -275,7 +289,9 @@ impl Walk<'_> {
             return lookup::host(self.view, self.fs, public, Loc::Exception);
         }
         let Some(c) = self.cache.as_deref_mut() else {
-            return lookup::merged(self.view, self.fs, cur, name, public);
+            let (found, no_wh) = lookup::merged_probe(self.view, self.fs, cur, name, public)?;
+            *no_whiteout = no_wh;
+            return Ok(found);
         };
         if let Some(Some(hit)) = c.get(cur.id, name) {
             return Ok(Some(hit));
@@ -283,9 +299,12 @@ impl Walk<'_> {
         // A name found missing is looked up again every time: the host (or
         // another group in the environment) may create it at any moment,
         // and it must be seen at once, as on an overlay mount.
-        match lookup::merged(self.view, self.fs, cur, name, public)? {
-            Some(found) => Ok(c.insert(cur.id, name, Some(found))),
-            None => Ok(None),
+        match lookup::merged_probe(self.view, self.fs, cur, name, public)? {
+            (Some(found), _) => Ok(c.insert(cur.id, name, Some(found))),
+            (None, no_wh) => {
+                *no_whiteout = no_wh;
+                Ok(None)
+            }
         }
     }
 
@@ -322,6 +341,8 @@ impl Walk<'_> {
             real,
             must_be_dir,
             merged: f.loc == Loc::Upper && f.kind == Kind::Dir && f.host_visible,
+            parent_in_upper: false,
+            no_whiteout: false,
         }
     }
 }
@@ -343,6 +364,8 @@ fn missing(public: PathBuf, real: PathBuf, must_be_dir: bool) -> Resolved {
         real,
         must_be_dir,
         merged: false,
+        parent_in_upper: false,
+        no_whiteout: false,
     }
 }
 

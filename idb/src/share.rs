@@ -192,6 +192,17 @@ pub fn was_shared(view: &View, meta: &Metadata) -> Result<bool> {
     Ok(shared(meta, &load(env_dir)?, true))
 }
 
+/// Whether the environment of `view` shares any inode with another
+/// environment (its list is not empty). A supervisor that lets fd-based
+/// changes reach the kernel untrapped must not, for such an environment:
+/// an fd opened read-only on a shared file would change both.
+pub fn shares_any(view: &View) -> Result<bool> {
+    let Some(env_dir) = view.upper().parent() else {
+        return Ok(false);
+    };
+    Ok(!load(env_dir)?.is_empty())
+}
+
 fn own_copy(view: &View, real: &Path, meta: &Metadata) -> Result<()> {
     let err = |op, e| Error::io(op, real, e);
     let tmp = view.work().join(temp_name("#own-"));

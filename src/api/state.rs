@@ -38,6 +38,12 @@ pub struct SupervisorState {
     /// stores them; a restore elsewhere can compare them with its own.
     #[serde(default)]
     pub rules: Option<serde_json::Value>,
+    /// Whether the group ran with a read-only host (its own mount
+    /// namespace, fd-based metadata calls untrapped). A restore always
+    /// runs with every trap, which is correct for either: the restored
+    /// processes reopen their files in the restore's own namespace.
+    #[serde(default)]
+    pub read_only_host: bool,
 }
 
 impl SupervisorState {
@@ -109,6 +115,7 @@ mod tests {
             upper: Some("/u".into()),
             trace: true,
             rules: Some(serde_json::json!({"version": 1, "exceptions": []})),
+            read_only_host: true,
         };
         let back: SupervisorState = serde_json::from_slice(&s.to_json()).unwrap();
         assert_eq!(back, s);

@@ -13,6 +13,7 @@ use std::time::Duration;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Key {
     IsolationExceptions,
+    IsolationReadOnlyHost,
     LibrariesPolicy,
     FontsPolicy,
     TraceDefault,
@@ -23,8 +24,9 @@ pub enum Key {
 pub const SECTIONS: [&str; 5] = ["isolation", "libraries", "fonts", "trace", "checkpoint"];
 
 impl Key {
-    pub const ALL: [Key; 5] = [
+    pub const ALL: [Key; 6] = [
         Key::IsolationExceptions,
+        Key::IsolationReadOnlyHost,
         Key::LibrariesPolicy,
         Key::FontsPolicy,
         Key::TraceDefault,
@@ -34,6 +36,7 @@ impl Key {
     pub fn name(self) -> &'static str {
         match self {
             Key::IsolationExceptions => "isolation.exceptions",
+            Key::IsolationReadOnlyHost => "isolation.read_only_host",
             Key::LibrariesPolicy => "libraries.policy",
             Key::FontsPolicy => "fonts.policy",
             Key::TraceDefault => "trace.default",
@@ -55,7 +58,7 @@ impl Key {
         match self {
             Key::IsolationExceptions => "a list of absolute, normalized paths other than /",
             Key::LibrariesPolicy | Key::FontsPolicy => "\"env\" or \"global\"",
-            Key::TraceDefault => "true or false",
+            Key::TraceDefault | Key::IsolationReadOnlyHost => "true or false",
             Key::CheckpointEvery => "a duration such as 30s, 5m or 1h30m, or \"none\"",
         }
     }
@@ -65,6 +68,7 @@ impl Key {
             Key::IsolationExceptions => Value::Paths(s.isolation.exceptions.clone()),
             Key::LibrariesPolicy => Value::Policy(s.libraries.policy),
             Key::FontsPolicy => Value::Policy(s.fonts.policy),
+            Key::IsolationReadOnlyHost => Value::Bool(s.isolation.read_only_host),
             Key::TraceDefault => Value::Bool(s.trace.default),
             Key::CheckpointEvery => Value::Every(s.checkpoint.every),
         }
@@ -76,6 +80,7 @@ impl Key {
             (Key::IsolationExceptions, Value::Paths(p)) => s.isolation.exceptions = p,
             (Key::LibrariesPolicy, Value::Policy(p)) => s.libraries.policy = p,
             (Key::FontsPolicy, Value::Policy(p)) => s.fonts.policy = p,
+            (Key::IsolationReadOnlyHost, Value::Bool(b)) => s.isolation.read_only_host = b,
             (Key::TraceDefault, Value::Bool(b)) => s.trace.default = b,
             (Key::CheckpointEvery, Value::Every(e)) => s.checkpoint.every = e,
             (k, v) => unreachable!("{} cannot hold {v}", k.name()),
@@ -97,7 +102,7 @@ impl Key {
             Key::LibrariesPolicy | Key::FontsPolicy => {
                 Policy::parse(text).map(Value::Policy).ok_or_else(bad)
             }
-            Key::TraceDefault => match text {
+            Key::TraceDefault | Key::IsolationReadOnlyHost => match text {
                 "true" => Ok(Value::Bool(true)),
                 "false" => Ok(Value::Bool(false)),
                 _ => Err(bad()),
@@ -119,7 +124,7 @@ impl Key {
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map(Value::Paths),
-            (Key::TraceDefault, Json::Bool(b)) => Ok(Value::Bool(*b)),
+            (Key::TraceDefault | Key::IsolationReadOnlyHost, Json::Bool(b)) => Ok(Value::Bool(*b)),
             (Key::CheckpointEvery, Json::Null) => Ok(Value::Every(None)),
             (Key::LibrariesPolicy | Key::FontsPolicy | Key::CheckpointEvery, Json::String(s)) => {
                 self.parse_text(s).map_err(|_| bad())

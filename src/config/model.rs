@@ -37,12 +37,32 @@ impl Policy {
 }
 
 /// `[isolation]`
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Isolation {
     /// Path prefixes that stay public, on top of the built-in /proc, /sys
     /// and /dev and the IDB's global rules.
     pub exceptions: Vec<PathBuf>,
+    /// When the supervisor may (CAP_SYS_ADMIN): run the program in a mount
+    /// namespace where the host is read-only, so that fd-based metadata
+    /// calls need no stop; a metadata change through an fd opened
+    /// read-only on a host file then fails with EROFS instead of landing
+    /// on a copy (README, "The read-only host"). On by default.
+    #[serde(default = "yes")]
+    pub read_only_host: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for Isolation {
+    fn default() -> Self {
+        Isolation {
+            exceptions: Vec::new(),
+            read_only_host: true,
+        }
+    }
 }
 
 /// `[libraries]` and `[fonts]`

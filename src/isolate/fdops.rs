@@ -22,9 +22,21 @@ pub enum FdOp {
     Done(i64),
 }
 
-/// The public object an fd refers to, if it is a host object outside the
-/// exceptions (the only case that needs help).
-fn host_object(view: &View, cache: &mut Cache, real: &Path) -> Result<Option<idb::Resolved>, i32> {
+/// Where a change through an fd on a host object goes instead.
+enum Instead {
+    /// The environment's name still shows the host object: copy it up.
+    CopyUp(idb::Resolved),
+    /// An earlier change copied it up already (the fd still names the host
+    /// object, as in overlayfs after a copy-up): the environment's copy.
+    Copy(std::path::PathBuf),
+}
+
+/// For an fd on a host object outside the exceptions (the only case that
+/// needs help), where its change goes. A name the environment removed
+/// since leaves nothing of the environment's to change, and the host
+/// object must not be: EROFS, as overlayfs gives for a lower file it
+/// cannot copy up.
+fn host_object(view: &View, cache: &mut Cache, real: &Path) -> Result<Option<Instead>, i32> {
     let Some(public) = idb::public_of(view, real) else {
         return Err(libc::EBADF);
     };
@@ -40,7 +52,11 @@ fn host_object(view: &View, cache: &mut Cache, real: &Path) -> Result<Option<idb
         false,
     )
     .map_err(|e| e.errno())?;
-    Ok((r.loc == Some(Loc::Host)).then_some(r))
+    match r.loc {
+        Some(Loc::Host) => Ok(Some(Instead::CopyUp(r))),
+        Some(Loc::Upper) => Ok(Some(Instead::Copy(r.real))),
+        _ => Err(libc::EROFS),
+    }
 }
 
 /// An fd on an upper file that `env copy` shares with another environment
@@ -115,11 +131,12 @@ pub fn fd_metadata(
         return Ok(FdOp::Kernel);
     }
     let copy = match host_object(view, cache, &real)? {
-        Some(r) => {
+        Some(Instead::CopyUp(r)) => {
             let copy = cow::copy_up(view, &r).map_err(|e| e.errno())?;
             cache.invalidate(&r.public);
             copy
         }
+        Some(Instead::Copy(copy)) => copy,
         None => match shared_upper(view, cache, fd, &real, tv)? {
             Some(copy) => copy,
             None => return Ok(FdOp::Kernel),

@@ -21,6 +21,7 @@ mod ops;
 mod paths;
 mod procfs;
 mod procmaps;
+pub mod readonly;
 mod unixaddr;
 
 use crate::trace::TracePolicy;
@@ -48,6 +49,8 @@ pub struct Isolation {
     creds: creds::Creds,
     /// The tracees' pid numbering in /proc (procfs.rs).
     procs: procfs::ProcView,
+    /// Host mounts are read-only in the tracees' namespace (readonly.rs).
+    read_only_host: bool,
 }
 
 enum Pending {
@@ -79,7 +82,13 @@ impl Isolation {
             changed: Default::default(),
             creds: creds::Creds::new(),
             procs: procfs::ProcView::default(),
+            read_only_host: false,
         }
+    }
+
+    /// The program runs with a read-only host (readonly.rs).
+    pub fn set_read_only_host(&mut self, yes: bool) {
+        self.read_only_host = yes;
     }
 
     /// The `--report` accesses, once the group has exited.
@@ -137,6 +146,7 @@ impl Isolation {
                 self.creds.forget(call.tid);
                 return Ok(Verdict::CONTINUE);
             }
+            "setns" => return Ok(readonly::setns(call, tv)),
             "getsockname" | "getpeername" => {
                 return Ok(self.expect_back(call, back::Back::SockName));
             }
@@ -338,6 +348,12 @@ impl Isolation {
                 real: r.real,
                 after: Vec::new(),
             }));
+        }
+        if self.read_only_host && r.loc == Some(isotrace_idb::Loc::Host) {
+            if let Some(mode) = readonly::write_access_mode(call) {
+                let ret = readonly::host_write_access(&mut self.creds, call.tid, &r.real, mode);
+                return Ok(PathOutcome::Done(ret));
+            }
         }
         if let Op::Remove { dir } = u.op {
             if let Some(errno) = self.may_not_remove(call.tid, &r) {

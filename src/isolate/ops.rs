@@ -55,8 +55,9 @@ pub fn plan(view: &View, cache: &mut Cache, r: &Resolved, op: Op) -> Res<Plan> {
             }
             let at = cow::prepare_create(view, r).map_err(err)?;
             cache.invalidate(&r.public);
-            // Only a create over a whiteout has work left for the exit stop.
-            let after = if cow::needs_finish(view, &r.public) {
+            // Only a create over a whiteout has work left for the exit stop
+            // (the walk may have looked for one already).
+            let after = if !r.no_whiteout && cow::needs_finish(view, &r.public) {
                 vec![After::FinishCreate(r.public.clone())]
             } else {
                 Vec::new()

@@ -160,6 +160,8 @@ fn opaque(at: PathBuf) -> Resolved {
         real: at,
         must_be_dir: false,
         merged: false,
+        parent_in_upper: false,
+        no_whiteout: false,
     }
 }
 

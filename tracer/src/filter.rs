@@ -12,7 +12,7 @@
 //! `TraceIfAddrBelowScratch` leaves load an argument.
 
 use isotrace_arch::native::{AUDIT_ARCH, AUDIT_ARCH_COMPAT, X32_SYSCALL_BIT};
-use isotrace_arch::{Arg, Syscall, Trap};
+use isotrace_arch::{Arg, Mode, Syscall, Trap};
 
 /// What the filter needs to know about the supervisor.
 #[derive(Clone, Copy, Debug)]
@@ -20,10 +20,11 @@ pub struct FilterConfig {
     /// End (exclusive) of the scratch region. Must fit in 32 bits: the
     /// comparison is made on the low half of the address.
     pub scratch_end: u64,
-    /// Whether paths are isolated; without isolation, calls trapped only
-    /// for translating results back are left untrapped
-    /// (`Syscall::effective_trap`).
-    pub isolation: bool,
+    /// Whether paths are isolated, and whether the host is read-only for
+    /// the tracee; without isolation, calls trapped only for translating
+    /// results back are left untrapped, and with a read-only host the
+    /// fd-based metadata calls (`Syscall::effective_trap`).
+    pub mode: Mode,
 }
 
 // struct seccomp_data (<linux/seccomp.h>): nr, arch, instruction_pointer,
@@ -62,22 +63,22 @@ const fn errno_ret(e: i32) -> u32 {
     libc::SECCOMP_RET_ERRNO | (e as u32 & libc::SECCOMP_RET_DATA)
 }
 
-fn leaf(sc: &Syscall, isolation: bool) -> Leaf {
-    match sc.effective_trap(isolation) {
+fn leaf(sc: &Syscall, mode: Mode) -> Leaf {
+    match sc.effective_trap(mode) {
         Trap::Allow => Leaf::Ret(RET_ALLOW),
         // effective_trap resolved it to Trace or Allow already.
-        Trap::Trace | Trap::TraceWhenIsolated => Leaf::Ret(RET_TRACE),
+        Trap::Trace | Trap::TraceWhenIsolated | Trap::TraceWhenHostWritable => Leaf::Ret(RET_TRACE),
         Trap::Deny(e) => Leaf::Ret(errno_ret(e)),
         // An argument index past the six registers cannot be checked:
         // fail closed.
         Trap::TraceIfAddrBelowScratch(i)
-        | Trap::TraceIfNonNullOrIsolated(i)
+        | Trap::TraceIfNonNullOrHostWritable(i)
         | Trap::TraceIfNonNullWhenIsolated(i)
             if i >= 6 =>
         {
             Leaf::Ret(RET_TRACE)
         }
-        Trap::TraceIfNonNullOrIsolated(i) | Trap::TraceIfNonNullWhenIsolated(i) => {
+        Trap::TraceIfNonNullOrHostWritable(i) | Trap::TraceIfNonNullWhenIsolated(i) => {
             Leaf::NonNull { arg: i }
         }
         Trap::TraceIfAddrBelowScratch(i) => Leaf::AddrCheck {
@@ -116,17 +117,17 @@ pub fn build(table: &[Syscall], cfg: &FilterConfig) -> Vec<libc::sock_filter> {
         jump(libc::BPF_JGE, X32_SYSCALL_BIT, 0, 1),
         ret(RET_ENOSYS),
     ];
-    prog.extend(tree(&ranges(table, cfg.isolation), scratch_end));
+    prog.extend(tree(&ranges(table, cfg.mode), scratch_end));
     prog
 }
 
 /// Maximal runs of consecutive numbers below the x32 bit with one leaf, as
 /// (first number, leaf), covering 0..X32_SYSCALL_BIT.
-fn ranges(table: &[Syscall], isolation: bool) -> Vec<(u32, Leaf)> {
+fn ranges(table: &[Syscall], mode: Mode) -> Vec<(u32, Leaf)> {
     let mut rows: Vec<(u32, Leaf)> = table
         .iter()
         .filter(|s| s.nr < X32_SYSCALL_BIT)
-        .map(|s| (s.nr, leaf(s, isolation)))
+        .map(|s| (s.nr, leaf(s, mode)))
         .collect();
     rows.sort_by_key(|r| r.0);
     rows.dedup_by_key(|r| r.0);
@@ -250,7 +251,7 @@ mod tests {
     const SCRATCH_END: u64 = 0x21_0000;
     const CFG: FilterConfig = FilterConfig {
         scratch_end: SCRATCH_END,
-        isolation: true,
+        mode: Mode::Isolated,
     };
     const AUDIT_ARCH_AARCH64: u32 = 0xC000_00B7;
 
@@ -326,7 +327,7 @@ mod tests {
     }
 
     /// What the table says, written independently of the program builder.
-    fn expected(d: &Data) -> u32 {
+    fn expected(d: &Data, mode: Mode) -> u32 {
         if d.arch != AUDIT_ARCH {
             return if d.arch == AUDIT_ARCH_COMPAT {
                 RET_ENOSYS
@@ -337,10 +338,10 @@ mod tests {
         let Some(sc) = TABLE.iter().find(|s| s.nr == d.nr) else {
             return RET_ENOSYS;
         };
-        match sc.effective_trap(true) {
+        match sc.effective_trap(mode) {
             Trap::Allow => RET_ALLOW,
-            Trap::Trace | Trap::TraceWhenIsolated | Trap::TraceIfNonNullOrIsolated(_) => RET_TRACE,
-            Trap::TraceIfNonNullWhenIsolated(i) => {
+            Trap::Trace | Trap::TraceWhenIsolated | Trap::TraceWhenHostWritable => RET_TRACE,
+            Trap::TraceIfNonNullOrHostWritable(i) | Trap::TraceIfNonNullWhenIsolated(i) => {
                 if d.args[usize::from(i)] != 0 {
                     RET_TRACE
                 } else {
@@ -373,7 +374,7 @@ mod tests {
         u64::MAX,
     ];
 
-    fn check(prog: &[libc::sock_filter], nr: u32, arch: u32) {
+    fn check(prog: &[libc::sock_filter], mode: Mode, nr: u32, arch: u32) {
         for addr in ADDRS {
             for flags in [0x22, 0x22 | u64::from(MAP_FIXED)] {
                 let d = Data {
@@ -383,7 +384,7 @@ mod tests {
                 };
                 assert_eq!(
                     run(prog, &d).verdict,
-                    expected(&d),
+                    expected(&d, mode),
                     "nr {nr:#x} arch {arch:#x} addr {addr:#x} flags {flags:#x}"
                 );
             }
@@ -392,16 +393,18 @@ mod tests {
 
     #[test]
     fn verdicts_match_the_table() {
-        let prog = build(TABLE, &CFG);
-        for nr in 0..600 {
-            check(&prog, nr, AUDIT_ARCH);
-            check(&prog, nr | X32_SYSCALL_BIT, AUDIT_ARCH);
-            check(&prog, nr, AUDIT_ARCH_COMPAT);
+        for mode in [Mode::Isolated, Mode::ReadOnlyHost, Mode::Native] {
+            let prog = build(TABLE, &FilterConfig { mode, ..CFG });
+            for nr in 0..600 {
+                check(&prog, mode, nr, AUDIT_ARCH);
+                check(&prog, mode, nr | X32_SYSCALL_BIT, AUDIT_ARCH);
+                check(&prog, mode, nr, AUDIT_ARCH_COMPAT);
+            }
+            for nr in [0x3fff_ffff, 0x8000_0000, u32::MAX] {
+                check(&prog, mode, nr, AUDIT_ARCH);
+            }
+            check(&prog, mode, 39, AUDIT_ARCH_AARCH64);
         }
-        for nr in [0x3fff_ffff, 0x8000_0000, u32::MAX] {
-            check(&prog, nr, AUDIT_ARCH);
-        }
-        check(&prog, 39, AUDIT_ARCH_AARCH64);
     }
 
     #[test]
@@ -435,7 +438,7 @@ mod tests {
     #[test]
     fn translate_back_calls_are_untrapped_without_isolation() {
         let open = FilterConfig {
-            isolation: false,
+            mode: Mode::Native,
             ..CFG
         };
         let prog = build(TABLE, &open);
@@ -465,6 +468,20 @@ mod tests {
         let fchmod = isotrace_arch::by_name("fchmod").unwrap().nr;
         assert_eq!(run(&prog, &d(fchmod)).verdict, RET_ALLOW);
         assert_eq!(run(&build(TABLE, &CFG), &d(fchmod)).verdict, RET_TRACE);
+        // A read-only host: the kernel refuses fd metadata changes of host
+        // files (EROFS), so only utimensat with a path still stops.
+        let ro = build(
+            TABLE,
+            &FilterConfig {
+                mode: Mode::ReadOnlyHost,
+                ..CFG
+            },
+        );
+        assert_eq!(run(&ro, &d(fchmod)).verdict, RET_ALLOW);
+        assert_eq!(run(&ro, &futimens).verdict, RET_ALLOW);
+        assert_eq!(run(&ro, &with_path).verdict, RET_TRACE);
+        assert_eq!(run(&ro, &d(getdents64)).verdict, RET_TRACE);
+        assert_eq!(run(&ro, &d(stat)).verdict, RET_TRACE);
     }
 
     #[test]

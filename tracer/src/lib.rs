@@ -36,5 +36,5 @@ pub use policy::{
     Action, ArgvItem, Call, Event, ExitAction, ExitKind, MemWrite, PathArg, Policy, SpawnKind,
     TraceeView, Verdict, SYSCALL_NR,
 };
-pub use spawn::{ChildFailure, SpawnSpec};
+pub use spawn::{ChildFailure, ReadOnlyHost, SpawnSpec};
 pub use supervisor::{Adopted, Outcome, Stats, Supervisor};

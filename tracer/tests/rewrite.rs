@@ -87,10 +87,11 @@ fn rewritten_path_cannot_be_swapped_by_another_thread() {
             isotrace_arch::native::TABLE,
             &FilterConfig {
                 scratch_end: SCRATCH_END,
-                isolation: false,
+                mode: isotrace_arch::Mode::Native,
             },
         ),
         no_new_privs: true,
+        read_only_host: None,
     };
     let mut policy = Redirect {
         from: public.as_os_str().as_encoded_bytes().to_vec(),
