@@ -40,12 +40,7 @@ fn migrate_to_env_carries_on_counting_in_the_new_env() {
     let pid = dest_pid(&v);
     w.pids.push(pid);
     assert_released(&mut sup);
-    let before = counted(&w.env_file("home", "A", &w.out()));
-    let b = w.env_file("home", "B", &w.out());
-    wait_until("the copy to count on in env B", WAIT, || {
-        counted(&b) >= before + 5
-    });
-    assert!(assert_seamless(&b) >= before + 5);
+    w.assert_counts_on("home", "B");
     let (_, ps, _) = w.isotrace("home", &["ps", "--json"], &[]);
     assert!(!ps.contains("\"g1\""), "group g1 still listed: {ps}");
     // The copy is a group of its own, under a supervisor, isolated in B
@@ -75,12 +70,7 @@ fn migrate_to_a_receiver_on_loopback() {
     w.pids.push(dest_pid(&v));
     assert_eq!(common::shell_status_within(&mut rcv, WAIT), 0);
     assert_released(&mut sup);
-    let there = w.env_file("home2", "A", &w.out());
-    let before = counted(&w.env_file("home", "A", &w.out()));
-    wait_until("the copy to count on", WAIT, || {
-        counted(&there) >= before + 5
-    });
-    assert!(assert_seamless(&there) >= before + 5);
+    w.assert_counts_on("home2", "A");
 }
 
 #[test]
@@ -385,12 +375,7 @@ fn pre_copy_sends_the_layer_early_and_its_changes_at_the_freeze() {
         fs::read_to_string(upper_b.join("opt/lay/touched")).unwrap(),
         "diff"
     );
-    let b = w.env_file("home", "B", &w.out());
-    let before = counted(&w.env_file("home", "A", &w.out()));
-    wait_until("the copy to count on in env B", WAIT, || {
-        counted(&b) >= before + 5
-    });
-    assert!(assert_seamless(&b) >= before + 5);
+    w.assert_counts_on("home", "B");
 }
 
 /// The signal trigger: `run --migrate-to-env B` makes SIGPWR to the
@@ -405,12 +390,7 @@ fn sigpwr_to_the_supervisor_migrates_the_group_where_run_said() {
     // SAFETY: plain kill(2) with integer arguments.
     unsafe { libc::kill(sup.id() as i32, libc::SIGPWR) };
     assert_released(&mut sup);
-    let before = counted(&w.env_file("home", "A", &w.out()));
-    let b = w.env_file("home", "B", &w.out());
-    wait_until("the copy to count on in env B", WAIT, || {
-        counted(&b) >= before + 5
-    });
-    assert!(assert_seamless(&b) >= before + 5);
+    w.assert_counts_on("home", "B");
     let (_, ps, _) = w.isotrace("home", &["ps", "--json"], &[]);
     let groups: Vec<Value> = serde_json::from_str(&ps).unwrap();
     let copy = groups.iter().find(|g| g["env"] == "B").expect(&ps);

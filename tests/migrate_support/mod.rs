@@ -101,6 +101,17 @@ impl World {
         child
     }
 
+    /// The copy, in env `env` of `home`, counts on from where the source
+    /// (env A of "home") stopped, with no gap and no repeat.
+    pub fn assert_counts_on(&self, home: &str, env: &str) {
+        let before = counted(&self.env_file("home", "A", &self.out()));
+        let there = self.env_file(home, env, &self.out());
+        wait_until(&format!("the copy to count on in env {env}"), WAIT, || {
+            counted(&there) >= before + 5
+        });
+        assert!(assert_seamless(&there) >= before + 5);
+    }
+
     /// Where env NAME of `home` keeps the public path `public`.
     pub fn env_file(&self, home: &str, env: &str, public: &Path) -> PathBuf {
         let rel = public.strip_prefix("/").unwrap();
