@@ -386,7 +386,9 @@ fn sigpwr_to_the_supervisor_migrates_the_group_where_run_said() {
     let flags = ["--migrate-to-env", "B", "--migrate-pre-copy"];
     let mut sup = w.start_guest_with("gp", &flags, "rst_counter", &[]);
     let (_, ps, _) = w.isotrace("home", &["ps", "--json"], &[]);
-    assert!(ps.contains("\"gp\""), "{ps}");
+    let groups: Vec<Value> = serde_json::from_str(&ps).unwrap();
+    let source = groups.iter().find(|g| g["group"] == "gp").expect(&ps);
+    let ignored = sig_ignored(source["root_pid"].as_i64().unwrap());
     // SAFETY: plain kill(2) with integer arguments.
     unsafe { libc::kill(sup.id() as i32, libc::SIGPWR) };
     assert_released(&mut sup);
@@ -398,6 +400,20 @@ fn sigpwr_to_the_supervisor_migrates_the_group_where_run_said() {
     // the source's; ending it ends the copy.
     w.pids.push(copy["supervisor_pid"].as_i64().unwrap() as i32);
     assert!(!groups.iter().any(|g| g["group"] == "gp"), "{ps}");
+    // The copy ignores what the program ignored, not what the supervisor
+    // that started the migration ignores (SIGINT, SIGTSTP...).
+    assert_eq!(sig_ignored(copy["root_pid"].as_i64().unwrap()), ignored);
+}
+
+/// SigIgn of /proc/PID/status.
+fn sig_ignored(pid: i64) -> String {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
 }
 
 /// Arguments, environment, and what the one-line error must name.

@@ -356,6 +356,7 @@ pub fn spawn_orphan(argv: &[std::ffi::CString]) -> Result<()> {
     };
     let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
     ptrs.push(std::ptr::null());
+    let last_signal = libc::SIGRTMAX();
     // SAFETY: the child only calls setsid, fork, execv and _exit, all
     // async-signal-safe; `path` and `ptrs` were built before the fork and
     // point into `argv`, alive for the whole call.
@@ -372,6 +373,15 @@ pub fn spawn_orphan(argv: &[std::ffi::CString]) -> Result<()> {
         0 => unsafe {
             libc::setsid();
             if libc::fork() == 0 {
+                // The program starts as from a shell: the supervisor's
+                // ignored signals (SIGINT, SIGTSTP...) survive exec(2)
+                // otherwise, and so does its signal mask.
+                for sig in 1..=last_signal {
+                    libc::signal(sig, libc::SIG_DFL);
+                }
+                let mut none: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut none);
+                libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
                 libc::execv(path.as_ptr(), ptrs.as_ptr());
                 libc::_exit(127);
             }
