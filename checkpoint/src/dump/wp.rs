@@ -468,6 +468,11 @@ fn read_into(
 /// contents of each page written first, un-protects it (waking the
 /// writer), and notes the target's mmap changes. Ends at `stop`.
 fn serve(shared: &Shared) {
+    // A writer waits for this thread: under load (more runnable threads
+    // than CPUs), a SCHED_OTHER wake-up can take milliseconds.
+    if let Err(e) = sys::realtime_self() {
+        tracing::debug!("write-fault thread stays SCHED_OTHER: {e}");
+    }
     let Ok(dup) = shared.uffd.try_clone() else {
         shared.lock().torn = Some("cannot duplicate the userfaultfd".into());
         return;
