@@ -26,6 +26,7 @@ pub mod thread_extra;
 pub mod timers;
 pub mod unix_pairs;
 pub mod wp;
+mod wp_serve;
 pub mod zombies;
 
 pub use attach::{precheck, Frozen, StoppedThread};

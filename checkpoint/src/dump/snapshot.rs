@@ -21,7 +21,7 @@
 use super::cow::CowChild;
 use super::procfs::{creds, hex_field, parse_limits, parse_maps, parse_stat, parse_status, Stat};
 use super::sigstate::{self, Handler, SigState};
-use super::wp::{WpCopy, WpReport};
+use super::wp::{prearm, Prearmed, WpCopy, WpReport};
 use super::{
     dump_process, fds, inject_fault, memory, pipes, precheck, thread, thread_extra, unix_pairs,
 };
@@ -374,54 +374,6 @@ impl Drop for HoldSignals {
             let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(old), None);
         }
     }
-}
-
-/// Copy-before-write prepared while the targets run (wp.rs): one short
-/// hold makes each process's userfaultfd, then its memory is
-/// write-protected while it runs, so that the pause only seals it.
-#[derive(Default)]
-struct Prearmed {
-    /// None for the fork method.
-    method: Option<Method>,
-    copies: HashMap<i32, WpCopy>,
-    unavailable: HashMap<i32, String>,
-    /// The first hold, from its first seize to its last detach.
-    pause_us: u64,
-}
-
-fn prearm(pid: i32, opts: &Options, method: Method, t_start: Instant) -> Result<Prearmed> {
-    let frozen = Frozen::freeze(pid, opts.tree)?;
-    let mut out = Prearmed {
-        method: Some(method),
-        ..Prearmed::default()
-    };
-    let mut layouts = Vec::new();
-    for &p in frozen.pids() {
-        let threads: Vec<_> = frozen.threads_of(p).collect();
-        if threads.iter().any(|t| t.stop.starts_with("group-stop")) {
-            continue;
-        }
-        let proc = ProcDir::of(&frozen, p)?;
-        let vmas = parse_maps(&proc.text("maps")?);
-        let caught = hex_field(&parse_status(&proc.text("status")?), "SigCgt");
-        match WpCopy::open(&threads, &vmas, caught)? {
-            Ok(copy) => {
-                out.copies.insert(p, copy);
-                layouts.push((p, vmas));
-            }
-            Err(why) => {
-                out.unavailable.insert(p, why);
-            }
-        }
-    }
-    frozen.release();
-    out.pause_us = us(t_start.elapsed());
-    for (p, vmas) in layouts {
-        if let Some(copy) = out.copies.get_mut(&p) {
-            copy.prearm(&vmas);
-        }
-    }
-    Ok(out)
 }
 
 /// The longest first hold of the processes copied before write.
