@@ -231,7 +231,8 @@ impl WpCopy {
     /// be protected, and from then on copies pages before writes.
     pub fn seal(&mut self, vmas: &[Vma]) -> Result<()> {
         let pid = self.shared.pid;
-        let mut state = self.shared.lock();
+        let (mut pending, mut written, mut unprotected) =
+            (Ranges::default(), Vec::new(), Vec::new());
         for v in vmas.iter().filter(|v| skip_reason(v).is_none()) {
             let registered = protectable(v)
                 && sys::uffd_register_wp(&self.shared.uffd, v.start, v.len())
@@ -245,11 +246,10 @@ impl WpCopy {
             if registered {
                 self.registered.push((v.start, v.len()));
                 self.report.protected_bytes += v.len();
-                for &(s, e, written) in &scanned {
-                    state.pending.insert(s, e);
-                    if written {
-                        retry_eagain(|| sys::uffd_writeprotect(&self.shared.uffd, s, e - s))
-                            .map_err(|e| Error::io(format!("pid {pid}: UFFDIO_WRITEPROTECT"), e))?;
+                for &(s, e, w) in &scanned {
+                    pending.insert(s, e);
+                    if w {
+                        written.push((s, e));
                     }
                 }
             } else if v.writable() || v.shared() {
@@ -261,17 +261,30 @@ impl WpCopy {
                 self.report
                     .read_in_pause
                     .push(format!("{:#x}-{:#x} {}: {why}", v.start, v.end, v.path));
-                for (s, e, _) in scanned {
-                    self.report.read_in_pause_bytes += e - s;
-                    read_into(&self.mem, s, e, &mut state.store)
-                        .map_err(|e| super::vanished(pid, "mem", e))?;
-                }
+                unprotected.extend(scanned.into_iter().map(|(s, e, _)| (s, e)));
             } else {
                 self.report.unprotected_read_only += 1;
             }
         }
         self.report.present_bytes = self.present.bytes();
-        state.sealed = true;
+        // Sealed before the protection below, and without holding the
+        // state while protecting: an EAGAIN (an mmap change of a CLONE_VM
+        // sibling being reported) needs the fault thread to read it.
+        {
+            let mut state = self.shared.lock();
+            state.pending = pending;
+            state.sealed = true;
+        }
+        for (s, e) in written {
+            retry_eagain(|| sys::uffd_writeprotect(&self.shared.uffd, s, e - s))
+                .map_err(|e| Error::io(format!("pid {pid}: UFFDIO_WRITEPROTECT"), e))?;
+        }
+        let mut store = HashMap::new();
+        for (s, e) in unprotected {
+            self.report.read_in_pause_bytes += e - s;
+            read_into(&self.mem, s, e, &mut store).map_err(|e| super::vanished(pid, "mem", e))?;
+        }
+        self.shared.lock().store.extend(store);
         Ok(())
     }
 
