@@ -360,7 +360,12 @@ pub(super) fn prearm(
         }
         let proc = ProcDir::of(&frozen, p)?;
         let vmas = parse_maps(&proc.text("maps")?);
-        let caught = hex_field(&parse_status(&proc.text("status")?), "SigCgt");
+        let status = parse_status(&proc.text("status")?);
+        if let Some(why) = refused(&status) {
+            out.unavailable.insert(p, why);
+            continue;
+        }
+        let caught = hex_field(&status, "SigCgt");
         match WpCopy::open(&threads, &vmas, caught)? {
             Ok(copy) => {
                 out.copies.insert(p, copy);
@@ -436,6 +441,24 @@ impl Guard for WpCopy {
         }
         read || whole
     }
+}
+
+/// CAP_SYS_PTRACE's bit in /proc's CapEff (include/uapi/linux/capability.h).
+const CAP_SYS_PTRACE: u64 = 1 << 19;
+
+/// Why userfaultfd(2) without UFFD_USER_MODE_ONLY would be refused in the
+/// process whose /proc status is `status`, known without asking it: the
+/// kernel wants vm.unprivileged_userfaultfd=1 or CAP_SYS_PTRACE
+/// (fs/userfaultfd.c, userfaultfd_syscall_allowed). A capability held only
+/// in a user namespace passes this test and is refused by the call.
+fn refused(status: &HashMap<String, String>) -> Option<String> {
+    let sysctl = std::fs::read_to_string("/proc/sys/vm/unprivileged_userfaultfd")
+        .map(|v| v.trim() == "1")
+        .unwrap_or(false);
+    let caps = hex_field(status, "CapEff");
+    (!sysctl && caps & CAP_SYS_PTRACE == 0).then(|| {
+        "userfaultfd(2) for kernel-mode faults needs CAP_SYS_PTRACE in the process or vm.unprivileged_userfaultfd=1 (with UFFD_USER_MODE_ONLY its syscalls would fail with EFAULT on protected pages)".into()
+    })
 }
 
 /// Calls `f` until it stops failing with EAGAIN, for at most EAGAIN_LIMIT.
