@@ -231,6 +231,32 @@ fn the_target_forks_during_the_copy() {
     finish(target, dir);
 }
 
+/// A target using userfaultfd itself: its registered mapping refuses ours
+/// (EBUSY), so it is read during the pause, and the record says so.
+#[test]
+fn a_target_with_its_own_userfaultfd() {
+    if !uffd_usable() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (target, pid, region) = spawn(dir, PAGES, "uffd");
+    let img = dir.join("img");
+    snapshot(pid, &img, dir, "uffd").assert_exit(0);
+    assert_consistent(&image_generations(&img, pid, region), "own uffd");
+    let r = record(&img, dir);
+    let u = &r["processes"][0]["uffd"];
+    let refused = u["read_in_pause"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l.as_str().unwrap().contains("registration refused"))
+        .count();
+    assert_eq!(refused, 1, "{u}");
+    assert!(u["read_in_pause_bytes"].as_u64().unwrap() >= 1 << 20, "{u}");
+    finish(target, dir);
+}
+
 /// madvise(MADV_DONTNEED) and munmap of pages not read yet cannot be made
 /// consistent: `--method uffd` fails saying so (or wins the race), and
 /// `auto` takes the snapshot again by fork and records why. Never a torn

@@ -7,7 +7,10 @@
  *               (mapped before the main one, so above it) every 200 us;
  *   "munmap":   munmaps and maps again that region every 200 us;
  *   "fork":     forks a child that writes the main region and exits,
- *               every 2 ms.
+ *               every 2 ms;
+ *   "uffd":     (no thread) registers that region with a userfaultfd of
+ *               its own (missing mode, user-mode faults only), as a
+ *               process using userfaultfd itself would.
  *
  * A writer thread rewrites the N pages in order with a generation number:
  * page i gets g (in its first and last 8 bytes) for i = 0..N-1, then g+1
@@ -18,12 +21,16 @@
  * DIR/region gets "addr=0x.. pages=N" and DIR/pid the pid once the first
  * pass is done. DIR/exit stops the writer; the process then checks the
  * region itself (one boundary), prints "gen G" and exits 0 (1 if torn). */
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -52,6 +59,18 @@ static void pause_us(long us)
 {
 	struct timespec d = {0, us * 1000};
 	nanosleep(&d, NULL);
+}
+
+static void own_userfaultfd(void)
+{
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | UFFD_USER_MODE_ONLY);
+	struct uffdio_api api = {.api = UFFD_API};
+	struct uffdio_register reg = {
+		.range = {(unsigned long)side, SIDE},
+		.mode = UFFDIO_REGISTER_MODE_MISSING,
+	};
+	if (fd < 0 || ioctl(fd, UFFDIO_API, &api) || ioctl(fd, UFFDIO_REGISTER, &reg))
+		exit(9);
 }
 
 static void *churn(void *arg)
@@ -116,7 +135,10 @@ int main(int argc, char **argv)
 	pthread_create(&w, NULL, writer, NULL);
 	while (!first_pass)
 		usleep(1000);
-	if (*mode)
+	int churning = *mode && strcmp(mode, "uffd") != 0;
+	if (strcmp(mode, "uffd") == 0)
+		own_userfaultfd();
+	if (churning)
 		pthread_create(&c, NULL, churn, (void *)mode);
 	snprintf(path, sizeof path, "%s/region", argv[1]);
 	FILE *f = fopen(path, "w");
@@ -137,7 +159,7 @@ int main(int argc, char **argv)
 		usleep(2000);
 	stop = 1;
 	pthread_join(w, NULL);
-	if (*mode)
+	if (churning)
 		pthread_join(c, NULL);
 	int n = boundaries();
 	printf("gen %llu boundaries %d\n", (unsigned long long)region[0], n);
