@@ -231,6 +231,26 @@ fn the_target_forks_during_the_copy() {
     finish(target, dir);
 }
 
+/// Transparent huge pages: protected and scanned by PMD, split where a
+/// single page is copied or un-protected.
+#[test]
+fn a_target_on_huge_pages() {
+    if !uffd_usable() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (target, pid, region) = spawn(dir, PAGES, "thp");
+    // Twice: the first leaves huge pages split where it un-protected.
+    for _ in 0..2 {
+        let img = dir.join("img");
+        snapshot(pid, &img, dir, "uffd").assert_exit(0);
+        assert_consistent(&image_generations(&img, pid, region), "huge pages");
+        std::fs::remove_dir_all(&img).unwrap();
+    }
+    finish(target, dir);
+}
+
 /// A target using userfaultfd itself: its registered mapping refuses ours
 /// (EBUSY), so it is read during the pause, and the record says so.
 #[test]

@@ -8,6 +8,8 @@
  *   "munmap":   munmaps and maps again that region every 200 us;
  *   "fork":     forks a child that writes the main region and exits,
  *               every 2 ms;
+ *   "thp":      (no thread) the main region is 2 MiB-aligned and
+ *               MADV_HUGEPAGE (transparent huge pages where enabled);
  *   "uffd":     (no thread) registers that region with a userfaultfd of
  *               its own (missing mode, user-mode faults only), as a
  *               process using userfaultfd itself would.
@@ -128,14 +130,19 @@ int main(int argc, char **argv)
 	words = page / sizeof(uint64_t);
 	const char *mode = argc > 3 ? argv[3] : "";
 	side = mmap(NULL, SIDE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	region = mmap(NULL, pages * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	size_t huge = 2 << 20, extra = strcmp(mode, "thp") == 0 ? huge : 0;
+	region = mmap(NULL, pages * page + extra, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (side == MAP_FAILED || region == MAP_FAILED)
 		return 3;
+	if (extra) {
+		region = (uint64_t *)(((uintptr_t)region + huge - 1) & ~(uintptr_t)(huge - 1));
+		madvise(region, pages * page, MADV_HUGEPAGE);
+	}
 	memset(side, 0x5a, SIDE);
 	pthread_create(&w, NULL, writer, NULL);
 	while (!first_pass)
 		usleep(1000);
-	int churning = *mode && strcmp(mode, "uffd") != 0;
+	int churning = *mode && strcmp(mode, "uffd") != 0 && strcmp(mode, "thp") != 0;
 	if (strcmp(mode, "uffd") == 0)
 		own_userfaultfd();
 	if (churning)
