@@ -321,6 +321,63 @@ fn the_target_drops_or_unmaps_memory_during_the_copy() {
     }
 }
 
+/// exec(2) during the copy replaces the mm whose pages were protected:
+/// the copy is torn (never an image mixing two programs).
+#[test]
+fn the_target_execs_during_the_copy() {
+    if !uffd_usable() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (_target, pid, region) = spawn(dir, PAGES * 4, "exec");
+    let img = dir.join("img");
+    let iso = Command::new(common::isotrace())
+        .args([
+            "snapshot",
+            &pid.to_string(),
+            "-o",
+            path(&img),
+            "--method",
+            "uffd",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_fault_thread(iso.id());
+    std::thread::sleep(Duration::from_millis(30));
+    std::fs::write(dir.join("exec"), "").unwrap();
+    let out = iso.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() {
+        // The dump won the race: the image is the guest's, whole.
+        assert_consistent(&image_generations(&img, pid, region), "exec");
+    } else {
+        assert!(err.contains("cannot be consistent"), "{err}");
+        assert!(!img.exists());
+    }
+}
+
+/// Waits until isotrace `pid` has its write-fault thread (from the first
+/// hold on).
+fn wait_for_fault_thread(pid: u32) {
+    let deadline = Instant::now() + WAIT;
+    let has_it = || {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|d| {
+                d.filter_map(|e| e.ok()).any(|e| {
+                    std::fs::read_to_string(e.path().join("comm"))
+                        .is_ok_and(|c| c.starts_with("uffd-wp"))
+                })
+            })
+            .unwrap_or(false)
+    };
+    while !has_it() {
+        assert!(Instant::now() < deadline, "no uffd-wp thread appeared");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// A supervisor SIGKILLed while the target runs write-protected: closing
 /// its userfaultfd un-registers everything and wakes the waiting writers
 /// (userfaultfd_release), so the target runs on unharmed.
@@ -347,21 +404,7 @@ fn a_killed_supervisor_leaves_the_target_running() {
         .unwrap();
     // Its fault thread exists from the first hold on; the dump of 256 MiB
     // takes well over 50 ms after it.
-    let deadline = Instant::now() + WAIT;
-    let has_fault_thread = || {
-        std::fs::read_dir(format!("/proc/{}/task", iso.id()))
-            .map(|d| {
-                d.filter_map(|e| e.ok()).any(|e| {
-                    std::fs::read_to_string(e.path().join("comm"))
-                        .is_ok_and(|c| c.starts_with("uffd-wp"))
-                })
-            })
-            .unwrap_or(false)
-    };
-    while !has_fault_thread() {
-        assert!(Instant::now() < deadline, "no uffd-wp thread appeared");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_for_fault_thread(iso.id());
     std::thread::sleep(Duration::from_millis(50));
     iso.kill().unwrap();
     iso.wait().unwrap();

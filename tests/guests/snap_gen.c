@@ -20,6 +20,8 @@
  * and g-1 on the rest: a consistent image of the region has at most one
  * place where the generation drops, by exactly one.
  *
+ * With "exec" (no thread), DIR/exec makes it exec sleep(1) for 30 s.
+ *
  * DIR/region gets "addr=0x.. pages=N" and DIR/pid the pid once the first
  * pass is done. DIR/exit stops the writer; the process then checks the
  * region itself (one boundary), prints "gen G" and exits 0 (1 if torn). */
@@ -142,7 +144,8 @@ int main(int argc, char **argv)
 	pthread_create(&w, NULL, writer, NULL);
 	while (!first_pass)
 		usleep(1000);
-	int churning = *mode && strcmp(mode, "uffd") != 0 && strcmp(mode, "thp") != 0;
+	int churning = strcmp(mode, "dontneed") == 0 || strcmp(mode, "munmap") == 0 ||
+		       strcmp(mode, "fork") == 0;
 	if (strcmp(mode, "uffd") == 0)
 		own_userfaultfd();
 	if (churning)
@@ -161,9 +164,14 @@ int main(int argc, char **argv)
 	fclose(f);
 	snprintf(text, sizeof text, "%s/pid", argv[1]);
 	rename(path, text);
+	char exec_path[4096];
+	snprintf(exec_path, sizeof exec_path, "%s/exec", argv[1]);
 	snprintf(path, sizeof path, "%s/exit", argv[1]);
-	while (access(path, F_OK) != 0)
+	while (access(path, F_OK) != 0) {
+		if (access(exec_path, F_OK) == 0)
+			execlp("sleep", "sleep", "30", (char *)NULL);
 		usleep(2000);
+	}
 	stop = 1;
 	pthread_join(w, NULL);
 	if (churning)

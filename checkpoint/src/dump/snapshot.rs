@@ -533,6 +533,11 @@ impl Held {
             let dumped = self.dump_memory(&target, writer, Some(&wp), None);
             // Un-protected whatever happened: the target runs on freely.
             let report = wp.finish();
+            // A torn copy first: reads through an mm that exec(2) replaced
+            // fail like those of a process that exited.
+            if let Err(e @ Error::Torn { .. }) = report {
+                return Err(e);
+            }
             let process = dumped?;
             rec.uffd = Some(report?);
             let handlers = handlers

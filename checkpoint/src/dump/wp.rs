@@ -116,6 +116,8 @@ pub struct WpCopy {
     /// 0 bytes once that mm is gone (exec, exit).
     mem: File,
     pagemap: OwnedFd,
+    /// An address whose byte `mem` read at the first hold.
+    probe: Option<u64>,
     report: WpReport,
     pub handlers: Result<BTreeMap<i32, Handler>>,
 }
@@ -175,6 +177,11 @@ impl WpCopy {
         }
         let mem_path = format!("/proc/{pid}/task/{tid}/mem");
         let mem = File::open(&mem_path).map_err(|e| super::vanished(pid, &mem_path, e))?;
+        let probe = vmas
+            .iter()
+            .filter(|v| v.readable() && skip_reason(v).is_none())
+            .map(|v| v.start)
+            .find(|&at| matches!(mem.read_at(&mut [0u8; 1], at), Ok(1)));
         let pagemap_path = format!("/proc/{pid}/pagemap");
         let pagemap = File::open(&pagemap_path)
             .map_err(|e| super::vanished(pid, &pagemap_path, e))?
@@ -198,6 +205,7 @@ impl WpCopy {
             present: Ranges::default(),
             mem,
             pagemap,
+            probe,
             report: WpReport::default(),
             handlers,
         }))
@@ -231,6 +239,9 @@ impl WpCopy {
     /// be protected, and from then on copies pages before writes.
     pub fn seal(&mut self, vmas: &[Vma]) -> Result<()> {
         let pid = self.shared.pid;
+        // The process held now may run another program than at the
+        // first hold, whose mm this uffd belongs to.
+        self.check_mm("between the first hold and the pause")?;
         let (mut pending, mut written, mut unprotected) =
             (Ranges::default(), Vec::new(), Vec::new());
         for v in vmas.iter().filter(|v| skip_reason(v).is_none()) {
@@ -305,15 +316,25 @@ impl WpCopy {
                 why: why.clone(),
             });
         }
-        if let Some((probe, _)) = self.present.iter().next() {
-            if let Ok(0) = self.mem.read_at(&mut [0u8; 1], probe) {
-                return Err(Error::Torn {
-                    pid,
-                    why: "its address space went away during the copy (exec or exit)".into(),
-                });
-            }
-        }
+        self.check_mm("during the copy")?;
         Ok(report)
+    }
+
+    /// Err(Torn) if the mm of the first hold is gone (exec, exit): a read
+    /// of its /proc/PID/mem then returns 0 bytes (fs/proc/base.c, mem_rw:
+    /// mmget_not_zero fails), where the mapping read at the first hold
+    /// gave one.
+    fn check_mm(&self, when: &str) -> Result<()> {
+        let Some(probe) = self.probe else {
+            return Ok(());
+        };
+        match self.mem.read_at(&mut [0u8; 1], probe) {
+            Ok(0) => Err(Error::Torn {
+                pid: self.shared.pid,
+                why: format!("its address space went away {when} (exec or exit)"),
+            }),
+            _ => Ok(()),
+        }
     }
 
     fn shutdown(&mut self) {
