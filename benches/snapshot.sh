@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # benches/snapshot.sh: how long `isotrace snapshot` pauses its target, by
-# resident size, next to gdb's `gcore` of the same process (issue #7).
+# resident size and method (--method uffd: copy-before-write; --method
+# fork: a copy-on-write child), next to gdb's `gcore` of the same process
+# (issue #7). The methods take turns on the same target in every round.
 #
 # The target is tests/guests/snap_rss.c: it allocates and touches N MiB
 # and a thread stamps CLOCK_MONOTONIC every 100 us, keeping the largest gap
 # between two stamps. That gap, read from inside the target, is the pause
 # it really saw (the issue's measure); isotrace's own figure (snapshot.json:
-# first PTRACE_SEIZE to last PTRACE_DETACH, and the fork(2) inside it) is
-# shown next to it, as is the idle gap (the same stamper with nothing
-# attached: scheduling noise on this machine).
+# first PTRACE_SEIZE to last PTRACE_DETACH of the pause, and in it the
+# copy's set-up: write-protection or fork(2)) is shown next to it, as is
+# the idle gap (the same stamper with nothing attached: scheduling noise
+# on this machine). uffd also holds the target once before the pause, to
+# make its userfaultfd: the "target saw" column is the largest of all gaps.
 #
 # Prints the median of each figure over the rounds. Never asserts speed;
 # exits 1 only if a snapshot or gcore fails or the target dies.
@@ -17,12 +21,14 @@ export LC_ALL=C
 
 usage() {
 	cat <<'EOF'
-usage: benches/snapshot.sh [--rounds N] [--sizes "16 128 512 1024"] [--no-build]
+usage: benches/snapshot.sh [--rounds N] [--sizes "64 1024 4096"] [--methods "uffd fork"] [--no-gcore] [--no-build]
 
-  --rounds N    rounds per size (default 3)
-  --sizes LIST  resident sizes in MiB (default "16 128 512 1024")
-  --quick       one round of 16 and 64 MiB (a smoke test of this script)
-  --no-build    do not run `cargo build --release` first
+  --rounds N      rounds per size (default 3)
+  --sizes LIST    resident sizes in MiB (default "64 1024 4096")
+  --methods LIST  snapshot methods, in turn on each target (default "uffd fork")
+  --no-gcore      leave out gdb's gcore (slow at large sizes)
+  --quick         one round of 16 and 64 MiB (a smoke test of this script)
+  --no-build      do not run `cargo build --release` first
 
 environment:
   ISOTRACE   the binary to measure (default: target/release/isotrace)
@@ -31,12 +37,16 @@ EOF
 }
 
 ROUNDS=3
-SIZES="16 128 512 1024"
+SIZES="64 1024 4096"
+METHODS="uffd fork"
+GCORE=1
 BUILD=1
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--rounds) ROUNDS="$2"; shift 2 ;;
 	--sizes) SIZES="$2"; shift 2 ;;
+	--methods) METHODS="$2"; shift 2 ;;
+	--no-gcore) GCORE=0; shift ;;
 	--quick) ROUNDS=1; SIZES="16 64"; shift ;;
 	--no-build) BUILD=0; shift ;;
 	-h | --help) usage; exit 0 ;;
@@ -51,7 +61,7 @@ if [ "$BUILD" = 1 ]; then
 fi
 [ -x "$ISOTRACE" ] || { echo "no isotrace at $ISOTRACE" >&2; exit 1; }
 HAVE_GCORE=0
-command -v gcore >/dev/null && HAVE_GCORE=1
+[ "$GCORE" = 1 ] && command -v gcore >/dev/null && HAVE_GCORE=1
 
 WORK="${BENCH_DIR:-$(mktemp -d /tmp/isotrace-snapshot-bench.XXXXXX)}"
 mkdir -p "$WORK"
@@ -93,27 +103,36 @@ now_us() { echo $(( $(date +%s%N) / 1000 )); }
 
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else print v[int((NR + 1) / 2)] }'; }
 
-# One round at SIZE MiB: appends "idle pause fork seen total gcore_seen gcore_total" (us).
+# snap DIR METHOD: one snapshot; prints "pause setup seen total" (us).
+snap() {
+	local dir=$1 method=$2 t0 t1 pause setup seen
+	reset "$dir"
+	t0=$(now_us)
+	"$ISOTRACE" snapshot "$TARGET_PID" -o "$dir/img" --method "$method" 2>"$dir/snapshot.err" ||
+		{ cat "$dir/snapshot.err" >&2; exit 1; }
+	t1=$(now_us)
+	seen=$(gap "$dir")
+	read -r pause setup < <(python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+p = r["phases_us"]
+print(r["pause_us"], p["fork"] - p["capture"])' "$dir/img/snapshot.json")
+	rm -rf "$dir/img"
+	echo "$pause $setup $seen $((t1 - t0))"
+}
+
+# One round at SIZE MiB: appends "idle {pause setup seen total} per method
+# gcore_seen gcore_total" (us).
 round() {
-	local size=$1 dir="$WORK/t$size" t0 t1 pause fork seen total idle gseen gtotal
+	local size=$1 dir="$WORK/t$size" t0 t1 idle gseen gtotal row m
 	rm -rf "$dir"; mkdir -p "$dir"
 	"$GUEST" "$dir" "$size" &
 	TARGET_PID=$!
 	for _ in $(seq 30000); do [ -s "$dir/pid" ] && break; sleep 0.002; done
 	[ -s "$dir/pid" ] || { echo "snap_rss $size MiB did not start" >&2; exit 1; }
 	reset "$dir"; sleep 0.3; idle=$(gap "$dir")
-
-	reset "$dir"
-	t0=$(now_us)
-	"$ISOTRACE" snapshot "$TARGET_PID" -o "$dir/img" 2>"$dir/snapshot.err" ||
-		{ cat "$dir/snapshot.err" >&2; exit 1; }
-	t1=$(now_us); total=$((t1 - t0))
-	seen=$(gap "$dir")
-	read -r pause fork < <(python3 -c '
-import json, sys
-r = json.load(open(sys.argv[1]))
-print(r["pause_us"], r["phases_us"]["fork"] - r["phases_us"]["capture"])' "$dir/img/snapshot.json")
-	rm -rf "$dir/img"
+	row="$idle"
+	for m in $METHODS; do row="$row $(snap "$dir" "$m")"; done
 
 	gseen=-; gtotal=-
 	if [ "$HAVE_GCORE" = 1 ]; then
@@ -127,22 +146,33 @@ print(r["pause_us"], r["phases_us"]["fork"] - r["phases_us"]["capture"])' "$dir/
 	touch "$dir/exit"
 	wait "$TARGET_PID" || { echo "snap_rss $size MiB failed after the snapshots" >&2; exit 1; }
 	TARGET_PID=""
-	echo "$idle $pause $fork $seen $total $gseen $gtotal" >>"$WORK/rows-$size"
+	echo "$row $gseen $gtotal" >>"$WORK/rows-$size"
 }
 
 ms() { awk -v u="$1" 'BEGIN { if (u == "-") print "-"; else printf "%.1f", u / 1000 }'; }
 
-echo "isotrace snapshot vs gcore: median of $ROUNDS round(s); times in ms"
+echo "isotrace snapshot by method, and gcore: median of $ROUNDS round(s); times in ms"
 echo "machine: $(nproc) CPU(s), $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-printf '| %8s | %9s | %14s | %10s | %12s | %14s | %15s | %11s |\n' \
-	"RSS MiB" "idle gap" "isotrace pause" "of it fork" "target saw" "snapshot total" "gcore target saw" "gcore total"
-printf '|%s|%s|%s|%s|%s|%s|%s|%s|\n' ---------- ----------- ---------------- ------------ -------------- ---------------- ----------------- -------------
+printf '| %8s | %6s | %9s | %14s | %12s | %12s | %14s |\n' \
+	"RSS MiB" method "idle gap" "isotrace pause" "of it set-up" "target saw" "snapshot total"
+printf '|%s|%s|%s|%s|%s|%s|%s|\n' ---------- -------- ----------- ---------------- -------------- -------------- ----------------
 for size in $SIZES; do
 	rm -f "$WORK/rows-$size"
 	for _ in $(seq "$ROUNDS"); do round "$size"; done
 	col() { awk -v c="$1" '{ print $c }' "$WORK/rows-$size" | median; }
-	printf '| %8s | %9s | %14s | %10s | %12s | %14s | %15s | %11s |\n' "$size" \
-		"$(ms "$(col 1)")" "$(ms "$(col 2)")" "$(ms "$(col 3)")" "$(ms "$(col 4)")" \
-		"$(ms "$(col 5)")" "$(ms "$(col 6)")" "$(ms "$(col 7)")"
+	c=2
+	for m in $METHODS; do
+		printf '| %8s | %6s | %9s | %14s | %12s | %12s | %14s |\n' "$size" "$m" \
+			"$(ms "$(col 1)")" "$(ms "$(col $c)")" "$(ms "$(col $((c + 1)))")" \
+			"$(ms "$(col $((c + 2)))")" "$(ms "$(col $((c + 3)))")"
+		c=$((c + 4))
+	done
+	if [ "$HAVE_GCORE" = 1 ]; then
+		printf '| %8s | %6s | %9s | %14s | %12s | %12s | %14s |\n' "$size" gcore \
+			"$(ms "$(col 1)")" - - "$(ms "$(col $c)")" "$(ms "$(col $((c + 1)))")"
+	fi
 done
+echo
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -187,6 +187,23 @@ pub struct SnapshotArgs {
     /// Also snapshot every descendant of PID.
     #[arg(long)]
     pub tree: bool,
+    /// How the pause's memory is kept while the process runs on.
+    #[arg(long, value_enum, value_name = "METHOD", default_value = "auto")]
+    pub method: SnapshotMethod,
+}
+
+/// `snapshot --method`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SnapshotMethod {
+    /// uffd where the kernel and the process allow it, else fork (and fork
+    /// again if the process's munmap/mremap/madvise spoilt the uffd copy).
+    Auto,
+    /// Write-protect its memory with a userfaultfd and copy each page
+    /// before its first write: a pause that hardly grows with memory.
+    Uffd,
+    /// Fork a copy-on-write child of it: the pause grows with its memory
+    /// (page-table copy).
+    Fork,
 }
 
 #[derive(Args, Debug)]

@@ -1,7 +1,7 @@
 //! `isotrace snapshot`, `inspect` and `core` (issue #7): the CLI glue over
 //! the checkpoint crate. Errors are one line on stderr and exit status 1.
 
-use crate::cli::{CoreArgs, InspectArgs, InspectView, SnapshotArgs};
+use crate::cli::{CoreArgs, InspectArgs, InspectView, SnapshotArgs, SnapshotMethod};
 use isotrace_checkpoint::inspect::{self, View};
 use isotrace_checkpoint::{dump, elfcore, Image};
 
@@ -15,7 +15,12 @@ fn fail(e: impl std::fmt::Display) -> i32 {
 
 pub fn snapshot(args: SnapshotArgs) -> i32 {
     let opts = dump::Options { tree: args.tree };
-    match dump::snapshot::take(args.pid, &args.output, &opts) {
+    let method = match args.method {
+        SnapshotMethod::Auto => dump::snapshot::Method::Auto,
+        SnapshotMethod::Uffd => dump::snapshot::Method::Uffd,
+        SnapshotMethod::Fork => dump::snapshot::Method::Fork,
+    };
+    match dump::snapshot::take_with(args.pid, &args.output, &opts, method) {
         Ok(taken) => {
             let (s, r) = (&taken.summary, &taken.record);
             let ms = |us: u64| us as f64 / 1e3;
@@ -24,23 +29,37 @@ pub fn snapshot(args: SnapshotArgs) -> i32 {
                 .iter()
                 .filter_map(|p| Some(format!("pid {}: {}", p.pid, p.why_stopped.as_ref()?)))
                 .collect();
-            let copy = if r.processes.iter().any(|p| p.cow_child.is_some()) {
-                format!(
+            let mut copy = String::new();
+            if r.processes.iter().any(|p| p.uffd.is_some()) {
+                let copied: u64 = r
+                    .processes
+                    .iter()
+                    .filter_map(|p| Some(p.uffd.as_ref()?.copied_before_write))
+                    .sum();
+                copy += &format!(
+                    " (write-protect {:.1} ms; {copied} page(s) copied before a write)",
+                    ms(r.phases_us.protect.saturating_sub(r.phases_us.capture))
+                );
+            }
+            if r.processes.iter().any(|p| p.cow_child.is_some()) {
+                copy += &format!(
                     " (fork {:.1} ms), reaping the copy held one thread {:.1} ms",
-                    ms(r.phases_us.fork.saturating_sub(r.phases_us.capture)),
+                    ms(r.phases_us.fork.saturating_sub(r.phases_us.protect)),
                     ms(r.reap_pause_us)
-                )
-            } else {
-                String::new()
-            };
+                );
+            }
+            if let Some(why) = &r.uffd_abandoned {
+                copy += &format!("; taken again by fork: the uffd copy was abandoned ({why})");
+            }
             eprintln!(
-                "isotrace: snapshot of pid {} written to {}: {} process(es), {} thread(s), {} KiB of memory; \
+                "isotrace: snapshot of pid {} written to {}: {} process(es), {} thread(s), {} KiB of memory by {}; \
                  paused {:.1} ms{copy}; done in {:.0} ms",
                 args.pid,
                 s.dir.display(),
                 s.pids.len(),
                 s.threads,
                 s.bytes >> 10,
+                method_word(r),
                 ms(r.pause_us),
                 ms(r.total_us)
             );
@@ -54,6 +73,18 @@ pub fn snapshot(args: SnapshotArgs) -> i32 {
         }
         Err(e) => fail(e),
     }
+}
+
+/// The methods the processes were captured by.
+fn method_word(r: &dump::snapshot::Record) -> String {
+    let mut m: Vec<&str> = r
+        .processes
+        .iter()
+        .map(|p| p.memory_method.as_str())
+        .collect();
+    m.sort_unstable();
+    m.dedup();
+    m.join("+")
 }
 
 /// "0x1000", "4096", "1000h" is not accepted: hex needs 0x.

@@ -3,7 +3,8 @@
 //! mode. Used as `mod snapshot_support;` next to `mod common;`.
 #![allow(dead_code)] // each test file uses its own part
 
-use crate::common::{self, have_program, isotrace_raw, Run, Status};
+pub use crate::common::Run;
+use crate::common::{self, have_program, isotrace_raw, Status};
 use std::fs;
 use std::io::Read;
 use std::os::unix::process::CommandExt;

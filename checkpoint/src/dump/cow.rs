@@ -92,7 +92,7 @@ pub type Unsuitable = String;
 /// The thread to run clone(2) in: one in a plain interrupt stop (a
 /// signal-delivery-stop's signal would be lost by the re-trap) whose
 /// seccomp mode is off: a filter might kill the process for clone(2).
-fn pick_thread<'a>(
+pub(crate) fn pick_thread<'a>(
     threads: &[&'a StoppedThread],
 ) -> std::result::Result<&'a StoppedThread, Unsuitable> {
     let mut why = "no thread is in a plain interrupt stop (all stopped by signals)".to_owned();

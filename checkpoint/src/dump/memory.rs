@@ -20,6 +20,11 @@
 //! and become holes in the section (`SectionWriter::skip`), so the frozen
 //! dump costs the dirty set, not the whole memory (#6).
 //!
+//! A copy-before-write snapshot (wp.rs) reads a running process through a
+//! [`Guard`]: which pages to read is what was present at its pause, and
+//! each chunk read is settled (pages copied before a write replace what
+//! was read, then the range is un-protected).
+//!
 //! pagemap (Documentation/admin-guide/mm/pagemap.rst) has one u64 per
 //! virtual page: bit 63 "present in RAM", bit 62 "swapped". Both kinds are
 //! dumped (reading a swapped page through /proc/PID/mem swaps it in). Pages
@@ -71,7 +76,23 @@ pub fn skip_reason(vma: &Vma) -> Option<&'static str> {
     None
 }
 
-struct Source {
+/// What a copy-before-write snapshot (wp.rs) tells the dump of a process
+/// that runs while it is read.
+pub trait Guard {
+    /// The page runs (address, pages) of [start, end) to read: those
+    /// present (or swapped) at the pause, not those present now.
+    fn runs(&self, start: u64, end: u64) -> Vec<(u64, u64)>;
+    /// Taken before each read, and given to the settle after it.
+    fn mark(&self) -> usize;
+    /// Called with `buf`, just read from `addr` (`read`: whether the read
+    /// succeeded): pages saved before a write replace what was read.
+    /// Returns whether `buf` now holds the pause's contents (it may hold
+    /// them though the read failed). The range is then released.
+    fn settle(&self, mark: usize, addr: u64, buf: &mut [u8], read: bool) -> bool;
+}
+
+struct Source<'g> {
+    guard: Option<&'g dyn Guard>,
     pid: i32,
     /// The stopped thread to read through: process_vm_readv takes any
     /// thread's id, and a zombie leader has no mm left to read.
@@ -87,11 +108,32 @@ pub fn dump(
     out: &mut SectionWriter,
     held: Option<&HashSet<u64>>,
 ) -> Result<()> {
+    dump_with(proc, vmas, out, held, None)
+}
+
+/// [`dump`] of a running process under a copy-before-write [`Guard`].
+pub fn dump_guarded(
+    proc: &ProcDir,
+    vmas: &mut [Vma],
+    out: &mut SectionWriter,
+    guard: &dyn Guard,
+) -> Result<()> {
+    dump_with(proc, vmas, out, None, Some(guard))
+}
+
+fn dump_with(
+    proc: &ProcDir,
+    vmas: &mut [Vma],
+    out: &mut SectionWriter,
+    held: Option<&HashSet<u64>>,
+    guard: Option<&dyn Guard>,
+) -> Result<()> {
     let open = |name: &str| {
         let path = proc.path(name);
         File::open(&path).map_err(|e| vanished(proc.pid, &path, e))
     };
     let src = Source {
+        guard,
         pid: proc.pid,
         tid: proc.tid,
         base: proc.base.clone(),
@@ -109,6 +151,8 @@ pub fn dump(
                 // all of it, not only the pages this process touched.
                 let present = if vma.path == "[vdso]" {
                     vec![(vma.start, vma.len() / PAGE_SIZE, false)]
+                } else if let Some(g) = guard {
+                    src.exclusive_runs(&g.runs(vma.start, vma.end))?
                 } else {
                     src.present_runs(vma.start, vma.end)?
                 };
@@ -132,7 +176,28 @@ pub fn dump(
     Ok(())
 }
 
-impl Source {
+impl Source<'_> {
+    /// The runs, each split where pages go from mapped by this process
+    /// alone (now) to not, for [`Source::copy_run`].
+    fn exclusive_runs(&self, runs: &[(u64, u64)]) -> Result<Vec<(u64, u64, bool)>> {
+        let mut out: Vec<(u64, u64, bool)> = Vec::new();
+        for &(addr, pages) in runs {
+            let now = self.present_runs(addr, addr + pages * PAGE_SIZE)?;
+            let mut at = addr;
+            for (a, p, alone) in now {
+                if a > at {
+                    out.push((at, (a - at) / PAGE_SIZE, false));
+                }
+                out.push((a, p, alone));
+                at = a + p * PAGE_SIZE;
+            }
+            if at < addr + pages * PAGE_SIZE {
+                out.push((at, (addr + pages * PAGE_SIZE - at) / PAGE_SIZE, false));
+            }
+        }
+        Ok(out)
+    }
+
     /// Maximal runs of present-or-swapped pages in [start, end), each
     /// with whether all its pages are present and mapped by this process
     /// alone.
@@ -181,17 +246,29 @@ impl Source {
             let len = (end - at).min(COPY_CHUNK);
             let offset = out.offset();
             let buf = out.spare(len as usize)?;
-            let read = match exclusive {
+            let mark = self.guard.map(|g| g.mark());
+            let mut read = match exclusive {
                 true => self.read_fast(buf, at)?,
                 false => self.read(buf, at)?,
             };
+            if read {
+                if let (Some(g), Some(mark)) = (self.guard, mark) {
+                    read = g.settle(mark, at, buf, true);
+                }
+            }
             if read {
                 out.commit(len as usize);
                 record(runs, at, len, offset);
             } else {
                 for page in (at..at + len).step_by(PAGE_SIZE as usize) {
                     let offset = out.offset();
-                    if self.read(out.spare(PAGE_SIZE as usize)?, page)? {
+                    let buf = out.spare(PAGE_SIZE as usize)?;
+                    let mark = self.guard.map(|g| g.mark());
+                    let mut read = self.read(buf, page)?;
+                    if let (Some(g), Some(mark)) = (self.guard, mark) {
+                        read = g.settle(mark, page, buf, read);
+                    }
+                    if read {
                         out.commit(PAGE_SIZE as usize);
                         record(runs, page, PAGE_SIZE, offset);
                     }

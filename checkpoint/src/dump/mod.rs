@@ -14,6 +14,7 @@ pub mod memory;
 pub mod open_files;
 pub mod pipes;
 pub mod procfs;
+pub mod ranges;
 pub mod sigstate;
 pub mod snapshot;
 pub mod sockets;
@@ -24,6 +25,8 @@ pub mod thread;
 pub mod thread_extra;
 pub mod timers;
 pub mod unix_pairs;
+pub mod wp;
+mod wp_serve;
 pub mod zombies;
 
 pub use attach::{precheck, Frozen, StoppedThread};

@@ -55,7 +55,7 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 }
 
 /// The handlers of every caught signal (`caught`, /proc's SigCgt).
-fn handlers(lent: &mut Lent, caught: u64) -> Result<BTreeMap<i32, Handler>> {
+pub(crate) fn handlers(lent: &mut Lent, caught: u64) -> Result<BTreeMap<i32, Handler>> {
     let mut out = BTreeMap::new();
     for sig in (1..=64).filter(|s| caught & (1u64 << (s - 1)) != 0) {
         let args = [sig as u64, 0, lent.scratch, 8];

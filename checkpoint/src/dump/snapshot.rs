@@ -1,8 +1,18 @@
 //! `isotrace snapshot` (#7): the target is held only while its threads'
-//! registers, XSAVE areas and signal state are read and a copy-on-write
-//! child of it is forked (cow.rs); everything whose cost grows with the
-//! process (page contents, pagemap, smaps, fds) is read from that child
-//! after the target runs again.
+//! registers, XSAVE areas and signal state are read and its memory is
+//! made to keep the pause's contents while it runs on, by one of two
+//! methods ([`Method`]):
+//! - `uffd` (wp.rs): its memory is write-protected with a userfaultfd and
+//!   each page is copied before its first write; the pause costs the
+//!   protection's page-table walk;
+//! - `fork` (cow.rs): a copy-on-write child of it is forked; the pause
+//!   costs fork's copy of the page tables.
+//!
+//! Everything whose cost grows with the process (page contents, pagemap,
+//! smaps) is read after the target runs again. `auto` uses uffd where
+//! it can and fork otherwise, and takes the snapshot again by fork when
+//! the target's munmap/mremap/madvise during the copy reached pages not
+//! read yet (wp.rs): the image never mixes two moments.
 //!
 //! A process the child cannot be made for (a seccomp filter, every thread
 //! stopped by a signal, a failed clone) is dumped while stopped, as a
@@ -11,6 +21,7 @@
 use super::cow::CowChild;
 use super::procfs::{creds, hex_field, parse_limits, parse_maps, parse_stat, parse_status, Stat};
 use super::sigstate::{self, Handler, SigState};
+use super::wp::{prearm, Prearmed, WpCopy, WpReport};
 use super::{
     dump_process, fds, inject_fault, memory, pipes, precheck, thread, thread_extra, unix_pairs,
 };
@@ -27,6 +38,29 @@ use std::time::{Duration, Instant};
 /// The image section holding the [`Record`] (JSON).
 pub const RECORD_SECTION: &str = "snapshot.json";
 pub const RECORD_VERSION: u32 = 1;
+
+/// What the copy-before-write method cannot see, in words (the
+/// manifest's `limitations`).
+pub const UFFD_LIMITATIONS: &[&str] = &[
+    "memory is the pause's: each page is copied before the target's first write to it (userfaultfd write-protection), and read after the pause otherwise",
+    "writable private file mappings (a library's .data) cannot be write-protected and are read during the pause; read-only ones are read after it (snapshot.json lists them)",
+    "shared memory (MAP_SHARED anonymous, memfd, SysV shm) is protected against the target's writes only: another process's writes through its own mapping may be newer than the registers",
+    "the fd table (with file offsets) is read during the pause; the bytes buffered in its pipes are read just after it",
+    "contents of shared file mappings are not captured (they are the file's)",
+    "[vvar]/[vsyscall] and device mappings are not captured",
+    "pages never touched (neither present nor swapped at the pause) are not stored",
+    "while the snapshot runs, the target's first write to each page not yet read waits for its copy",
+];
+
+/// How the snapshot keeps the pause's memory while the target runs on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Method {
+    /// uffd where the kernel and the target allow it, else fork.
+    #[default]
+    Auto,
+    Uffd,
+    Fork,
+}
 
 /// What the copy-on-write method cannot see, in words (the manifest's
 /// `limitations`).
@@ -48,10 +82,25 @@ pub struct Record {
     pub pause_us: u64,
     /// Where the pause went, cumulative from the first seize.
     pub phases_us: Phases,
+    /// Copy-before-write's first, short hold (to make the userfaultfd),
+    /// before the pause: from its first seize to its last detach.
+    #[serde(default)]
+    pub prearm_pause_us: u64,
+    /// From that first seize to the memory write-protected, when the
+    /// pause's hold begins (`pause_us` and `phases_us` count from there).
+    #[serde(default)]
+    pub prearm_us: u64,
+    /// The method asked for: "auto", "uffd" or "fork".
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub method: String,
+    /// Why a first copy-before-write attempt was abandoned and the
+    /// snapshot taken again by fork (`--method auto`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uffd_abandoned: Option<String>,
     /// The longest second hold of one thread per process, to reap the
     /// copy-on-write child (cow.rs).
     pub reap_pause_us: u64,
-    /// From the first seize to the committed image.
+    /// From the first seize (of the first hold) to the committed image.
     pub total_us: u64,
     pub processes: Vec<ProcessRecord>,
 }
@@ -63,6 +112,9 @@ pub struct Phases {
     pub freeze: u64,
     /// Registers, XSAVE areas, siginfos, stat/status/maps read.
     pub capture: u64,
+    /// The memory write-protected (copy-before-write method).
+    #[serde(default)]
+    pub protect: u64,
     /// The copy-on-write children forked.
     pub fork: u64,
     /// Processes without a child dumped while stopped.
@@ -74,8 +126,14 @@ pub struct Phases {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProcessRecord {
     pub pid: i32,
-    /// "cow-fork" or "stopped".
+    /// "uffd-wp", "cow-fork" or "stopped".
     pub memory_method: String,
+    /// Why the copy-before-write method was not used (auto).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uffd_unavailable: Option<String>,
+    /// What the copy-before-write method did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uffd: Option<WpReport>,
     /// Why a process was dumped while stopped.
     pub why_stopped: Option<String>,
     /// The pid the copy-on-write child had (gone by now).
@@ -116,10 +174,39 @@ pub fn record(image: &Image) -> Result<Option<Record>> {
         .map_err(|e| Error::corrupt(RECORD_SECTION, e.to_string()))
 }
 
+/// Snapshots `pid` (and with `opts.tree` its descendants) into `dir` by
+/// the `auto` method.
+pub fn take(pid: i32, dir: &Path, opts: &Options) -> Result<Taken> {
+    take_with(pid, dir, opts, Method::Auto)
+}
+
 /// Snapshots `pid` (and with `opts.tree` its descendants) into `dir`. On
 /// any error nothing is left at `dir`, the targets are released and the
 /// children killed.
-pub fn take(pid: i32, dir: &Path, opts: &Options) -> Result<Taken> {
+pub fn take_with(pid: i32, dir: &Path, opts: &Options, method: Method) -> Result<Taken> {
+    match take_once(pid, dir, opts, method, None) {
+        Err(Error::Torn { pid: p, why }) if method == Method::Auto => {
+            tracing::info!("pid {p}: copy-before-write abandoned ({why}); taking it again by fork");
+            take_once(
+                pid,
+                dir,
+                opts,
+                Method::Fork,
+                Some(format!("pid {p}: {why}")),
+            )
+        }
+        other => other,
+    }
+}
+
+/// One attempt; `abandoned` says why an earlier one by uffd was given up.
+fn take_once(
+    pid: i32,
+    dir: &Path,
+    opts: &Options,
+    method: Method,
+    abandoned: Option<String>,
+) -> Result<Taken> {
     precheck(pid)?;
     let _signals = HoldSignals::new();
     let mut writer = ImageWriter::create(dir)?;
@@ -127,13 +214,29 @@ pub fn take(pid: i32, dir: &Path, opts: &Options) -> Result<Taken> {
     // after the targets are detached: dropping a child reaps it in its
     // target.
     let mut held: Vec<Held> = Vec::new();
+    let t_start = Instant::now();
+    let mut pre = match method {
+        Method::Fork => Prearmed::default(),
+        _ => prearm(pid, opts, method, t_start)?,
+    };
     let t0 = Instant::now();
-    let (extras, threads, phases) = hold(pid, opts, &mut held, &mut writer, t0)?;
+    let (extras, threads, phases) = hold(pid, opts, &mut pre, &mut held, &mut writer, t0)?;
+    drop(pre);
     let pause = Duration::from_micros(phases.release);
+    let pre_pause = pre_pause_of(&held);
     let mut record = Record {
         version: RECORD_VERSION,
         pause_us: phases.release,
         phases_us: phases,
+        method: match (method, &abandoned) {
+            (Method::Auto, _) | (_, Some(_)) => "auto",
+            (Method::Uffd, None) => "uffd",
+            (Method::Fork, None) => "fork",
+        }
+        .into(),
+        uffd_abandoned: abandoned,
+        prearm_pause_us: pre_pause,
+        prearm_us: us(t0 - t_start),
         ..Record::default()
     };
     let mut tree = ProcessTree {
@@ -159,7 +262,7 @@ pub fn take(pid: i32, dir: &Path, opts: &Options) -> Result<Taken> {
     pipes::write(&tree, &mut writer)?;
     unix_pairs::write(&tree, &mut writer)?;
     let (method, limitations) = method_of(&record);
-    record.total_us = us(t0.elapsed());
+    record.total_us = us(t_start.elapsed());
     let json = serde_json::to_vec_pretty(&record).expect("a Record always serializes");
     writer.write_section(RECORD_SECTION, &json)?;
     let dumped = Dumped::assembled(writer, tree, threads, Kind::Snapshot);
@@ -174,6 +277,7 @@ pub fn take(pid: i32, dir: &Path, opts: &Options) -> Result<Taken> {
 fn hold(
     pid: i32,
     opts: &Options,
+    pre: &mut Prearmed,
     held: &mut Vec<Held>,
     writer: &mut ImageWriter,
     t0: Instant,
@@ -201,11 +305,32 @@ fn hold(
             .collect(),
     });
     phases.capture = us(t0.elapsed());
-    for h in held.iter_mut() {
+    if let Some(method) = pre.method {
+        for h in held.iter_mut() {
+            h.seal(&frozen, pre)?;
+            if method == Method::Uffd && h.wp.is_none() && h.why_stopped.is_none() {
+                return Err(Error::Invalid {
+                    what: format!(
+                        "pid {}: --method uffd is not possible: {}",
+                        h.pid,
+                        h.uffd_unavailable.as_deref().unwrap_or("unknown")
+                    ),
+                });
+            }
+        }
+    }
+    phases.protect = us(t0.elapsed());
+    for h in held
+        .iter_mut()
+        .filter(|h| h.wp.is_none() && h.why_stopped.is_none())
+    {
         h.fork(&frozen)?;
     }
     phases.fork = us(t0.elapsed());
-    for h in held.iter_mut().filter(|h| h.child.is_none()) {
+    for h in held
+        .iter_mut()
+        .filter(|h| h.child.is_none() && h.wp.is_none())
+    {
         h.stopped = Some(dump_process(&frozen, h.pid, writer)?);
     }
     phases.stopped_dump = us(t0.elapsed());
@@ -251,21 +376,38 @@ impl Drop for HoldSignals {
     }
 }
 
+/// The longest first hold of the processes copied before write.
+fn pre_pause_of(held: &[Held]) -> u64 {
+    held.iter().map(|h| h.prearm_pause_us).max().unwrap_or(0)
+}
+
 /// The manifest's memory_method and limitations for the processes' methods.
 fn method_of(record: &Record) -> (&'static str, Vec<String>) {
-    let cow = record
-        .processes
-        .iter()
-        .filter(|p| p.memory_method == "cow-fork")
-        .count();
+    let count = |m: &str| {
+        record
+            .processes
+            .iter()
+            .filter(|p| p.memory_method == m)
+            .count()
+    };
+    let (uffd, cow) = (count("uffd-wp"), count("cow-fork"));
     let lines = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    if cow == record.processes.len() {
+    let all = record.processes.len();
+    if uffd == all {
+        ("uffd-wp", lines(UFFD_LIMITATIONS))
+    } else if cow == all {
         ("cow-fork", lines(COW_LIMITATIONS))
-    } else if cow == 0 {
+    } else if cow + uffd == 0 {
         ("stopped", lines(STOPPED_LIMITATIONS))
     } else {
-        let mut all = lines(COW_LIMITATIONS);
-        all.push("some processes were dumped while stopped (see snapshot.json)".into());
+        let mut all = Vec::new();
+        if uffd > 0 {
+            all.extend(lines(UFFD_LIMITATIONS));
+        }
+        if cow > 0 {
+            all.extend(lines(COW_LIMITATIONS));
+        }
+        all.push("processes were captured by different methods (see snapshot.json)".into());
         ("mixed", all)
     }
 }
@@ -281,6 +423,11 @@ struct Held {
     threads: Vec<Thread>,
     shared_siginfo: Vec<Vec<u8>>,
     child: Option<CowChild>,
+    /// Copy-before-write, when armed.
+    wp: Option<WpCopy>,
+    /// Its first hold, to make the userfaultfd.
+    prearm_pause_us: u64,
+    uffd_unavailable: Option<String>,
     why_stopped: Option<String>,
     /// The whole process, when it was dumped while stopped.
     stopped: Option<Process>,
@@ -315,9 +462,34 @@ impl Held {
             threads,
             shared_siginfo,
             child: None,
+            wp: None,
+            prearm_pause_us: 0,
+            uffd_unavailable: None,
             why_stopped: None,
             stopped: None,
         })
+    }
+
+    /// Seals the copy-before-write prepared for this process (wp.rs), or
+    /// says why there is none.
+    fn seal(&mut self, frozen: &Frozen, pre: &mut Prearmed) -> Result<()> {
+        let threads: Vec<_> = frozen.threads_of(self.pid).collect();
+        if threads.iter().any(|t| t.stop.starts_with("group-stop")) {
+            self.why_stopped = Some("the process is stopped by job control".into());
+            return Ok(());
+        }
+        let Some(mut wp) = pre.copies.remove(&self.pid) else {
+            self.uffd_unavailable = Some(
+                pre.unavailable
+                    .remove(&self.pid)
+                    .unwrap_or_else(|| "it was not there at the first hold".into()),
+            );
+            return Ok(());
+        };
+        wp.seal(&parse_maps(&self.maps))?;
+        self.wp = Some(wp);
+        self.prearm_pause_us = pre.pause_us;
+        Ok(())
     }
 
     fn fork(&mut self, frozen: &Frozen) -> Result<()> {
@@ -343,10 +515,35 @@ impl Held {
             why_stopped: self.why_stopped.take(),
             cow_child: None,
             handlers_unread: None,
+            uffd_unavailable: self.uffd_unavailable.take(),
+            uffd: None,
         };
         if let Some(process) = self.stopped.take() {
             rec.handlers_unread = Some("dumped while stopped".into());
             return Ok((process, rec, Duration::ZERO, None));
+        }
+        if let Some(mut wp) = self.wp.take() {
+            rec.memory_method = "uffd-wp".into();
+            let handlers = std::mem::replace(&mut wp.handlers, Ok(BTreeMap::new()));
+            let target = ProcDir {
+                pid: self.pid,
+                tid: self.tid,
+                base: format!("/proc/{}/task/{}", self.pid, self.tid),
+            };
+            let dumped = self.dump_memory(&target, writer, Some(&wp), None);
+            // Un-protected whatever happened: the target runs on freely.
+            let report = wp.finish();
+            // A torn copy first: reads through an mm that exec(2) replaced
+            // fail like those of a process that exited.
+            if let Err(e @ Error::Torn { .. }) = report {
+                return Err(e);
+            }
+            let process = dumped?;
+            rec.uffd = Some(report?);
+            let handlers = handlers
+                .map_err(|e| rec.handlers_unread = Some(e.to_string()))
+                .ok();
+            return Ok((process, rec, Duration::ZERO, handlers));
         }
         let child = self.child.take().ok_or(Error::Exited { pid: self.pid })?;
         rec.memory_method = "cow-fork".into();
@@ -366,26 +563,47 @@ impl Held {
     }
 
     fn dump_from_child(self, child: &CowChild, writer: &mut ImageWriter) -> Result<Process> {
-        let cp = child.proc_dir();
+        self.dump_memory(&child.proc_dir(), writer, None, Some(child))
+    }
+
+    /// The process, its memory read from `from`: the copy-on-write
+    /// child's /proc (with `child`), or the target's under `wp`.
+    fn dump_memory(
+        self,
+        from: &ProcDir,
+        writer: &mut ImageWriter,
+        wp: Option<&WpCopy>,
+        child: Option<&CowChild>,
+    ) -> Result<Process> {
+        let cp = from;
         let pid = self.pid;
         let target = ProcDir {
             pid,
             tid: self.tid,
             base: format!("/proc/{pid}/task/{}", self.tid),
         };
-        let child_maps = parse_maps(&cp.text("maps")?);
-        let wiped = wipeonfork_starts(&cp.text("smaps")?);
-        let (mut private, mut shared, left_out) =
-            partition(parse_maps(&self.maps), &child_maps, &wiped);
         let pages_section = format!("pages-{pid}.img");
         let mut pages = writer.section(&pages_section)?;
-        memory::dump(&cp, &mut private, &mut pages, None)?;
-        // Shared pages are not copied into the child's page tables by
-        // fork(2) (mm/memory.c, copy_page_range skips VMAs without an
-        // anon_vma), so which exist is the target's pagemap's to say.
-        memory::dump(&target, &mut shared, &mut pages, None)?;
+        let mut vmas: Vec<Vma> = match (wp, child) {
+            (Some(wp), _) => {
+                let mut vmas = parse_maps(&self.maps);
+                memory::dump_guarded(&target, &mut vmas, &mut pages, wp)?;
+                vmas
+            }
+            _ => {
+                let child_maps = parse_maps(&cp.text("maps")?);
+                let wiped = wipeonfork_starts(&cp.text("smaps")?);
+                let (mut private, mut shared, left_out) =
+                    partition(parse_maps(&self.maps), &child_maps, &wiped);
+                memory::dump(cp, &mut private, &mut pages, None)?;
+                // Shared pages are not copied into the child's page tables by
+                // fork(2) (mm/memory.c, copy_page_range skips VMAs without an
+                // anon_vma), so which exist is the target's pagemap's to say.
+                memory::dump(&target, &mut shared, &mut pages, None)?;
+                private.into_iter().chain(shared).chain(left_out).collect()
+            }
+        };
         writer.finish(pages)?;
-        let mut vmas: Vec<Vma> = private.into_iter().chain(shared).chain(left_out).collect();
         vmas.sort_by_key(|v| v.start);
         Ok(Process {
             pid,

@@ -29,22 +29,7 @@ pub fn human(image: &Image, view: View) -> String {
             m.memory_method
         );
         if let Ok(Some(r)) = crate::dump::snapshot::record(image) {
-            let _ = writeln!(
-                out,
-                "  paused {:.1} ms (seize {:.1}, registers {:.1}, fork {:.1}); one thread held {:.1} ms more to reap the copy",
-                r.pause_us as f64 / 1e3,
-                r.phases_us.freeze as f64 / 1e3,
-                r.phases_us.capture.saturating_sub(r.phases_us.freeze) as f64 / 1e3,
-                r.phases_us.fork.saturating_sub(r.phases_us.capture) as f64 / 1e3,
-                r.reap_pause_us as f64 / 1e3
-            );
-            for p in r
-                .processes
-                .iter()
-                .filter_map(|p| Some((p.pid, p.why_stopped.as_ref()?)))
-            {
-                let _ = writeln!(out, "  pid {} was dumped while stopped: {}", p.0, p.1);
-            }
+            snapshot_record(&mut out, &r);
         }
     }
     for p in &image.tree.processes {
@@ -60,6 +45,60 @@ pub fn human(image: &Image, view: View) -> String {
         }
     }
     out
+}
+
+/// The lines of a snapshot's record (snapshot.json).
+fn snapshot_record(out: &mut String, r: &crate::dump::snapshot::Record) {
+    let ms = |us: u64| us as f64 / 1e3;
+    let p = &r.phases_us;
+    let _ = writeln!(
+        out,
+        "  paused {:.1} ms (seize {:.1}, registers {:.1}, write-protect {:.1}, fork {:.1}); one thread held {:.1} ms more to reap the copy",
+        ms(r.pause_us),
+        ms(p.freeze),
+        ms(p.capture.saturating_sub(p.freeze)),
+        ms(p.protect.saturating_sub(p.capture)),
+        ms(p.fork.saturating_sub(p.protect.max(p.capture))),
+        ms(r.reap_pause_us)
+    );
+    if r.prearm_pause_us > 0 {
+        let _ = writeln!(
+            out,
+            "  before it, held {:.1} ms to make the userfaultfd; memory write-protected {:.1} ms after the first seize",
+            ms(r.prearm_pause_us),
+            ms(r.prearm_us)
+        );
+    }
+    if let Some(why) = &r.uffd_abandoned {
+        let _ = writeln!(
+            out,
+            "  copy-before-write abandoned, taken again by fork: {why}"
+        );
+    }
+    for p in &r.processes {
+        if let Some(why) = &p.why_stopped {
+            let _ = writeln!(out, "  pid {} was dumped while stopped: {why}", p.pid);
+        }
+        if let Some(why) = &p.uffd_unavailable {
+            let _ = writeln!(out, "  pid {}: no copy-before-write: {why}", p.pid);
+        }
+        if let Some(u) = &p.uffd {
+            let _ = writeln!(
+                out,
+                "  pid {}: {} page(s) copied before a write ({} write fault(s)), {} MiB write-protected, {} KiB of {} unprotectable mapping(s) read during the pause, {} read-only mapping(s) read after it",
+                p.pid,
+                u.copied_before_write,
+                u.faults,
+                u.protected_bytes >> 20,
+                u.read_in_pause_bytes >> 10,
+                u.read_in_pause.len(),
+                u.unprotected_read_only
+            );
+            for e in &u.events {
+                let _ = writeln!(out, "    during the copy: {e}");
+            }
+        }
+    }
 }
 
 fn header(out: &mut String, p: &Process) {

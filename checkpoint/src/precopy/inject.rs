@@ -15,17 +15,30 @@ use crate::model::Vma;
 use std::os::fd::OwnedFd;
 
 /// A userfaultfd of `pid`'s mm, made by its thread `tid` (in an interrupt
-/// stop), as an fd of ours; the thread is left as it was found.
+/// stop), as an fd of ours; the thread is left as it was found. For async
+/// write-protection, which never delivers a fault, so the user-mode-only
+/// flag costs nothing and lets an unprivileged process make it.
 pub fn open_uffd(pid: i32, tid: i32, vmas: &[Vma]) -> Result<OwnedFd> {
     let gadget = find_gadget(pid, tid, vmas).ok_or_else(|| Error::Invalid {
         what: format!("pid {pid}: no syscall instruction to run userfaultfd(2) from"),
     })?;
     let mut lent = Lent::new(pid, tid, gadget)?;
-    let flags = libc::O_CLOEXEC as u64 | libc::O_NONBLOCK as u64 | sys::UFFD_USER_MODE_ONLY;
+    let taken = uffd_in(&mut lent, pid, sys::UFFD_USER_MODE_ONLY);
+    let back = lent.give_back();
+    let ours = taken?;
+    back?;
+    Ok(ours)
+}
+
+/// Makes the lent thread of `pid` call userfaultfd(2) with `flags` (plus
+/// O_CLOEXEC and O_NONBLOCK), takes the fd with pidfd_getfd(2) and makes
+/// the thread close its own: its fd table is left as it was.
+pub(crate) fn uffd_in(lent: &mut Lent, pid: i32, flags: u64) -> Result<OwnedFd> {
+    let flags = libc::O_CLOEXEC as u64 | libc::O_NONBLOCK as u64 | flags;
     let made = lent
         .call(libc::SYS_userfaultfd, [flags, 0, 0, 0])
         .map(|r| r.0);
-    let taken = made.and_then(|fd| {
+    made.and_then(|fd| {
         if fd < 0 {
             return Err(Error::Invalid {
                 what: format!(
@@ -39,9 +52,5 @@ pub fn open_uffd(pid: i32, tid: i32, vmas: &[Vma]) -> Result<OwnedFd> {
             .map_err(|e| Error::io(format!("/proc/{pid}/fd/{fd}"), e));
         lent.call(libc::SYS_close, [fd as u64, 0, 0, 0])?;
         ours
-    });
-    let back = lent.give_back();
-    let ours = taken?;
-    back?;
-    Ok(ours)
+    })
 }

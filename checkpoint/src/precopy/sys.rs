@@ -1,7 +1,8 @@
-//! The system calls and ioctls of pre-copy, the only `unsafe` of
-//! `precopy`: pidfd_open(2)/pidfd_getfd(2), the userfaultfd(2) ioctls
-//! (UFFDIO_API, UFFDIO_REGISTER, UFFDIO_WRITEPROTECT) and PAGEMAP_SCAN
-//! (ioctl_pagemap_scan(2), Linux 6.7). The constants are from
+//! The system calls and ioctls of pre-copy and of the copy-before-write
+//! snapshot (dump/wp.rs), the only `unsafe` of either:
+//! pidfd_open(2)/pidfd_getfd(2), the userfaultfd(2) ioctls (UFFDIO_API,
+//! UFFDIO_REGISTER, UFFDIO_UNREGISTER, UFFDIO_WRITEPROTECT), poll(2) of a
+//! userfaultfd and PAGEMAP_SCAN (ioctl_pagemap_scan(2), Linux 6.7). The constants are from
 //! include/uapi/linux/userfaultfd.h and include/uapi/linux/fs.h; the
 //! installed headers may predate them.
 
@@ -16,6 +17,7 @@ const fn iowr(ty: u64, nr: u64, size: u64) -> u64 {
 const UFFD_API: u64 = 0xAA;
 const UFFDIO_API: u64 = iowr(0xAA, 0x3F, 24);
 const UFFDIO_REGISTER: u64 = iowr(0xAA, 0x00, 32);
+const UFFDIO_UNREGISTER: u64 = (2 << 30) | (16 << 16) | (0xAA << 8) | 0x01;
 const UFFDIO_WRITEPROTECT: u64 = iowr(0xAA, 0x06, 24);
 const UFFDIO_REGISTER_MODE_WP: u64 = 1 << 1;
 const UFFDIO_WRITEPROTECT_MODE_WP: u64 = 1 << 0;
@@ -26,6 +28,24 @@ pub const UFFD_FEATURE_WP_ASYNC: u64 = 1 << 15;
 /// Write-protection also applies to pages never touched yet (a PTE marker
 /// is installed), so a first write to them is seen as well.
 pub const UFFD_FEATURE_WP_UNPOPULATED: u64 = 1 << 13;
+/// Non-cooperative events (Documentation/admin-guide/mm/userfaultfd.rst):
+/// the process's mremap(2), madvise(MADV_DONTNEED/REMOVE) and munmap(2)
+/// of registered ranges are reported, and the calling thread waits until
+/// the message is read.
+pub const UFFD_FEATURE_EVENT_REMAP: u64 = 1 << 2;
+pub const UFFD_FEATURE_EVENT_REMOVE: u64 = 1 << 3;
+pub const UFFD_FEATURE_EVENT_UNMAP: u64 = 1 << 6;
+/// Write-protection of shmem and hugetlbfs (PTE markers).
+pub const UFFD_FEATURE_WP_HUGETLBFS_SHMEM: u64 = 1 << 12;
+/// struct uffd_msg's event numbers and pagefault flags.
+pub const UFFD_EVENT_PAGEFAULT: u8 = 0x12;
+pub const UFFD_EVENT_FORK: u8 = 0x13;
+pub const UFFD_EVENT_REMAP: u8 = 0x14;
+pub const UFFD_EVENT_REMOVE: u8 = 0x15;
+pub const UFFD_EVENT_UNMAP: u8 = 0x16;
+pub const UFFD_PAGEFAULT_FLAG_WP: u64 = 1 << 1;
+/// sizeof(struct uffd_msg).
+pub const UFFD_MSG_SIZE: usize = 32;
 /// userfaultfd(2) flag: handle user-mode faults only, what an unprivileged
 /// process may ask for when vm.unprivileged_userfaultfd is 0.
 pub const UFFD_USER_MODE_ONLY: u64 = 1;
@@ -37,6 +57,9 @@ pub const PM_SCAN_WP_MATCHING: u64 = 1 << 0;
 pub const PM_SCAN_CHECK_WPASYNC: u64 = 1 << 1;
 /// The page was written since it was last write-protected.
 pub const PAGE_IS_WRITTEN: u64 = 1 << 1;
+/// The page is in RAM, or in swap.
+pub const PAGE_IS_PRESENT: u64 = 1 << 3;
+pub const PAGE_IS_SWAPPED: u64 = 1 << 4;
 
 fn check(what: &str, rc: libc::c_long) -> io::Result<libc::c_long> {
     if rc < 0 {
@@ -155,6 +178,61 @@ pub fn uffd_writeprotect(uffd: &OwnedFd, start: u64, len: u64) -> io::Result<()>
     ioctl(uffd, "UFFDIO_WRITEPROTECT", UFFDIO_WRITEPROTECT, &mut w).map(drop)
 }
 
+#[repr(C)]
+struct UffdioRange {
+    start: u64,
+    len: u64,
+}
+
+/// UFFDIO_UNREGISTER [start, start+len): clears the registration and the
+/// write-protection, and wakes the threads waiting there.
+pub fn uffd_unregister(uffd: &OwnedFd, start: u64, len: u64) -> io::Result<()> {
+    let mut r = UffdioRange { start, len };
+    ioctl(uffd, "UFFDIO_UNREGISTER", UFFDIO_UNREGISTER, &mut r).map(drop)
+}
+
+/// UFFDIO_WRITEPROTECT without MODE_WP: un-protects [start, start+len) and
+/// wakes the threads whose writes waited there. EAGAIN while one of the
+/// process's mmap changes is being reported (ctx->mmap_changing).
+pub fn uffd_unprotect(uffd: &OwnedFd, start: u64, len: u64) -> io::Result<()> {
+    let mut w = UffdioWriteprotect {
+        start,
+        len,
+        mode: 0,
+    };
+    ioctl(uffd, "UFFDIO_WRITEPROTECT", UFFDIO_WRITEPROTECT, &mut w).map(drop)
+}
+
+/// poll(2) for POLLIN on one fd for at most `timeout_ms`: whether it is
+/// readable (EINTR counts as not yet).
+pub fn poll_in(fd: &OwnedFd, timeout_ms: i32) -> io::Result<bool> {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `p` is one live, exclusively borrowed pollfd.
+    let rc = unsafe { libc::poll(&mut p, 1, timeout_ms) };
+    if rc < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+        return Ok(false);
+    }
+    check("poll", rc as libc::c_long)?;
+    Ok(p.revents & libc::POLLIN != 0)
+}
+
+/// Makes the calling thread SCHED_FIFO at priority 1 (sched(7)): it then
+/// runs as soon as it wakes, ahead of every SCHED_OTHER thread. For a
+/// thread that sleeps but for short bursts (a write-fault server): EPERM
+/// without CAP_SYS_NICE (or an RLIMIT_RTPRIO), and the thread stays as it
+/// was.
+pub fn realtime_self() -> io::Result<()> {
+    let param = libc::sched_param { sched_priority: 1 };
+    // SAFETY: `param` is a live sched_param the kernel only reads; pid 0
+    // is the calling thread.
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+    check("sched_setscheduler", rc as libc::c_long).map(drop)
+}
+
 /// struct page_region.
 #[repr(C)]
 #[derive(Clone, Copy, Default, Debug)]
@@ -185,9 +263,24 @@ struct PmScanArg {
 /// many, and where the walk stopped (before `end` when `out` filled up).
 pub fn pagemap_scan(
     pagemap: &OwnedFd,
-    (start, end): (u64, u64),
+    range: (u64, u64),
     flags: u64,
     mask: u64,
+    out: &mut [PageRegion],
+) -> io::Result<(usize, u64)> {
+    pagemap_scan_masks(pagemap, range, flags, (mask, 0), 0, out)
+}
+
+/// PAGEMAP_SCAN matching pages whose categories include all of `masks.0`
+/// and at least one of `masks.1` (category_mask, category_anyof_mask);
+/// the regions report those categories and `more` (regions split where
+/// any of them changes).
+pub fn pagemap_scan_masks(
+    pagemap: &OwnedFd,
+    (start, end): (u64, u64),
+    flags: u64,
+    (mask, anyof): (u64, u64),
+    more: u64,
     out: &mut [PageRegion],
 ) -> io::Result<(usize, u64)> {
     let mut arg = PmScanArg {
@@ -201,8 +294,8 @@ pub fn pagemap_scan(
         max_pages: 0,
         category_inverted: 0,
         category_mask: mask,
-        category_anyof_mask: 0,
-        return_mask: mask,
+        category_anyof_mask: anyof,
+        return_mask: mask | anyof | more,
     };
     let n = ioctl(pagemap, "PAGEMAP_SCAN", PAGEMAP_SCAN, &mut arg)?;
     Ok((n as usize, arg.walk_end))
