@@ -11,18 +11,22 @@
 # time, bytes sent and pre-copy rounds, and the ratio pre-copy /
 # stop-and-copy for each size. It checks that the copy runs on with no bad
 # page; it never asserts speed. With --procs 2 the group is a shell with
-# two writers of SIZE MiB each, pre-copied one tracker per process.
+# two writers of SIZE MiB each, pre-copied one tracker per process. With
+# --layer MIB the source env's private layer holds MIB MiB more (files of
+# 64 KiB, written more than a second before the move): stop-and-copy sends
+# it in the downtime, pre-copy while the group runs.
 set -euo pipefail
 export LC_ALL=C
 
 usage() {
 	cat <<'USAGE'
-usage: benches/migrate.sh [--rounds N] [--sizes "64 512"] [--rate PAGES_PER_SEC] [--procs 1|2] [--link RATE] [--no-build]
+usage: benches/migrate.sh [--rounds N] [--sizes "64 512"] [--rate PAGES_PER_SEC] [--procs 1|2] [--layer MIB] [--link RATE] [--no-build]
 
   --rounds N    migrations per size and mode (default 3)
   --sizes LIST  resident sizes in MiB (default "64 512")
   --rate N      pages the writer rewrites per second (default 2000, 8 MiB/s)
   --procs 2     two writers (each SIZE MiB, RATE pages/s) under one shell
+  --layer MIB   the env's private layer holds MIB MiB of files (default 0)
   --link RATE   migrate between two network namespaces over a veth shaped
                 to RATE (tc tbf syntax, e.g. 1gbit); needs root
   --no-build    do not run `cargo build --release` first
@@ -38,6 +42,7 @@ RATE=2000
 BUILD=1
 LINK=""
 PROCS=1
+LAYER=0
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--rounds) ROUNDS="$2"; shift 2 ;;
@@ -45,6 +50,7 @@ while [ $# -gt 0 ]; do
 	--rate) RATE="$2"; shift 2 ;;
 	--link) LINK="$2"; shift 2 ;;
 	--procs) PROCS="$2"; shift 2 ;;
+	--layer) LAYER="$2"; shift 2 ;;
 	--no-build) BUILD=0; shift ;;
 	-h | --help) usage; exit 0 ;;
 	*) echo "migrate.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
@@ -101,7 +107,8 @@ wait_ok() {
 }
 
 # one migration: prints "downtime_ms total_ms bytes_sent rounds mode
-# dump_ms send_ms restore_ms" (the last three: parts of the downtime)
+# dump_ms layer_ms send_ms restore_ms" (the last four: parts of the
+# downtime)
 one() {
 	local size="$1" mode="$2" n="$3"
 	local src="A$n" dst="B$n" out="$WORK/out$n"
@@ -110,6 +117,23 @@ one() {
 		# sh -c SCRIPT $0 $1...: two writers, the second writing OUT.2.
 		guest=(/bin/sh -c '"$0" "$1" "$2" "$4" "$5" & "$0" "$1.2" "$3" "$4" "$5" & wait' \
 			"$WORK/mig_dirty" "$out" "$WORK/pid$n" "$WORK/pid$n.2" "$size" "$RATE")
+	fi
+	if [ "$LAYER" -gt 0 ]; then
+		# Written into the env's store directly (its layout is isotrace's
+		# own), then left to age past pre-copy's one-second ctime margin.
+		"${IN_A[@]}" "$ISOTRACE" env create "$src" >/dev/null
+		python3 - "$ISOTRACE_HOME/envs/$src/upper/opt/layer" "$LAYER" <<'PY'
+import os, sys
+d, mib = sys.argv[1], int(sys.argv[2])
+os.makedirs(d)
+chunk = os.urandom(65536)
+for i in range(mib * 16):
+    sub = os.path.join(d, str(i // 256))
+    os.makedirs(sub, exist_ok=True)
+    with open(os.path.join(sub, f"f{i}"), "wb") as f:
+        f.write(chunk)
+PY
+		sleep 1.2
 	fi
 	"${IN_A[@]}" "$ISOTRACE" run --env "$src" --group mb -- "${guest[@]}" >/dev/null 2>&1 &
 	local sup=$!
@@ -150,7 +174,7 @@ one() {
 	"$ISOTRACE" env rm --force "$src" >/dev/null 2>&1 || true
 	"$ISOTRACE" env rm --force "$dst" >/dev/null 2>&1 || true
 	ISOTRACE_HOME="$WORK/home2" "$ISOTRACE" env rm --force "$src" >/dev/null 2>&1 || true
-	python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(r["downtime_ms"], r["total_ms"], r["bytes_sent"], len(r["rounds"]), r["mode"].split(" (")[0], r["dump_ms"], r["send_ms"], r["restore_ms"])' "$json"
+	python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(r["downtime_ms"], r["total_ms"], r["bytes_sent"], len(r["rounds"]), r["mode"].split(" (")[0], r["dump_ms"], r["layer_ms"], r["send_ms"], r["restore_ms"])' "$json"
 }
 
 # median and range of the Nth column of stdin
@@ -163,7 +187,8 @@ where="--to-env (127.0.0.1)"
 echo "isotrace migrate $where: ${ROUNDS} rounds per row, ${PROCS} writer(s) each rewriting ${RATE} pages/s ($((RATE * 4 / 1024)) MiB/s)"
 echo "kernel $(uname -r), $(nproc) CPUs, $(date -u +%FT%TZ)"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '\n| RSS | mode | downtime ms | of it: dump / send / restore ms | total ms | MiB sent | rounds |\n|---|---|---|---|---|---|---|\n'
+[ "$LAYER" -gt 0 ] && echo "env layer: $LAYER MiB of 64 KiB files"
+printf '\n| RSS | mode | downtime ms | of it: dump / layer / send / restore ms | total ms | MiB sent | rounds |\n|---|---|---|---|---|---|---|\n'
 n=0
 ratio_rows=()
 for size in $SIZES; do
@@ -180,7 +205,7 @@ for size in $SIZES; do
 		total="$(awk '{print $2}' "$file" | stat)"
 		mib="$(awk '{print $3 / 1048576}' "$file" | stat)"
 		rounds="$(awk '{print $4}' "$file" | stat)"
-		parts="$(for c in 6 7 8; do awk -v c=$c '{print $c}' "$file" | sort -g | awk '{v[NR]=$1} END {printf "%.0f", (NR%2)?v[(NR+1)/2]:(v[NR/2]+v[NR/2+1])/2}'; echo; done | paste -sd/ | sed 's|/| / |g')"
+		parts="$(for c in 6 7 8 9; do awk -v c=$c '{print $c}' "$file" | sort -g | awk '{v[NR]=$1} END {printf "%.0f", (NR%2)?v[(NR+1)/2]:(v[NR/2]+v[NR/2+1])/2}'; echo; done | paste -sd/ | sed 's|/| / |g')"
 		printf '| %s MiB | %s | %s | %s | %s | %s | %s |\n' "$size" "$mode" "$down" "$parts" "$total" "$mib" "$rounds"
 	done
 	ds="$(awk '{print $1}' "$WORK/stop.txt" | sort -g | awk '{v[NR]=$1} END {print (NR%2)?v[(NR+1)/2]:(v[NR/2]+v[NR/2+1])/2}')"
