@@ -428,3 +428,57 @@ fn an_unsupported_fd_refuses_the_checkpoint_and_the_group_runs_on() {
         "sleep runs on (not stopped)"
     );
 }
+
+/// A file in flight that cannot be carried (an eventfd passed with
+/// SCM_RIGHTS and closed by its sender) refuses a --leave-running
+/// checkpoint, naming the pid, the socket's fd and the file's kind, and
+/// the message is still queued with its file: the dump only peeked.
+#[test]
+fn an_eventfd_in_flight_refuses_the_checkpoint_and_stays_queued() {
+    let w = World::new();
+    let exe = guest("inflight_eventfd");
+    let (pidfile, result) = (w.dir().join("pid"), w.dir().join("result"));
+    let args = [
+        "--no-isolation",
+        "--group",
+        "flight",
+        "--",
+        path_str(&exe),
+        path_str(&pidfile),
+        path_str(&result),
+    ];
+    let child = w
+        .command(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut sup = Supervisor(child);
+    let pid = wait_for_pid(&pidfile, WAIT);
+    let sock = w.dir().join("run/isotrace/flight.sock");
+    wait_until("the group's socket", WAIT, || {
+        UnixStream::connect(&sock).is_ok()
+    });
+    let img = w.dir().join("img");
+    let run = w.isotrace(&[
+        "checkpoint",
+        "flight",
+        "--leave-running",
+        "-o",
+        path_str(&img),
+    ]);
+    run.assert_exit(1);
+    let err = run.stderr_str();
+    assert!(
+        err.contains(&format!("pid {pid}: fd 10 (socket socket:["))
+            && err.contains("anon_inode:[eventfd]"),
+        "{}",
+        run.describe()
+    );
+    assert!(!img.exists());
+    assert!(sup.running());
+    // SAFETY: kill(2) of the guest, which waits for this signal.
+    unsafe { libc::kill(pid, libc::SIGUSR1) };
+    wait_until("the guest's result", WAIT, || result.exists());
+    assert_eq!(fs::read_to_string(&result).unwrap(), "intact");
+}

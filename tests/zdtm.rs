@@ -255,6 +255,7 @@ zdtm! {
     posix_timer: Native;
     process_settings;
     prot_none_data: Native;
+    scm_rights: Native, Nobody;
     shm_anon_shared;
     signalfd;
     sigsuspend_mask;

@@ -66,6 +66,9 @@ pub fn dump_tcp_holding(
     super::inject_fault(root);
     let mut dumped = Dumped::new(&frozen, root, writer, Kind::Checkpoint)?;
     refuse_unsupported(dumped.tree())?;
+    if let Some(why) = dumped.refusals().first() {
+        return Err(Error::Invalid { what: why.clone() });
+    }
     let (mut conns, held) = tcp::capture(dumped.tree(), policy)?;
     if !conns.sockets.is_empty() {
         conns.lock = held.lock_name();

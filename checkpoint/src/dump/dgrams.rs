@@ -6,9 +6,11 @@
 //! many bytes into the queue and moves the offset past what it returned
 //! (socket(7); net/unix/af_unix.c, unix_dgram_recvmsg), so successive
 //! peeks walk the queue without consuming it. The socket's own peek
-//! offset is put back afterwards. File descriptors and credentials
-//! passed with a message (SCM_RIGHTS, SCM_CREDENTIALS) are not recorded.
+//! offset is put back afterwards. A queue that passes files
+//! (SCM_RIGHTS) is recorded in `inflight.bin` instead, with them
+//! (`inflight`); credentials (SCM_CREDENTIALS) are not recorded.
 
+use super::inflight::{carries_files, Pending, Raw};
 use crate::error::Result;
 use crate::image::ImageWriter;
 use crate::model::{FdKind, ProcessTree, SocketInfo};
@@ -29,8 +31,9 @@ const MAX_MESSAGE: usize = 4 << 20;
 
 /// Reads the queues of every unix datagram or seqpacket socket of
 /// `tree`, which must be stopped under the caller's ptrace. A socket
-/// that cannot be read is left out (restored with an empty queue).
-pub fn capture(tree: &ProcessTree) -> Dgrams {
+/// that cannot be read is left out (restored with an empty queue); one
+/// whose queue passes files goes to `pending`.
+pub fn capture(tree: &ProcessTree, pending: &mut Pending) -> Dgrams {
     let mut out = Dgrams::new();
     let mut buf = Vec::new();
     for p in &tree.processes {
@@ -47,9 +50,11 @@ pub fn capture(tree: &ProcessTree) -> Dgrams {
             if buf.is_empty() {
                 buf = vec![0u8; MAX_MESSAGE];
             }
-            let msgs = peek_all(&dup, &mut buf);
-            if !msgs.is_empty() {
-                out.insert(e.ino, msgs);
+            let raws = peek_all(&dup, &mut buf);
+            if carries_files(&raws) {
+                pending.insert(e.ino, (p.pid, e.fd, raws));
+            } else if !raws.is_empty() {
+                out.insert(e.ino, raws.into_iter().map(|r| r.data).collect());
             }
         }
     }
@@ -70,8 +75,9 @@ fn set_peek_off(fd: &OwnedFd, v: i32) -> bool {
     .is_ok()
 }
 
-/// Every message queued on `fd`, peeked in order with a peek offset.
-fn peek_all(fd: &OwnedFd, buf: &mut [u8]) -> Vec<Vec<u8>> {
+/// Every message queued on `fd`, peeked in order with a peek offset,
+/// with the files it passes (see `inflight`).
+fn peek_all(fd: &OwnedFd, buf: &mut [u8]) -> Vec<Raw> {
     let mut out = Vec::new();
     let Some(old) = peek_off(fd) else {
         return out;
@@ -82,11 +88,14 @@ fn peek_all(fd: &OwnedFd, buf: &mut [u8]) -> Vec<Vec<u8>> {
     loop {
         // With MSG_TRUNC the result is the message's real length; one
         // larger than the buffer cannot be recorded whole.
-        let n = match sockopt::peek_message(fd.as_fd(), buf) {
-            Ok(n) if n <= buf.len() => n,
+        let (n, fds) = match sockopt::peek_with_fds(fd.as_fd(), buf, true) {
+            Ok(p) if p.len <= buf.len() && !p.ctrunc => (p.len, p.fds),
             _ => break,
         };
-        out.push(buf[..n].to_vec());
+        out.push(Raw {
+            data: buf[..n].to_vec(),
+            fds,
+        });
         // An empty message does not move the peek offset: the walk ends
         // there (what follows it is not recorded).
         if n == 0 {
@@ -99,8 +108,8 @@ fn peek_all(fd: &OwnedFd, buf: &mut [u8]) -> Vec<Vec<u8>> {
 
 /// Captures the datagram queues of `tree` into the image being written
 /// (no section when every queue is empty).
-pub fn write(tree: &ProcessTree, writer: &mut ImageWriter) -> Result<()> {
-    let data = capture(tree);
+pub fn write(tree: &ProcessTree, writer: &mut ImageWriter, pending: &mut Pending) -> Result<()> {
+    let data = capture(tree, pending);
     writer.write_optional(SECTION, &data)
 }
 

@@ -8,6 +8,7 @@ pub(crate) mod cow;
 pub mod deleted;
 pub mod dgrams;
 pub mod fds;
+pub mod inflight;
 pub mod inotify;
 pub(crate) mod lend;
 pub mod memory;
@@ -82,6 +83,9 @@ pub struct Dumped {
     tree: ProcessTree,
     threads: usize,
     kind: Kind,
+    /// Why a checkpoint of this image must be refused, found while
+    /// dumping (files in flight that cannot be carried, `inflight`).
+    refusals: Vec<String>,
 }
 
 impl Dumped {
@@ -97,13 +101,16 @@ impl Dumped {
         }
         pipes::write(&tree, &mut writer)?;
         thread_extra::write(&tree, &mut writer)?;
-        unix_pairs::write(&tree, &mut writer)?;
+        let mut pending = inflight::Pending::new();
+        let pairs = unix_pairs::write(&tree, &mut writer, &mut pending)?;
         sigstate::write(frozen, &tree, &mut writer)?;
         zombies::write(&tree, &mut writer)?;
         timers::write(frozen, &tree, &mut writer)?;
         deleted::write(&tree, &mut writer)?;
         inotify::write(&tree, &mut writer)?;
-        dgrams::write(&tree, &mut writer)?;
+        dgrams::write(&tree, &mut writer, &mut pending)?;
+        let known = inflight::Known::of(&tree, pairs.keys().copied());
+        let refusals = inflight::write(&tree, pending, &known, &mut writer)?;
         open_files::write(&tree, &mut writer)?;
         frozen.check_alive()?;
         Ok(Dumped {
@@ -111,11 +118,18 @@ impl Dumped {
             tree,
             threads: frozen.thread_count(),
             kind,
+            refusals,
         })
     }
 
     pub fn tree(&self) -> &ProcessTree {
         &self.tree
+    }
+
+    /// Why a checkpoint of this image must be refused (none: it may be
+    /// committed), each naming the pid, the fd and its kind.
+    pub fn refusals(&self) -> &[String] {
+        &self.refusals
     }
 
     /// Adds a section the caller made (the supervisor's state, #5): written
@@ -132,6 +146,7 @@ impl Dumped {
             tree,
             threads,
             kind,
+            refusals: Vec::new(),
         }
     }
 

@@ -157,7 +157,12 @@ pub fn take(pid: i32, dir: &Path, opts: &Options) -> Result<Taken> {
         writer.write_section(sigstate::SECTION, &codec::encode(&signals)?)?;
     }
     pipes::write(&tree, &mut writer)?;
-    unix_pairs::write(&tree, &mut writer)?;
+    // A snapshot is not restored: files in flight that a checkpoint
+    // would refuse are only left out.
+    let mut pending = super::inflight::Pending::new();
+    let pairs = unix_pairs::write(&tree, &mut writer, &mut pending)?;
+    let known = super::inflight::Known::of(&tree, pairs.keys().copied());
+    super::inflight::write(&tree, pending, &known, &mut writer)?;
     let (method, limitations) = method_of(&record);
     record.total_us = us(t0.elapsed());
     let json = serde_json::to_vec_pretty(&record).expect("a Record always serializes");

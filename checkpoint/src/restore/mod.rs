@@ -30,6 +30,7 @@ pub mod dgrams;
 pub mod fdplan;
 pub mod fds;
 pub mod fifo;
+pub mod inflight;
 pub mod inject;
 pub mod inotify;
 pub mod memory;

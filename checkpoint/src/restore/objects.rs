@@ -2,13 +2,13 @@
 //! once ([`Sections::read`]), and the shared objects made from them in
 //! the root vessel before the other processes are cloned from it
 //! ([`prepare`]): nameless files (`deleted`), FIFO keepers (`fifo`),
-//! datagram queues (`dgrams`), unpaired unix datagram sockets
+//! datagram queues (`dgrams`), queues that pass files (`inflight`), unpaired unix datagram sockets
 //! (`unix_dgram`) and open files several fds share (`open_files`).
 
 use super::fds::Shared;
 use super::inject::Vessel;
 use super::tree::Plan;
-use super::{deleted, dgrams, fifo, open_files, unix_dgram, Options};
+use super::{deleted, dgrams, fifo, inflight, open_files, unix_dgram, Options};
 use crate::dump;
 use crate::dump::unix_pairs::Pairs;
 use crate::error::{Error, Result};
@@ -20,6 +20,7 @@ pub struct Sections {
     pub nameless: dump::deleted::Files,
     pub fifos: dump::pipes::PipeData,
     pub dgrams: dump::dgrams::Dgrams,
+    pub inflight: dump::inflight::Queues,
     pub watches: dump::inotify::Watches,
     pub open_files: dump::open_files::Shared,
     pub zombies: Vec<dump::zombies::Zombie>,
@@ -32,6 +33,7 @@ impl Sections {
             nameless: dump::deleted::read(image)?,
             fifos: dump::pipes::read_fifos(image)?,
             dgrams: dump::dgrams::read(image)?,
+            inflight: dump::inflight::read(image)?,
             watches: dump::inotify::read(image)?,
             open_files: dump::open_files::read(image)?,
             zombies: dump::zombies::read(image)?,
@@ -62,6 +64,8 @@ pub fn prepare(
     shared.nameless = made;
     shared.notes.extend(notes);
     fifo::prepare(v, &plan.order, &sections.fifos, shared.line, &map)?;
+    // Every pipe and pair exists by now: queues may pass them.
+    inflight::refill(v, &sections.inflight, pairs, shared, opts)?;
     let notes = dgrams::refill(v, &sections.dgrams, pairs, &shared.sockets)?;
     shared.notes.extend(notes);
     let notes = unix_dgram::create(
