@@ -482,3 +482,64 @@ fn an_eventfd_in_flight_refuses_the_checkpoint_and_stays_queued() {
     wait_until("the guest's result", WAIT, || result.exists());
     assert_eq!(fs::read_to_string(&result).unwrap(), "intact");
 }
+
+/// A listener with a connection waiting in its accept queue (TCP, then
+/// unix) refuses a --leave-running checkpoint, naming the pid, the fd
+/// and the listener (and for TCP the queue's length); the connection is
+/// still there to accept afterwards.
+#[test]
+fn a_listener_with_waiting_connections_refuses_the_checkpoint() {
+    for kind in ["tcp", "unix"] {
+        let w = World::new();
+        let exe = guest("listen_backlog");
+        let (pidfile, result) = (w.dir().join("pid"), w.dir().join("result"));
+        let args = [
+            "--no-isolation",
+            "--group",
+            "backlog",
+            "--",
+            path_str(&exe),
+            kind,
+            path_str(&pidfile),
+            path_str(&result),
+        ];
+        let child = w
+            .command(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut sup = Supervisor(child);
+        let pid = wait_for_pid(&pidfile, WAIT);
+        let sock = w.dir().join("run/isotrace/backlog.sock");
+        wait_until("the group's socket", WAIT, || {
+            UnixStream::connect(&sock).is_ok()
+        });
+        let img = w.dir().join("img");
+        let run = w.isotrace(&[
+            "checkpoint",
+            "backlog",
+            "--leave-running",
+            "-o",
+            path_str(&img),
+        ]);
+        run.assert_exit(1);
+        let err = run.stderr_str();
+        let queue = if kind == "tcp" {
+            "with 1 connection waiting"
+        } else {
+            "waiting in its accept queue"
+        };
+        assert!(
+            err.contains(&format!("pid {pid}: fd 10 (socket socket:[")) && err.contains(queue),
+            "{kind}: {}",
+            run.describe()
+        );
+        assert!(!img.exists());
+        assert!(sup.running());
+        // SAFETY: kill(2) of the guest, which waits for this signal.
+        unsafe { libc::kill(pid, libc::SIGUSR1) };
+        wait_until("the guest's result", WAIT, || result.exists());
+        assert_eq!(fs::read_to_string(&result).unwrap(), "intact", "{kind}");
+    }
+}

@@ -69,6 +69,7 @@ pub fn dump_tcp_holding(
     if let Some(why) = dumped.refusals().first() {
         return Err(Error::Invalid { what: why.clone() });
     }
+    super::backlog::refuse_waiting(dumped.tree())?;
     let (mut conns, held) = tcp::capture(dumped.tree(), policy)?;
     if !conns.sockets.is_empty() {
         conns.lock = held.lock_name();

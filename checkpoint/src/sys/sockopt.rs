@@ -308,3 +308,17 @@ pub fn peek_whole_skbs(fd: BorrowedFd<'_>, room: usize) -> Result<usize, Errno> 
         other => other,
     }
 }
+
+/// Whether `fd` is readable now (poll(2) with no timeout). On a
+/// listening socket: a connection waits in its accept queue (tcp_poll,
+/// inet_csk_listen_poll; unix_poll: the queue of embryo sockets).
+pub fn readable(fd: BorrowedFd<'_>) -> Result<bool, Errno> {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one live pollfd; a zero timeout never blocks.
+    let n = rc(unsafe { libc::poll(&mut p, 1, 0) } as libc::c_long)?;
+    Ok(n > 0 && p.revents & libc::POLLIN != 0)
+}
