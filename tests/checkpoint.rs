@@ -367,10 +367,10 @@ fn bad_requests_leave_the_group_running() {
     assert!(sup.running());
 }
 
-/// An fd that cannot be checkpointed (a connected UDP socket: TCP
-/// connections are carried, tests/migrate_tcp.rs) refuses the checkpoint,
-/// naming the pid, the fd and its kind: no image is left and the group
-/// runs on.
+/// State that cannot be checkpointed (a datagram queued on a connected
+/// UDP socket: the socket is carried, its queue is not) refuses the
+/// checkpoint, naming the pid, the fd and its kind: no image is left and
+/// the group runs on.
 #[test]
 fn an_unsupported_fd_refuses_the_checkpoint_and_the_group_runs_on() {
     if !common::have_program("bash") {
@@ -380,8 +380,10 @@ fn an_unsupported_fd_refuses_the_checkpoint_and_the_group_runs_on() {
     let w = World::new();
     let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = peer.local_addr().unwrap().port();
+    // bash says hello through fd 3, so the peer learns its address and
+    // queues a datagram for it.
     let script = format!(
-        "exec 3<>/dev/udp/127.0.0.1/{port}; echo $$ > pid.tmp; mv pid.tmp pid; exec sleep 30"
+        "exec 3<>/dev/udp/127.0.0.1/{port}; echo hello >&3; echo $$ > pid.tmp; mv pid.tmp pid; exec sleep 30"
     );
     let child = w
         .command(&[
@@ -399,6 +401,9 @@ fn an_unsupported_fd_refuses_the_checkpoint_and_the_group_runs_on() {
         .unwrap();
     let mut sup = Supervisor(child);
     let pid = wait_for_pid(&w.dir().join("pid"), WAIT);
+    let mut hello = [0u8; 16];
+    let (_, bash) = peer.recv_from(&mut hello).unwrap();
+    peer.send_to(b"queued", bash).unwrap();
     wait_until("sleep to run", WAIT, || {
         fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sleep")
     });
@@ -408,7 +413,7 @@ fn an_unsupported_fd_refuses_the_checkpoint_and_the_group_runs_on() {
     let err = run.stderr_str();
     assert!(
         err.contains(&format!("pid {pid}: fd 3 (socket"))
-            && err.contains("connected UDP socket")
+            && err.contains("UDP socket with datagrams queued")
             && err.contains("no image was written"),
         "{}",
         run.describe()
@@ -542,4 +547,61 @@ fn a_listener_with_waiting_connections_refuses_the_checkpoint() {
         wait_until("the guest's result", WAIT, || result.exists());
         assert_eq!(fs::read_to_string(&result).unwrap(), "intact", "{kind}");
     }
+}
+
+/// An inotify fd with events queued refuses a --leave-running
+/// checkpoint, naming the pid, the fd and the inotify instance; the
+/// events are still there to read afterwards.
+#[test]
+fn queued_inotify_events_refuse_the_checkpoint() {
+    let w = World::new();
+    let exe = guest("inotify_queued");
+    // In a directory of their own: the world's directory changes as the
+    // supervisor runs (its socket), which would add events.
+    let sub = w.dir().join("watched");
+    fs::create_dir(&sub).unwrap();
+    let (pidfile, result) = (sub.join("pid"), w.dir().join("result"));
+    let args = [
+        "--no-isolation",
+        "--group",
+        "events",
+        "--",
+        path_str(&exe),
+        path_str(&pidfile),
+        path_str(&result),
+    ];
+    let child = w
+        .command(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut sup = Supervisor(child);
+    let pid = wait_for_pid(&pidfile, WAIT);
+    let sock = w.dir().join("run/isotrace/events.sock");
+    wait_until("the group's socket", WAIT, || {
+        UnixStream::connect(&sock).is_ok()
+    });
+    let img = w.dir().join("img");
+    let run = w.isotrace(&[
+        "checkpoint",
+        "events",
+        "--leave-running",
+        "-o",
+        path_str(&img),
+    ]);
+    run.assert_exit(1);
+    let err = run.stderr_str();
+    assert!(
+        err.contains(&format!("pid {pid}: fd 10 (anon_inode anon_inode:inotify)"))
+            && err.contains("bytes of events queued"),
+        "{}",
+        run.describe()
+    );
+    assert!(!img.exists());
+    assert!(sup.running());
+    // SAFETY: kill(2) of the guest, which waits for this signal.
+    unsafe { libc::kill(pid, libc::SIGUSR1) };
+    wait_until("the guest's result", WAIT, || result.exists());
+    assert_eq!(fs::read_to_string(&result).unwrap(), "intact");
 }

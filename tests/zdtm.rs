@@ -270,6 +270,7 @@ zdtm! {
     timerfd;
     timerfd_expirations: Native, Nobody;
     udp_bound;
+    udp_connected: Native, Nobody;
     unix_dgram_bound: Native, Nobody;
     unix_listen: Native, Nobody;
     unix_stream_conn;

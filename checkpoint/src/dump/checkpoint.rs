@@ -9,7 +9,7 @@ use super::tcp::{self, Held, TcpPolicy};
 use super::{attach::StoppedThread, Dumped, Frozen};
 use crate::error::{Error, Result};
 use crate::image::{ImageWriter, Kind};
-use crate::model::{FdEntry, FdKind, ProcessTree, SocketInfo};
+use crate::model::{FdEntry, FdKind, ProcessTree};
 use std::path::Path;
 
 /// Anonymous-inode files whose state the dump records (fdinfo) and that a
@@ -69,7 +69,7 @@ pub fn dump_tcp_holding(
     if let Some(why) = dumped.refusals().first() {
         return Err(Error::Invalid { what: why.clone() });
     }
-    super::backlog::refuse_waiting(dumped.tree())?;
+    super::unread::refuse_waiting(dumped.tree())?;
     let (mut conns, held) = tcp::capture(dumped.tree(), policy)?;
     if !conns.sockets.is_empty() {
         conns.lock = held.lock_name();
@@ -113,13 +113,6 @@ pub fn unsupported(e: &FdEntry) -> Option<&'static str> {
         // The memory devices (null, zero, full, random, urandom: major 1)
         // have no state; any other device has state we cannot see.
         FdKind::Device { major, .. } if *major != 1 => Some("a device"),
-        // Connected TCP sockets are carried with TCP repair (`tcp`).
-        FdKind::Socket(Some(SocketInfo::Inet { proto, state, .. }))
-            if !proto.starts_with("tcp")
-                && !matches!(state.as_str(), "LISTEN" | "UNCONNECTED" | "CLOSE") =>
-        {
-            Some("a connected UDP socket (its peer is outside the group)")
-        }
         FdKind::Other => Some("an fd of unknown kind"),
         _ => None,
     }
@@ -128,6 +121,7 @@ pub fn unsupported(e: &FdEntry) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::SocketInfo;
 
     fn entry(kind: FdKind) -> FdEntry {
         FdEntry {
@@ -167,7 +161,7 @@ mod tests {
             remote: "127.0.0.1:5353".into(),
             state: "ESTABLISHED".into(),
         }));
-        assert!(refused(udp));
+        assert!(!refused(udp), "connected again at restore");
     }
 
     #[test]

@@ -3,7 +3,6 @@
 //! [`checkpoint`] dumps a group its supervisor already holds stopped.
 
 mod attach;
-pub mod backlog;
 pub mod checkpoint;
 pub(crate) mod cow;
 pub mod deleted;
@@ -26,6 +25,7 @@ pub mod thread;
 pub mod thread_extra;
 pub mod timers;
 pub mod unix_pairs;
+pub mod unread;
 pub mod zombies;
 
 pub use attach::{precheck, Frozen, StoppedThread};
