@@ -434,174 +434,128 @@ fn an_unsupported_fd_refuses_the_checkpoint_and_the_group_runs_on() {
     );
 }
 
-/// A file in flight that cannot be carried (an eventfd passed with
-/// SCM_RIGHTS and closed by its sender) refuses a --leave-running
-/// checkpoint, naming the pid, the socket's fd and the file's kind, and
-/// the message is still queued with its file: the dump only peeked.
-#[test]
-fn an_eventfd_in_flight_refuses_the_checkpoint_and_stays_queued() {
-    let w = World::new();
-    let exe = guest("inflight_eventfd");
-    let (pidfile, result) = (w.dir().join("pid"), w.dir().join("result"));
-    let args = [
-        "--no-isolation",
-        "--group",
-        "flight",
-        "--",
-        path_str(&exe),
-        path_str(&pidfile),
-        path_str(&result),
-    ];
+/// Runs guest `name` with `args`, then a pid file and a result file, as
+/// group `group`; checks that a --leave-running checkpoint is refused
+/// with a message holding every string of `want(pid)`, that no image is
+/// left and the group runs on; then wakes the guest (SIGUSR1), which
+/// checks that its state is intact and writes "intact" if so.
+fn refused_and_intact(
+    w: &World,
+    group: &str,
+    name: &str,
+    args: &[&str],
+    pidfile: &Path,
+    want: impl Fn(i32) -> Vec<String>,
+) {
+    let exe = guest(name);
+    let result = w.dir().join("result");
+    let mut argv = vec!["--no-isolation", "--group", group, "--", path_str(&exe)];
+    argv.extend(args);
+    argv.extend([path_str(pidfile), path_str(&result)]);
     let child = w
-        .command(&args)
+        .command(&argv)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let mut sup = Supervisor(child);
-    let pid = wait_for_pid(&pidfile, WAIT);
-    let sock = w.dir().join("run/isotrace/flight.sock");
+    let pid = wait_for_pid(pidfile, WAIT);
+    let sock = w.dir().join("run/isotrace").join(format!("{group}.sock"));
     wait_until("the group's socket", WAIT, || {
         UnixStream::connect(&sock).is_ok()
     });
     let img = w.dir().join("img");
-    let run = w.isotrace(&[
-        "checkpoint",
-        "flight",
-        "--leave-running",
-        "-o",
-        path_str(&img),
-    ]);
+    let run = w.isotrace(&["checkpoint", group, "--leave-running", "-o", path_str(&img)]);
     run.assert_exit(1);
     let err = run.stderr_str();
-    assert!(
-        err.contains(&format!("pid {pid}: fd 10 (socket socket:["))
-            && err.contains("anon_inode:[eventfd]"),
-        "{}",
-        run.describe()
-    );
+    for part in want(pid) {
+        assert!(
+            err.contains(&part),
+            "{name}: no {part:?} in:\n{}",
+            run.describe()
+        );
+    }
     assert!(!img.exists());
     assert!(sup.running());
     // SAFETY: kill(2) of the guest, which waits for this signal.
     unsafe { libc::kill(pid, libc::SIGUSR1) };
     wait_until("the guest's result", WAIT, || result.exists());
-    assert_eq!(fs::read_to_string(&result).unwrap(), "intact");
+    assert_eq!(fs::read_to_string(&result).unwrap(), "intact", "{name}");
+}
+
+/// A file in flight that cannot be carried (an eventfd passed with
+/// SCM_RIGHTS and closed by its sender) refuses the checkpoint, naming
+/// the pid, the socket's fd and the file's kind; the message is still
+/// queued with its file: the dump only peeked.
+#[test]
+fn an_eventfd_in_flight_refuses_the_checkpoint_and_stays_queued() {
+    let w = World::new();
+    let pidfile = w.dir().join("pid");
+    refused_and_intact(&w, "flight", "inflight_eventfd", &[], &pidfile, |pid| {
+        vec![
+            format!("pid {pid}: fd 10 (socket socket:["),
+            "anon_inode:[eventfd]".into(),
+        ]
+    });
 }
 
 /// A listener with a connection waiting in its accept queue (TCP, then
-/// unix) refuses a --leave-running checkpoint, naming the pid, the fd
-/// and the listener (and for TCP the queue's length); the connection is
-/// still there to accept afterwards.
+/// unix) refuses the checkpoint, naming the pid, the fd and the listener
+/// (and for TCP the queue's length); the connection is still there to
+/// accept afterwards.
 #[test]
 fn a_listener_with_waiting_connections_refuses_the_checkpoint() {
     for kind in ["tcp", "unix"] {
         let w = World::new();
-        let exe = guest("listen_backlog");
-        let (pidfile, result) = (w.dir().join("pid"), w.dir().join("result"));
-        let args = [
-            "--no-isolation",
-            "--group",
-            "backlog",
-            "--",
-            path_str(&exe),
-            kind,
-            path_str(&pidfile),
-            path_str(&result),
-        ];
-        let child = w
-            .command(&args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut sup = Supervisor(child);
-        let pid = wait_for_pid(&pidfile, WAIT);
-        let sock = w.dir().join("run/isotrace/backlog.sock");
-        wait_until("the group's socket", WAIT, || {
-            UnixStream::connect(&sock).is_ok()
+        let pidfile = w.dir().join("pid");
+        refused_and_intact(&w, "backlog", "listen_backlog", &[kind], &pidfile, |pid| {
+            let queue = if kind == "tcp" {
+                "with 1 connection waiting"
+            } else {
+                "waiting in its accept queue"
+            };
+            vec![format!("pid {pid}: fd 10 (socket socket:["), queue.into()]
         });
-        let img = w.dir().join("img");
-        let run = w.isotrace(&[
-            "checkpoint",
-            "backlog",
-            "--leave-running",
-            "-o",
-            path_str(&img),
-        ]);
-        run.assert_exit(1);
-        let err = run.stderr_str();
-        let queue = if kind == "tcp" {
-            "with 1 connection waiting"
-        } else {
-            "waiting in its accept queue"
-        };
-        assert!(
-            err.contains(&format!("pid {pid}: fd 10 (socket socket:[")) && err.contains(queue),
-            "{kind}: {}",
-            run.describe()
-        );
-        assert!(!img.exists());
-        assert!(sup.running());
-        // SAFETY: kill(2) of the guest, which waits for this signal.
-        unsafe { libc::kill(pid, libc::SIGUSR1) };
-        wait_until("the guest's result", WAIT, || result.exists());
-        assert_eq!(fs::read_to_string(&result).unwrap(), "intact", "{kind}");
     }
 }
 
-/// An inotify fd with events queued refuses a --leave-running
-/// checkpoint, naming the pid, the fd and the inotify instance; the
-/// events are still there to read afterwards.
+/// An inotify fd with events queued refuses the checkpoint, naming the
+/// pid, the fd and the inotify instance; the events are still there to
+/// read afterwards.
 #[test]
 fn queued_inotify_events_refuse_the_checkpoint() {
     let w = World::new();
-    let exe = guest("inotify_queued");
     // In a directory of their own: the world's directory changes as the
     // supervisor runs (its socket), which would add events.
     let sub = w.dir().join("watched");
     fs::create_dir(&sub).unwrap();
-    let (pidfile, result) = (sub.join("pid"), w.dir().join("result"));
-    let args = [
-        "--no-isolation",
-        "--group",
+    refused_and_intact(
+        &w,
         "events",
-        "--",
-        path_str(&exe),
-        path_str(&pidfile),
-        path_str(&result),
-    ];
-    let child = w
-        .command(&args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut sup = Supervisor(child);
-    let pid = wait_for_pid(&pidfile, WAIT);
-    let sock = w.dir().join("run/isotrace/events.sock");
-    wait_until("the group's socket", WAIT, || {
-        UnixStream::connect(&sock).is_ok()
-    });
-    let img = w.dir().join("img");
-    let run = w.isotrace(&[
-        "checkpoint",
-        "events",
-        "--leave-running",
-        "-o",
-        path_str(&img),
-    ]);
-    run.assert_exit(1);
-    let err = run.stderr_str();
-    assert!(
-        err.contains(&format!("pid {pid}: fd 10 (anon_inode anon_inode:inotify)"))
-            && err.contains("bytes of events queued"),
-        "{}",
-        run.describe()
+        "inotify_queued",
+        &[],
+        &sub.join("pid"),
+        |pid| {
+            vec![
+                format!("pid {pid}: fd 10 (anon_inode anon_inode:inotify)"),
+                "bytes of events queued".into(),
+            ]
+        },
     );
-    assert!(!img.exists());
-    assert!(sup.running());
-    // SAFETY: kill(2) of the guest, which waits for this signal.
-    unsafe { libc::kill(pid, libc::SIGUSR1) };
-    wait_until("the guest's result", WAIT, || result.exists());
-    assert_eq!(fs::read_to_string(&result).unwrap(), "intact");
+}
+
+/// A memfd sealed against writing and mapped shared (read-only, as a
+/// Wayland keymap) refuses the checkpoint, naming the pid, the fd and
+/// the memfd: its contents would come back through the mapping, which
+/// the seal forbids. The mapping and the seals are as they were.
+#[test]
+fn a_mapped_write_sealed_memfd_refuses_the_checkpoint() {
+    let w = World::new();
+    let pidfile = w.dir().join("pid");
+    refused_and_intact(&w, "sealed", "memfd_write_sealed", &[], &pidfile, |pid| {
+        vec![
+            format!("pid {pid}: fd 10 (memfd /memfd:keymap"),
+            "sealed against writing".into(),
+        ]
+    });
 }

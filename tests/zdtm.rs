@@ -247,6 +247,7 @@ zdtm! {
     itimer_real: Native;
     memfd_fd_only: Native;
     memfd_mapped;
+    memfd_seals: Native, Nobody;
     mprotect_mix;
     nanosleep_child;
     pending_signals;

@@ -15,6 +15,7 @@ pub mod memory;
 pub mod open_files;
 pub mod pipes;
 pub mod procfs;
+pub mod seals;
 pub mod sigstate;
 pub mod snapshot;
 pub mod sockets;
@@ -111,7 +112,8 @@ impl Dumped {
         inotify::write(&tree, &mut writer)?;
         dgrams::write(&tree, &mut writer, &mut pending)?;
         let known = inflight::Known::of(&tree, pairs.keys().copied());
-        let refusals = inflight::write(&tree, pending, &known, &mut writer)?;
+        let mut refusals = inflight::write(&tree, pending, &known, &mut writer)?;
+        refusals.extend(seals::write(&tree, &mut writer)?);
         open_files::write(&tree, &mut writer)?;
         frozen.check_alive()?;
         Ok(Dumped {

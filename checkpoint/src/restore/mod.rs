@@ -218,7 +218,7 @@ pub fn restore(image: &Image, opts: &Options) -> Result<Restored> {
         }
     }
     let v = bootstrap(root.vessel, &plan.order)?;
-    let mut shared = fds::prepare(&v, &plan.order, &pipe_data, &pairs)?;
+    let mut shared = fds::prepare(&v, &plan.order, &pipe_data, &pairs, &sections.seals)?;
     tcp::create(
         &v,
         &plan.order,

@@ -21,6 +21,7 @@ pub struct Sections {
     pub fifos: dump::pipes::PipeData,
     pub dgrams: dump::dgrams::Dgrams,
     pub inflight: dump::inflight::Queues,
+    pub seals: dump::seals::Seals,
     pub watches: dump::inotify::Watches,
     pub open_files: dump::open_files::Shared,
     pub zombies: Vec<dump::zombies::Zombie>,
@@ -34,6 +35,7 @@ impl Sections {
             fifos: dump::pipes::read_fifos(image)?,
             dgrams: dump::dgrams::read(image)?,
             inflight: dump::inflight::read(image)?,
+            seals: dump::seals::read(image)?,
             watches: dump::inotify::read(image)?,
             open_files: dump::open_files::read(image)?,
             zombies: dump::zombies::read(image)?,
@@ -60,7 +62,14 @@ pub fn prepare(
 ) -> Result<()> {
     let map = |p: &str| opts.path(p);
     let image_dir = std::fs::canonicalize(&image.dir).map_err(|e| Error::io(&image.dir, e))?;
-    let (made, notes) = deleted::prepare(v, &sections.nameless, &image_dir, shared.line, &map)?;
+    let (made, notes) = deleted::prepare(
+        v,
+        &sections.nameless,
+        &image_dir,
+        shared.line,
+        &map,
+        &sections.seals,
+    )?;
     shared.nameless = made;
     shared.notes.extend(notes);
     fifo::prepare(v, &plan.order, &sections.fifos, shared.line, &map)?;

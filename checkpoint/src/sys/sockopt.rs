@@ -322,3 +322,9 @@ pub fn readable(fd: BorrowedFd<'_>) -> Result<bool, Errno> {
     let n = rc(unsafe { libc::poll(&mut p, 1, 0) } as libc::c_long)?;
     Ok(n > 0 && p.revents & libc::POLLIN != 0)
 }
+
+/// fcntl(2) F_GET_SEALS: a memfd's seals (memfd_create(2)).
+pub fn seals(fd: BorrowedFd<'_>) -> Result<u32, Errno> {
+    // SAFETY: F_GET_SEALS takes no argument and reads nothing of ours.
+    rc(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) } as libc::c_long).map(|s| s as u32)
+}
