@@ -276,4 +276,5 @@ zdtm! {
     unix_listen: Native, Nobody;
     unix_stream_conn;
     zombie: Native, Nobody;
+    zombie_core: Native, Nobody;
 }
