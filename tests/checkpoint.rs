@@ -499,10 +499,11 @@ fn an_eventfd_in_flight_refuses_the_checkpoint_and_stays_queued() {
     });
 }
 
-/// A listener with a connection waiting in its accept queue (TCP, then
-/// unix) refuses the checkpoint, naming the pid, the fd and the listener
-/// (and for TCP the queue's length); the connection is still there to
-/// accept afterwards.
+/// A listener with a connection waiting in its accept queue refuses the
+/// checkpoint, naming the pid, the fd and the listener: a TCP one (and
+/// the queue's length), and a unix one whose client sent data (a silent
+/// one is carried, zdtm unix_listen_waiting). The connection is still
+/// there to accept afterwards.
 #[test]
 fn a_listener_with_waiting_connections_refuses_the_checkpoint() {
     for kind in ["tcp", "unix"] {

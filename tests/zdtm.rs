@@ -274,6 +274,7 @@ zdtm! {
     udp_connected: Native, Nobody;
     unix_dgram_bound: Native, Nobody;
     unix_listen: Native, Nobody;
+    unix_listen_waiting: Native, Nobody;
     unix_stream_conn;
     zombie: Native, Nobody;
     zombie_core: Native, Nobody;

@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub(crate) mod cow;
 pub mod deleted;
 pub mod dgrams;
+pub mod embryos;
 pub mod fds;
 pub mod inflight;
 pub mod inotify;
@@ -114,6 +115,7 @@ impl Dumped {
         let known = inflight::Known::of(&tree, pairs.keys().copied());
         let mut refusals = inflight::write(&tree, pending, &known, &mut writer)?;
         refusals.extend(seals::write(&tree, &mut writer)?);
+        refusals.extend(embryos::write(&tree, &mut writer)?);
         open_files::write(&tree, &mut writer)?;
         frozen.check_alive()?;
         Ok(Dumped {

@@ -3,12 +3,12 @@
 //! and the file (the group runs on, its queues untouched: everything here
 //! is looked at through a pidfd_getfd(2) duplicate, without reading):
 //!
-//! - connections waiting in a listener's accept queue: a TCP connection
-//!   the program has not accepted has no fd to read in repair mode, and a
-//!   unix one is an embryo socket only the listener holds. poll(2) says
-//!   whether the queue holds one; for TCP, struct tcp_info's
+//! - connections waiting in a TCP listener's accept queue: one the
+//!   program has not accepted has no fd to read in repair mode. poll(2)
+//!   says whether the queue holds one, and struct tcp_info's
 //!   `tcpi_unacked` is the queue's length on a listener (net/ipv4/tcp.c,
-//!   tcp_get_info: sk_ack_backlog);
+//!   tcp_get_info: sk_ack_backlog). A unix listener's are carried or
+//!   refused by `embryos`;
 //! - datagrams queued on a UDP socket (SIOCINQ, udp(7): the size of the
 //!   first one): sending them again would need their senders' addresses;
 //! - events queued on an inotify fd (FIONREAD, inotify(7)): a new
@@ -47,19 +47,16 @@ pub fn refuse_waiting(tree: &ProcessTree) -> Result<()> {
 /// What waits on fd `e` of `pid` that cannot be carried, if anything.
 fn waiting(pid: i32, e: &FdEntry) -> Option<String> {
     enum Look {
-        Listener { tcp: bool },
+        Listener,
         Udp,
         Inotify,
     }
     let look = match &e.kind {
-        FdKind::Socket(Some(SocketInfo::Unix { state, .. })) if state == "listen" => {
-            Look::Listener { tcp: false }
-        }
         FdKind::Socket(Some(SocketInfo::Inet { proto, state, .. })) if proto.starts_with("tcp") => {
             if state != "LISTEN" {
                 return None;
             }
-            Look::Listener { tcp: true }
+            Look::Listener
         }
         FdKind::Socket(Some(SocketInfo::Inet { .. })) => Look::Udp,
         FdKind::AnonInode(name) if name == "inotify" => Look::Inotify,
@@ -68,13 +65,12 @@ fn waiting(pid: i32, e: &FdEntry) -> Option<String> {
     let dup = isotrace_tracer::sys::dup_remote_fd(pid, e.fd).ok()?;
     let fd = dup.as_fd();
     match look {
-        Look::Listener { tcp } => {
+        Look::Listener => {
             if !sockopt::readable(fd).unwrap_or(false) {
                 return None;
             }
-            let count = tcp
-                .then(|| sockopt::get(fd, libc::IPPROTO_TCP, libc::TCP_INFO, 104).ok())
-                .flatten()
+            let count = sockopt::get(fd, libc::IPPROTO_TCP, libc::TCP_INFO, 104)
+                .ok()
                 .and_then(|b| {
                     Some(u32::from_ne_bytes(
                         b.get(TCPI_UNACKED..TCPI_UNACKED + 4)?.try_into().ok()?,
@@ -86,7 +82,7 @@ fn waiting(pid: i32, e: &FdEntry) -> Option<String> {
                 None => "connections".to_string(),
             };
             Some(format!(
-                "a listening socket with {waiting} waiting in its accept queue (not accepted yet: they cannot be carried)"
+                "a listening socket with {waiting} waiting in its accept queue (not accepted yet: a TCP connection without an fd cannot be carried)"
             ))
         }
         Look::Udp => {

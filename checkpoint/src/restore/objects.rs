@@ -22,6 +22,7 @@ pub struct Sections {
     pub dgrams: dump::dgrams::Dgrams,
     pub inflight: dump::inflight::Queues,
     pub seals: dump::seals::Seals,
+    pub embryos: dump::embryos::Embryos,
     pub watches: dump::inotify::Watches,
     pub open_files: dump::open_files::Shared,
     pub zombies: Vec<dump::zombies::Zombie>,
@@ -36,6 +37,7 @@ impl Sections {
             dgrams: dump::dgrams::read(image)?,
             inflight: dump::inflight::read(image)?,
             seals: dump::seals::read(image)?,
+            embryos: dump::embryos::read(image)?,
             watches: dump::inotify::read(image)?,
             open_files: dump::open_files::read(image)?,
             zombies: dump::zombies::read(image)?,
@@ -87,6 +89,14 @@ pub fn prepare(
         &mut shared.sockets,
     )?;
     shared.notes.extend(notes);
+    unix_dgram::connect_waiting(
+        v,
+        &plan.order,
+        &sections.embryos,
+        shared.line,
+        &map,
+        &mut shared.sockets,
+    )?;
     let (opened, notes) = open_files::prepare(v, &plan.order, &plan.fds, shared, opts)?;
     shared.open_files = opened;
     shared.notes.extend(notes);

@@ -147,9 +147,13 @@ pub fn inet_sockets(procs: &[&Process]) -> BTreeMap<u64, InetSocket> {
 }
 
 /// Every socket inode a restore rebuilds: socketpairs, inet sockets,
-/// TCP connections (`tcp`), and unix datagram sockets with no pair
-/// (`unix_dgram`).
-pub fn rebuilt(procs: &[&Process], pairs: &Pairs) -> BTreeSet<u64> {
+/// TCP connections (`tcp`), unix datagram sockets with no pair, unix
+/// listeners and the clients of their waiting connections (`unix_dgram`).
+pub fn rebuilt(
+    procs: &[&Process],
+    pairs: &Pairs,
+    embryos: &crate::dump::embryos::Embryos,
+) -> BTreeSet<u64> {
     pairs
         .keys()
         .copied()
@@ -157,6 +161,7 @@ pub fn rebuilt(procs: &[&Process], pairs: &Pairs) -> BTreeSet<u64> {
         .chain(super::tcp::connected(procs))
         .chain(super::unix_dgram::unpaired(procs, pairs).into_keys())
         .chain(super::unix_dgram::listening(procs).into_keys())
+        .chain(embryos.values().flatten().copied())
         .collect()
 }
 
