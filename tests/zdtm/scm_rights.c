@@ -5,12 +5,18 @@
  *     pipe the program keeps writing into, then "tail";
  *   - dgram: "plain", then "file" passing a file the sender opened,
  *     moved to offset 3 and closed;
+ *   - dgram, then: "memfd" passing a memfd the sender keeps open, at
+ *     offset 2;
  *   - seqpacket: "sock" passing one end of another socketpair whose
- *     other end the program keeps.
+ *     other end the program keeps, then "lsn" passing a TCP listener the
+ *     sender keeps.
  * After the restore each file must arrive with its own bytes (a read of
  * "hdr" alone brings no file), be the same object (the pipe and the
  * socket carry data written at the other end) and keep its offset. */
 #include "zdtm.h"
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 
 static void send_fd(int sock, const char *data, int fd)
@@ -84,7 +90,18 @@ int main(int argc, char **argv)
 	send_fd(dg[0], "file", f);
 	close(f);
 
+	int mfd = memfd_create("inflight", 0);
+	zdtm_syscall(mfd >= 0 && write(mfd, "memfd data", 10) == 10 && lseek(mfd, 2, SEEK_SET) == 2, "memfd");
+	send_fd(dg[0], "memfd", mfd);
+
 	send_fd(sp[0], "sock", other[1]);
+	int lsn = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in la = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t llen = sizeof la;
+	zdtm_syscall(lsn >= 0 && bind(lsn, (struct sockaddr *)&la, sizeof la) == 0 && listen(lsn, 4) == 0 &&
+			     getsockname(lsn, (struct sockaddr *)&la, &llen) == 0,
+		     "listen");
+	send_fd(sp[0], "lsn", lsn);
 
 	zdtm_checkpoint_here();
 
@@ -104,12 +121,30 @@ int main(int argc, char **argv)
 	zdtm_check(read(fr, buf, sizeof buf) == 7 && memcmp(buf, "3456789", 7) == 0,
 		   "the file passed reads '%s' from its offset", buf);
 
+	int mr = recv_fd(dg[1], 16, "memfd");
+	zdtm_check(mr >= 0, "no file with 'memfd'");
+	memset(buf, 0, sizeof buf);
+	zdtm_check(read(mr, buf, sizeof buf) == 8 && memcmp(buf, "mfd data", 8) == 0,
+		   "the memfd passed reads '%s' from its offset", buf);
+
 	int so = recv_fd(sp[1], 16, "sock");
 	zdtm_check(so >= 0, "no file with 'sock'");
 	zdtm_syscall(write(other[0], "sock", 4) == 4, "write the other pair");
 	memset(buf, 0, sizeof buf);
 	zdtm_check(read(so, buf, sizeof buf) == 4 && memcmp(buf, "sock", 4) == 0,
 		   "the socket passed reads '%s'", buf);
+
+	int ln = recv_fd(sp[1], 16, "lsn");
+	zdtm_check(ln >= 0, "no file with 'lsn'");
+	struct sockaddr_in now;
+	socklen_t nlen = sizeof now;
+	zdtm_syscall(getsockname(ln, (struct sockaddr *)&now, &nlen) == 0, "getsockname");
+	zdtm_check(now.sin_port == la.sin_port, "the listener passed has port %d, was %d", ntohs(now.sin_port),
+		   ntohs(la.sin_port));
+	int c = socket(AF_INET, SOCK_STREAM, 0);
+	zdtm_syscall(connect(c, (struct sockaddr *)&la, sizeof la) == 0, "connect to the listener passed");
+	int a = accept(ln, NULL, NULL);
+	zdtm_syscall(a >= 0, "accept on the listener passed");
 
 	zdtm_check(recv(st[1], buf, sizeof buf, MSG_DONTWAIT) < 0 && errno == EAGAIN, "extra stream bytes");
 	zdtm_check(recv(dg[1], buf, sizeof buf, MSG_DONTWAIT) < 0 && errno == EAGAIN, "an extra datagram");

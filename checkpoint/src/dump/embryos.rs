@@ -214,11 +214,12 @@ fn parse(mut buf: &[u8], all: &mut BTreeMap<u64, Diag>) -> std::io::Result<bool>
 }
 
 /// Captures the accept queues of `tree`'s unix listeners into the image
-/// being written (no section when none waits); returns the refusals.
-pub fn write(tree: &ProcessTree, writer: &mut ImageWriter) -> Result<Vec<String>> {
+/// being written (no section when none waits); returns them and the
+/// refusals.
+pub fn write(tree: &ProcessTree, writer: &mut ImageWriter) -> Result<(Embryos, Vec<String>)> {
     let (embryos, refusals) = capture(tree);
     writer.write_optional(SECTION, &embryos)?;
-    Ok(refusals)
+    Ok((embryos, refusals))
 }
 
 /// The waiting connections of an image (none without the section).

@@ -19,6 +19,8 @@
 //! segments, each sent again by one sendmsg(2) with its files, so the
 //! files come with the same bytes as before.
 
+use super::embryos::Embryos;
+use super::unix_pairs::Pairs;
 use crate::error::Result;
 use crate::image::ImageWriter;
 use crate::model::{FdKind, ProcessTree};
@@ -36,8 +38,13 @@ pub const SECTION: &str = "inflight.bin";
 pub enum FlightFile {
     /// An end of a pipe that a process of the image holds.
     Pipe { ino: u64, write: bool },
-    /// A unix socket of one of the image's pairs (`sockets.bin`).
+    /// A socket the restore rebuilds (a pair's end, a listener, a
+    /// bound or connected UDP socket, a TCP connection...).
     Socket { ino: u64 },
+    /// A file with no name (unlinked, or a memfd) that the image holds
+    /// (`deleted.bin`, or a shared mapping's object), opened again
+    /// through the restore's own fd of it with these flags and offset.
+    Nameless { ino: u64, flags: i32, pos: u64 },
     /// A regular file or a directory, opened again by path with its
     /// status flags and offset (a new open file: an offset shared with
     /// a holder in the image is not kept shared).
@@ -148,24 +155,42 @@ fn walk_from_zero(fd: &OwnedFd, queued: usize, out: &mut Vec<Raw>) -> std::io::R
 }
 
 /// What the image holds that a file in flight may be.
+#[derive(Default)]
 pub struct Known {
     /// Inodes of the pipes the image's processes hold.
     pub pipes: BTreeSet<u64>,
-    /// Inodes of the unix sockets of the image's pairs.
+    /// Inodes of the unix sockets of the image's pairs (a queue is sent
+    /// again through its socket's peer).
     pub paired: BTreeSet<u64>,
+    /// Inodes of every socket a restore rebuilds.
+    pub sockets: BTreeSet<u64>,
+    /// Inodes of the nameless files (unlinked files, memfds) the
+    /// processes hold, and of the shared memory objects they map.
+    pub nameless: BTreeSet<u64>,
 }
 
 impl Known {
-    pub fn of(tree: &ProcessTree, paired: impl IntoIterator<Item = u64>) -> Known {
+    pub fn of(tree: &ProcessTree, pairs: &Pairs, embryos: &Embryos) -> Known {
+        let procs: Vec<&crate::model::Process> = tree.processes.iter().collect();
+        let fds = || tree.processes.iter().flat_map(|p| &p.fds);
+        let shm = tree
+            .processes
+            .iter()
+            .flat_map(|p| &p.vmas)
+            .filter(|v| v.shared() && v.inode != 0 && crate::restore::shm::is_shm(&v.path))
+            .map(|v| v.inode);
         Known {
-            pipes: tree
-                .processes
-                .iter()
-                .flat_map(|p| &p.fds)
+            pipes: fds()
                 .filter(|e| e.kind == FdKind::Pipe)
                 .map(|e| e.ino)
                 .collect(),
-            paired: paired.into_iter().collect(),
+            paired: pairs.keys().copied().collect(),
+            sockets: crate::restore::sockets::rebuilt(&procs, pairs, embryos),
+            nameless: fds()
+                .filter(|e| matches!(e.kind, FdKind::File { deleted: true } | FdKind::Memfd(_)))
+                .map(|e| e.ino)
+                .chain(shm)
+                .collect(),
         }
     }
 }
@@ -199,9 +224,9 @@ pub fn classify(fd: &OwnedFd, known: &Known) -> std::result::Result<FlightFile, 
         };
     }
     if let Some(ino) = bracketed(&link, "socket") {
-        if !known.paired.contains(&ino) {
+        if !known.sockets.contains(&ino) {
             return Err(format!(
-                "{link} in flight, not one end of a unix socket pair held in the group"
+                "{link} in flight, a socket the restore does not rebuild (no process of the group holds it, or of a kind not restored)"
             ));
         }
         return Ok(FlightFile::Socket { ino });
@@ -209,13 +234,24 @@ pub fn classify(fd: &OwnedFd, known: &Known) -> std::result::Result<FlightFile, 
     let meta = std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd()))
         .map_err(|e| format!("{link} in flight: {e}"))?;
     let plain = meta.is_file() || meta.is_dir();
-    if !plain || !link.starts_with('/') || link.ends_with(" (deleted)") {
+    if !plain || !link.starts_with('/') {
         return Err(format!("{link} in flight, a kind that is not carried"));
     }
+    let flags = flags & !libc::O_CLOEXEC;
     let pos = sockopt::fd_offset(fd.as_fd()).map_err(|e| format!("{link}: lseek: {e}"))?;
+    if link.ends_with(" (deleted)") {
+        use std::os::unix::fs::MetadataExt;
+        let ino = meta.ino();
+        if !meta.is_file() || !known.nameless.contains(&ino) {
+            return Err(format!(
+                "{link} in flight, a file with no name that no process of the group holds"
+            ));
+        }
+        return Ok(FlightFile::Nameless { ino, flags, pos });
+    }
     Ok(FlightFile::File {
         path: link,
-        flags: flags & !libc::O_CLOEXEC,
+        flags,
         pos,
     })
 }
@@ -335,10 +371,7 @@ mod tests {
                 .unwrap()
                 .ino()
         };
-        let mut known = Known {
-            pipes: BTreeSet::new(),
-            paired: BTreeSet::new(),
-        };
+        let mut known = Known::default();
         assert!(classify(&p1, &known).unwrap_err().contains("pipe"));
         known.pipes.insert(ino(&p0));
         assert_eq!(

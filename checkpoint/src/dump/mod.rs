@@ -112,10 +112,10 @@ impl Dumped {
         deleted::write(&tree, &mut writer)?;
         inotify::write(&tree, &mut writer)?;
         dgrams::write(&tree, &mut writer, &mut pending)?;
-        let known = inflight::Known::of(&tree, pairs.keys().copied());
-        let mut refusals = inflight::write(&tree, pending, &known, &mut writer)?;
+        let (embryos, mut refusals) = embryos::write(&tree, &mut writer)?;
+        let known = inflight::Known::of(&tree, &pairs, &embryos);
+        refusals.extend(inflight::write(&tree, pending, &known, &mut writer)?);
         refusals.extend(seals::write(&tree, &mut writer)?);
-        refusals.extend(embryos::write(&tree, &mut writer)?);
         open_files::write(&tree, &mut writer)?;
         frozen.check_alive()?;
         Ok(Dumped {

@@ -161,7 +161,8 @@ pub fn take(pid: i32, dir: &Path, opts: &Options) -> Result<Taken> {
     // would refuse are only left out.
     let mut pending = super::inflight::Pending::new();
     let pairs = unix_pairs::write(&tree, &mut writer, &mut pending)?;
-    let known = super::inflight::Known::of(&tree, pairs.keys().copied());
+    let embryos = super::embryos::Embryos::new();
+    let known = super::inflight::Known::of(&tree, &pairs, &embryos);
     super::inflight::write(&tree, pending, &known, &mut writer)?;
     let (method, limitations) = method_of(&record);
     record.total_us = us(t0.elapsed());

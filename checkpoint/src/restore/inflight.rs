@@ -52,6 +52,15 @@ pub fn refill(
                         opened.push(fd);
                         fds.push(fd);
                     }
+                    FlightFile::Nameless { ino, flags, pos } => {
+                        let made = shared.nameless.get(ino).or_else(|| shared.shm.get(ino));
+                        let made =
+                            made.ok_or_else(|| bad(format!("nameless file {ino} was not made")))?;
+                        let path = format!("/proc/self/fd/{made}");
+                        let fd = open(v, &path, *flags, *pos).map_err(&bad)?;
+                        opened.push(fd);
+                        fds.push(fd);
+                    }
                 }
             }
             let sent = send(v, *peer, seg, &fds)?;

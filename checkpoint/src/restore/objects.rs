@@ -75,8 +75,6 @@ pub fn prepare(
     shared.nameless = made;
     shared.notes.extend(notes);
     fifo::prepare(v, &plan.order, &sections.fifos, shared.line, &map)?;
-    // Every pipe and pair exists by now: queues may pass them.
-    inflight::refill(v, &sections.inflight, pairs, shared, opts)?;
     let notes = dgrams::refill(v, &sections.dgrams, pairs, &shared.sockets)?;
     shared.notes.extend(notes);
     let notes = unix_dgram::create(
@@ -97,6 +95,9 @@ pub fn prepare(
         &map,
         &mut shared.sockets,
     )?;
+    // Every pipe, socket and nameless file exists by now: queues may
+    // pass them.
+    inflight::refill(v, &sections.inflight, pairs, shared, opts)?;
     let (opened, notes) = open_files::prepare(v, &plan.order, &plan.fds, shared, opts)?;
     shared.open_files = opened;
     shared.notes.extend(notes);
