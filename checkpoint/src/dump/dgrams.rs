@@ -38,10 +38,15 @@ pub fn capture(tree: &ProcessTree, pending: &mut Pending) -> Dgrams {
     let mut buf = Vec::new();
     for p in &tree.processes {
         for e in &p.fds {
-            let FdKind::Socket(Some(SocketInfo::Unix { kind, .. })) = &e.kind else {
+            let FdKind::Socket(Some(SocketInfo::Unix { kind, state, .. })) = &e.kind else {
                 continue;
             };
-            if !matches!(kind.as_str(), "dgram" | "seqpacket") || out.contains_key(&e.ino) {
+            // A listener's queue holds connections (`embryos`), not data.
+            let listening = state == "listen";
+            if !matches!(kind.as_str(), "dgram" | "seqpacket")
+                || listening
+                || out.contains_key(&e.ino)
+            {
                 continue;
             }
             let Ok(dup) = isotrace_tracer::sys::dup_remote_fd(p.pid, e.fd) else {
@@ -50,11 +55,15 @@ pub fn capture(tree: &ProcessTree, pending: &mut Pending) -> Dgrams {
             if buf.is_empty() {
                 buf = vec![0u8; MAX_MESSAGE];
             }
-            let raws = peek_all(&dup, &mut buf);
-            if carries_files(&raws) {
-                pending.insert(e.ino, (p.pid, e.fd, raws));
-            } else if !raws.is_empty() {
-                out.insert(e.ino, raws.into_iter().map(|r| r.data).collect());
+            match peek_all(&dup, &mut buf) {
+                Ok(raws) if !carries_files(&raws) => {
+                    if !raws.is_empty() {
+                        out.insert(e.ino, raws.into_iter().map(|r| r.data).collect());
+                    }
+                }
+                raws => {
+                    pending.insert(e.ino, (p.pid, e.fd, raws));
+                }
             }
         }
     }
@@ -76,21 +85,37 @@ fn set_peek_off(fd: &OwnedFd, v: i32) -> bool {
 }
 
 /// Every message queued on `fd`, peeked in order with a peek offset,
-/// with the files it passes (see `inflight`).
-fn peek_all(fd: &OwnedFd, buf: &mut [u8]) -> Vec<Raw> {
+/// with the files it passes (see `inflight`); or why the queue cannot
+/// be read whole.
+fn peek_all(fd: &OwnedFd, buf: &mut [u8]) -> std::result::Result<Vec<Raw>, String> {
     let mut out = Vec::new();
     let Some(old) = peek_off(fd) else {
-        return out;
+        return Ok(out);
     };
     if !set_peek_off(fd, 0) {
-        return out;
+        return Ok(out);
     }
+    let mut whole = Ok(());
     loop {
         // With MSG_TRUNC the result is the message's real length; one
         // larger than the buffer cannot be recorded whole.
         let (n, fds) = match sockopt::peek_with_fds(fd.as_fd(), buf, true) {
-            Ok(p) if p.len <= buf.len() && !p.ctrunc => (p.len, p.fds),
-            _ => break,
+            Ok(p) if p.ctrunc => {
+                whole = Err("the kernel cut a message's files short (MSG_CTRUNC)".to_string());
+                break;
+            }
+            Ok(p) if p.len > buf.len() => {
+                whole = Err(format!("a message of {} bytes", p.len));
+                break;
+            }
+            Ok(p) => (p.len, p.fds),
+            // EAGAIN: the queue is done; ENOTCONN: a seqpacket socket
+            // that was never connected has none.
+            Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::ENOTCONN) => break,
+            Err(e) => {
+                whole = Err(format!("peek: {e}"));
+                break;
+            }
         };
         out.push(Raw {
             data: buf[..n].to_vec(),
@@ -103,7 +128,7 @@ fn peek_all(fd: &OwnedFd, buf: &mut [u8]) -> Vec<Raw> {
         }
     }
     set_peek_off(fd, old);
-    out
+    whole.map(|()| out)
 }
 
 /// Captures the datagram queues of `tree` into the image being written

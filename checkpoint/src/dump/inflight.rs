@@ -72,8 +72,10 @@ pub struct Raw {
 
 /// Queues that carry files, as peeked: socket inode -> (pid, fd of a
 /// holder, the segments), to be classified once the image's pairs are
-/// known.
-pub type Pending = BTreeMap<u64, (i32, i32, Vec<Raw>)>;
+/// known; or why a queue could not be read whole (a peek failed, or the
+/// kernel cut the files short: MSG_CTRUNC, e.g. at RLIMIT_NOFILE), which
+/// refuses the checkpoint rather than record part of it.
+pub type Pending = BTreeMap<u64, (i32, i32, std::result::Result<Vec<Raw>, String>)>;
 
 /// True if any segment carries files.
 pub fn carries_files(raws: &[Raw]) -> bool {
@@ -267,12 +269,18 @@ pub fn resolve(tree: &ProcessTree, pending: Pending, known: &Known) -> (Queues, 
             .process(pid)
             .and_then(|p| p.fds.iter().find(|e| e.fd == fd))
             .map_or_else(|| format!("socket:[{ino}]"), |e| e.target.clone());
-        let refuse = |why: String| {
-            format!("cannot checkpoint pid {pid}: fd {fd} (socket {target}): a message queued on it passes {why}")
+        let refuse =
+            |why: String| format!("cannot checkpoint pid {pid}: fd {fd} (socket {target}): {why}");
+        let raws = match raws {
+            Ok(raws) => raws,
+            Err(why) => {
+                refusals.push(refuse(format!("its queue cannot be read whole: {why}")));
+                continue;
+            }
         };
         if !known.paired.contains(&ino) {
             refusals.push(refuse(
-                "files (SCM_RIGHTS), and its peer is not in the group to send them again".into(),
+                "a message queued on it passes files (SCM_RIGHTS), and its peer is not in the group to send them again".into(),
             ));
             continue;
         }
@@ -294,7 +302,7 @@ pub fn resolve(tree: &ProcessTree, pending: Pending, known: &Known) -> (Queues, 
             });
         }
         match refused {
-            Some(why) => refusals.push(refuse(why)),
+            Some(why) => refusals.push(refuse(format!("a message queued on it passes {why}"))),
             None => {
                 queues.insert(ino, segments);
             }

@@ -66,16 +66,16 @@ pub fn capture(tree: &ProcessTree, pending: &mut Pending) -> std::io::Result<Pai
         };
         let raws = match kind.as_str() {
             "stream" => isotrace_tracer::sys::dup_remote_fd(*pid, *fd)
-                .ok()
-                .and_then(|dup| walk_stream(&dup).ok())
-                .unwrap_or_default(),
-            _ => Vec::new(),
+                .map_err(|e| format!("pidfd_getfd: {e}"))
+                .and_then(|dup| walk_stream(&dup).map_err(|e| e.to_string())),
+            _ => Ok(Vec::new()),
         };
-        let queued = if carries_files(&raws) {
-            pending.insert(*ino, (*pid, *fd, raws));
-            Vec::new()
-        } else {
-            raws.into_iter().flat_map(|r| r.data).collect()
+        let queued = match raws {
+            Ok(raws) if !carries_files(&raws) => raws.into_iter().flat_map(|r| r.data).collect(),
+            raws => {
+                pending.insert(*ino, (*pid, *fd, raws));
+                Vec::new()
+            }
         };
         let shutdown = diag.shutdown;
         out.insert(
