@@ -2,8 +2,10 @@
 //! once ([`Sections::read`]), and the shared objects made from them in
 //! the root vessel before the other processes are cloned from it
 //! ([`prepare`]): nameless files (`deleted`), FIFO keepers (`fifo`),
-//! datagram queues (`dgrams`), queues that pass files (`inflight`), unpaired unix datagram sockets
-//! (`unix_dgram`) and open files several fds share (`open_files`).
+//! datagram queues (`dgrams`), unpaired unix datagram sockets, unix
+//! listeners and their waiting connections (`unix_dgram`), queues that
+//! pass files (`inflight`) and open files several fds share
+//! (`open_files`).
 
 use super::fds::Shared;
 use super::inject::Vessel;
