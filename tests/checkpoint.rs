@@ -368,7 +368,8 @@ fn bad_requests_leave_the_group_running() {
 }
 
 /// State that cannot be checkpointed (a datagram queued on a connected
-/// UDP socket: the socket is carried, its queue is not) refuses the
+/// UDP socket by a sender outside the group: the socket is carried, a
+/// datagram only when its sender is in the group) refuses the
 /// checkpoint, naming the pid, the fd and its kind: no image is left and
 /// the group runs on.
 #[test]
@@ -414,6 +415,7 @@ fn an_unsupported_fd_refuses_the_checkpoint_and_the_group_runs_on() {
     assert!(
         err.contains(&format!("pid {pid}: fd 3 (socket"))
             && err.contains("UDP socket with datagrams queued")
+            && err.contains("no socket of the group")
             && err.contains("no image was written"),
         "{}",
         run.describe()

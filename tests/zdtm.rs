@@ -272,6 +272,7 @@ zdtm! {
     timerfd_expirations: Native, Nobody;
     udp_bound;
     udp_connected: Native, Nobody;
+    udp_queued: Native, Nobody;
     unix_dgram_bound: Native, Nobody;
     unix_listen: Native, Nobody;
     unix_listen_waiting: Native, Nobody;

@@ -70,6 +70,11 @@ pub fn dump_tcp_holding(
         return Err(Error::Invalid { what: why.clone() });
     }
     super::unread::refuse_waiting(dumped.tree())?;
+    let udp = super::udp::capture(dumped.tree())?;
+    if !udp.is_empty() {
+        let bytes = crate::image::codec::encode(&udp)?;
+        dumped.write_section(super::udp::SECTION, &bytes)?;
+    }
     let (mut conns, held) = tcp::capture(dumped.tree(), policy)?;
     if !conns.sockets.is_empty() {
         conns.lock = held.lock_name();

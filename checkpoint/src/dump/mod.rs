@@ -26,6 +26,7 @@ pub mod tcp_share;
 pub mod thread;
 pub mod thread_extra;
 pub mod timers;
+pub mod udp;
 pub mod unix_pairs;
 pub mod unread;
 pub mod zombies;

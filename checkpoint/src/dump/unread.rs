@@ -9,8 +9,6 @@
 //!   `tcpi_unacked` is the queue's length on a listener (net/ipv4/tcp.c,
 //!   tcp_get_info: sk_ack_backlog). A unix listener's are carried or
 //!   refused by `embryos`;
-//! - datagrams queued on a UDP socket (SIOCINQ, udp(7): the size of the
-//!   first one): sending them again would need their senders' addresses;
 //! - events queued on an inotify fd (FIONREAD, inotify(7)): a new
 //!   instance cannot be given events that did not happen to it.
 
@@ -48,7 +46,6 @@ pub fn refuse_waiting(tree: &ProcessTree) -> Result<()> {
 fn waiting(pid: i32, e: &FdEntry) -> Option<String> {
     enum Look {
         Listener,
-        Udp,
         Inotify,
     }
     let look = match &e.kind {
@@ -58,7 +55,6 @@ fn waiting(pid: i32, e: &FdEntry) -> Option<String> {
             }
             Look::Listener
         }
-        FdKind::Socket(Some(SocketInfo::Inet { .. })) => Look::Udp,
         FdKind::AnonInode(name) if name == "inotify" => Look::Inotify,
         _ => return None,
     };
@@ -84,12 +80,6 @@ fn waiting(pid: i32, e: &FdEntry) -> Option<String> {
             Some(format!(
                 "a listening socket with {waiting} waiting in its accept queue (not accepted yet: a TCP connection without an fd cannot be carried)"
             ))
-        }
-        Look::Udp => {
-            let first = sockopt::ioctl_int(fd, libc::FIONREAD).unwrap_or(0);
-            (first > 0 || sockopt::readable(fd).unwrap_or(false)).then(|| {
-                "a UDP socket with datagrams queued (their senders' addresses cannot be given back: not carried)".to_string()
-            })
         }
         Look::Inotify => {
             let bytes = sockopt::ioctl_int(fd, libc::FIONREAD).unwrap_or(0);

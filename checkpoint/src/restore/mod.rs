@@ -46,6 +46,7 @@ pub mod tcp;
 pub mod thread;
 pub mod timers;
 pub mod tree;
+pub mod udp;
 pub mod unix_dgram;
 pub mod zombie;
 

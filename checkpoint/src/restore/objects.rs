@@ -4,13 +4,13 @@
 //! ([`prepare`]): nameless files (`deleted`), FIFO keepers (`fifo`),
 //! datagram queues (`dgrams`), unpaired unix datagram sockets, unix
 //! listeners and their waiting connections (`unix_dgram`), queues that
-//! pass files (`inflight`) and open files several fds share
-//! (`open_files`).
+//! pass files (`inflight`), UDP queues (`udp`) and open files several
+//! fds share (`open_files`).
 
 use super::fds::Shared;
 use super::inject::Vessel;
 use super::tree::Plan;
-use super::{deleted, dgrams, fifo, inflight, open_files, unix_dgram, Options};
+use super::{deleted, dgrams, fifo, inflight, open_files, udp, unix_dgram, Options};
 use crate::dump;
 use crate::dump::unix_pairs::Pairs;
 use crate::error::{Error, Result};
@@ -25,6 +25,7 @@ pub struct Sections {
     pub inflight: dump::inflight::Queues,
     pub seals: dump::seals::Seals,
     pub embryos: dump::embryos::Embryos,
+    pub udp: dump::udp::UdpQueues,
     pub watches: dump::inotify::Watches,
     pub open_files: dump::open_files::Shared,
     pub zombies: Vec<dump::zombies::Zombie>,
@@ -40,6 +41,7 @@ impl Sections {
             inflight: dump::inflight::read(image)?,
             seals: dump::seals::read(image)?,
             embryos: dump::embryos::read(image)?,
+            udp: dump::udp::read(image)?,
             watches: dump::inotify::read(image)?,
             open_files: dump::open_files::read(image)?,
             zombies: dump::zombies::read(image)?,
@@ -100,6 +102,7 @@ pub fn prepare(
     // Every pipe, socket and nameless file exists by now: queues may
     // pass them.
     inflight::refill(v, &sections.inflight, pairs, shared, opts)?;
+    udp::refill(v, &sections.udp, &plan.order, shared)?;
     let (opened, notes) = open_files::prepare(v, &plan.order, &plan.fds, shared, opts)?;
     shared.open_files = opened;
     shared.notes.extend(notes);

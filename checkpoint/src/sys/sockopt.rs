@@ -328,3 +328,57 @@ pub fn seals(fd: BorrowedFd<'_>) -> Result<u32, Errno> {
     // SAFETY: F_GET_SEALS takes no argument and reads nothing of ours.
     rc(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) } as libc::c_long).map(|s| s as u32)
 }
+
+/// recvfrom(2) of the next datagram with MSG_PEEK|MSG_DONTWAIT|MSG_TRUNC
+/// into `buf`: its real length and its sender's address (an inet socket;
+/// None for another family). With SO_PEEK_OFF set, each call peeks the
+/// next one.
+pub fn peek_from(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> Result<(usize, Option<std::net::SocketAddr>), Errno> {
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+    // SAFETY: an all-zero sockaddr_storage is valid.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    let flags = libc::MSG_PEEK | libc::MSG_DONTWAIT | libc::MSG_TRUNC;
+    // SAFETY: the kernel writes at most buf.len() bytes into `buf` and
+    // at most `len` bytes into `ss`, both live.
+    let n = unsafe {
+        libc::recvfrom(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            flags,
+            (&mut ss as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        )
+    };
+    let n = rc(n as libc::c_long)? as usize;
+    let from = match ss.ss_family as i32 {
+        libc::AF_INET => {
+            // SAFETY: the kernel wrote a sockaddr_in (family AF_INET).
+            let sin: libc::sockaddr_in =
+                unsafe { std::ptr::read((&ss as *const libc::sockaddr_storage).cast()) };
+            let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u16::from_be(sin.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the kernel wrote a sockaddr_in6 (family AF_INET6).
+            let sin6: libc::sockaddr_in6 =
+                unsafe { std::ptr::read((&ss as *const libc::sockaddr_storage).cast()) };
+            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                ip,
+                u16::from_be(sin6.sin6_port),
+                sin6.sin6_flowinfo,
+                sin6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    };
+    Ok((n, from))
+}
