@@ -562,3 +562,32 @@ fn a_mapped_write_sealed_memfd_refuses_the_checkpoint() {
         ]
     });
 }
+
+/// A unix socket connected to a listener outside the group refuses the
+/// checkpoint, naming the pid, the fd and the socket: a restore could
+/// not connect it again (it used to fail only then, after the checkpoint
+/// had ended the group). The connection still works afterwards.
+#[test]
+fn a_socket_connected_outside_refuses_the_checkpoint() {
+    let w = World::new();
+    let path = w.dir().join("outside.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let pidfile = w.dir().join("pid");
+    refused_and_intact(
+        &w,
+        "outside",
+        "socket_outside",
+        &[path_str(&path)],
+        &pidfile,
+        |pid| {
+            vec![
+                format!("pid {pid}: fd 10 (socket socket:["),
+                "connected to a peer outside the group, which a restore cannot rebuild".into(),
+            ]
+        },
+    );
+    let (mut conn, _) = listener.accept().unwrap();
+    let mut byte = [0u8; 1];
+    std::io::Read::read_exact(&mut conn, &mut byte).unwrap();
+    assert_eq!(&byte, b"x");
+}

@@ -114,6 +114,7 @@ impl Dumped {
         inotify::write(&tree, &mut writer)?;
         dgrams::write(&tree, &mut writer, &mut pending)?;
         let (embryos, mut refusals) = embryos::write(&tree, &mut writer)?;
+        refusals.extend(sockets::unrebuilt(&tree, &pairs, &embryos));
         let known = inflight::Known::of(&tree, &pairs, &embryos);
         refusals.extend(inflight::write(&tree, pending, &known, &mut writer)?);
         refusals.extend(seals::write(&tree, &mut writer)?);
