@@ -367,10 +367,11 @@ fn bad_requests_leave_the_group_running() {
     assert!(sup.running());
 }
 
-/// An fd that cannot be checkpointed (a connected UDP socket: TCP
-/// connections are carried, tests/migrate_tcp.rs) refuses the checkpoint,
-/// naming the pid, the fd and its kind: no image is left and the group
-/// runs on.
+/// State that cannot be checkpointed (a datagram queued on a connected
+/// UDP socket by a sender outside the group: the socket is carried, a
+/// datagram only when its sender is in the group) refuses the
+/// checkpoint, naming the pid, the fd and its kind: no image is left and
+/// the group runs on.
 #[test]
 fn an_unsupported_fd_refuses_the_checkpoint_and_the_group_runs_on() {
     if !common::have_program("bash") {
@@ -380,8 +381,10 @@ fn an_unsupported_fd_refuses_the_checkpoint_and_the_group_runs_on() {
     let w = World::new();
     let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = peer.local_addr().unwrap().port();
+    // bash says hello through fd 3, so the peer learns its address and
+    // queues a datagram for it.
     let script = format!(
-        "exec 3<>/dev/udp/127.0.0.1/{port}; echo $$ > pid.tmp; mv pid.tmp pid; exec sleep 30"
+        "exec 3<>/dev/udp/127.0.0.1/{port}; echo hello >&3; echo $$ > pid.tmp; mv pid.tmp pid; exec sleep 30"
     );
     let child = w
         .command(&[
@@ -399,6 +402,9 @@ fn an_unsupported_fd_refuses_the_checkpoint_and_the_group_runs_on() {
         .unwrap();
     let mut sup = Supervisor(child);
     let pid = wait_for_pid(&w.dir().join("pid"), WAIT);
+    let mut hello = [0u8; 16];
+    let (_, bash) = peer.recv_from(&mut hello).unwrap();
+    peer.send_to(b"queued", bash).unwrap();
     wait_until("sleep to run", WAIT, || {
         fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sleep")
     });
@@ -408,7 +414,8 @@ fn an_unsupported_fd_refuses_the_checkpoint_and_the_group_runs_on() {
     let err = run.stderr_str();
     assert!(
         err.contains(&format!("pid {pid}: fd 3 (socket"))
-            && err.contains("connected UDP socket")
+            && err.contains("UDP socket with datagrams queued")
+            && err.contains("no socket of the group")
             && err.contains("no image was written"),
         "{}",
         run.describe()
@@ -427,4 +434,160 @@ fn an_unsupported_fd_refuses_the_checkpoint_and_the_group_runs_on() {
         Some('S'),
         "sleep runs on (not stopped)"
     );
+}
+
+/// Runs guest `name` with `args`, then a pid file and a result file, as
+/// group `group`; checks that a --leave-running checkpoint is refused
+/// with a message holding every string of `want(pid)`, that no image is
+/// left and the group runs on; then wakes the guest (SIGUSR1), which
+/// checks that its state is intact and writes "intact" if so.
+fn refused_and_intact(
+    w: &World,
+    group: &str,
+    name: &str,
+    args: &[&str],
+    pidfile: &Path,
+    want: impl Fn(i32) -> Vec<String>,
+) {
+    let exe = guest(name);
+    let result = w.dir().join("result");
+    let mut argv = vec!["--no-isolation", "--group", group, "--", path_str(&exe)];
+    argv.extend(args);
+    argv.extend([path_str(pidfile), path_str(&result)]);
+    let child = w
+        .command(&argv)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut sup = Supervisor(child);
+    let pid = wait_for_pid(pidfile, WAIT);
+    let sock = w.dir().join("run/isotrace").join(format!("{group}.sock"));
+    wait_until("the group's socket", WAIT, || {
+        UnixStream::connect(&sock).is_ok()
+    });
+    let img = w.dir().join("img");
+    let run = w.isotrace(&["checkpoint", group, "--leave-running", "-o", path_str(&img)]);
+    run.assert_exit(1);
+    let err = run.stderr_str();
+    for part in want(pid) {
+        assert!(
+            err.contains(&part),
+            "{name}: no {part:?} in:\n{}",
+            run.describe()
+        );
+    }
+    assert!(!img.exists());
+    assert!(sup.running());
+    // SAFETY: kill(2) of the guest, which waits for this signal.
+    unsafe { libc::kill(pid, libc::SIGUSR1) };
+    wait_until("the guest's result", WAIT, || result.exists());
+    assert_eq!(fs::read_to_string(&result).unwrap(), "intact", "{name}");
+}
+
+/// A file in flight that cannot be carried (an eventfd passed with
+/// SCM_RIGHTS and closed by its sender) refuses the checkpoint, naming
+/// the pid, the socket's fd and the file's kind; the message is still
+/// queued with its file: the dump only peeked.
+#[test]
+fn an_eventfd_in_flight_refuses_the_checkpoint_and_stays_queued() {
+    let w = World::new();
+    let pidfile = w.dir().join("pid");
+    refused_and_intact(&w, "flight", "inflight_eventfd", &[], &pidfile, |pid| {
+        vec![
+            format!("pid {pid}: fd 10 (socket socket:["),
+            "anon_inode:[eventfd]".into(),
+        ]
+    });
+}
+
+/// A listener with a connection waiting in its accept queue refuses the
+/// checkpoint, naming the pid, the fd and the listener: a TCP one (and
+/// the queue's length), and a unix one whose client sent data (a silent
+/// one is carried, zdtm unix_listen_waiting). The connection is still
+/// there to accept afterwards.
+#[test]
+fn a_listener_with_waiting_connections_refuses_the_checkpoint() {
+    for kind in ["tcp", "unix"] {
+        let w = World::new();
+        let pidfile = w.dir().join("pid");
+        refused_and_intact(&w, "backlog", "listen_backlog", &[kind], &pidfile, |pid| {
+            let queue = if kind == "tcp" {
+                "with 1 connection waiting"
+            } else {
+                "waiting in its accept queue"
+            };
+            vec![format!("pid {pid}: fd 10 (socket socket:["), queue.into()]
+        });
+    }
+}
+
+/// An inotify fd with events queued refuses the checkpoint, naming the
+/// pid, the fd and the inotify instance; the events are still there to
+/// read afterwards.
+#[test]
+fn queued_inotify_events_refuse_the_checkpoint() {
+    let w = World::new();
+    // In a directory of their own: the world's directory changes as the
+    // supervisor runs (its socket), which would add events.
+    let sub = w.dir().join("watched");
+    fs::create_dir(&sub).unwrap();
+    refused_and_intact(
+        &w,
+        "events",
+        "inotify_queued",
+        &[],
+        &sub.join("pid"),
+        |pid| {
+            vec![
+                format!("pid {pid}: fd 10 (anon_inode anon_inode:inotify)"),
+                "bytes of events queued".into(),
+            ]
+        },
+    );
+}
+
+/// A memfd sealed against writing and mapped shared (read-only, as a
+/// Wayland keymap) refuses the checkpoint, naming the pid, the fd and
+/// the memfd: its contents would come back through the mapping, which
+/// the seal forbids. The mapping and the seals are as they were.
+#[test]
+fn a_mapped_write_sealed_memfd_refuses_the_checkpoint() {
+    let w = World::new();
+    let pidfile = w.dir().join("pid");
+    refused_and_intact(&w, "sealed", "memfd_write_sealed", &[], &pidfile, |pid| {
+        vec![
+            format!("pid {pid}: fd 10 (memfd /memfd:keymap"),
+            "sealed against writing".into(),
+        ]
+    });
+}
+
+/// A unix socket connected to a listener outside the group refuses the
+/// checkpoint, naming the pid, the fd and the socket: a restore could
+/// not connect it again (it used to fail only then, after the checkpoint
+/// had ended the group). The connection still works afterwards.
+#[test]
+fn a_socket_connected_outside_refuses_the_checkpoint() {
+    let w = World::new();
+    let path = w.dir().join("outside.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let pidfile = w.dir().join("pid");
+    refused_and_intact(
+        &w,
+        "outside",
+        "socket_outside",
+        &[path_str(&path)],
+        &pidfile,
+        |pid| {
+            vec![
+                format!("pid {pid}: fd 10 (socket socket:["),
+                "connected to a peer outside the group, which a restore cannot rebuild".into(),
+            ]
+        },
+    );
+    let (mut conn, _) = listener.accept().unwrap();
+    let mut byte = [0u8; 1];
+    std::io::Read::read_exact(&mut conn, &mut byte).unwrap();
+    assert_eq!(&byte, b"x");
 }

@@ -247,6 +247,7 @@ zdtm! {
     itimer_real: Native;
     memfd_fd_only: Native;
     memfd_mapped;
+    memfd_seals: Native, Nobody;
     mprotect_mix;
     nanosleep_child;
     pending_signals;
@@ -255,6 +256,7 @@ zdtm! {
     posix_timer: Native;
     process_settings;
     prot_none_data: Native;
+    scm_rights: Native, Nobody;
     shm_anon_shared;
     signalfd;
     sigsuspend_mask;
@@ -269,8 +271,12 @@ zdtm! {
     timerfd;
     timerfd_expirations: Native, Nobody;
     udp_bound;
+    udp_connected: Native, Nobody;
+    udp_queued: Native, Nobody;
     unix_dgram_bound: Native, Nobody;
     unix_listen: Native, Nobody;
+    unix_listen_waiting: Native, Nobody;
     unix_stream_conn;
     zombie: Native, Nobody;
+    zombie_core: Native, Nobody;
 }

@@ -311,7 +311,7 @@ mod peek;
 pub mod sockopt;
 
 pub use ns::{clone_ns_child, CloneArgs, NsChild, NsHandle};
-pub use peek::{netlink_query, peek_stream, pipe_contents};
+pub use peek::{netlink_query, pipe_contents};
 
 /// PTRACE_GET_SYSCALL_INFO (<linux/ptrace.h>, Linux 5.3).
 const PTRACE_GET_SYSCALL_INFO: libc::c_uint = 0x420e;

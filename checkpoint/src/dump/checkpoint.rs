@@ -9,7 +9,7 @@ use super::tcp::{self, Held, TcpPolicy};
 use super::{attach::StoppedThread, Dumped, Frozen};
 use crate::error::{Error, Result};
 use crate::image::{ImageWriter, Kind};
-use crate::model::{FdEntry, FdKind, ProcessTree, SocketInfo};
+use crate::model::{FdEntry, FdKind, ProcessTree};
 use std::path::Path;
 
 /// Anonymous-inode files whose state the dump records (fdinfo) and that a
@@ -66,6 +66,15 @@ pub fn dump_tcp_holding(
     super::inject_fault(root);
     let mut dumped = Dumped::new(&frozen, root, writer, Kind::Checkpoint)?;
     refuse_unsupported(dumped.tree())?;
+    if let Some(why) = dumped.refusals().first() {
+        return Err(Error::Invalid { what: why.clone() });
+    }
+    super::unread::refuse_waiting(dumped.tree())?;
+    let udp = super::udp::capture(dumped.tree())?;
+    if !udp.is_empty() {
+        let bytes = crate::image::codec::encode(&udp)?;
+        dumped.write_section(super::udp::SECTION, &bytes)?;
+    }
     let (mut conns, held) = tcp::capture(dumped.tree(), policy)?;
     if !conns.sockets.is_empty() {
         conns.lock = held.lock_name();
@@ -109,13 +118,6 @@ pub fn unsupported(e: &FdEntry) -> Option<&'static str> {
         // The memory devices (null, zero, full, random, urandom: major 1)
         // have no state; any other device has state we cannot see.
         FdKind::Device { major, .. } if *major != 1 => Some("a device"),
-        // Connected TCP sockets are carried with TCP repair (`tcp`).
-        FdKind::Socket(Some(SocketInfo::Inet { proto, state, .. }))
-            if !proto.starts_with("tcp")
-                && !matches!(state.as_str(), "LISTEN" | "UNCONNECTED" | "CLOSE") =>
-        {
-            Some("a connected UDP socket (its peer is outside the group)")
-        }
         FdKind::Other => Some("an fd of unknown kind"),
         _ => None,
     }
@@ -124,6 +126,7 @@ pub fn unsupported(e: &FdEntry) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::SocketInfo;
 
     fn entry(kind: FdKind) -> FdEntry {
         FdEntry {
@@ -163,7 +166,7 @@ mod tests {
             remote: "127.0.0.1:5353".into(),
             state: "ESTABLISHED".into(),
         }));
-        assert!(refused(udp));
+        assert!(!refused(udp), "connected again at restore");
     }
 
     #[test]

@@ -6,9 +6,11 @@
 //! many bytes into the queue and moves the offset past what it returned
 //! (socket(7); net/unix/af_unix.c, unix_dgram_recvmsg), so successive
 //! peeks walk the queue without consuming it. The socket's own peek
-//! offset is put back afterwards. File descriptors and credentials
-//! passed with a message (SCM_RIGHTS, SCM_CREDENTIALS) are not recorded.
+//! offset is put back afterwards. A queue that passes files
+//! (SCM_RIGHTS) is recorded in `inflight.bin` instead, with them
+//! (`inflight`); credentials (SCM_CREDENTIALS) are not recorded.
 
+use super::inflight::{carries_files, Pending, Raw};
 use crate::error::Result;
 use crate::image::ImageWriter;
 use crate::model::{FdKind, ProcessTree, SocketInfo};
@@ -29,16 +31,22 @@ const MAX_MESSAGE: usize = 4 << 20;
 
 /// Reads the queues of every unix datagram or seqpacket socket of
 /// `tree`, which must be stopped under the caller's ptrace. A socket
-/// that cannot be read is left out (restored with an empty queue).
-pub fn capture(tree: &ProcessTree) -> Dgrams {
+/// that cannot be read is left out (restored with an empty queue); one
+/// whose queue passes files goes to `pending`.
+pub fn capture(tree: &ProcessTree, pending: &mut Pending) -> Dgrams {
     let mut out = Dgrams::new();
     let mut buf = Vec::new();
     for p in &tree.processes {
         for e in &p.fds {
-            let FdKind::Socket(Some(SocketInfo::Unix { kind, .. })) = &e.kind else {
+            let FdKind::Socket(Some(SocketInfo::Unix { kind, state, .. })) = &e.kind else {
                 continue;
             };
-            if !matches!(kind.as_str(), "dgram" | "seqpacket") || out.contains_key(&e.ino) {
+            // A listener's queue holds connections (`embryos`), not data.
+            let listening = state == "listen";
+            if !matches!(kind.as_str(), "dgram" | "seqpacket")
+                || listening
+                || out.contains_key(&e.ino)
+            {
                 continue;
             }
             let Ok(dup) = isotrace_tracer::sys::dup_remote_fd(p.pid, e.fd) else {
@@ -47,9 +55,15 @@ pub fn capture(tree: &ProcessTree) -> Dgrams {
             if buf.is_empty() {
                 buf = vec![0u8; MAX_MESSAGE];
             }
-            let msgs = peek_all(&dup, &mut buf);
-            if !msgs.is_empty() {
-                out.insert(e.ino, msgs);
+            match peek_all(&dup, &mut buf) {
+                Ok(raws) if !carries_files(&raws) => {
+                    if !raws.is_empty() {
+                        out.insert(e.ino, raws.into_iter().map(|r| r.data).collect());
+                    }
+                }
+                raws => {
+                    pending.insert(e.ino, (p.pid, e.fd, raws));
+                }
             }
         }
     }
@@ -70,23 +84,43 @@ fn set_peek_off(fd: &OwnedFd, v: i32) -> bool {
     .is_ok()
 }
 
-/// Every message queued on `fd`, peeked in order with a peek offset.
-fn peek_all(fd: &OwnedFd, buf: &mut [u8]) -> Vec<Vec<u8>> {
+/// Every message queued on `fd`, peeked in order with a peek offset,
+/// with the files it passes (see `inflight`); or why the queue cannot
+/// be read whole.
+fn peek_all(fd: &OwnedFd, buf: &mut [u8]) -> std::result::Result<Vec<Raw>, String> {
     let mut out = Vec::new();
     let Some(old) = peek_off(fd) else {
-        return out;
+        return Ok(out);
     };
     if !set_peek_off(fd, 0) {
-        return out;
+        return Ok(out);
     }
+    let mut whole = Ok(());
     loop {
         // With MSG_TRUNC the result is the message's real length; one
         // larger than the buffer cannot be recorded whole.
-        let n = match sockopt::peek_message(fd.as_fd(), buf) {
-            Ok(n) if n <= buf.len() => n,
-            _ => break,
+        let (n, fds) = match sockopt::peek_with_fds(fd.as_fd(), buf, true) {
+            Ok(p) if p.ctrunc => {
+                whole = Err("the kernel cut a message's files short (MSG_CTRUNC)".to_string());
+                break;
+            }
+            Ok(p) if p.len > buf.len() => {
+                whole = Err(format!("a message of {} bytes", p.len));
+                break;
+            }
+            Ok(p) => (p.len, p.fds),
+            // EAGAIN: the queue is done; ENOTCONN: a seqpacket socket
+            // that was never connected has none.
+            Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::ENOTCONN) => break,
+            Err(e) => {
+                whole = Err(format!("peek: {e}"));
+                break;
+            }
         };
-        out.push(buf[..n].to_vec());
+        out.push(Raw {
+            data: buf[..n].to_vec(),
+            fds,
+        });
         // An empty message does not move the peek offset: the walk ends
         // there (what follows it is not recorded).
         if n == 0 {
@@ -94,13 +128,13 @@ fn peek_all(fd: &OwnedFd, buf: &mut [u8]) -> Vec<Vec<u8>> {
         }
     }
     set_peek_off(fd, old);
-    out
+    whole.map(|()| out)
 }
 
 /// Captures the datagram queues of `tree` into the image being written
 /// (no section when every queue is empty).
-pub fn write(tree: &ProcessTree, writer: &mut ImageWriter) -> Result<()> {
-    let data = capture(tree);
+pub fn write(tree: &ProcessTree, writer: &mut ImageWriter, pending: &mut Pending) -> Result<()> {
+    let data = capture(tree, pending);
     writer.write_optional(SECTION, &data)
 }
 

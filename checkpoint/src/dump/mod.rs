@@ -7,7 +7,9 @@ pub mod checkpoint;
 pub(crate) mod cow;
 pub mod deleted;
 pub mod dgrams;
+pub mod embryos;
 pub mod fds;
+pub mod inflight;
 pub mod inotify;
 pub(crate) mod lend;
 pub mod memory;
@@ -15,6 +17,7 @@ pub mod open_files;
 pub mod pipes;
 pub mod procfs;
 pub mod ranges;
+pub mod seals;
 pub mod sigstate;
 pub mod snapshot;
 pub mod sockets;
@@ -24,7 +27,9 @@ pub mod tcp_share;
 pub mod thread;
 pub mod thread_extra;
 pub mod timers;
+pub mod udp;
 pub mod unix_pairs;
+pub mod unread;
 pub mod wp;
 mod wp_serve;
 pub mod zombies;
@@ -85,6 +90,9 @@ pub struct Dumped {
     tree: ProcessTree,
     threads: usize,
     kind: Kind,
+    /// Why a checkpoint of this image must be refused, found while
+    /// dumping (files in flight that cannot be carried, `inflight`).
+    refusals: Vec<String>,
 }
 
 impl Dumped {
@@ -100,13 +108,19 @@ impl Dumped {
         }
         pipes::write(&tree, &mut writer)?;
         thread_extra::write(&tree, &mut writer)?;
-        unix_pairs::write(&tree, &mut writer)?;
+        let mut pending = inflight::Pending::new();
+        let pairs = unix_pairs::write(&tree, &mut writer, &mut pending)?;
         sigstate::write(frozen, &tree, &mut writer)?;
         zombies::write(&tree, &mut writer)?;
         timers::write(frozen, &tree, &mut writer)?;
         deleted::write(&tree, &mut writer)?;
         inotify::write(&tree, &mut writer)?;
-        dgrams::write(&tree, &mut writer)?;
+        dgrams::write(&tree, &mut writer, &mut pending)?;
+        let (embryos, mut refusals) = embryos::write(&tree, &mut writer)?;
+        refusals.extend(sockets::unrebuilt(&tree, &pairs, &embryos));
+        let known = inflight::Known::of(&tree, &pairs, &embryos);
+        refusals.extend(inflight::write(&tree, pending, &known, &mut writer)?);
+        refusals.extend(seals::write(&tree, &mut writer)?);
         open_files::write(&tree, &mut writer)?;
         frozen.check_alive()?;
         Ok(Dumped {
@@ -114,11 +128,18 @@ impl Dumped {
             tree,
             threads: frozen.thread_count(),
             kind,
+            refusals,
         })
     }
 
     pub fn tree(&self) -> &ProcessTree {
         &self.tree
+    }
+
+    /// Why a checkpoint of this image must be refused (none: it may be
+    /// committed), each naming the pid, the fd and its kind.
+    pub fn refusals(&self) -> &[String] {
+        &self.refusals
     }
 
     /// Adds a section the caller made (the supervisor's state, #5): written
@@ -135,6 +156,7 @@ impl Dumped {
             tree,
             threads,
             kind,
+            refusals: Vec::new(),
         }
     }
 

@@ -260,7 +260,13 @@ fn take_once(
         writer.write_section(sigstate::SECTION, &codec::encode(&signals)?)?;
     }
     pipes::write(&tree, &mut writer)?;
-    unix_pairs::write(&tree, &mut writer)?;
+    // A snapshot is not restored: files in flight that a checkpoint
+    // would refuse are only left out.
+    let mut pending = super::inflight::Pending::new();
+    let pairs = unix_pairs::write(&tree, &mut writer, &mut pending)?;
+    let embryos = super::embryos::Embryos::new();
+    let known = super::inflight::Known::of(&tree, &pairs, &embryos);
+    super::inflight::write(&tree, pending, &known, &mut writer)?;
     let (method, limitations) = method_of(&record);
     record.total_us = us(t_start.elapsed());
     let json = serde_json::to_vec_pretty(&record).expect("a Record always serializes");

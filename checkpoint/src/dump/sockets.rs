@@ -1,7 +1,7 @@
 //! Socket lookups by inode in the target's network namespace:
 //! /proc/PID/net/{unix,tcp,tcp6,udp,udp6} (proc(5)).
 
-use crate::model::SocketInfo;
+use crate::model::{FdKind, ProcessTree, SocketInfo};
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -129,6 +129,51 @@ pub fn parse_inet(proto: &str, text: &str, table: &mut SocketTable) {
             },
         );
     }
+}
+
+/// A refusal for each socket of `tree` a restore would not rebuild
+/// (`restore::sockets::rebuilt`: pairs, inet sockets, TCP connections,
+/// unix listeners, unconnected unix datagram sockets, waiting
+/// connections' clients) and would therefore fail on after the
+/// checkpoint ended the group: a unix socket connected to a peer outside
+/// the group, a socket of a family the dump does not read (netlink,
+/// packet...) or an inet socket that was never bound (in no /proc/net
+/// table). Sockets at fd 0-2 are exempt: a restore gives them its own
+/// stdio (`restore::fdplan`).
+pub fn unrebuilt(
+    tree: &ProcessTree,
+    pairs: &super::unix_pairs::Pairs,
+    embryos: &super::embryos::Embryos,
+) -> Vec<String> {
+    let procs: Vec<&crate::model::Process> = tree.processes.iter().collect();
+    let rebuilt = crate::restore::sockets::rebuilt(&procs, pairs, embryos);
+    let mut out = Vec::new();
+    for p in &tree.processes {
+        for e in &p.fds {
+            let FdKind::Socket(info) = &e.kind else {
+                continue;
+            };
+            if e.fd <= 2 || rebuilt.contains(&e.ino) {
+                continue;
+            }
+            let what = match info {
+                Some(SocketInfo::Unix { kind, state, .. }) if state == "connected" => {
+                    format!("a unix {kind} socket connected to a peer outside the group")
+                }
+                Some(SocketInfo::Unix { kind, state, .. }) => format!("a unix {kind} socket ({state})"),
+                Some(SocketInfo::Inet { proto, local, state, .. }) => {
+                    format!("a {proto} socket on {local} ({state})")
+                }
+                None => "a socket in no /proc/net table (netlink, packet, or an inet socket never bound)"
+                    .to_string(),
+            };
+            out.push(format!(
+                "cannot checkpoint pid {}: fd {} (socket {}): {what}, which a restore cannot rebuild",
+                p.pid, e.fd, e.target
+            ));
+        }
+    }
+    out
 }
 
 #[cfg(test)]

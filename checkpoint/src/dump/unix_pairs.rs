@@ -3,8 +3,10 @@
 //! NETLINK_SOCK_DIAG dump (/proc/net/unix does not show peers, and a
 //! socketpair has no name to match by), and for stream sockets the bytes
 //! queued for reading, peeked through a duplicate of the fd
-//! (pidfd_getfd(2)) without consuming them.
+//! (pidfd_getfd(2)) without consuming them. A stream queue that passes
+//! files (SCM_RIGHTS) is recorded in `inflight.bin` instead, with them.
 
+use super::inflight::{carries_files, walk_stream, Pending};
 use crate::error::Result;
 use crate::image::ImageWriter;
 use crate::model::{FdKind, ProcessTree, SocketInfo};
@@ -38,8 +40,9 @@ pub struct Diag {
 pub type Pairs = BTreeMap<u64, UnixSocket>;
 
 /// Reads the pairs of `tree`, whose processes must be stopped under the
-/// caller's ptrace (pidfd_getfd needs ptrace access).
-pub fn capture(tree: &ProcessTree) -> std::io::Result<Pairs> {
+/// caller's ptrace (pidfd_getfd needs ptrace access). Stream queues that
+/// pass files go to `pending` (their `queued` stays empty).
+pub fn capture(tree: &ProcessTree, pending: &mut Pending) -> std::io::Result<Pairs> {
     let mut held = BTreeMap::new();
     for p in &tree.processes {
         for e in &p.fds {
@@ -61,12 +64,18 @@ pub fn capture(tree: &ProcessTree) -> std::io::Result<Pairs> {
         let Some(peer) = diag.peer.filter(|p| held.contains_key(p)) else {
             continue;
         };
-        let queued = match kind.as_str() {
+        let raws = match kind.as_str() {
             "stream" => isotrace_tracer::sys::dup_remote_fd(*pid, *fd)
-                .ok()
-                .and_then(|dup| crate::sys::peek_stream(&dup).ok())
-                .unwrap_or_default(),
-            _ => Vec::new(),
+                .map_err(|e| format!("pidfd_getfd: {e}"))
+                .and_then(|dup| walk_stream(&dup).map_err(|e| e.to_string())),
+            _ => Ok(Vec::new()),
+        };
+        let queued = match raws {
+            Ok(raws) if !carries_files(&raws) => raws.into_iter().flat_map(|r| r.data).collect(),
+            raws => {
+                pending.insert(*ino, (*pid, *fd, raws));
+                Vec::new()
+            }
         };
         let shutdown = diag.shutdown;
         out.insert(
@@ -81,12 +90,13 @@ pub fn capture(tree: &ProcessTree) -> std::io::Result<Pairs> {
     Ok(out)
 }
 
-/// Captures the pairs of `tree` into the image being written. A failed
-/// netlink dump only leaves the section out (the restore then refuses
-/// the sockets, naming them).
-pub fn write(tree: &ProcessTree, writer: &mut ImageWriter) -> Result<()> {
-    let pairs = capture(tree).unwrap_or_default();
-    writer.write_optional(SECTION, &pairs)
+/// Captures the pairs of `tree` into the image being written, and
+/// returns them. A failed netlink dump only leaves the section out (the
+/// restore then refuses the sockets, naming them).
+pub fn write(tree: &ProcessTree, writer: &mut ImageWriter, pending: &mut Pending) -> Result<Pairs> {
+    let pairs = capture(tree, pending).unwrap_or_default();
+    writer.write_optional(SECTION, &pairs)?;
+    Ok(pairs)
 }
 
 /// The pairs of an image (empty without the section).

@@ -9,6 +9,7 @@
 use super::fds::{close, dup_above};
 use super::inject::Vessel;
 use crate::dump::deleted::{DeletedFile, Files, Nameless};
+use crate::dump::seals::Seals;
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -33,14 +34,17 @@ pub fn prepare(
     image_dir: &Path,
     line: u64,
     map: &dyn Fn(&str) -> String,
+    seals: &Seals,
 ) -> Result<(Made, Vec<String>)> {
     let mut made = Made::new();
     let mut notes = Vec::new();
     for (&ino, file) in files {
-        let (fd, note) = create(v, ino, file, map)?;
+        let (fd, note) = create(v, ino, file, map, seals)?;
         notes.extend(note);
         let section = image_dir.join(DeletedFile::section(ino));
         fill(v, ino, fd, &section.to_string_lossy(), file.size)?;
+        // Sealed only now: F_SEAL_WRITE would refuse the fill.
+        super::shm::add_seals(v, fd, seals, ino)?;
         made.insert(ino, dup_above(v, fd, line)?);
         close(v, fd)?;
     }
@@ -56,13 +60,15 @@ fn create(
     ino: u64,
     file: &DeletedFile,
     map: &dyn Fn(&str) -> String,
+    seals: &Seals,
 ) -> Result<(u64, Option<String>)> {
     let path = match &file.kind {
         Nameless::Memfd { name } => {
             let mut bytes: Vec<u8> = name.bytes().take(249).collect();
             bytes.push(0);
             let at = v.stage(0, &bytes)?;
-            let rc = v.raw(libc::SYS_memfd_create, [at, 0, 0, 0, 0, 0])?;
+            let flags = super::shm::memfd_flags(seals, ino);
+            let rc = v.raw(libc::SYS_memfd_create, [at, flags, 0, 0, 0, 0])?;
             if rc < 0 {
                 return Err(failed(ino, "memfd_create", rc));
             }

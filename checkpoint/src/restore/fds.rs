@@ -58,7 +58,13 @@ pub struct Shared {
 /// Builds [`Shared`] in the root vessel and closes every fd below the
 /// line (the rest of what it inherited from the restorer goes in
 /// [`apply`]). Each pipe gets back the bytes `data` has for its inode.
-pub fn prepare(v: &Vessel, procs: &[&Process], data: &PipeData, pairs: &Pairs) -> Result<Shared> {
+pub fn prepare(
+    v: &Vessel,
+    procs: &[&Process],
+    data: &PipeData,
+    pairs: &Pairs,
+    seals: &crate::dump::seals::Seals,
+) -> Result<Shared> {
     let max = procs.iter().flat_map(|p| &p.fds).map(|e| e.fd as u64).max();
     let line = max.unwrap_or(0).max(2) + 1;
     let mut shared = Shared {
@@ -88,7 +94,7 @@ pub fn prepare(v: &Vessel, procs: &[&Process], data: &PipeData, pairs: &Pairs) -
     }
     shared.sockets = super::sockets::create(v, procs, pairs, line)?;
     super::sockets::create_inet(v, procs, line, &mut shared.sockets)?;
-    (shared.shm, shared.notes) = super::shm::prepare(v, procs, line)?;
+    (shared.shm, shared.notes) = super::shm::prepare(v, procs, line, seals)?;
     Ok(shared)
 }
 

@@ -30,6 +30,7 @@ pub mod dgrams;
 pub mod fdplan;
 pub mod fds;
 pub mod fifo;
+pub mod inflight;
 pub mod inject;
 pub mod inotify;
 pub mod memory;
@@ -45,6 +46,7 @@ pub mod tcp;
 pub mod thread;
 pub mod timers;
 pub mod tree;
+pub mod udp;
 pub mod unix_dgram;
 pub mod zombie;
 
@@ -217,7 +219,7 @@ pub fn restore(image: &Image, opts: &Options) -> Result<Restored> {
         }
     }
     let v = bootstrap(root.vessel, &plan.order)?;
-    let mut shared = fds::prepare(&v, &plan.order, &pipe_data, &pairs)?;
+    let mut shared = fds::prepare(&v, &plan.order, &pipe_data, &pairs, &sections.seals)?;
     tcp::create(
         &v,
         &plan.order,
@@ -231,6 +233,11 @@ pub fn restore(image: &Image, opts: &Options) -> Result<Restored> {
         zombies,
         mut notes,
     } = tree::create(v, &plan, &sections.zombies, opts, &mut built.pids)?;
+    // Every process exists; none is restored yet, so each vessel can
+    // still take the SIGCHLD its zombie's end sends it.
+    let parents: Vec<(i32, &inject::Vessel)> =
+        plan.order.iter().map(|p| p.pid).zip(&vessels).collect();
+    notes.extend(zombie::finish(zombies, &parents)?);
     notes.splice(0..0, plan.notes.iter().chain(&shared.notes).cloned());
     let cx = process::Context {
         image,
@@ -247,9 +254,6 @@ pub fn restore(image: &Image, opts: &Options) -> Result<Restored> {
         let (p, fds) = (plan.order[i], &plan.fds[i]);
         notes.extend(process::restore(&cx, p, v, fds, &mut tasks)?);
     }
-    // Last, with every process parked: each zombie's parent gets its
-    // SIGCHLD while stopped, and takes it when released.
-    notes.extend(zombie::finish(zombies)?);
     notes.extend(thread_notes(&plan.order, opts, extras.is_empty()));
     // Per-thread steps repeat the same note for every thread.
     let mut seen = std::collections::BTreeSet::new();

@@ -2,13 +2,15 @@
 //! once ([`Sections::read`]), and the shared objects made from them in
 //! the root vessel before the other processes are cloned from it
 //! ([`prepare`]): nameless files (`deleted`), FIFO keepers (`fifo`),
-//! datagram queues (`dgrams`), unpaired unix datagram sockets
-//! (`unix_dgram`) and open files several fds share (`open_files`).
+//! datagram queues (`dgrams`), unpaired unix datagram sockets, unix
+//! listeners and their waiting connections (`unix_dgram`), queues that
+//! pass files (`inflight`), UDP queues (`udp`) and open files several
+//! fds share (`open_files`).
 
 use super::fds::Shared;
 use super::inject::Vessel;
 use super::tree::Plan;
-use super::{deleted, dgrams, fifo, open_files, unix_dgram, Options};
+use super::{deleted, dgrams, fifo, inflight, open_files, udp, unix_dgram, Options};
 use crate::dump;
 use crate::dump::unix_pairs::Pairs;
 use crate::error::{Error, Result};
@@ -20,6 +22,10 @@ pub struct Sections {
     pub nameless: dump::deleted::Files,
     pub fifos: dump::pipes::PipeData,
     pub dgrams: dump::dgrams::Dgrams,
+    pub inflight: dump::inflight::Queues,
+    pub seals: dump::seals::Seals,
+    pub embryos: dump::embryos::Embryos,
+    pub udp: dump::udp::UdpQueues,
     pub watches: dump::inotify::Watches,
     pub open_files: dump::open_files::Shared,
     pub zombies: Vec<dump::zombies::Zombie>,
@@ -32,6 +38,10 @@ impl Sections {
             nameless: dump::deleted::read(image)?,
             fifos: dump::pipes::read_fifos(image)?,
             dgrams: dump::dgrams::read(image)?,
+            inflight: dump::inflight::read(image)?,
+            seals: dump::seals::read(image)?,
+            embryos: dump::embryos::read(image)?,
+            udp: dump::udp::read(image)?,
             watches: dump::inotify::read(image)?,
             open_files: dump::open_files::read(image)?,
             zombies: dump::zombies::read(image)?,
@@ -58,7 +68,14 @@ pub fn prepare(
 ) -> Result<()> {
     let map = |p: &str| opts.path(p);
     let image_dir = std::fs::canonicalize(&image.dir).map_err(|e| Error::io(&image.dir, e))?;
-    let (made, notes) = deleted::prepare(v, &sections.nameless, &image_dir, shared.line, &map)?;
+    let (made, notes) = deleted::prepare(
+        v,
+        &sections.nameless,
+        &image_dir,
+        shared.line,
+        &map,
+        &sections.seals,
+    )?;
     shared.nameless = made;
     shared.notes.extend(notes);
     fifo::prepare(v, &plan.order, &sections.fifos, shared.line, &map)?;
@@ -74,6 +91,18 @@ pub fn prepare(
         &mut shared.sockets,
     )?;
     shared.notes.extend(notes);
+    unix_dgram::connect_waiting(
+        v,
+        &plan.order,
+        &sections.embryos,
+        shared.line,
+        &map,
+        &mut shared.sockets,
+    )?;
+    // Every pipe, socket and nameless file exists by now: queues may
+    // pass them.
+    inflight::refill(v, &sections.inflight, pairs, shared, opts)?;
+    udp::refill(v, &sections.udp, &plan.order, shared)?;
     let (opened, notes) = open_files::prepare(v, &plan.order, &plan.fds, shared, opts)?;
     shared.open_files = opened;
     shared.notes.extend(notes);

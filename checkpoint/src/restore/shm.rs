@@ -8,6 +8,7 @@
 
 use super::fds::{close, dup_above};
 use super::inject::Vessel;
+use crate::dump::seals::Seals;
 use crate::error::Result;
 use crate::model::{FdKind, Process, Vma};
 use std::collections::BTreeMap;
@@ -31,10 +32,43 @@ fn name(path: &str) -> String {
     name.chars().take(200).collect()
 }
 
+/// memfd_create(2) flags for the memfd of inode `ino`: MFD_ALLOW_SEALING
+/// when the image recorded its seals (`dump::seals`), added later by
+/// [`add_seals`]; without a record, none (as images before seals.bin).
+pub fn memfd_flags(seals: &Seals, ino: u64) -> u64 {
+    if seals.contains_key(&ino) {
+        libc::MFD_ALLOW_SEALING as u64
+    } else {
+        0
+    }
+}
+
+/// Adds the recorded seals of the memfd of inode `ino` to the vessel's
+/// `fd`, once its size and (for an unmapped one) contents are back.
+pub fn add_seals(v: &Vessel, fd: u64, seals: &Seals, ino: u64) -> Result<()> {
+    match seals.get(&ino) {
+        Some(&s) if s != 0 => v
+            .call(
+                "fcntl F_ADD_SEALS",
+                libc::SYS_fcntl,
+                [fd, libc::F_ADD_SEALS as u64, u64::from(s), 0, 0, 0],
+            )
+            .map(drop),
+        _ => Ok(()),
+    }
+}
+
 /// Makes one memfd per shared object of `procs`, at least as large as
-/// the furthest any mapping reaches, above `line`. Returns the fds and
-/// notes.
-pub fn prepare(v: &Vessel, procs: &[&Process], line: u64) -> Result<(ShmFds, Vec<String>)> {
+/// the furthest any mapping reaches, above `line`, with the seals the
+/// image has for it (none that forbid writing: its contents come back
+/// through the mappings, and the dump refused those). Returns the fds
+/// and notes.
+pub fn prepare(
+    v: &Vessel,
+    procs: &[&Process],
+    line: u64,
+    seals: &Seals,
+) -> Result<(ShmFds, Vec<String>)> {
     let mut objects: BTreeMap<u64, (String, u64)> = BTreeMap::new();
     for vma in procs
         .iter()
@@ -55,8 +89,14 @@ pub fn prepare(v: &Vessel, procs: &[&Process], line: u64) -> Result<(ShmFds, Vec
         let mut bytes = name(&path).into_bytes();
         bytes.push(0);
         let at = v.stage(0, &bytes)?;
-        let fd = v.call("memfd_create", libc::SYS_memfd_create, [at, 0, 0, 0, 0, 0])?;
+        let flags = memfd_flags(seals, ino);
+        let fd = v.call(
+            "memfd_create",
+            libc::SYS_memfd_create,
+            [at, flags, 0, 0, 0, 0],
+        )?;
         v.call("ftruncate", libc::SYS_ftruncate, [fd, size, 0, 0, 0, 0])?;
+        add_seals(v, fd, seals, ino)?;
         let high = dup_above(v, fd, line)?;
         close(v, fd)?;
         fds.insert(ino, high);

@@ -3,7 +3,7 @@
 //! `fds::prepare`): unix socketpairs between processes of the image, given
 //! back the bytes that were queued for reading on each end, and TCP/UDP
 //! sockets that were listening or bound but not connected, bound again
-//! to their address.
+//! to their address, and connected UDP sockets, connected again.
 
 use super::fds::{close, dup_above, write_all};
 use super::inject::Vessel;
@@ -96,33 +96,64 @@ fn shutdown(v: &Vessel, fd: u64, bits: u8) -> Result<()> {
         .map(drop)
 }
 
+/// One inet socket a restore rebuilds (see [`inet_sockets`]).
+pub struct InetSocket {
+    pub proto: String,
+    pub local: SocketAddr,
+    /// A connected UDP socket's peer, connected to again.
+    pub peer: Option<SocketAddr>,
+}
+
 /// The inet sockets of `procs` a restore rebuilds: TCP listening or not
-/// yet connected, UDP not connected (/proc/net/{tcp,udp}[6] states), by
-/// inode, with their protocol and local address.
-pub fn inet_sockets(procs: &[&Process]) -> BTreeMap<u64, (String, SocketAddr)> {
+/// yet connected, UDP bound or connected (/proc/net/{tcp,udp}[6]
+/// states), by inode. A UDP connect(2) only sets the default destination
+/// and the only source datagrams are taken from (udp(7)): no packet is
+/// exchanged, so a restore connects again without the peer noticing.
+pub fn inet_sockets(procs: &[&Process]) -> BTreeMap<u64, InetSocket> {
     let mut out = BTreeMap::new();
     for e in procs.iter().flat_map(|p| &p.fds) {
         let FdKind::Socket(Some(SocketInfo::Inet {
             proto,
             local,
+            remote,
             state,
-            ..
         })) = &e.kind
         else {
             continue;
         };
         let unconnected = matches!(state.as_str(), "LISTEN" | "CLOSE" | "UNCONNECTED");
-        if let (true, Ok(addr)) = (unconnected, local.parse::<SocketAddr>()) {
-            out.insert(e.ino, (proto.clone(), addr));
+        let udp_connected = proto.starts_with("udp") && state == "ESTABLISHED";
+        let peer = if udp_connected {
+            match remote.parse::<SocketAddr>() {
+                Ok(peer) => Some(peer),
+                Err(_) => continue,
+            }
+        } else {
+            None
+        };
+        if let (true, Ok(addr)) = (unconnected || udp_connected, local.parse::<SocketAddr>()) {
+            let proto = proto.clone();
+            out.insert(
+                e.ino,
+                InetSocket {
+                    proto,
+                    local: addr,
+                    peer,
+                },
+            );
         }
     }
     out
 }
 
 /// Every socket inode a restore rebuilds: socketpairs, inet sockets,
-/// TCP connections (`tcp`), and unix datagram sockets with no pair
-/// (`unix_dgram`).
-pub fn rebuilt(procs: &[&Process], pairs: &Pairs) -> BTreeSet<u64> {
+/// TCP connections (`tcp`), unix datagram sockets with no pair, unix
+/// listeners and the clients of their waiting connections (`unix_dgram`).
+pub fn rebuilt(
+    procs: &[&Process],
+    pairs: &Pairs,
+    embryos: &crate::dump::embryos::Embryos,
+) -> BTreeSet<u64> {
     pairs
         .keys()
         .copied()
@@ -130,6 +161,7 @@ pub fn rebuilt(procs: &[&Process], pairs: &Pairs) -> BTreeSet<u64> {
         .chain(super::tcp::connected(procs))
         .chain(super::unix_dgram::unpaired(procs, pairs).into_keys())
         .chain(super::unix_dgram::listening(procs).into_keys())
+        .chain(embryos.values().flatten().copied())
         .collect()
 }
 
@@ -150,17 +182,23 @@ pub fn create_inet(
         .map(|e| e.ino)
         .collect();
     let all = inet_sockets(procs);
-    for (&ino, (proto, addr)) in &all {
+    for (&ino, sock) in &all {
+        let (proto, addr) = (&sock.proto, &sock.local);
         // An IPv6 socket shares its port with IPv4 unless IPV6_V6ONLY
         // (ipv6(7)); the image does not record the option, but a v6
         // socket whose port an IPv4 socket of the image also had must
         // have had it, or the original could not have bound both.
         let v6only = addr.is_ipv6()
             && addr.port() != 0
-            && all.values().any(|(p, a)| {
-                a.is_ipv4() && a.port() == addr.port() && p.get(..3) == proto.get(..3)
+            && all.values().any(|o| {
+                o.local.is_ipv4()
+                    && o.local.port() == addr.port()
+                    && o.proto.get(..3) == proto.get(..3)
             });
         let fd = inet_socket(v, proto, addr, v6only, listening.contains(&ino))?;
+        if let Some(peer) = &sock.peer {
+            connect(v, fd, proto, addr, peer)?;
+        }
         let high = dup_above(v, fd, line)?;
         close(v, fd)?;
         fds.insert(ino, high);
@@ -275,6 +313,22 @@ fn bind(v: &Vessel, fd: u64, proto: &str, addr: &SocketAddr, listen: bool) -> Re
     };
     Err(Error::Invalid {
         what: format!("cannot restore the {proto} socket on {addr}: bind: {why}"),
+    })
+}
+
+/// connect(2) of a rebuilt UDP socket (bound to `local`) to `peer`.
+fn connect(v: &Vessel, fd: u64, proto: &str, local: &SocketAddr, peer: &SocketAddr) -> Result<()> {
+    let sa = sockaddr(peer);
+    let at = v.stage(0, &sa)?;
+    let rc = v.raw(libc::SYS_connect, [fd, at, sa.len() as u64, 0, 0, 0])?;
+    if rc == 0 {
+        return Ok(());
+    }
+    Err(Error::Invalid {
+        what: format!(
+            "cannot restore the {proto} socket on {local}: connect to {peer}: {}",
+            nix::errno::Errno::from_raw(-rc as i32)
+        ),
     })
 }
 

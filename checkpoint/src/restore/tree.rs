@@ -39,7 +39,7 @@ pub fn plan<'a>(
 ) -> Result<Plan<'a>> {
     let (order, parent, mut notes) = order(image)?;
     let pipes = fds::rebuilt_pipes(order.iter().copied(), data);
-    let sockets = super::sockets::rebuilt(&order, pairs);
+    let sockets = super::sockets::rebuilt(&order, pairs, &sections.embryos);
     let mapped: BTreeSet<u64> = order
         .iter()
         .flat_map(|p| &p.vmas)

@@ -15,6 +15,7 @@
 use super::fds::{close, dup_above};
 use super::inject::Vessel;
 use crate::dump::dgrams::Dgrams;
+use crate::dump::embryos::Embryos;
 use crate::dump::unix_pairs::Pairs;
 use crate::error::{Error, Result};
 use crate::model::{FdKind, Process, SocketInfo};
@@ -93,13 +94,68 @@ pub fn create(
         let (fd, _) = named_socket(v, ty, ino, &name, map)?;
         // The backlog is not recorded (unix_diag would have it): the
         // system's largest. Connections the original had not accepted yet
-        // are not carried.
+        // come back in `connect_waiting`.
         let backlog = libc::SOMAXCONN as u64;
         v.call("listen", libc::SYS_listen, [fd, backlog, 0, 0, 0, 0])?;
         fds.insert(ino, dup_above(v, fd, line)?);
         close(v, fd)?;
     }
     Ok(notes)
+}
+
+/// Connects the clients of the connections that waited in each unix
+/// listener's accept queue (`dump::embryos`) to the rebuilt listener
+/// (its fd in `fds`), in queue order, each a new socket of the
+/// listener's type above `line`, added to `fds`: the kernel queues a new
+/// embryo for each, which the program accepts as it would have.
+pub fn connect_waiting(
+    v: &Vessel,
+    procs: &[&Process],
+    embryos: &Embryos,
+    line: u64,
+    map: &dyn Fn(&str) -> String,
+    fds: &mut BTreeMap<u64, u64>,
+) -> Result<()> {
+    let listeners = listening(procs);
+    for (ino, clients) in embryos {
+        let bad = |why: String| Error::Invalid {
+            what: format!("cannot restore the connections waiting on unix listener {ino}: {why}"),
+        };
+        let (ty, name) = listeners
+            .get(ino)
+            .ok_or_else(|| bad("it is not in the image".into()))?;
+        let name = if name.starts_with('/') {
+            map(name)
+        } else {
+            name.clone()
+        };
+        let (sa, len) = sockaddr(&name)
+            .filter(|_| !name.is_empty())
+            .ok_or_else(|| bad(format!("no name to connect to ({name:?})")))?;
+        for client in clients {
+            let fd = v.call(
+                "socket AF_UNIX",
+                libc::SYS_socket,
+                [
+                    libc::AF_UNIX as u64,
+                    *ty | libc::SOCK_CLOEXEC as u64,
+                    0,
+                    0,
+                    0,
+                    0,
+                ],
+            )?;
+            let at = v.stage(0, &sa)?;
+            let rc = v.raw(libc::SYS_connect, [fd, at, len, 0, 0, 0])?;
+            if rc < 0 {
+                let e = nix::errno::Errno::from_raw(-rc as i32);
+                return Err(bad(format!("connect of socket {client} to {name}: {e}")));
+            }
+            fds.insert(*client, dup_above(v, fd, line)?);
+            close(v, fd)?;
+        }
+    }
+    Ok(())
 }
 
 /// A new AF_UNIX socket of type `ty` in the vessel, bound to `name` (a

@@ -95,33 +95,3 @@ pub fn netlink_query(
         }
     }
 }
-
-/// The bytes queued for reading on a stream socket, read without
-/// consuming them: SIOCINQ (unix(7)) says how many, and recv(2) with
-/// MSG_PEEK copies them out of the queue and leaves them there.
-pub fn peek_stream(fd: &std::os::fd::OwnedFd) -> std::io::Result<Vec<u8>> {
-    use std::os::fd::AsRawFd;
-    let mut queued: libc::c_int = 0;
-    // SAFETY: SIOCINQ writes one int into a live local.
-    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut queued) } == -1 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let mut buf = vec![0u8; queued.max(0) as usize];
-    if buf.is_empty() {
-        return Ok(buf);
-    }
-    // SAFETY: receives at most buf.len() bytes into a live buffer.
-    let n = unsafe {
-        libc::recv(
-            fd.as_raw_fd(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    if n == -1 {
-        return Err(std::io::Error::last_os_error());
-    }
-    buf.truncate(n as usize);
-    Ok(buf)
-}
