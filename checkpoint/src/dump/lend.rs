@@ -170,7 +170,12 @@ impl Lent {
                         _ => {}
                     }
                 }
-                WaitEvent::Seccomp => {}
+                // An interrupt stop (PTRACE_EVENT_STOP, SIGTRAP): a
+                // PTRACE_INTERRUPT that reached the thread while it was
+                // stopped already (the freeze's rescan of a forking group)
+                // stays pending and is taken on the next resume (ptrace(2),
+                // JOBCTL_TRAP_STOP); our call has not run yet, go on.
+                WaitEvent::Seccomp | WaitEvent::EventStop(libc::SIGTRAP) => {}
                 WaitEvent::Event(ev)
                     if ev == libc::PTRACE_EVENT_CLONE || ev == libc::PTRACE_EVENT_FORK =>
                 {
