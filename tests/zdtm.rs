@@ -228,6 +228,7 @@ macro_rules! zdtm {
 zdtm! {
     blocked_read_thread;
     brk_heap;
+    busy_syscall_entry: Nobody;
     cow_private;
     deleted_file: Native, Nobody;
     devices;

@@ -17,8 +17,11 @@
 //! ptrace request can stop it (kernel/fork.c, wait_for_vfork_done).
 //!
 //! A stop collected during the freeze is either kept as the task's barrier
-//! stop (an interrupt, group-stop or initial stop, or a seccomp stop at
-//! syscall entry: nothing of the call has run yet) or handled at once (a
+//! stop (an interrupt, group-stop or initial stop; a seccomp stop at
+//! syscall entry, where nothing of the call has run yet, is first taken
+//! back to an interrupt stop before the `syscall` instruction, see
+//! [`rewind_entry`], so that a job can run syscalls in it; only calls the
+//! gate parked stay at their entry) or handled at once (a
 //! syscall exit whose result the policy may rewrite, a signal to deliver, an
 //! event), after which the task is interrupted again: any ptrace-stop clears
 //! a pending PTRACE_INTERRUPT (kernel/signal.c, ptrace_stop: "any trap
@@ -148,6 +151,35 @@ pub(crate) struct Barriers {
     on_signal: Option<Box<dyn FnMut() -> Job>>,
 }
 
+/// Takes a thread caught in a seccomp stop back to just before its
+/// `syscall` instruction and interrupts it there: the call is skipped
+/// (syscall number -1: seccomp(2), "the tracer can skip the system call"),
+/// rip is rewound over the instruction and the number put back where the
+/// instruction reads it (as `inject::at_entry` leaves a tracee), then
+/// PTRACE_INTERRUPT and PTRACE_CONT: the interrupt stop comes as the
+/// thread returns to user space, before its first instruction. Nothing of
+/// the call had run (the policy had not seen it), so the thread is in the
+/// state it had before issuing it, in an ordinary interrupt stop: a job
+/// can run syscalls in it (a checkpoint reads its process's signal
+/// handlers and timers there), and once released it issues the call
+/// again, which the filter traps again.
+fn rewind_entry(tid: Tid) -> Result<()> {
+    use isotrace_arch::native::SYSCALL_INSN_LEN;
+    use isotrace_arch::RegAccess;
+    let saved = sys::get_regs(tid)?;
+    let mut regs = saved;
+    regs.set_ip(saved.ip() - SYSCALL_INSN_LEN);
+    regs.set_ret(saved.syscall_nr() as i64);
+    regs.set_syscall_nr(u64::MAX);
+    sys::set_regs(tid, &regs)?;
+    if let Err(e) = sys::interrupt(tid).and_then(|()| sys::cont(tid, 0)) {
+        // Put it back as it was: still at its entry.
+        let _ = sys::set_regs(tid, &saved);
+        return Err(e);
+    }
+    Ok(())
+}
+
 impl Supervisor<'_> {
     /// Creates the channel jobs come through; the waker may be cloned and
     /// moved to other threads.
@@ -270,6 +302,11 @@ impl Supervisor<'_> {
             let ev = sys::decode_status(status);
             let keep = matches!(ev, WaitEvent::EventStop(_) | WaitEvent::Seccomp);
             if keep && self.tasks.contains_key(&tid) && !self.vforked.contains(&tid) {
+                // Its interrupt stop comes next, in this loop (it stays
+                // asked); one that cannot be rewound stays at its entry.
+                if ev == WaitEvent::Seccomp && rewind_entry(tid).is_ok() {
+                    continue;
+                }
                 stops.insert(tid, status);
                 continue;
             }
