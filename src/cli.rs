@@ -85,7 +85,8 @@ pub enum Command {
     /// to CMD's first process; SIGUSR2 (`kill -USR2 SUPERVISOR_PID`, the pid
     /// `isotrace ps` shows) writes a checkpoint of the group into
     /// --checkpoint-dir (default $ISOTRACE_HOME/checkpoints), in
-    /// GROUP-TIMESTAMP, and lets the group run on.
+    /// GROUP-TIMESTAMP, and lets the group run on; SIGPWR, with
+    /// --migrate-to-env or --migrate-to, migrates the group there.
     Run(RunArgs),
     /// Put a running process (and the threads and children it creates from
     /// now on) under the supervisor, as if `run` had started it: trace it,
