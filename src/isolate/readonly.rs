@@ -143,14 +143,19 @@ fn inherited_read_only_host_fd(view: &View) -> Option<(i32, PathBuf)> {
         if !target.is_absolute() {
             continue;
         }
-        // SAFETY: fcntl's get commands only read the fd table.
-        let (fd_flags, fl_flags) = unsafe {
-            (
-                libc::fcntl(fd, libc::F_GETFD),
-                libc::fcntl(fd, libc::F_GETFL),
-            )
+        // /proc/self/fdinfo/N's `flags:` (octal) are the open file's
+        // status flags with O_CLOEXEC for the fd's close-on-exec bit
+        // (proc(5)).
+        let Some(fl_flags) = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}"))
+            .ok()
+            .and_then(|t| {
+                let v = t.lines().find_map(|l| l.strip_prefix("flags:"))?;
+                i32::from_str_radix(v.trim(), 8).ok()
+            })
+        else {
+            continue;
         };
-        if fd_flags == -1 || fd_flags & libc::FD_CLOEXEC != 0 {
+        if fl_flags & libc::O_CLOEXEC != 0 {
             continue;
         }
         let read_only =
