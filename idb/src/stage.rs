@@ -176,8 +176,7 @@ fn durable_entries(upper: &Path, written: &[PathBuf]) -> Result<()> {
             Err(e) => return Err(Error::io("lstat", &path, e)),
         };
         if meta.is_file() {
-            std::fs::File::open(&path)
-                .and_then(|f| f.sync_all())
+            gone_is_fine(std::fs::File::open(&path).and_then(|f| f.sync_all()))
                 .map_err(|e| Error::io("fsync", &path, e))?;
         } else if meta.is_dir() {
             dirs.insert(path.clone());
@@ -192,9 +191,19 @@ fn durable_entries(upper: &Path, written: &[PathBuf]) -> Result<()> {
         }
     }
     for dir in &dirs {
-        fsync_dir(dir).map_err(|e| Error::io("fsync", dir, e))?;
+        gone_is_fine(fsync_dir(dir)).map_err(|e| Error::io("fsync", dir, e))?;
     }
     Ok(())
+}
+
+/// An entry removed meanwhile (a layer delta unpacks while the first part
+/// is still being made durable) needs no fsync: its removal is made
+/// durable with its parent directory by the pass that removed it.
+fn gone_is_fine(r: io::Result<()>) -> io::Result<()> {
+    match r {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
 }
 
 impl Staged {
