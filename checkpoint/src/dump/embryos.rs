@@ -18,6 +18,7 @@
 //! accepting), refuses the checkpoint, naming the pid, the fd and the
 //! listener.
 
+use super::unix_diag;
 use crate::error::Result;
 use crate::image::ImageWriter;
 use crate::model::{FdKind, ProcessTree, SocketInfo};
@@ -126,91 +127,28 @@ fn clients(
 
 /// Every unix socket of the network namespace, by inode.
 fn dump() -> std::io::Result<BTreeMap<u64, Diag>> {
-    let mut all = BTreeMap::new();
-    crate::sys::netlink_query(libc::NETLINK_SOCK_DIAG, &request(), |b| parse(b, &mut all))?;
-    Ok(all)
-}
-
-/// nlmsghdr + unix_diag_req (<linux/unix_diag.h>): every state, with
-/// icons and queue lengths.
-fn request() -> Vec<u8> {
-    const SOCK_DIAG_BY_FAMILY: u16 = 20;
-    const NLM_F_REQUEST_DUMP: u16 = 0x1 | 0x300;
-    const UDIAG_SHOW_ICONS: u32 = 0x8;
-    const UDIAG_SHOW_RQLEN: u32 = 0x10;
-    let mut req = Vec::with_capacity(40);
-    req.extend(40u32.to_ne_bytes());
-    req.extend(SOCK_DIAG_BY_FAMILY.to_ne_bytes());
-    req.extend(NLM_F_REQUEST_DUMP.to_ne_bytes());
-    req.extend(1u32.to_ne_bytes());
-    req.extend(0u32.to_ne_bytes());
-    req.extend([libc::AF_UNIX as u8, 0, 0, 0]);
-    req.extend(u32::MAX.to_ne_bytes());
-    req.extend(0u32.to_ne_bytes());
-    req.extend((UDIAG_SHOW_ICONS | UDIAG_SHOW_RQLEN).to_ne_bytes());
-    req.extend([0u8; 8]);
-    req
-}
-
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_ne_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-
-/// Adds the sockets of one batch of netlink messages; true at
-/// NLMSG_DONE.
-fn parse(mut buf: &[u8], all: &mut BTreeMap<u64, Diag>) -> std::io::Result<bool> {
-    const NLMSG_ERROR: u16 = 2;
-    const NLMSG_DONE: u16 = 3;
-    const UNIX_DIAG_ICONS: u16 = 3;
-    const UNIX_DIAG_RQLEN: u16 = 4;
-    let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "bad sock_diag message");
-    while buf.len() >= 16 {
-        let len = u32_at(buf, 0).ok_or_else(bad)? as usize;
-        if len < 16 || len > buf.len() {
-            return Err(bad());
-        }
-        match u16_at(buf, 4).ok_or_else(bad)? {
-            NLMSG_DONE => return Ok(true),
-            NLMSG_ERROR => {
-                let errno = u32_at(buf, 16).ok_or_else(bad)? as i32;
-                return Err(std::io::Error::from_raw_os_error(-errno));
-            }
-            _ => {}
-        }
-        // unix_diag_msg: family, type, state, pad, ino (u32), cookie[2];
-        // then rtattrs (u16 len, u16 type, payload, 4-byte aligned).
-        let msg = &buf[16..len];
-        let ino = u32_at(msg, 4).ok_or_else(bad)? as u64;
-        let diag = all.entry(ino).or_default();
-        let mut attrs = msg.get(16..).unwrap_or_default();
-        while let (Some(alen), Some(atype)) = (u16_at(attrs, 0), u16_at(attrs, 2)) {
-            let alen = alen as usize;
-            if alen < 4 || alen > attrs.len() {
-                break;
-            }
-            let payload = &attrs[4..alen];
-            match atype {
-                UNIX_DIAG_ICONS => {
-                    diag.icons = payload
+    let all = unix_diag::dump(unix_diag::SHOW_ICONS | unix_diag::SHOW_RQLEN)?;
+    let mut out = BTreeMap::new();
+    for (ino, attrs) in all {
+        let mut d = Diag::default();
+        for (kind, payload) in attrs {
+            match kind {
+                unix_diag::ICONS => {
+                    d.icons = payload
                         .chunks_exact(4)
-                        .filter_map(|c| u32_at(c, 0).map(u64::from))
+                        .filter_map(|c| unix_diag::u32_at(c, 0).map(u64::from))
                         .collect();
                 }
-                UNIX_DIAG_RQLEN => {
-                    diag.rqueue = u32_at(payload, 0).unwrap_or(0);
-                    diag.wqueue = u32_at(payload, 4).unwrap_or(0);
+                unix_diag::RQLEN => {
+                    d.rqueue = unix_diag::u32_at(&payload, 0).unwrap_or(0);
+                    d.wqueue = unix_diag::u32_at(&payload, 4).unwrap_or(0);
                 }
                 _ => {}
             }
-            attrs = &attrs[alen.next_multiple_of(4).min(attrs.len())..];
         }
-        buf = &buf[len.next_multiple_of(4).min(buf.len())..];
+        out.insert(ino, d);
     }
-    Ok(false)
+    Ok(out)
 }
 
 /// Captures the accept queues of `tree`'s unix listeners into the image

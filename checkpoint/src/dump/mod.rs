@@ -28,6 +28,7 @@ pub mod thread;
 pub mod thread_extra;
 pub mod timers;
 pub mod udp;
+pub mod unix_diag;
 pub mod unix_pairs;
 pub mod unread;
 pub mod wp;

@@ -7,6 +7,7 @@
 //! files (SCM_RIGHTS) is recorded in `inflight.bin` instead, with them.
 
 use super::inflight::{carries_files, walk_stream, Pending};
+use super::unix_diag;
 use crate::error::Result;
 use crate::image::ImageWriter;
 use crate::model::{FdKind, ProcessTree, SocketInfo};
@@ -54,10 +55,7 @@ pub fn capture(tree: &ProcessTree, pending: &mut Pending) -> std::io::Result<Pai
     if held.is_empty() {
         return Ok(Pairs::new());
     }
-    let mut diags = BTreeMap::new();
-    crate::sys::netlink_query(libc::NETLINK_SOCK_DIAG, &request(), |b| {
-        parse(b, &mut diags)
-    })?;
+    let diags = diags()?;
     let mut out = Pairs::new();
     for (ino, (pid, fd, kind)) in &held {
         let Some(diag) = diags.get(ino) else { continue };
@@ -104,75 +102,22 @@ pub fn read(image: &Image) -> Result<Pairs> {
     image.optional(SECTION)
 }
 
-/// nlmsghdr + unix_diag_req (<linux/unix_diag.h>): every state, peers.
-fn request() -> Vec<u8> {
-    const SOCK_DIAG_BY_FAMILY: u16 = 20;
-    const NLM_F_REQUEST_DUMP: u16 = 0x1 | 0x300;
-    const UDIAG_SHOW_PEER: u32 = 0x4;
-    let mut req = Vec::with_capacity(40);
-    req.extend(40u32.to_ne_bytes());
-    req.extend(SOCK_DIAG_BY_FAMILY.to_ne_bytes());
-    req.extend(NLM_F_REQUEST_DUMP.to_ne_bytes());
-    req.extend(1u32.to_ne_bytes());
-    req.extend(0u32.to_ne_bytes());
-    req.extend([libc::AF_UNIX as u8, 0, 0, 0]);
-    req.extend(u32::MAX.to_ne_bytes());
-    req.extend(0u32.to_ne_bytes());
-    req.extend(UDIAG_SHOW_PEER.to_ne_bytes());
-    req.extend([0u8; 8]);
-    req
-}
-
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_ne_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-
-/// Adds the sockets of one batch of netlink messages; true at
-/// NLMSG_DONE.
-fn parse(mut buf: &[u8], diags: &mut BTreeMap<u64, Diag>) -> std::io::Result<bool> {
-    const NLMSG_ERROR: u16 = 2;
-    const NLMSG_DONE: u16 = 3;
-    const UNIX_DIAG_PEER: u16 = 2;
-    const UNIX_DIAG_SHUTDOWN: u16 = 6;
-    let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "bad sock_diag message");
-    while buf.len() >= 16 {
-        let len = u32_at(buf, 0).ok_or_else(bad)? as usize;
-        if len < 16 || len > buf.len() {
-            return Err(bad());
-        }
-        match u16_at(buf, 4).ok_or_else(bad)? {
-            NLMSG_DONE => return Ok(true),
-            NLMSG_ERROR => {
-                let errno = u32_at(buf, 16).ok_or_else(bad)? as i32;
-                return Err(std::io::Error::from_raw_os_error(-errno));
-            }
-            _ => {}
-        }
-        // unix_diag_msg: family, type, state, pad, ino (u32), cookie[2];
-        // then rtattrs (u16 len, u16 type, payload, 4-byte aligned).
-        let msg = &buf[16..len];
-        let ino = u32_at(msg, 4).ok_or_else(bad)? as u64;
-        let diag = diags.entry(ino).or_default();
-        let mut attrs = msg.get(16..).unwrap_or_default();
-        while let (Some(alen), Some(atype)) = (u16_at(attrs, 0), u16_at(attrs, 2)) {
-            let alen = alen as usize;
-            if alen < 4 || alen > attrs.len() {
-                break;
-            }
-            match atype {
-                UNIX_DIAG_PEER => diag.peer = u32_at(attrs, 4).map(u64::from),
-                UNIX_DIAG_SHUTDOWN => diag.shutdown = attrs.get(4).copied().unwrap_or(0),
+/// Every unix socket's peer and shutdown state, by inode.
+fn diags() -> std::io::Result<BTreeMap<u64, Diag>> {
+    let all = unix_diag::dump(unix_diag::SHOW_PEER)?;
+    let mut out = BTreeMap::new();
+    for (ino, attrs) in all {
+        let mut d = Diag::default();
+        for (kind, payload) in attrs {
+            match kind {
+                unix_diag::PEER => d.peer = unix_diag::u32_at(&payload, 0).map(u64::from),
+                unix_diag::SHUTDOWN => d.shutdown = payload.first().copied().unwrap_or(0),
                 _ => {}
             }
-            attrs = &attrs[alen.next_multiple_of(4).min(attrs.len())..];
         }
-        buf = &buf[len.next_multiple_of(4).min(buf.len())..];
+        out.insert(ino, d);
     }
-    Ok(false)
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -191,11 +136,7 @@ mod tests {
                 .ino()
         };
         a.shutdown(std::net::Shutdown::Write).unwrap();
-        let mut diags = BTreeMap::new();
-        crate::sys::netlink_query(libc::NETLINK_SOCK_DIAG, &request(), |b| {
-            parse(b, &mut diags)
-        })
-        .unwrap();
+        let diags = diags().unwrap();
         let (da, db) = (diags[&ino(&a)], diags[&ino(&b)]);
         assert_eq!((da.peer, da.shutdown), (Some(ino(&b)), 2), "SEND_SHUTDOWN");
         assert_eq!((db.peer, db.shutdown), (Some(ino(&a)), 1), "RCV_SHUTDOWN");
