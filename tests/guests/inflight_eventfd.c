@@ -7,6 +7,7 @@
  * argv[2]: a result file: on SIGUSR1 the program reads the message and
  * writes "intact" if the eventfd came with it and still holds 5, else
  * what it found, then exits. */
+#include "held.h"
 #include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
@@ -16,33 +17,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static volatile sig_atomic_t woken;
-
-static void on_usr1(int sig)
-{
-	(void)sig;
-	woken = 1;
-}
-
-static void put(const char *path, const char *text)
-{
-	char tmp[4096];
-	snprintf(tmp, sizeof tmp, "%s.tmp", path);
-	FILE *f = fopen(tmp, "w");
-	if (!f || fputs(text, f) < 0 || fclose(f) != 0 || rename(tmp, path) != 0)
-		_exit(3);
-}
-
 int main(int argc, char **argv)
 {
 	if (argc < 3)
 		return 2;
-	sigset_t set, old;
-	sigemptyset(&set);
-	sigaddset(&set, SIGUSR1);
-	sigprocmask(SIG_BLOCK, &set, &old);
-	struct sigaction sa = {.sa_handler = on_usr1};
-	sigaction(SIGUSR1, &sa, NULL);
+	held_init();
 	int sv[2];
 	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0 || dup2(sv[1], 10) != 10)
 		return 4;
@@ -65,29 +44,26 @@ int main(int argc, char **argv)
 	if (ev < 0 || sendmsg(sv[0], &msg, 0) != 1)
 		return 5;
 	close(ev);
-	char pid[32];
-	snprintf(pid, sizeof pid, "%d", getpid());
-	put(argv[1], pid);
-	while (!woken)
-		sigsuspend(&old);
+	held_ready(argv[1]);
+	held_wait();
 	memset(&u, 0, sizeof u);
 	data = 0;
 	msg.msg_controllen = sizeof u.buf;
 	if (recvmsg(10, &msg, MSG_DONTWAIT) != 1 || data != 'x') {
-		put(argv[2], "the message is gone");
+		held_put(argv[2], "the message is gone");
 		return 1;
 	}
 	c = CMSG_FIRSTHDR(&msg);
 	if (!c || c->cmsg_type != SCM_RIGHTS) {
-		put(argv[2], "no fd came with the message");
+		held_put(argv[2], "no fd came with the message");
 		return 1;
 	}
 	memcpy(&ev, CMSG_DATA(c), sizeof ev);
 	uint64_t v = 0;
 	if (read(ev, &v, sizeof v) != sizeof v || v != 5) {
-		put(argv[2], "the eventfd does not hold 5");
+		held_put(argv[2], "the eventfd does not hold 5");
 		return 1;
 	}
-	put(argv[2], "intact");
+	held_put(argv[2], "intact");
 	return 0;
 }

@@ -6,6 +6,7 @@
  * argv[2]: a result file: on SIGUSR1 the program reads its events and
  * writes "intact" if the creation of the pid file's ".new" is among
  * them, else what it found, then exits. */
+#include "held.h"
 #include <libgen.h>
 #include <signal.h>
 #include <stdio.h>
@@ -14,33 +15,11 @@
 #include <sys/inotify.h>
 #include <unistd.h>
 
-static volatile sig_atomic_t woken;
-
-static void on_usr1(int sig)
-{
-	(void)sig;
-	woken = 1;
-}
-
-static void put(const char *path, const char *text)
-{
-	char tmp[4096];
-	snprintf(tmp, sizeof tmp, "%s.tmp", path);
-	FILE *f = fopen(tmp, "w");
-	if (!f || fputs(text, f) < 0 || fclose(f) != 0 || rename(tmp, path) != 0)
-		_exit(3);
-}
-
 int main(int argc, char **argv)
 {
 	if (argc < 3)
 		return 2;
-	sigset_t set, old;
-	sigemptyset(&set);
-	sigaddset(&set, SIGUSR1);
-	sigprocmask(SIG_BLOCK, &set, &old);
-	struct sigaction sa = {.sa_handler = on_usr1};
-	sigaction(SIGUSR1, &sa, NULL);
+	held_init();
 	char dir[4096], created[4096];
 	snprintf(dir, sizeof dir, "%s", argv[1]);
 	snprintf(created, sizeof created, "%s.new", argv[1]);
@@ -54,22 +33,19 @@ int main(int argc, char **argv)
 	close(c);
 	/* The pid file's own creation queues events too (its .tmp, the
 	 * rename does not): the harness reads the pid afterwards anyway. */
-	char pid[32];
-	snprintf(pid, sizeof pid, "%d", getpid());
-	put(argv[1], pid);
-	while (!woken)
-		sigsuspend(&old);
+	held_ready(argv[1]);
+	held_wait();
 	char buf[4096] __attribute__((aligned(8)));
 	ssize_t n = read(10, buf, sizeof buf);
 	const char *want = strrchr(created, '/') + 1;
 	for (char *p = buf; n > 0 && p < buf + n;) {
 		struct inotify_event *e = (struct inotify_event *)p;
 		if ((e->mask & IN_CREATE) && e->len && strcmp(e->name, want) == 0) {
-			put(argv[2], "intact");
+			held_put(argv[2], "intact");
 			return 0;
 		}
 		p += sizeof *e + e->len;
 	}
-	put(argv[2], n > 0 ? "the creation event is gone" : "no events");
+	held_put(argv[2], n > 0 ? "the creation event is gone" : "no events");
 	return 1;
 }

@@ -6,6 +6,7 @@
  * argv[3]: a result file: on SIGUSR1 the program accepts, checks that
  * the byte the client sent comes through, writes "intact" (or what went
  * wrong) and exits. */
+#include "held.h"
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -15,33 +16,11 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-static volatile sig_atomic_t woken;
-
-static void on_usr1(int sig)
-{
-	(void)sig;
-	woken = 1;
-}
-
-static void put(const char *path, const char *text)
-{
-	char tmp[4096];
-	snprintf(tmp, sizeof tmp, "%s.tmp", path);
-	FILE *f = fopen(tmp, "w");
-	if (!f || fputs(text, f) < 0 || fclose(f) != 0 || rename(tmp, path) != 0)
-		_exit(3);
-}
-
 int main(int argc, char **argv)
 {
 	if (argc < 4)
 		return 2;
-	sigset_t set, old;
-	sigemptyset(&set);
-	sigaddset(&set, SIGUSR1);
-	sigprocmask(SIG_BLOCK, &set, &old);
-	struct sigaction sa = {.sa_handler = on_usr1};
-	sigaction(SIGUSR1, &sa, NULL);
+	held_init();
 	struct sockaddr_storage ss;
 	socklen_t len;
 	memset(&ss, 0, sizeof ss);
@@ -65,17 +44,14 @@ int main(int argc, char **argv)
 	int c = socket(tcp ? AF_INET : AF_UNIX, SOCK_STREAM, 0);
 	if (c < 0 || connect(c, (struct sockaddr *)&ss, len) != 0 || write(c, "y", 1) != 1)
 		return 5;
-	char pid[32];
-	snprintf(pid, sizeof pid, "%d", getpid());
-	put(argv[2], pid);
-	while (!woken)
-		sigsuspend(&old);
+	held_ready(argv[2]);
+	held_wait();
 	int a = accept(10, NULL, NULL);
 	char b = 0;
 	if (a < 0 || read(a, &b, 1) != 1 || b != 'y') {
-		put(argv[3], "the waiting connection is gone");
+		held_put(argv[3], "the waiting connection is gone");
 		return 1;
 	}
-	put(argv[3], "intact");
+	held_put(argv[3], "intact");
 	return 0;
 }

@@ -6,6 +6,7 @@
  * argv[2]: a result file: on SIGUSR1 the program writes "intact" if the
  * mapping still reads "keymap" and the seals are as set, then exits. */
 #define _GNU_SOURCE
+#include "held.h"
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -13,33 +14,11 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-static volatile sig_atomic_t woken;
-
-static void on_usr1(int sig)
-{
-	(void)sig;
-	woken = 1;
-}
-
-static void put(const char *path, const char *text)
-{
-	char tmp[4096];
-	snprintf(tmp, sizeof tmp, "%s.tmp", path);
-	FILE *f = fopen(tmp, "w");
-	if (!f || fputs(text, f) < 0 || fclose(f) != 0 || rename(tmp, path) != 0)
-		_exit(3);
-}
-
 int main(int argc, char **argv)
 {
 	if (argc < 3)
 		return 2;
-	sigset_t set, old;
-	sigemptyset(&set);
-	sigaddset(&set, SIGUSR1);
-	sigprocmask(SIG_BLOCK, &set, &old);
-	struct sigaction sa = {.sa_handler = on_usr1};
-	sigaction(SIGUSR1, &sa, NULL);
+	held_init();
 	int fd = memfd_create("keymap", MFD_ALLOW_SEALING);
 	if (fd < 0 || dup2(fd, 10) != 10 || write(10, "keymap", 7) != 7)
 		return 4;
@@ -50,15 +29,12 @@ int main(int argc, char **argv)
 	const char *m = mmap(NULL, 4096, PROT_READ, MAP_SHARED, 10, 0);
 	if (m == MAP_FAILED)
 		return 6;
-	char pid[32];
-	snprintf(pid, sizeof pid, "%d", getpid());
-	put(argv[1], pid);
-	while (!woken)
-		sigsuspend(&old);
+	held_ready(argv[1]);
+	held_wait();
 	if (strcmp(m, "keymap") != 0 || fcntl(10, F_GET_SEALS) != seals) {
-		put(argv[2], "the memfd changed");
+		held_put(argv[2], "the memfd changed");
 		return 1;
 	}
-	put(argv[2], "intact");
+	held_put(argv[2], "intact");
 	return 0;
 }
