@@ -34,23 +34,45 @@ pub fn open_uffd(pid: i32, tid: i32, vmas: &[Vma]) -> Result<OwnedFd> {
 /// O_CLOEXEC and O_NONBLOCK), takes the fd with pidfd_getfd(2) and makes
 /// the thread close its own: its fd table is left as it was.
 pub(crate) fn uffd_in(lent: &mut Lent, pid: i32, flags: u64) -> Result<OwnedFd> {
-    let flags = libc::O_CLOEXEC as u64 | libc::O_NONBLOCK as u64 | flags;
-    let made = lent
-        .call(libc::SYS_userfaultfd, [flags, 0, 0, 0])
-        .map(|r| r.0);
-    made.and_then(|fd| {
-        if fd < 0 {
-            return Err(Error::Invalid {
-                what: format!(
-                    "pid {pid}: userfaultfd(2) failed: {}",
-                    std::io::Error::from_raw_os_error(-fd as i32)
-                ),
-            });
-        }
-        let ours = sys::pidfd_open(pid)
-            .and_then(|p| sys::pidfd_getfd(&p, fd as i32))
-            .map_err(|e| Error::io(format!("/proc/{pid}/fd/{fd}"), e));
-        lent.call(libc::SYS_close, [fd as u64, 0, 0, 0])?;
-        ours
+    let made = take_uffd(pid, flags, &mut |nr, args| {
+        lent.call(nr, [args[0], 0, 0, 0]).map(|r| r.0)
+    })?;
+    made.map_err(|e| Error::Invalid {
+        what: format!("pid {pid}: userfaultfd(2) failed: {e}"),
     })
+}
+
+/// What runs one syscall (number, first argument) in a stopped task of
+/// the target process and returns its raw result (-errno on failure): a
+/// lent thread at a freeze, or a restore's vessel.
+pub(crate) type Inject<'a> = dyn FnMut(i64, [u64; 1]) -> Result<i64> + 'a;
+
+/// userfaultfd(2) with `flags` (plus O_CLOEXEC and O_NONBLOCK) run by
+/// `call` in `pid`, our copy of the fd taken with pidfd_getfd(2), and the
+/// target's own closed by `call` again: its fd table is left as it was.
+/// The inner error is userfaultfd(2)'s own refusal (ENOSYS, EPERM...),
+/// after which the target is unchanged.
+pub(crate) fn take_uffd(
+    pid: i32,
+    flags: u64,
+    call: &mut Inject,
+) -> Result<std::result::Result<OwnedFd, std::io::Error>> {
+    let flags = libc::O_CLOEXEC as u64 | libc::O_NONBLOCK as u64 | flags;
+    let fd = call(libc::SYS_userfaultfd, [flags])?;
+    if fd < 0 {
+        return Ok(Err(std::io::Error::from_raw_os_error(-fd as i32)));
+    }
+    let ours = sys::pidfd_open(pid)
+        .and_then(|p| sys::pidfd_getfd(&p, fd as i32))
+        .map_err(|e| Error::io(format!("/proc/{pid}/fd/{fd}"), e));
+    let closed = call(libc::SYS_close, [fd as u64])?;
+    if closed < 0 {
+        return Err(Error::Invalid {
+            what: format!(
+                "pid {pid}: closing its userfaultfd {fd}: {}",
+                std::io::Error::from_raw_os_error(-closed as i32)
+            ),
+        });
+    }
+    ours.map(Ok)
 }

@@ -1,7 +1,8 @@
 //! The system calls and ioctls of pre-copy and of the copy-before-write
 //! snapshot (dump/wp.rs), the only `unsafe` of either:
 //! pidfd_open(2)/pidfd_getfd(2), the userfaultfd(2) ioctls (UFFDIO_API,
-//! UFFDIO_REGISTER, UFFDIO_UNREGISTER, UFFDIO_WRITEPROTECT), poll(2) of a
+//! UFFDIO_REGISTER, UFFDIO_UNREGISTER, UFFDIO_WRITEPROTECT, and
+//! UFFDIO_COPY, with which a restore fills memory), poll(2) of a
 //! userfaultfd and PAGEMAP_SCAN (ioctl_pagemap_scan(2), Linux 6.7). The constants are from
 //! include/uapi/linux/userfaultfd.h and include/uapi/linux/fs.h; the
 //! installed headers may predate them.
@@ -19,7 +20,12 @@ const UFFDIO_API: u64 = iowr(0xAA, 0x3F, 24);
 const UFFDIO_REGISTER: u64 = iowr(0xAA, 0x00, 32);
 const UFFDIO_UNREGISTER: u64 = (2 << 30) | (16 << 16) | (0xAA << 8) | 0x01;
 const UFFDIO_WRITEPROTECT: u64 = iowr(0xAA, 0x06, 24);
+const UFFDIO_COPY: u64 = iowr(0xAA, 0x03, 40);
+const UFFDIO_REGISTER_MODE_MISSING: u64 = 1 << 0;
 const UFFDIO_REGISTER_MODE_WP: u64 = 1 << 1;
+/// UFFDIO_COPY: do not wake threads waiting on the range (there are none
+/// while a restore fills a process that has not run yet).
+const UFFDIO_COPY_MODE_DONTWAKE: u64 = 1 << 0;
 const UFFDIO_WRITEPROTECT_MODE_WP: u64 = 1 << 0;
 /// Write faults are resolved by the kernel itself, which only records
 /// that the page was written (cleared PTE uffd-wp bit): nobody has to
@@ -159,6 +165,64 @@ pub fn uffd_register_wp(uffd: &OwnedFd, start: u64, len: u64) -> io::Result<()> 
         ioctls: 0,
     };
     ioctl(uffd, "UFFDIO_REGISTER", UFFDIO_REGISTER, &mut r).map(drop)
+}
+
+/// UFFDIO_REGISTER [start, start+len) in missing mode: a fault on a page
+/// not present there waits for the uffd's owner to provide it, and
+/// UFFDIO_COPY may install pages into it.
+pub fn uffd_register_missing(uffd: &OwnedFd, start: u64, len: u64) -> io::Result<()> {
+    let mut r = UffdioRegister {
+        start,
+        len,
+        mode: UFFDIO_REGISTER_MODE_MISSING,
+        ioctls: 0,
+    };
+    ioctl(uffd, "UFFDIO_REGISTER", UFFDIO_REGISTER, &mut r).map(drop)
+}
+
+#[repr(C)]
+struct UffdioCopy {
+    dst: u64,
+    src: u64,
+    len: u64,
+    mode: u64,
+    copy: i64,
+}
+
+/// UFFDIO_COPY: allocates pages at `dst` (page-aligned, in a range
+/// registered in missing mode) and copies `src` (a whole number of pages)
+/// into them, without zeroing them first as a fault would
+/// (mm/userfaultfd.c, mfill_atomic_pte_copy). A copy the kernel cut short
+/// (EAGAIN while an mmap change of the process is reported, or a partial
+/// count) is resumed where it stopped; EEXIST means a page was there.
+pub fn uffd_copy(uffd: &OwnedFd, dst: u64, src: &[u8]) -> io::Result<()> {
+    let mut done = 0usize;
+    while done < src.len() {
+        let rest = &src[done..];
+        let mut c = UffdioCopy {
+            dst: dst + done as u64,
+            src: rest.as_ptr() as u64,
+            len: rest.len() as u64,
+            mode: UFFDIO_COPY_MODE_DONTWAKE,
+            copy: 0,
+        };
+        let rc = ioctl(uffd, "UFFDIO_COPY", UFFDIO_COPY, &mut c);
+        if c.copy > 0 {
+            done += c.copy as usize;
+            continue;
+        }
+        match rc {
+            Ok(_) => {
+                return Err(io::Error::other(format!(
+                    "UFFDIO_COPY at {:#x}: the kernel copied nothing",
+                    c.dst
+                )))
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 #[repr(C)]

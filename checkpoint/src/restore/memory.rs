@@ -2,10 +2,14 @@
 //! from the restorer, move its vDSO to where the image had it, then map
 //! every mapping of the image at its address and fill it from the pages
 //! section: the restorer reads the section once, front to back, hashing
-//! it on the way (`SectionReader`), and writes each run into the vessel
-//! with process_vm_writev(2) in large pieces, without a ptrace stop.
+//! it on the way (`SectionReader`), and puts each run into the vessel in
+//! large pieces, without a ptrace stop: private anonymous memory with
+//! UFFDIO_COPY through a userfaultfd of the vessel (`uffd`: no page is
+//! zeroed before it is copied into), the rest (file mappings' dirty
+//! pages, shared memory) with process_vm_writev(2).
 
 use super::inject::{Vessel, GADGET_LEN};
+use super::uffd::Filler;
 use crate::dump::procfs::parse_maps;
 use crate::error::{Error, Result};
 use crate::image::SectionReader;
@@ -251,12 +255,17 @@ pub fn rebuild(
     opts: &super::Options,
     shm: &super::shm::ShmFds,
 ) -> Result<()> {
+    let mut filler = match whole_pages(proc) {
+        true => Filler::open(v)?,
+        false => None,
+    };
     for vma in &proc.vmas {
         let kind = classify(proc.pid, vma)?;
         let runs = match &vma.memory {
             VmaMemory::Dumped { runs } if !runs.is_empty() => runs.as_slice(),
             _ => &[],
         };
+        let private_anon = matches!(kind, MapKind::Anon { shared: false, .. });
         let final_prot = prot(&vma.perms);
         let map_prot = if runs.is_empty() {
             final_prot
@@ -286,8 +295,21 @@ pub fn rebuild(
                 map_file(v, vma, &opts.path(&path), shared, map_prot)?
             }
         }
-        for run in runs {
-            fill(v, pages, run.addr, run.pages * PAGE_SIZE, run.offset)?;
+        match filler.as_mut() {
+            Some(f) if private_anon && !runs.is_empty() => {
+                f.register(vma.start, vma.len())?;
+                for run in runs {
+                    let len = run.pages * PAGE_SIZE;
+                    pages.read(run.offset, len, &mut |done, bytes| {
+                        f.copy(run.addr + done, bytes)
+                    })?;
+                }
+            }
+            _ => {
+                for run in runs {
+                    fill(v, pages, run.addr, run.pages * PAGE_SIZE, run.offset)?;
+                }
+            }
         }
         if map_prot != final_prot {
             let what = format!("mprotect {:#x}-{:#x} {}", vma.start, vma.end, vma.perms);
@@ -298,7 +320,17 @@ pub fn rebuild(
             )?;
         }
     }
-    Ok(())
+    filler.map_or(Ok(()), Filler::finish)
+}
+
+/// Whether every run of `proc` starts at a whole page of its section, as
+/// the dump writes them: UFFDIO_COPY installs whole pages, so the pieces
+/// the section is handed out in must fall on page boundaries.
+fn whole_pages(proc: &Process) -> bool {
+    proc.vmas.iter().all(|vma| match &vma.memory {
+        VmaMemory::Dumped { runs } => runs.iter().all(|r| r.offset % PAGE_SIZE == 0),
+        _ => true,
+    })
 }
 
 fn map_file(v: &Vessel, vma: &Vma, path: &str, shared: bool, map_prot: u64) -> Result<()> {

@@ -47,6 +47,7 @@ pub mod thread;
 pub mod timers;
 pub mod tree;
 pub mod udp;
+pub mod uffd;
 pub mod unix_dgram;
 pub mod zombie;
 
