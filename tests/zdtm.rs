@@ -226,6 +226,7 @@ macro_rules! zdtm {
 }
 
 zdtm! {
+    anon_filled: Native, Nobody;
     blocked_read_thread;
     brk_heap;
     busy_syscall_entry: Nobody;
