@@ -328,7 +328,7 @@ pub fn rebuild(
 /// the section is handed out in must fall on page boundaries.
 fn whole_pages(proc: &Process) -> bool {
     proc.vmas.iter().all(|vma| match &vma.memory {
-        VmaMemory::Dumped { runs } => runs.iter().all(|r| r.offset % PAGE_SIZE == 0),
+        VmaMemory::Dumped { runs } => runs.iter().all(|r| r.offset.is_multiple_of(PAGE_SIZE)),
         _ => true,
     })
 }

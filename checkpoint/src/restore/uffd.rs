@@ -69,7 +69,7 @@ impl Filler {
     /// Installs `bytes` (whole pages) at `addr` (page-aligned) of a
     /// registered range.
     pub fn copy(&self, addr: u64, bytes: &[u8]) -> Result<()> {
-        if addr % PAGE_SIZE != 0 || bytes.len() as u64 % PAGE_SIZE != 0 {
+        if !addr.is_multiple_of(PAGE_SIZE) || !(bytes.len() as u64).is_multiple_of(PAGE_SIZE) {
             return Err(Error::Invalid {
                 what: format!(
                     "cannot restore pid {}: a piece of {} bytes of pages at {addr:#x} is not whole pages",
