@@ -364,3 +364,44 @@ pub fn pagemap_scan_masks(
     let n = ioctl(pagemap, "PAGEMAP_SCAN", PAGEMAP_SCAN, &mut arg)?;
     Ok((n as usize, arg.walk_end))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::PAGE_SIZE;
+
+    /// UFFDIO_COPY into a range of our own memory registered in missing
+    /// mode: the pages hold the bytes copied, a second copy onto them is
+    /// refused (EEXIST), and once unregistered a page never copied reads
+    /// as zeroes. No page of the range is touched while it is registered
+    /// (a fault there would wait for this very thread).
+    #[test]
+    fn copy_fills_missing_pages_once() {
+        let uffd = match userfaultfd(UFFD_USER_MODE_ONLY | libc::O_CLOEXEC as u64) {
+            Ok(u) => u,
+            Err(e) => {
+                eprintln!("skipped: userfaultfd: {e}");
+                return;
+            }
+        };
+        uffd_api(&uffd, 0).expect("UFFDIO_API");
+        let page = PAGE_SIZE as usize;
+        // Above glibc's largest mmap threshold (32 MiB), so calloc maps
+        // it fresh and leaves it untouched: its pages are missing.
+        let mem = vec![0u8; 40 << 20];
+        let base = (mem.as_ptr() as u64).next_multiple_of(PAGE_SIZE) + 8 * PAGE_SIZE;
+        let off = (base - mem.as_ptr() as u64) as usize;
+        uffd_register_missing(&uffd, base, 8 * PAGE_SIZE).expect("register");
+        let src: Vec<u8> = (0..3 * page)
+            .map(|i| (i / page * 31 + i % 251) as u8)
+            .collect();
+        uffd_copy(&uffd, base + PAGE_SIZE, &src).expect("copy");
+        let again = uffd_copy(&uffd, base + PAGE_SIZE, &src[..page]).unwrap_err();
+        assert_eq!(again.kind(), io::ErrorKind::AlreadyExists, "{again}");
+        uffd_unregister(&uffd, base, 8 * PAGE_SIZE).expect("unregister");
+        let mem = std::hint::black_box(mem);
+        assert_eq!(&mem[off + page..off + 4 * page], &src[..]);
+        assert!(mem[off..off + page].iter().all(|&b| b == 0));
+        assert!(mem[off + 4 * page..off + 8 * page].iter().all(|&b| b == 0));
+    }
+}
