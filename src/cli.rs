@@ -388,12 +388,13 @@ pub struct CloneArgs {
     /// Read the shared token from FILE instead of $ISOTRACE_MIGRATE_TOKEN.
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
-    /// The group's listening TCP ports when the copy is on this host (one
-    /// network namespace): `share` sets SO_REUSEPORT on the original's
-    /// listeners and the copy's, so both accept on the port and the kernel
-    /// spreads new connections over them (refused, naming the port, for a
-    /// listener of another uid); `refuse` does not clone a group that
-    /// listens. Ignored for --to another host.
+    /// The group's listening TCP ports and bound UDP ports when the copy
+    /// is on this host (one network namespace): `share` sets SO_REUSEPORT
+    /// on the original's sockets and the copy's, so both serve the port
+    /// and the kernel spreads new connections (and datagrams, by source
+    /// address) over them (refused, naming the port, for a socket of
+    /// another uid); `refuse` does not clone a group that listens or has
+    /// a bound UDP port. Ignored for --to another host.
     #[arg(long, value_enum, value_name = "POLICY", default_value = "share")]
     pub ports: ClonePorts,
     /// Print the result as JSON.

@@ -15,7 +15,7 @@ use common::{path_str, wait_until};
 use migrate_support::*;
 use std::fs;
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{TcpStream, UdpSocket};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -91,12 +91,18 @@ fn start_python(w: &mut World, group: &str, script: &str, args: &[&str]) -> Chil
 
 /// Starts the server in env A; returns its supervisor and port.
 fn start_server(w: &mut World, group: &str, site: &Site) -> (Child, u16) {
+    start_script(w, group, site, SERVER)
+}
+
+/// Starts `script` (TAG HITS READY) in env A; returns its supervisor and
+/// the port it wrote to READY.
+fn start_script(w: &mut World, group: &str, site: &Site, script: &str) -> (Child, u16) {
     let args = [
         path_str(&site.tag),
         path_str(&site.hits),
         path_str(&site.ready),
     ];
-    let sup = start_python(w, group, SERVER, &args);
+    let sup = start_python(w, group, script, &args);
     let ready = w.env_file("home", "A", &site.ready);
     let mut port = 0;
     wait_until("the server to listen", WAIT, || {
@@ -123,6 +129,43 @@ fn get(port: u16) -> String {
         "not an answer: {answer:?}"
     );
     body.trim().to_string()
+}
+
+/// A UDP server on 127.0.0.1, port chosen by the kernel and written to
+/// READY: each datagram is answered with itself, a space and TAG (the
+/// env's view of it), and a line appended to HITS.
+const UDP_SERVER: &str = r#"
+import os, socket, sys
+tag, hits, ready = sys.argv[1], sys.argv[2], sys.argv[3]
+with open(tag, "w") as f:
+    f.write("A\n")
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 0))
+with open(ready + ".tmp", "w") as f:
+    f.write(str(s.getsockname()[1]))
+os.rename(ready + ".tmp", ready)
+while True:
+    d, a = s.recvfrom(2048)
+    with open(tag) as f:
+        t = f.read().strip()
+    with open(hits, "a") as f:
+        f.write("hit\n")
+    s.sendto(d + b" " + t.encode(), a)
+"#;
+
+/// One datagram from a new socket (a new source port): the tag answered.
+fn ask(port: u16, n: u32) -> String {
+    let c = UdpSocket::bind(("127.0.0.1", 0)).expect("bind a client socket");
+    c.connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(WAIT)).unwrap();
+    let q = format!("q{n}");
+    c.send(q.as_bytes()).unwrap();
+    let mut buf = [0u8; 2048];
+    let len = c.recv(&mut buf).expect("an answer from the UDP server");
+    let answer = String::from_utf8_lossy(&buf[..len]).to_string();
+    let (echo, tag) = answer.split_once(' ').unwrap_or_default();
+    assert_eq!(echo, q, "not the answer to {q}: {answer:?}");
+    tag.to_string()
 }
 
 /// The tag of an answer "PID TAG".
@@ -183,6 +226,50 @@ fn a_cloned_http_server_answers_beside_its_original_each_in_its_env() {
     assert!(sup.try_wait().unwrap().is_none(), "the original ended");
     let shared = format!("listening port 127.0.0.1:{port} shared with the copy");
     assert!(err.contains(&shared), "{err}");
+    end(sup);
+}
+
+/// `clone --to-env C` of a UDP server: the copy's socket joins the
+/// original's port (SO_REUSEPORT on both), the kernel picks one by each
+/// datagram's source address, and each copy answers with its own env's
+/// view of TAG. With `--ports refuse` the same clone is refused, naming
+/// the UDP port.
+#[test]
+fn a_cloned_udp_server_shares_its_port_with_the_original() {
+    let mut w = World::new();
+    let site = Site::new(&w);
+    let (mut sup, port) = start_script(&mut w, "dns", &site, UDP_SERVER);
+    assert_eq!(ask(port, 0), "A");
+    let args = ["clone", "dns", "--to-env", "C", "--ports", "refuse"];
+    let (code, _, err) = w.isotrace("home", &args, &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains(&format!("UDP port {port} ")), "{err}");
+    assert_eq!(ask(port, 1), "A");
+    let (code, out, err) = w.isotrace("home", &["clone", "dns", "--to-env", "C", "--json"], &[]);
+    assert_eq!(code, 0, "{err}");
+    w.pids.push(dest_pid(&json(&out)));
+    let shared = format!("UDP port 127.0.0.1:{port} shared with the copy");
+    assert!(err.contains(&shared), "{err}");
+    fs::write(w.env_file("home", "C", &site.tag), "C\n").unwrap();
+    let (mut on_a, mut on_c, mut n) = (0, 0, 2);
+    let deadline = Instant::now() + WAIT;
+    while on_a < 3 || on_c < 3 {
+        assert!(
+            Instant::now() < deadline && n < 2000,
+            "only one copy answers: {on_a} from A, {on_c} from C"
+        );
+        match ask(port, n).as_str() {
+            "A" => on_a += 1,
+            "C" => on_c += 1,
+            other => panic!("an answer from neither env: {other:?}"),
+        }
+        n += 1;
+    }
+    let a_hits = w.env_file("home", "A", &site.hits);
+    let c_hits = w.env_file("home", "C", &site.hits);
+    assert_eq!(lines(&a_hits), 2 + on_a);
+    assert_eq!(lines(&c_hits), 2 + on_c);
+    assert!(sup.try_wait().unwrap().is_none(), "the original ended");
     end(sup);
 }
 
@@ -394,4 +481,43 @@ fn a_sqlite_writer_migrated_between_envs_loses_and_doubles_no_row() {
     // The copy counted on from k: B's progress went past it.
     let b = reported(&w, "B");
     assert!(b >= k, "B reported {b}, A held {k} rows");
+}
+
+/// `migrate --to-env B` of a UDP server on this host: the copy binds the
+/// port beside the frozen source (SO_REUSEADDR on both) and takes it over,
+/// answering with B's view of TAG. A first move that fails once the copy
+/// is restored (the action script refuses at pre-resume) leaves the
+/// source answering on its port.
+#[test]
+fn a_udp_server_moves_to_another_env_of_this_host() {
+    let mut w = World::new();
+    let site = Site::new(&w);
+    let (mut sup, port) = start_script(&mut w, "dns2", &site, UDP_SERVER);
+    assert_eq!(ask(port, 0), "A");
+    let action = w.dir().join("refuse.sh");
+    fs::write(
+        &action,
+        "#!/bin/sh\n[ \"$ISOTRACE_ACTION\" = pre-resume ] && exit 3\nexit 0\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&action, fs::Permissions::from_mode(0o755)).unwrap();
+    let args = ["migrate", "dns2", "--to-env", "B", "--action-script"];
+    let (code, _, err) = w.isotrace("home", &[&args[..], &[path_str(&action)]].concat(), &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("pre-resume") && err.contains("runs on"),
+        "{err}"
+    );
+    assert!(!err.contains("not put back"), "{err}");
+    assert!(sup.try_wait().unwrap().is_none(), "the source group ended");
+    assert_eq!(ask(port, 100), "A");
+    let (code, out, err) = w.isotrace("home", &["migrate", "dns2", "--to-env", "B", "--json"], &[]);
+    assert_eq!(code, 0, "{err}");
+    w.pids.push(dest_pid(&json(&out)));
+    assert_released(&mut sup);
+    fs::write(w.env_file("home", "B", &site.tag), "B\n").unwrap();
+    for n in 1..20 {
+        assert_eq!(ask(port, n), "B");
+    }
 }

@@ -182,12 +182,36 @@ pub fn listening_addrs(tree: &ProcessTree) -> Vec<SocketAddr> {
 
 /// The listening TCP sockets of `tree`: (pid, fd, inode).
 pub fn listeners(tree: &ProcessTree) -> Vec<(i32, i32, u64)> {
+    sockets_where(tree, |proto, local, state| {
+        proto.starts_with("tcp") && state == "LISTEN" && !local.is_empty()
+    })
+}
+
+/// The UDP sockets of `tree` bound to a port: (pid, fd, inode).
+pub fn bound_udp(tree: &ProcessTree) -> Vec<(i32, i32, u64)> {
+    sockets_where(tree, |proto, local, _| {
+        proto.starts_with("udp") && local.rsplit_once(':').is_some_and(|(_, p)| p != "0")
+    })
+}
+
+/// The inet sockets of `tree` that `pick` (proto, local, state) takes,
+/// once per socket: (pid, fd, inode) of its first holder.
+fn sockets_where(
+    tree: &ProcessTree,
+    pick: impl Fn(&str, &str, &str) -> bool,
+) -> Vec<(i32, i32, u64)> {
     let mut seen = std::collections::BTreeSet::new();
     let mut out = Vec::new();
     for p in &tree.processes {
         for e in &p.fds {
-            if let FdKind::Socket(Some(SocketInfo::Inet { proto, state, .. })) = &e.kind {
-                if proto.starts_with("tcp") && state == "LISTEN" && seen.insert(e.ino) {
+            if let FdKind::Socket(Some(SocketInfo::Inet {
+                proto,
+                local,
+                state,
+                ..
+            })) = &e.kind
+            {
+                if pick(proto, local, state) && seen.insert(e.ino) {
                     out.push((p.pid, e.fd, e.ino));
                 }
             }

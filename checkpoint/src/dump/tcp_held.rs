@@ -28,12 +28,14 @@ pub(crate) struct HeldSocket {
     pub(crate) conn: TcpConn,
 }
 
-/// A listening socket of the source, for a same-host move.
+/// A listening socket, or a UDP socket bound to a port, of the source,
+/// for a same-host move.
 pub(crate) struct HeldListener {
     pid: i32,
     fd: i32,
     dup: OwnedFd,
     reuse: i32,
+    udp: bool,
 }
 
 /// The source's sockets, in repair mode, and the lock over their
@@ -64,9 +66,16 @@ impl Held {
     /// free), and each of `listeners` (see [`super::tcp::listeners`]) is shut down after
     /// SO_REUSEADDR is set on it (a listener closed by shutdown(2) stays
     /// bound, and only two sockets with SO_REUSEADDR, neither listening,
-    /// may share a port: inet_bind_conflict()). [`Held::resume`] undoes
-    /// both.
-    pub fn detach(&mut self, listeners: &[(i32, i32, u64)]) -> Result<()> {
+    /// may share a port: inet_bind_conflict()). Each of `udp` (see
+    /// [`super::tcp::bound_udp`]) gets SO_REUSEADDR only: two UDP sockets
+    /// with it may bind one address (udp_lib_lport_inuse()), and a
+    /// datagram goes to the one bound last of those that match it equally
+    /// (udp4_lib_lookup2() keeps the first of equal scores, and a bind
+    /// adds its socket at the head of its slot): the copy's. The frozen
+    /// source's socket keeps its queue, and is never shut down (a UDP
+    /// socket's shutdown(2) cannot be undone). [`Held::resume`] undoes
+    /// all of it.
+    pub fn detach(&mut self, listeners: &[(i32, i32, u64)], udp: &[(i32, i32, u64)]) -> Result<()> {
         self.detached = true;
         for s in &self.sockets {
             let unspec = (libc::AF_UNSPEC as u16).to_ne_bytes();
@@ -75,9 +84,11 @@ impl Held {
             sockopt::connect(s.dup.as_fd(), &sa)
                 .map_err(|e| failed(&s.found, "disconnect in repair mode", e))?;
         }
-        for &(pid, fd, _) in listeners {
+        let all = listeners.iter().map(|l| (l, false));
+        for (&(pid, fd, _), udp) in all.chain(udp.iter().map(|u| (u, true))) {
+            let kind = if udp { "UDP" } else { "listening" };
             let what = |e: &dyn std::fmt::Display| Error::Invalid {
-                what: format!("cannot move the listening socket of pid {pid} fd {fd}: {e}"),
+                what: format!("cannot move the {kind} socket of pid {pid} fd {fd}: {e}"),
             };
             let dup = isotrace_tracer::sys::dup_remote_fd(pid, fd).map_err(|e| what(&e))?;
             let b = dup.as_fd();
@@ -85,13 +96,22 @@ impl Held {
                 sockopt::get_int(b, libc::SOL_SOCKET, libc::SO_REUSEADDR).map_err(|e| what(&e))?;
             let one = 1i32.to_ne_bytes();
             sockopt::set(b, libc::SOL_SOCKET, libc::SO_REUSEADDR, &one).map_err(|e| what(&e))?;
-            sockopt::shutdown(b, libc::SHUT_RDWR).map_err(|e| what(&e))?;
+            // Pushed before the shutdown: an error after it is undone too.
             self.listeners.push(HeldListener {
                 pid,
                 fd,
                 dup,
                 reuse,
+                udp,
             });
+            if !udp {
+                let b = self
+                    .listeners
+                    .last()
+                    .map(|l| l.dup.as_fd())
+                    .expect("pushed");
+                sockopt::shutdown(b, libc::SHUT_RDWR).map_err(|e| what(&e))?;
+            }
         }
         Ok(())
     }
@@ -118,7 +138,8 @@ impl Held {
         }
         for l in &self.listeners {
             let b = l.dup.as_fd();
-            let back = relisten(l).and_then(|()| {
+            let again = if l.udp { Ok(()) } else { relisten(l) };
+            let back = again.and_then(|()| {
                 sockopt::set(
                     b,
                     libc::SOL_SOCKET,
@@ -127,10 +148,8 @@ impl Held {
                 )
             });
             if let Err(e) = back {
-                lost.push(format!(
-                    "listening socket of pid {} fd {}: {e}",
-                    l.pid, l.fd
-                ));
+                let kind = if l.udp { "UDP" } else { "listening" };
+                lost.push(format!("{kind} socket of pid {} fd {}: {e}", l.pid, l.fd));
             }
         }
         if let Some(lock) = self.lock.take() {

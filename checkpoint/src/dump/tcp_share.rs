@@ -1,11 +1,13 @@
-//! A listening port shared between a group and its clone on the same host
+//! A port shared between a group and its clone on the same host
 //! (`isotrace clone --ports share`, README "Checkpoint, restore,
-//! migration"). One network namespace holds two listeners of one port
-//! only through SO_REUSEPORT (socket(7)): the option must be set on every
-//! socket of the port, and they must all belong to one effective uid
-//! (inet_csk_bind_conflict(): `sk_reuseport && sk2->sk_reuseport &&
-//! uid_eq(uid, sk_uid(sk2))`). The kernel then spreads new connections
-//! over the listeners (reuseport_select_sock()): that is the scale-out.
+//! migration"): its TCP listeners and its UDP sockets bound to a port.
+//! One network namespace holds two listeners (or two UDP sockets) of one
+//! port only through SO_REUSEPORT (socket(7)): the option must be set on
+//! every socket of the port, and they must all belong to one effective
+//! uid (inet_csk_bind_conflict(), udp_lib_lport_inuse(): `sk_reuseport &&
+//! sk2->sk_reuseport && uid_eq(uid, sk_uid(sk2))`). The kernel then
+//! spreads new connections, and datagrams by their source address, over
+//! the sockets (reuseport_select_sock()): that is the scale-out.
 //!
 //! The source's listeners are reached while the group is frozen, through
 //! pidfd_getfd(2) duplicates: SO_REUSEPORT is set on the open file
@@ -14,7 +16,8 @@
 //! listen(2) then makes a reuseport group of the two
 //! (reuseport_add_sock() allocates one for the first socket). The restore
 //! side is `restore::sockets` (a listener whose bind finds its port taken
-//! tries again with SO_REUSEPORT).
+//! tries again with SO_REUSEPORT; a UDP socket's queued datagrams stay
+//! with the original, `restore::udp`).
 
 use crate::error::{Error, Result};
 use crate::model::{FdKind, ProcessTree, SocketInfo};
@@ -22,27 +25,48 @@ use crate::sys::sockopt;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 
-/// One TCP listener of the group: where it listens, whose it is.
+/// One TCP listener, or UDP socket with a port, of the group: where it
+/// listens, whose it is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Listener {
     pub pid: i32,
     pub fd: i32,
     pub ino: u64,
-    /// ADDR:PORT as /proc/net/tcp[6] shows it.
+    /// ADDR:PORT as /proc/net/{tcp,udp}[6] shows it.
     pub local: String,
+    /// "tcp", "tcp6", "udp" or "udp6".
+    pub proto: String,
 }
 
 impl Listener {
+    /// "TCP" or "UDP".
+    pub fn kind(&self) -> &'static str {
+        if self.proto.starts_with("udp") {
+            "UDP"
+        } else {
+            "TCP"
+        }
+    }
+
     pub fn describe(&self) -> String {
+        let what = if self.kind() == "UDP" {
+            "socket"
+        } else {
+            "listener"
+        };
         format!(
-            "the TCP listener on {} (pid {} fd {})",
-            self.local, self.pid, self.fd
+            "the {} {what} on {} (pid {} fd {})",
+            self.kind(),
+            self.local,
+            self.pid,
+            self.fd
         )
     }
 }
 
-/// Every TCP listening socket of `tree`, once per socket (a socket shared
-/// by fork is named after its first holder).
+/// Every TCP listening socket and every UDP socket bound to a port of
+/// `tree` (a copy's would take the same port), once per socket (a socket
+/// shared by fork is named after its first holder).
 pub fn listeners(tree: &ProcessTree) -> Vec<Listener> {
     let mut seen = std::collections::BTreeSet::new();
     let mut out = Vec::new();
@@ -57,12 +81,15 @@ pub fn listeners(tree: &ProcessTree) -> Vec<Listener> {
             else {
                 continue;
             };
-            if proto.starts_with("tcp") && state == "LISTEN" && seen.insert(e.ino) {
+            let listens = proto.starts_with("tcp") && state == "LISTEN";
+            let bound = proto.starts_with("udp") && port_of(local) != "0";
+            if (listens || bound) && seen.insert(e.ino) {
                 out.push(Listener {
                     pid: p.pid,
                     fd: e.fd,
                     ino: e.ino,
                     local: local.clone(),
+                    proto: proto.clone(),
                 });
             }
         }
@@ -142,12 +169,9 @@ pub fn share(listeners: &[Listener], copy_uid: u32) -> Result<Shared> {
 }
 
 impl Shared {
-    /// The ports opened, for the report.
-    pub fn ports(&self) -> Vec<String> {
-        self.opened
-            .iter()
-            .map(|o| o.listener.local.clone())
-            .collect()
+    /// The sockets opened, for the report.
+    pub fn ports(&self) -> Vec<Listener> {
+        self.opened.iter().map(|o| o.listener.clone()).collect()
     }
 
     /// The copy runs and listens beside the source: the option stays.
@@ -207,7 +231,7 @@ mod tests {
     }
 
     #[test]
-    fn only_tcp_listeners_are_found_once_each() {
+    fn listeners_and_bound_udp_sockets_are_found_once_each() {
         let mut tree = ProcessTree::default();
         let mut p = Process {
             pid: 10,
@@ -218,6 +242,7 @@ mod tests {
             sock(4, 101, "tcp6", "[::]:8000", "LISTEN"),
             sock(5, 102, "tcp", "127.0.0.1:8000", "ESTABLISHED"),
             sock(6, 103, "udp", "0.0.0.0:53", "UNCONNECTED"),
+            sock(7, 104, "udp", "0.0.0.0:0", "UNCONNECTED"),
         ];
         let mut child = p.clone();
         child.pid = 11;
@@ -227,7 +252,22 @@ mod tests {
             .iter()
             .map(|l| (l.pid, l.fd, l.local.as_str()))
             .collect();
-        assert_eq!(got, vec![(10, 3, "0.0.0.0:8000"), (10, 4, "[::]:8000")]);
+        assert_eq!(
+            got,
+            vec![
+                (10, 3, "0.0.0.0:8000"),
+                (10, 4, "[::]:8000"),
+                (10, 6, "0.0.0.0:53")
+            ]
+        );
         assert_eq!(port_of(&found[1].local), "8000");
+        assert_eq!(
+            found[2].describe(),
+            "the UDP socket on 0.0.0.0:53 (pid 10 fd 6)"
+        );
+        assert_eq!(
+            found[0].describe(),
+            "the TCP listener on 0.0.0.0:8000 (pid 10 fd 3)"
+        );
     }
 }

@@ -45,6 +45,10 @@ pub struct Shared {
     pub pipes: BTreeMap<u64, [u64; 2]>,
     /// Socket inode -> the vessel's fd of its end.
     pub sockets: BTreeMap<u64, u64>,
+    /// Inet sockets whose port was taken on this host and which joined
+    /// its holders through SO_REUSEPORT (`sockets::bind`): a same-host
+    /// clone's copy of a listener or UDP socket.
+    pub joined: std::collections::BTreeSet<u64>,
     /// Shared memory objects (see `shm`).
     pub shm: super::shm::ShmFds,
     /// Nameless files made from the image (see `deleted`).
@@ -93,7 +97,7 @@ pub fn prepare(
         }
     }
     shared.sockets = super::sockets::create(v, procs, pairs, line)?;
-    super::sockets::create_inet(v, procs, line, &mut shared.sockets)?;
+    shared.joined = super::sockets::create_inet(v, procs, line, &mut shared.sockets)?;
     (shared.shm, shared.notes) = super::shm::prepare(v, procs, line, seals)?;
     Ok(shared)
 }

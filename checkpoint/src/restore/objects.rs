@@ -102,7 +102,8 @@ pub fn prepare(
     // Every pipe, socket and nameless file exists by now: queues may
     // pass them.
     inflight::refill(v, &sections.inflight, pairs, shared, opts)?;
-    udp::refill(v, &sections.udp, &plan.order, shared)?;
+    let notes = udp::refill(v, &sections.udp, &plan.order, shared)?;
+    shared.notes.extend(notes);
     let (opened, notes) = open_files::prepare(v, &plan.order, &plan.fds, shared, opts)?;
     shared.open_files = opened;
     shared.notes.extend(notes);

@@ -166,13 +166,15 @@ pub fn rebuilt(
 }
 
 /// Makes each inet socket of [`inet_sockets`] above `line` (see
-/// [`inet_socket`]) and adds them to `fds`.
+/// [`inet_socket`]) and adds them to `fds`. Returns the inodes of those
+/// that joined a port held on this host (see [`bind`]).
 pub fn create_inet(
     v: &Vessel,
     procs: &[&Process],
     line: u64,
     fds: &mut BTreeMap<u64, u64>,
-) -> Result<()> {
+) -> Result<BTreeSet<u64>> {
+    let mut joined = BTreeSet::new();
     let listening: BTreeSet<u64> = procs
         .iter()
         .flat_map(|p| &p.fds)
@@ -195,7 +197,10 @@ pub fn create_inet(
                     && o.local.port() == addr.port()
                     && o.proto.get(..3) == proto.get(..3)
             });
-        let fd = inet_socket(v, proto, addr, v6only, listening.contains(&ino))?;
+        let (fd, shares) = inet_socket(v, proto, addr, v6only, listening.contains(&ino))?;
+        if shares {
+            joined.insert(ino);
+        }
         if let Some(peer) = &sock.peer {
             connect(v, fd, proto, addr, peer)?;
         }
@@ -203,20 +208,21 @@ pub fn create_inet(
         close(v, fd)?;
         fds.insert(ino, high);
     }
-    Ok(())
+    Ok(joined)
 }
 
 /// socket(2), SO_REUSEADDR (the original's connections may linger in
 /// TIME_WAIT), IPV6_V6ONLY if `v6only`, bind(2) to `addr` if it has a
 /// port, and listen(2) if `listen`, with SOMAXCONN's backlog (/proc does
-/// not show the original's).
+/// not show the original's). Returns the fd, and whether its port is
+/// shared with sockets of this host ([`bind`]).
 fn inet_socket(
     v: &Vessel,
     proto: &str,
     addr: &SocketAddr,
     v6only: bool,
     listen: bool,
-) -> Result<u64> {
+) -> Result<(u64, bool)> {
     let family = if addr.is_ipv4() {
         libc::AF_INET
     } else {
@@ -262,31 +268,32 @@ fn inet_socket(
             [fd, level, name, one, 4, 0],
         )?;
     }
-    if addr.port() != 0 {
-        bind(v, fd, proto, addr, listen)?;
-    }
+    let shares = addr.port() != 0 && bind(v, fd, proto, addr, listen)?;
     if listen {
         let backlog = libc::SOMAXCONN as u64;
         v.call("listen", libc::SYS_listen, [fd, backlog, 0, 0, 0, 0])?;
     }
-    Ok(fd)
+    Ok((fd, shares))
 }
 
-/// bind(2) of a rebuilt socket to `addr`. A TCP listener whose port is
-/// taken (EADDRINUSE) tries once more with SO_REUSEPORT: it then joins
-/// the listeners of that port that opted into sharing it, as the source
-/// of a same-host `isotrace clone` does (dump::tcp_share), and the kernel
-/// spreads new connections over them. A port whose listeners did not opt
-/// in, or belong to another uid, stays refused (inet_csk_bind_conflict()),
+/// bind(2) of a rebuilt socket to `addr`. A TCP listener or a UDP socket
+/// whose port is taken (EADDRINUSE) tries once more with SO_REUSEPORT:
+/// it then joins the sockets of that port that opted into sharing it, as
+/// the source of a same-host `isotrace clone` does (dump::tcp_share), and
+/// the kernel spreads new connections, or datagrams by their addresses,
+/// over them. A port whose sockets did not opt in, or belong to another
+/// uid, stays refused (inet_csk_bind_conflict(), udp_lib_lport_inuse()),
 /// and the error names the port. A socket whose port was free never gets
-/// the option, so an ordinary restore is faithful.
-fn bind(v: &Vessel, fd: u64, proto: &str, addr: &SocketAddr, listen: bool) -> Result<()> {
+/// the option, so an ordinary restore is faithful. Returns whether the
+/// socket joined a port held on this host.
+fn bind(v: &Vessel, fd: u64, proto: &str, addr: &SocketAddr, listen: bool) -> Result<bool> {
     let sa = sockaddr(addr);
     let at = v.stage(0, &sa)?;
     let mut rc = v.raw(libc::SYS_bind, [fd, at, sa.len() as u64, 0, 0, 0])?;
     let in_use = -rc == libc::EADDRINUSE as i64;
-    let tcp = proto.starts_with("tcp");
-    if in_use && tcp && listen {
+    let udp = proto.starts_with("udp");
+    let may_share = udp || (proto.starts_with("tcp") && listen);
+    if in_use && may_share {
         let one = v.stage(0, &1i32.to_ne_bytes())?;
         let (sol, reuseport) = (libc::SOL_SOCKET as u64, libc::SO_REUSEPORT as u64);
         v.call(
@@ -298,15 +305,17 @@ fn bind(v: &Vessel, fd: u64, proto: &str, addr: &SocketAddr, listen: bool) -> Re
         rc = v.raw(libc::SYS_bind, [fd, at, sa.len() as u64, 0, 0, 0])?;
     }
     if rc == 0 {
-        return Ok(());
+        return Ok(in_use);
     }
     let errno = nix::errno::Errno::from_raw(-rc as i32);
-    let why = if in_use && tcp && listen {
+    let why = if in_use && may_share {
+        let holder = if udp { "a UDP socket" } else { "a listener" };
         format!(
-            "{errno}: port {} is held on this host by a listener that does not share it \
+            "{errno}: port {} is held on this host by {holder} that does not share it \
              (SO_REUSEPORT must be set on every socket of a port, all of one effective uid: \
-             socket(7)); stop the other listener, or restore in another network namespace",
-            addr.port()
+             socket(7)); stop the other {}, or restore in another network namespace",
+            addr.port(),
+            if udp { "socket" } else { "listener" }
         )
     } else {
         errno.to_string()

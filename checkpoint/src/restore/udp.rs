@@ -7,6 +7,12 @@
 //! it did. The queue is then read back through a pidfd_getfd(2)
 //! duplicate and compared: a datagram the kernel dropped fails the
 //! restore rather than go missing.
+//!
+//! A socket that joined a port still held on this host (a same-host
+//! clone's copy, `sockets::bind`) gets no copy of them: the original
+//! still holds them and answers them, and a datagram sent to the shared
+//! port could reach either socket (reuseport_select_sock() picks by the
+//! addresses). A note says how many stayed with the original.
 
 use super::fds::Shared;
 use super::inject::Vessel;
@@ -16,10 +22,26 @@ use crate::model::Process;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsFd;
 
-/// Sends every queue of `queues` again (see the module doc).
-pub fn refill(v: &Vessel, queues: &UdpQueues, procs: &[&Process], shared: &Shared) -> Result<()> {
+/// Sends every queue of `queues` again (see the module doc); returns
+/// notes on the queues left to the original.
+pub fn refill(
+    v: &Vessel,
+    queues: &UdpQueues,
+    procs: &[&Process],
+    shared: &Shared,
+) -> Result<Vec<String>> {
     let locals = super::sockets::inet_sockets(procs);
+    let mut notes = Vec::new();
     for (ino, q) in queues {
+        if shared.joined.contains(ino) {
+            let port = locals.get(ino).map_or(0, |s| s.local.port());
+            notes.push(format!(
+                "UDP socket {ino}: its {} queued datagram(s) stay with the original, \
+                 which shares port {port} with this copy",
+                q.datagrams.len()
+            ));
+            continue;
+        }
         let bad = |why: String| Error::Invalid {
             what: format!("cannot restore the datagrams queued on UDP socket {ino}: {why}"),
         };
@@ -66,7 +88,7 @@ pub fn refill(v: &Vessel, queues: &UdpQueues, procs: &[&Process], shared: &Share
             )));
         }
     }
-    Ok(())
+    Ok(notes)
 }
 
 /// SO_RCVBUF of the vessel's `fd` back to `doubled` (as getsockopt gave

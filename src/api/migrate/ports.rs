@@ -8,9 +8,12 @@
 //! - `share` (the default): SO_REUSEPORT is set on the source's listeners
 //!   at the freeze (`isotrace_checkpoint::dump::tcp_share`), the copy's
 //!   listeners join them, and the kernel spreads new connections over
-//!   both copies. A listener that cannot share (another uid) refuses the
-//!   clone, naming its port.
-//! - `refuse`: a group with a TCP listener is not cloned on this host.
+//!   both copies. UDP sockets bound to a port are shared the same way
+//!   (datagrams spread by their source address; those queued at the
+//!   freeze stay with the original). A socket that cannot share (another
+//!   uid) refuses the clone, naming its port.
+//! - `refuse`: a group with a TCP listener or a UDP socket bound to a
+//!   port is not cloned on this host.
 //!
 //! Either way nothing fails silently: a refusal happens at the freeze,
 //! before anything is sent, and the group resumes untouched. A clone to
@@ -62,10 +65,11 @@ fn refusal(first: &Listener, count: usize) -> String {
         n => format!(" and {} more", n - 1),
     };
     format!(
-        "--ports refuse: the group listens on TCP port {} ({}, pid {} fd {}{more}), which a \
+        "--ports refuse: the group listens on {} port {} ({}, pid {} fd {}{more}), which a \
          copy on this host could not listen on too; clone with --ports share (both copies \
          accept on the port and the kernel spreads new connections), or to another host with \
          --to",
+        first.kind(),
         tcp_share::port_of(&first.local),
         first.local,
         first.pid,
@@ -92,6 +96,7 @@ mod tests {
             fd: 3,
             ino: 1,
             local: "127.0.0.1:8000".into(),
+            proto: "tcp".into(),
         };
         let why = refusal(&l, 2);
         assert!(why.contains("port 8000"), "{why}");

@@ -20,7 +20,7 @@
 use super::action::ActionScript;
 use super::ports::{self, Ports};
 use isotrace_checkpoint::dump::tcp::{self, Held, TcpPolicy};
-use isotrace_checkpoint::dump::tcp_share::Shared;
+use isotrace_checkpoint::dump::tcp_share::{Listener, Shared};
 use isotrace_checkpoint::model::ProcessTree;
 use std::net::{ToSocketAddrs, UdpSocket};
 
@@ -29,6 +29,8 @@ pub struct TcpMove {
     script: Option<ActionScript>,
     /// The listening sockets to shut down in step 2 (pid, fd, inode).
     listeners: Vec<(i32, i32, u64)>,
+    /// The UDP sockets bound to a port, to give way in step 2.
+    udp: Vec<(i32, i32, u64)>,
     same_netns: bool,
     /// A clone: the source keeps its sockets (see `ports`).
     clone: bool,
@@ -76,6 +78,7 @@ impl TcpMove {
                 connections: conns.join(" "),
             }),
             listeners: tcp::listeners(tree),
+            udp: tcp::bound_udp(tree),
             same_netns: is_local(to),
             clone: false,
             shared: None,
@@ -91,11 +94,18 @@ impl TcpMove {
             return Ok(Vec::new());
         }
         self.shared = ports::open(policy, tree)?;
-        let note = |p: String| {
-            format!(
-                "listening port {p} shared with the copy (SO_REUSEPORT): \
-                 the kernel spreads new connections over both"
-            )
+        let note = |l: Listener| match l.kind() {
+            "UDP" => format!(
+                "UDP port {} shared with the copy (SO_REUSEPORT): the kernel spreads \
+                 datagrams over both by their source address; those queued now stay with \
+                 the original",
+                l.local
+            ),
+            _ => format!(
+                "listening port {} shared with the copy (SO_REUSEPORT): \
+                 the kernel spreads new connections over both",
+                l.local
+            ),
         };
         Ok(self
             .shared
@@ -120,7 +130,7 @@ impl TcpMove {
     pub fn before_restore(&mut self) -> Result<(), String> {
         match &mut self.held {
             Some(h) if self.same_netns && !self.clone => h
-                .detach(&self.listeners)
+                .detach(&self.listeners, &self.udp)
                 .map_err(|e| format!("moving the TCP connections: {e}")),
             _ => Ok(()),
         }
