@@ -170,8 +170,13 @@ fn listening(port: u16) -> bool {
 
 /// `isotrace run --env A --group GROUP -- python3 SERVER HOST PORT`.
 fn start_server(w: &mut World, group: &str, host: &str, port: u16) -> Child {
+    start_script(w, group, host, port, SERVER)
+}
+
+/// [`start_server`] with another server program.
+fn start_script(w: &mut World, group: &str, host: &str, port: u16, code: &str) -> Child {
     let script = w.dir().join("server.py");
-    fs::write(&script, SERVER).unwrap();
+    fs::write(&script, code).unwrap();
     let args = ["run", "--env", "A", "--group", group, "--", PYTHON];
     let mut cmd = w.command("home", &args);
     cmd.args([path_str(&script), host, &port.to_string()])
@@ -709,4 +714,124 @@ fn a_connection_follows_the_group_to_another_host() {
         log.contains(&format!("{svc}:{port}>{}.3:", seg.net)),
         "{log}"
     );
+}
+
+/// Accepts one connection every 100 ms (each served by a thread: "N\n"
+/// is answered "ok N\n"), so that connections always wait in its accept
+/// queue while clients keep connecting.
+const SLOW_ACCEPTER: &str = r#"
+import socket, sys, threading, time
+l = socket.socket()
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind((sys.argv[1], int(sys.argv[2])))
+l.listen(64)
+def serve(c):
+    with c:
+        data = b""
+        while not data.endswith(b"\n"):
+            got = c.recv(100)
+            if not got:
+                return
+            data += got
+        c.sendall(b"ok " + data)
+while True:
+    c, _ = l.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+    time.sleep(0.1)
+"#;
+
+/// HOST PORT DIR: six threads, each connecting anew for every request
+/// until DIR/stop exists; DIR/progress counts the answers, and
+/// DIR/report.json lists every error (a refused or reset connection, a
+/// wrong answer, a timeout).
+const CONNECTING_CLIENTS: &str = r#"
+import json, os, socket, sys, threading, time
+host, port, d = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+lock, done, errors = threading.Lock(), [0], []
+def client(k):
+    n = 0
+    while not os.path.exists(d + "/stop") and not errors:
+        n += 1
+        want = f"{k}.{n}\n".encode()
+        try:
+            with socket.create_connection((host, port), timeout=30) as s:
+                s.sendall(want)
+                got = b""
+                while not got.endswith(b"\n"):
+                    part = s.recv(100)
+                    if not part:
+                        raise OSError("closed before the answer")
+                    got += part
+            if got != b"ok " + want:
+                raise OSError(f"answer {got!r} to {want!r}")
+        except OSError as e:
+            with lock:
+                errors.append(f"client {k} request {n}: {e!r}")
+            return
+        with lock:
+            done[0] += 1
+            with open(d + "/progress.tmp", "w") as p:
+                p.write(str(done[0]))
+            os.replace(d + "/progress.tmp", d + "/progress")
+ts = [threading.Thread(target=client, args=(k,)) for k in range(6)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+with open(d + "/report.tmp", "w") as f:
+    json.dump({"answers": done[0], "errors": errors}, f)
+os.replace(d + "/report.tmp", d + "/report.json")
+"#;
+
+/// A migration that finds connections waiting in the accept queue (no fd
+/// holds them, so no image can): new connections are held back by the
+/// network lock, the group runs until it accepted them, and is frozen
+/// again. The clients, reconnecting for every request, see no error: a
+/// held-back SYN is sent again and reaches the copy.
+#[test]
+fn connections_waiting_to_be_accepted_are_drained_before_the_move() {
+    if !can_run() {
+        return;
+    }
+    let mut w = World::new();
+    let port = free_port();
+    let mut sup = start_script(&mut w, "tcpq", "127.0.0.1", port, SLOW_ACCEPTER);
+    let dir = w.dir().join("clients");
+    fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("clients.py");
+    fs::write(&script, CONNECTING_CLIENTS).unwrap();
+    let mut clients = Command::new(PYTHON)
+        .arg(&script)
+        .args(["127.0.0.1", &port.to_string(), path_str(&dir)])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let answers = || -> u64 {
+        fs::read_to_string(dir.join("progress"))
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    wait_until("the first answers", WAIT, || answers() >= 10);
+    let (code, out, err) = w.isotrace("home", &["migrate", "tcpq", "--to-env", "B", "--json"], &[]);
+    if code != 0 {
+        let _ = clients.kill();
+    }
+    assert_eq!(code, 0, "{err}");
+    let v = json(&out);
+    w.pids.push(dest_pid(&v));
+    assert_released(&mut sup);
+    assert!(
+        v["notes"].to_string().contains("waited in accept queues"),
+        "no queue was drained: {v}"
+    );
+    let after = answers();
+    wait_until("answers from the copy", WAIT, || {
+        answers() >= after + 20 || dir.join("report.json").exists()
+    });
+    fs::write(dir.join("stop"), "").unwrap();
+    let status = common::shell_status_within(&mut clients, WAIT);
+    let report: Value =
+        serde_json::from_str(&fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(status, 0, "{report}");
+    assert_eq!(report["errors"], Value::Array(vec![]), "{report}");
+    assert!(!locked(port), "a network lock was not lifted");
 }

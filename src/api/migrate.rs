@@ -176,6 +176,7 @@ pub fn request(
         job::MigrateJob::new(req, hello, session, accept, link.state.clone(), started, tx);
     job.set_precopy(pre, mode);
     job.set_pre_layer(pre_layer);
+    job.set_waker(link.waker.clone());
     let gone = || {
         let why = "the group ended before it could be migrated";
         (code::NOT_RUNNING, why.to_string())

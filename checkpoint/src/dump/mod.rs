@@ -3,6 +3,7 @@
 //! [`checkpoint`] dumps a group its supervisor already holds stopped.
 
 mod attach;
+pub mod backlog;
 pub mod checkpoint;
 pub(crate) mod cow;
 pub mod deleted;

@@ -82,7 +82,7 @@ fn tcp_state(hex: &str) -> &'static str {
 
 /// `ADDR:PORT` with ADDR printed as host-order 32-bit words of the
 /// network-order address (%08X each), PORT as %04X.
-fn parse_addr(text: &str) -> Option<String> {
+pub fn parse_addr(text: &str) -> Option<String> {
     let (addr, port) = text.split_once(':')?;
     let port = u16::from_str_radix(port, 16).ok()?;
     let mut bytes = Vec::with_capacity(16);
