@@ -75,6 +75,16 @@ impl Ranges {
             .collect()
     }
 
+    /// Whether [start, end) is wholly in one range of the set.
+    pub fn covers(&self, start: u64, end: u64) -> bool {
+        start >= end
+            || self
+                .0
+                .range(..=start)
+                .next_back()
+                .is_some_and(|(_, &e)| end <= e)
+    }
+
     pub fn overlaps(&self, start: u64, end: u64) -> bool {
         !self.overlapping(start, end).is_empty()
     }
@@ -117,6 +127,8 @@ mod tests {
             [(0x1800, 0x2000), (0x3000, 0x4000)]
         );
         assert!(r.overlaps(0x1fff, 0x2000) && !r.overlaps(0x2000, 0x3000));
+        assert!(r.covers(0x3000, 0x6000) && r.covers(0x1000, 0x1800));
+        assert!(!r.covers(0x1000, 0x3000) && !r.covers(0x5000, 0x7000));
         assert_eq!(r.bytes(), 0x1000 + 0x3000);
         r.remove(0, 0x10000);
         assert_eq!(r, Ranges::default());

@@ -65,11 +65,12 @@ use super::procfs::{hex_field, parse_maps, parse_status};
 use super::ranges::Ranges;
 use super::sigstate::{self, Handler};
 use super::snapshot::Method;
-use super::wp_serve::{serve, Shared, State};
+use super::wp_serve::{drain, serve, Shared, State};
 use super::{Frozen, Options, ProcDir};
 use crate::error::{Error, Result};
 use crate::model::Vma;
 use crate::precopy::{inject::uffd_in, sys};
+use crate::sys::uffd;
 use crate::PAGE_SIZE;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -186,10 +187,15 @@ impl WpCopy {
         let pagemap = File::open(&pagemap_path)
             .map_err(|e| super::vanished(pid, &pagemap_path, e))?
             .into();
+        let reader = uffd
+            .try_clone()
+            .map(File::from)
+            .map_err(|e| Error::io("duplicating the userfaultfd", e))?;
         let shared = Arc::new(Shared {
             pid,
             tid,
             uffd,
+            reader,
             stop: AtomicBool::new(false),
             state: Mutex::new(State::default()),
         });
@@ -212,90 +218,166 @@ impl WpCopy {
     }
 
     /// While the target runs, before the snapshot's pause: registers and
-    /// write-protects every mapping that takes it. Writes meanwhile are
-    /// only let through (un-protected, no copy: the snapshot's moment has
-    /// not come), so at the pause only the pages written or faulted in
-    /// since need protecting ([`WpCopy::seal`]): that pause costs a
-    /// page-table scan, not a protection of every page.
+    /// write-protects every mapping that takes it, private anonymous ones
+    /// in missing mode too, and notes their pages present. Until the pause
+    /// the fault thread only lets accesses through (un-protects a written
+    /// page, maps the zero page for a missing one) and notes each page
+    /// ([`State::touched`]; the snapshot's moment has not come), and the
+    /// target's mmap changes: at the pause only those pages are protected
+    /// again ([`WpCopy::seal`]), which costs what the target did since,
+    /// not its size.
     pub fn prearm(&mut self, vmas: &[Vma]) {
+        let pid = self.shared.pid;
+        let uffd = &self.shared.uffd;
         for v in vmas
             .iter()
             .filter(|v| skip_reason(v).is_none() && protectable(v))
         {
-            let uffd = &self.shared.uffd;
-            let ok = sys::uffd_register_wp(uffd, v.start, v.len())
-                .and_then(|()| retry_eagain(|| sys::uffd_writeprotect(uffd, v.start, v.len())));
-            if let Err(e) = ok {
-                tracing::debug!("pid {}: {:#x}-{:#x}: {e}", self.shared.pid, v.start, v.end);
+            let missing = private_anonymous(v);
+            // Noted before registering: an unmap reported from then on
+            // takes it out again (wp_serve.rs, handle).
+            if missing {
+                self.shared.lock().covered.insert(v.start, v.end);
+            }
+            let armed = uffd::register(uffd, v.start, v.len(), missing)
+                .inspect(|()| self.registered.push((v.start, v.len())))
+                .and_then(|()| {
+                    chunks(v.start, v.end).try_for_each(|(s, e)| {
+                        retry_eagain(|| sys::uffd_writeprotect(uffd, s, e - s))
+                    })
+                })
+                .and_then(|()| if missing { self.note_present(v) } else { Ok(()) });
+            if let Err(e) = armed {
+                tracing::debug!("pid {pid}: {:#x}-{:#x}: {e}", v.start, v.end);
+                self.shared.lock().covered.remove(v.start, v.end);
             }
         }
     }
 
+    /// Notes the pages of `v` present or swapped now (after its
+    /// protection: a page mapped or written since was reported).
+    fn note_present(&self, v: &Vma) -> io::Result<()> {
+        for (s, e) in chunks(v.start, v.end) {
+            let runs = present_runs(&self.pagemap, s, e)?;
+            let mut state = self.shared.lock();
+            for (s, e, _) in runs {
+                state.present.insert(s, e);
+            }
+        }
+        Ok(())
+    }
+
     /// At the pause (the process fully stopped, `vmas` its mappings now):
-    /// makes sure every protectable mapping is registered and every page
-    /// in it present or swapped is protected (PAGEMAP_SCAN: those without
-    /// the uffd-wp bit, written or faulted in since [`WpCopy::prearm`]),
-    /// notes the present pages, reads the writable mappings that cannot
-    /// be protected, and from then on copies pages before writes.
+    /// reads the faults and mmap changes queued, protects again the pages
+    /// let through since [`WpCopy::prearm`], registers, scans and protects
+    /// what the prearm does not cover (mappings made, moved or grown
+    /// since, ranges the target unmapped or madvised, shmem), notes the
+    /// present pages, reads the writable mappings that cannot be
+    /// protected, and from then on copies pages before writes.
     pub fn seal(&mut self, vmas: &[Vma]) -> Result<()> {
         let pid = self.shared.pid;
         // The process held now may run another program than at the
         // first hold, whose mm this uffd belongs to.
         self.check_mm("between the first hold and the pause")?;
-        let (mut pending, mut written, mut unprotected) =
-            (Ranges::default(), Vec::new(), Vec::new());
+        // Every thread is stopped: the target's faults and changes are
+        // all queued by now (a thread waiting in a fault was interrupted
+        // and faults again once released).
+        let (covered, dirty) = {
+            let mut state = self.shared.lock();
+            drain(&self.shared, &mut state);
+            (state.covered.clone(), std::mem::take(&mut state.dirty))
+        };
+        let mut plan = Seal::default();
         for v in vmas.iter().filter(|v| skip_reason(v).is_none()) {
-            let registered = protectable(v)
-                && sys::uffd_register_wp(&self.shared.uffd, v.start, v.len())
-                    .map_err(|e| tracing::debug!("pid {pid}: {:#x}-{:#x}: {e}", v.start, v.end))
-                    .is_ok();
-            let scanned = present_runs(&self.pagemap, v.start, v.end)
-                .map_err(|e| super::vanished(pid, "pagemap", e))?;
-            for &(s, e, _) in &scanned {
-                self.present.insert(s, e);
-            }
-            if registered {
-                self.registered.push((v.start, v.len()));
-                self.report.protected_bytes += v.len();
-                for &(s, e, w) in &scanned {
-                    pending.insert(s, e);
-                    if w {
-                        written.push((s, e));
-                    }
+            if private_anonymous(v) && covered.covers(v.start, v.end) {
+                plan.protected.insert(v.start, v.end);
+                for (s, e) in dirty.within(v.start, v.end) {
+                    plan.scan(&self.pagemap, s, e, true)
+                        .map_err(|e| super::vanished(pid, "pagemap", e))?;
                 }
-            } else if v.writable() || v.shared() {
-                let why = if protectable(v) {
-                    "registration refused (another userfaultfd?)"
-                } else {
-                    "private file mapping (sync write-protection is for anonymous and shmem mappings)"
-                };
-                self.report
-                    .read_in_pause
-                    .push(format!("{:#x}-{:#x} {}: {why}", v.start, v.end, v.path));
-                unprotected.extend(scanned.into_iter().map(|(s, e, _)| (s, e)));
             } else {
-                self.report.unprotected_read_only += 1;
+                self.seal_whole(v, &mut plan)?;
             }
         }
-        self.report.present_bytes = self.present.bytes();
         // Sealed before the protection below, and without holding the
         // state while protecting: an EAGAIN (an mmap change of a CLONE_VM
         // sibling being reported) needs the fault thread to read it.
-        {
+        let touched = {
             let mut state = self.shared.lock();
+            for &(s, e) in &plan.rescanned {
+                state.present.remove(s, e);
+            }
+            for (s, e) in plan.present.iter() {
+                state.present.insert(s, e);
+            }
+            self.present = std::mem::take(&mut state.present);
+            let mut pending = Ranges::default();
+            for (s, e) in plan.protected.iter() {
+                for (s, e) in self.present.within(s, e) {
+                    pending.insert(s, e);
+                }
+            }
             state.pending = pending;
             state.sealed = true;
-        }
-        for (s, e) in written {
-            retry_eagain(|| sys::uffd_writeprotect(&self.shared.uffd, s, e - s))
-                .map_err(|e| Error::io(format!("pid {pid}: UFFDIO_WRITEPROTECT"), e))?;
+            std::mem::take(&mut state.touched)
+        };
+        self.report.present_bytes = self.present.bytes();
+        self.report.protected_bytes = plan.protected.bytes();
+        let again = plan
+            .protected
+            .iter()
+            .flat_map(|(s, e)| touched.within(s, e))
+            .chain(plan.written.iter().copied());
+        for (s, e) in again {
+            retry_eagain(|| sys::uffd_writeprotect(&self.shared.uffd, s, e - s)).map_err(
+                |err| Error::Torn {
+                    pid,
+                    why: format!("write-protecting {s:#x}-{e:#x} at the pause: {err}"),
+                },
+            )?;
         }
         let mut store = HashMap::new();
-        for (s, e) in unprotected {
+        for (s, e) in std::mem::take(&mut plan.unprotected) {
             self.report.read_in_pause_bytes += e - s;
             read_into(&self.mem, s, e, &mut store).map_err(|e| super::vanished(pid, "mem", e))?;
         }
         self.shared.lock().store.extend(store);
+        Ok(())
+    }
+
+    /// At the pause, a mapping the prearm does not cover: registered
+    /// (again: a no-op where it is), scanned whole, or read during the
+    /// pause when it cannot be protected and can be written.
+    fn seal_whole(&mut self, v: &Vma, plan: &mut Seal) -> Result<()> {
+        let pid = self.shared.pid;
+        let missing = private_anonymous(v);
+        let registered = protectable(v)
+            && uffd::register(&self.shared.uffd, v.start, v.len(), missing)
+                .map_err(|e| tracing::debug!("pid {pid}: {:#x}-{:#x}: {e}", v.start, v.end))
+                .is_ok();
+        if registered {
+            self.registered.push((v.start, v.len()));
+            plan.protected.insert(v.start, v.end);
+            plan.scan(&self.pagemap, v.start, v.end, true)
+                .map_err(|e| super::vanished(pid, "pagemap", e))?;
+            return Ok(());
+        }
+        let runs = plan
+            .scan(&self.pagemap, v.start, v.end, false)
+            .map_err(|e| super::vanished(pid, "pagemap", e))?;
+        if v.writable() || v.shared() {
+            let why = if protectable(v) {
+                "registration refused (another userfaultfd?)"
+            } else {
+                "private file mapping (sync write-protection is for anonymous and shmem mappings)"
+            };
+            self.report
+                .read_in_pause
+                .push(format!("{:#x}-{:#x} {}: {why}", v.start, v.end, v.path));
+            plan.unprotected.extend(runs);
+        } else {
+            self.report.unprotected_read_only += 1;
+        }
         Ok(())
     }
 
@@ -338,14 +420,22 @@ impl WpCopy {
     }
 
     fn shutdown(&mut self) {
+        // In chunks, and while the fault thread still serves: each
+        // UFFDIO_UNREGISTER holds the target's mmap lock for writing while
+        // it walks the page tables to clear the protection
+        // (userfaultfd_clear_vma), so that 4 GiB at once would stop its
+        // page faults and mmap calls for ~100 ms. The chunk just
+        // un-registered merges back with its un-registered neighbour.
+        for &(start, len) in &self.registered {
+            for (s, e) in chunks(start, start + len) {
+                let _ = retry_eagain(|| sys::uffd_unregister(&self.shared.uffd, s, e - s));
+            }
+        }
+        self.registered.clear();
         self.shared.stop.store(true, Ordering::Release);
         if let Some(server) = self.server.take() {
             let _ = server.join();
         }
-        for &(start, len) in &self.registered {
-            let _ = retry_eagain(|| sys::uffd_unregister(&self.shared.uffd, start, len));
-        }
-        self.registered.clear();
     }
 }
 
@@ -545,4 +635,65 @@ fn read_into(
         }
     }
     Ok(())
+}
+
+/// How much one userfaultfd ioctl or page-table scan covers at most: each
+/// holds the target's mmap lock, which its page faults in that mapping
+/// and its mmap calls wait for.
+const CHUNK: u64 = 64 << 20;
+
+/// [start, end) cut at CHUNK boundaries.
+fn chunks(start: u64, end: u64) -> impl Iterator<Item = (u64, u64)> {
+    let mut at = start;
+    std::iter::from_fn(move || {
+        (at < end).then(|| {
+            let next = ((at / CHUNK + 1) * CHUNK).min(end);
+            let chunk = (at, next);
+            at = next;
+            chunk
+        })
+    })
+}
+
+/// A private anonymous mapping (heap, stacks, malloc's): registered in
+/// missing mode as well, so that every page it gains is reported.
+fn private_anonymous(v: &Vma) -> bool {
+    !v.file_backed() && !v.shared()
+}
+
+/// What the pause scanned and must protect or read.
+#[derive(Default)]
+struct Seal {
+    /// Mappings registered and write-protected at the pause.
+    protected: Ranges,
+    /// Ranges scanned again, and the pages present in them.
+    rescanned: Vec<(u64, u64)>,
+    present: Ranges,
+    /// Pages present without protection, to protect.
+    written: Vec<(u64, u64)>,
+    /// Pages of writable mappings that cannot be protected, read now.
+    unprotected: Vec<(u64, u64)>,
+}
+
+impl Seal {
+    /// Scans [start, end) (of a mapping registered when `protect`),
+    /// noting what is present and what needs protecting; returns the
+    /// present runs.
+    fn scan(
+        &mut self,
+        pagemap: &OwnedFd,
+        start: u64,
+        end: u64,
+        protect: bool,
+    ) -> io::Result<Vec<(u64, u64)>> {
+        let runs = present_runs(pagemap, start, end)?;
+        self.rescanned.push((start, end));
+        for &(s, e, written) in &runs {
+            self.present.insert(s, e);
+            if protect && written {
+                self.written.push((s, e));
+            }
+        }
+        Ok(runs.into_iter().map(|(s, e, _)| (s, e)).collect())
+    }
 }
