@@ -425,3 +425,99 @@ fn a_killed_supervisor_leaves_the_target_running() {
     }
     finish(target, dir);
 }
+
+/// Pages the target gains and writes between the first protection and the
+/// pause (snap_fresh.c: each step touches a new page, writes the one
+/// before it again, then a counter): the pause knows them present and
+/// protects them again, so the image is one step of the writer's, never
+/// a later write seen through a page the pause left writable.
+#[test]
+fn pages_touched_just_before_the_pause_are_of_the_pause() {
+    if !uffd_usable() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let pages = 32768u64;
+    let target = Target::spawn(
+        Command::new(guest("snap_fresh"))
+            .arg(dir)
+            .arg(pages.to_string()),
+    );
+    let pid = wait_for_pid(&dir.join("pid"), WAIT);
+    let text = wait_for_file(&dir.join("region"), WAIT);
+    let field = |key: &str| {
+        let v = text
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .unwrap_or_else(|| panic!("{key} in {text:?}"));
+        u64::from_str_radix(v.trim_start_matches("0x"), 16).unwrap()
+    };
+    let (a, b) = (field("a="), field("b="));
+    let mut touched = 0;
+    for round in 0..3 {
+        let img = dir.join(format!("img-{round}"));
+        snapshot(pid, &img, dir, "uffd").assert_exit(0);
+        let image = Image::open(&img).unwrap();
+        let word = |addr: u64| -> u64 {
+            let read = image.read_memory(pid, addr, PAGE as u64).unwrap();
+            read[0]
+                .1
+                .as_deref()
+                .map_or(0, |p| u64::from_ne_bytes(p[..8].try_into().unwrap()))
+        };
+        let h = word(b);
+        assert!(h >= 10 && h < pages, "counter {h}");
+        let read = image.read_memory(pid, a, pages * PAGE as u64).unwrap();
+        let at = |i: u64| -> u64 {
+            read[i as usize]
+                .1
+                .as_deref()
+                .map_or(0, |p| u64::from_ne_bytes(p[..8].try_into().unwrap()))
+        };
+        for i in 0..h {
+            assert_eq!(
+                at(i),
+                i + 1,
+                "round {round}: page {i} with the counter at {h}"
+            );
+        }
+        assert!(
+            [h, h + 1].contains(&at(h)),
+            "round {round}: page {h}: {}",
+            at(h)
+        );
+        let next = h + 1;
+        if next < pages {
+            assert!(
+                [0, next].contains(&at(next)),
+                "round {round}: page {next}: {}",
+                at(next)
+            );
+            if at(next) == next {
+                // A[next] is written before A[h] is written again.
+                assert!(at(h) == h || at(h) == next, "round {round}");
+            } else {
+                assert_eq!(
+                    at(h),
+                    h,
+                    "round {round}: page {h} written again before page {next} was touched"
+                );
+            }
+        }
+        for i in next + 1..pages {
+            assert_eq!(at(i), 0, "round {round}: page {i} beyond the counter {h}");
+        }
+        let r = record(&img, dir);
+        touched += r["processes"][0]["uffd"]["touched_before_pause_bytes"]
+            .as_u64()
+            .unwrap();
+        std::fs::remove_dir_all(&img).unwrap();
+    }
+    // The writer takes a step every 100 us: its pages between the first
+    // protection and the pause are what this test is about.
+    assert!(touched > 0, "no page was touched before any of the pauses");
+    std::fs::write(dir.join("exit"), "").unwrap();
+    let (status, out) = target.finish();
+    assert_eq!(status, Status::Exited(0), "{out}");
+}

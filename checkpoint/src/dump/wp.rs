@@ -94,6 +94,10 @@ pub struct WpReport {
     pub protected_bytes: u64,
     /// Bytes present or swapped at the pause (what the dump reads).
     pub present_bytes: u64,
+    /// Bytes the target wrote or gained between the first protection and
+    /// the pause, protected again by the pause.
+    #[serde(default)]
+    pub touched_before_pause_bytes: u64,
     /// Writable mappings that could not be protected, read during the
     /// pause: "START-END PATH: why".
     pub read_in_pause: Vec<String>,
@@ -246,7 +250,13 @@ impl WpCopy {
                         retry_eagain(|| sys::uffd_writeprotect(uffd, s, e - s))
                     })
                 })
-                .and_then(|()| if missing { self.note_present(v) } else { Ok(()) });
+                .and_then(|()| {
+                    if missing {
+                        self.note_present(v)
+                    } else {
+                        Ok(())
+                    }
+                });
             if let Err(e) = armed {
                 tracing::debug!("pid {pid}: {:#x}-{:#x}: {e}", v.start, v.end);
                 self.shared.lock().covered.remove(v.start, v.end);
@@ -289,14 +299,23 @@ impl WpCopy {
         };
         let mut plan = Seal::default();
         for v in vmas.iter().filter(|v| skip_reason(v).is_none()) {
-            if private_anonymous(v) && covered.covers(v.start, v.end) {
-                plan.protected.insert(v.start, v.end);
-                for (s, e) in dirty.within(v.start, v.end) {
-                    plan.scan(&self.pagemap, s, e, true)
-                        .map_err(|e| super::vanished(pid, "pagemap", e))?;
-                }
-            } else {
+            if !private_anonymous(v) || !self.register(v, !covered.covers(v.start, v.end)) {
                 self.seal_whole(v, &mut plan)?;
+                continue;
+            }
+            // What the prearm did not protect and note (mapped, moved or
+            // grown since), and what the target's mmap changes touched.
+            let mut rescan = Ranges::default();
+            for (s, e) in covered.gaps(v.start, v.end) {
+                rescan.insert(s, e);
+            }
+            for (s, e) in dirty.within(v.start, v.end) {
+                rescan.insert(s, e);
+            }
+            plan.protected.insert(v.start, v.end);
+            for (s, e) in rescan.iter() {
+                plan.scan(&self.pagemap, s, e, true)
+                    .map_err(|e| super::vanished(pid, "pagemap", e))?;
             }
         }
         // Sealed before the protection below, and without holding the
@@ -323,11 +342,13 @@ impl WpCopy {
         };
         self.report.present_bytes = self.present.bytes();
         self.report.protected_bytes = plan.protected.bytes();
-        let again = plan
+        let touched: Vec<_> = plan
             .protected
             .iter()
             .flat_map(|(s, e)| touched.within(s, e))
-            .chain(plan.written.iter().copied());
+            .collect();
+        self.report.touched_before_pause_bytes = touched.iter().map(|(s, e)| e - s).sum();
+        let again = touched.into_iter().chain(plan.written.iter().copied());
         for (s, e) in again {
             retry_eagain(|| sys::uffd_writeprotect(&self.shared.uffd, s, e - s)).map_err(
                 |err| Error::Torn {
@@ -345,18 +366,33 @@ impl WpCopy {
         Ok(())
     }
 
-    /// At the pause, a mapping the prearm does not cover: registered
-    /// (again: a no-op where it is), scanned whole, or read during the
-    /// pause when it cannot be protected and can be written.
+    /// Registers `v` when `needed` (in missing mode too when private
+    /// anonymous; again is a no-op where it is): whether it is.
+    fn register(&mut self, v: &Vma, needed: bool) -> bool {
+        if !needed {
+            return true;
+        }
+        let missing = private_anonymous(v);
+        match uffd::register(&self.shared.uffd, v.start, v.len(), missing) {
+            Ok(()) => {
+                self.registered.push((v.start, v.len()));
+                true
+            }
+            Err(e) => {
+                let pid = self.shared.pid;
+                tracing::debug!("pid {pid}: {:#x}-{:#x}: {e}", v.start, v.end);
+                false
+            }
+        }
+    }
+
+    /// At the pause, a shmem mapping, or one that cannot be registered:
+    /// registered (again: a no-op where it is) and scanned whole, or read
+    /// during the pause when it cannot be protected and can be written.
     fn seal_whole(&mut self, v: &Vma, plan: &mut Seal) -> Result<()> {
         let pid = self.shared.pid;
-        let missing = private_anonymous(v);
-        let registered = protectable(v)
-            && uffd::register(&self.shared.uffd, v.start, v.len(), missing)
-                .map_err(|e| tracing::debug!("pid {pid}: {:#x}-{:#x}: {e}", v.start, v.end))
-                .is_ok();
+        let registered = protectable(v) && !private_anonymous(v) && self.register(v, true);
         if registered {
-            self.registered.push((v.start, v.len()));
             plan.protected.insert(v.start, v.end);
             plan.scan(&self.pagemap, v.start, v.end, true)
                 .map_err(|e| super::vanished(pid, "pagemap", e))?;
