@@ -10,8 +10,9 @@
 # it really saw (the issue's measure); isotrace's own figure (snapshot.json:
 # first PTRACE_SEIZE to last PTRACE_DETACH of the pause, and in it the
 # copy's set-up: write-protection or fork(2)) is shown next to it, as is
-# the idle gap (the same stamper with nothing attached: scheduling noise
-# on this machine). uffd also holds the target once before the pause, to
+# the idle gap (the same stamper with nothing attached, over as long a
+# window as the longest snapshot of the round: scheduling noise on this
+# machine). uffd also holds the target once before the pause, to
 # make its userfaultfd: the "target saw" column is the largest of all gaps.
 #
 # With --fault the stamper also maps, touches and unmaps 64 KiB and
@@ -135,17 +136,27 @@ print(r["pause_us"], p["fork"] - p["capture"])' "$dir/img/snapshot.json")
 }
 
 # One round at SIZE MiB: appends "idle {pause setup seen total} per method
-# gcore_seen gcore_total" (us).
+# gcore_seen gcore_total" (us). The idle gap is taken over as long a
+# window as the longest snapshot of the round: on a loaded machine the
+# largest scheduling gap grows with the window.
 round() {
-	local size=$1 dir="$WORK/t$size" t0 t1 idle gseen gtotal row m
+	local size=$1 dir="$WORK/t$size" t0 t1 idle gseen gtotal row m one longest=0
 	rm -rf "$dir"; mkdir -p "$dir"
 	"$GUEST" "$dir" "$size" $FAULT &
 	TARGET_PID=$!
 	for _ in $(seq 30000); do [ -s "$dir/pid" ] && break; sleep 0.002; done
 	[ -s "$dir/pid" ] || { echo "snap_rss $size MiB did not start" >&2; exit 1; }
-	reset "$dir"; sleep 0.3; idle=$(gap "$dir")
-	row="$idle"
-	for m in $METHODS; do row="$row $(snap "$dir" "$m")"; done
+	row=""
+	for m in $METHODS; do
+		one=$(snap "$dir" "$m")
+		row="$row $one"
+		one=${one##* }
+		[ "$one" -gt "$longest" ] && longest=$one
+	done
+	reset "$dir"
+	sleep "$(awk -v u="$longest" 'BEGIN { printf "%.3f", u / 1e6 }')"
+	idle=$(gap "$dir")
+	row="$idle$row"
 
 	gseen=-; gtotal=-
 	if [ "$HAVE_GCORE" = 1 ]; then
