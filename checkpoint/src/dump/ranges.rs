@@ -1,5 +1,5 @@
 //! A set of page-aligned address ranges, kept merged: what a
-//! copy-before-write snapshot (wp.rs) had present at its pause, and what
+//! copy-before-write snapshot (dump/wp/) had present at its pause, and what
 //! of it is still to be dumped.
 
 use std::collections::BTreeMap;

@@ -1,5 +1,5 @@
 //! The userfaultfd(2) ioctls of the copy-before-write snapshot
-//! (dump/wp.rs) that pre-copy does not need: registration in missing and
+//! (dump/wp/) that pre-copy does not need: registration in missing and
 //! write-protect mode at once, UFFDIO_ZEROPAGE and UFFDIO_WAKE. Part of
 //! `sys`: `unsafe` lives here and in `sys.rs` only. The numbers are from
 //! include/uapi/linux/userfaultfd.h; errors keep their errno (EEXIST,

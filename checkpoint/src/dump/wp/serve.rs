@@ -1,4 +1,4 @@
-//! The write-fault thread of a copy-before-write snapshot (wp.rs): it
+//! The write-fault thread of a copy-before-write snapshot (wp): it
 //! reads the userfaultfd's messages (struct uffd_msg,
 //! include/uapi/linux/userfaultfd.h), resolves faults on pages not mapped
 //! yet with the zero page, lets writes through (before the pause, noting
@@ -6,7 +6,7 @@
 //! before letting its first write through (after it), and notes the
 //! target's mmap changes.
 
-use super::ranges::Ranges;
+use crate::dump::ranges::Ranges;
 use crate::precopy::sys;
 use crate::sys::uffd;
 use crate::PAGE_SIZE;
