@@ -47,9 +47,11 @@ impl Guard for WpCopy {
                     state.torn = Some(format!("{addr:#x}: un-protecting kept failing: {e}"));
                 }
             }
+            // A range whose every page came from the store (copied in the
+            // pause, or before a write) does not depend on what was read.
             if let Some(&(s, e)) = state.log[mark..]
                 .iter()
-                .find(|&&(s, e)| s < end && addr < e)
+                .find(|&&(s, e)| !whole && s < end && addr < e)
             {
                 state.torn = Some(format!(
                     "{s:#x}-{e:#x} was unmapped, moved or dropped by the target while {addr:#x}-{end:#x} was being read"

@@ -130,6 +130,10 @@ pub struct WpReport {
     /// the pause, protected again by the pause.
     #[serde(default)]
     pub touched_before_pause_bytes: u64,
+    /// Bytes of pages the write-protection before the pause did not see
+    /// (mapped since), copied during the pause rather than protected.
+    #[serde(default)]
+    pub copied_in_pause_bytes: u64,
     /// Writable mappings that could not be protected, read during the
     /// pause: "START-END PATH: why".
     pub read_in_pause: Vec<String>,

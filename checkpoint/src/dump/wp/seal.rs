@@ -38,7 +38,10 @@ impl WpCopy {
             drain(&self.shared, &mut state);
             (state.covered.clone(), std::mem::take(&mut state.dirty))
         };
-        let mut plan = Seal::default();
+        let mut plan = Seal {
+            copy_budget: COPY_IN_PAUSE,
+            ..Seal::default()
+        };
         for v in vmas.iter().filter(|v| skip_reason(v).is_none()) {
             if !private_anonymous(v) || !self.register(v, !covered.covers(v.start, v.end)) {
                 self.seal_whole(v, &mut plan)?;
@@ -55,8 +58,10 @@ impl WpCopy {
             }
             plan.protected.insert(v.start, v.end);
             for (s, e) in rescan.iter() {
-                plan.scan(&self.pagemap, s, e, true)
+                let runs = plan
+                    .scan(&self.pagemap, s, e, false)
                     .map_err(|e| crate::dump::vanished(pid, "pagemap", e))?;
+                plan.copy_or_protect(runs);
             }
         }
         // Sealed before the protection below, and without holding the
@@ -104,6 +109,11 @@ impl WpCopy {
             read_into(&self.mem, s, e, &mut store)
                 .map_err(|e| crate::dump::vanished(pid, "mem", e))?;
         }
+        for (s, e) in std::mem::take(&mut plan.copied) {
+            self.report.copied_in_pause_bytes += e - s;
+            read_into(&self.mem, s, e, &mut store)
+                .map_err(|e| crate::dump::vanished(pid, "mem", e))?;
+        }
         self.shared.lock().store.extend(store);
         Ok(())
     }
@@ -144,6 +154,7 @@ impl WpCopy {
             .scan(&self.pagemap, v.start, v.end, false)
             .map_err(|e| crate::dump::vanished(pid, "pagemap", e))?;
         if v.writable() || v.shared() {
+            let runs = runs.into_iter().map(|(s, e, _)| (s, e));
             let why = if protectable(v) {
                 "registration refused (another userfaultfd?)"
             } else {
@@ -215,6 +226,13 @@ fn read_into(
     }
     Ok(())
 }
+/// How many bytes of pages the arming did not see (mapped since, or in
+/// ranges the target unmapped or madvised since) the pause copies rather
+/// than protects: a short-lived buffer (a large malloc is an mmap) that the
+/// target unmaps just after the pause, before the dump reads it, would
+/// otherwise tear the snapshot. Reading 2 MiB costs the pause about 1 ms.
+const COPY_IN_PAUSE: u64 = 2 << 20;
+
 /// What the pause scanned and must protect or read.
 #[derive(Default)]
 struct Seal {
@@ -227,19 +245,22 @@ struct Seal {
     written: Vec<(u64, u64)>,
     /// Pages of writable mappings that cannot be protected, read now.
     unprotected: Vec<(u64, u64)>,
+    /// Pages the arming did not see, copied now (within `copy_budget`).
+    copied: Vec<(u64, u64)>,
+    copy_budget: u64,
 }
 
 impl Seal {
     /// Scans [start, end) (of a mapping registered when `protect`),
     /// noting what is present and what needs protecting; returns the
-    /// present runs.
+    /// present runs, each with whether it lacks protection.
     fn scan(
         &mut self,
         pagemap: &OwnedFd,
         start: u64,
         end: u64,
         protect: bool,
-    ) -> io::Result<Vec<(u64, u64)>> {
+    ) -> io::Result<Vec<(u64, u64, bool)>> {
         let runs = present_runs(pagemap, start, end)?;
         self.rescanned.push((start, end));
         for &(s, e, written) in &runs {
@@ -248,6 +269,19 @@ impl Seal {
                 self.written.push((s, e));
             }
         }
-        Ok(runs.into_iter().map(|(s, e, _)| (s, e)).collect())
+        Ok(runs)
+    }
+
+    /// Pages of a registered mapping the arming did not see: copied now
+    /// while the budget lasts, else protected (those not protected yet).
+    fn copy_or_protect(&mut self, runs: Vec<(u64, u64, bool)>) {
+        let bytes: u64 = runs.iter().map(|&(s, e, _)| e - s).sum();
+        if bytes <= self.copy_budget {
+            self.copy_budget -= bytes;
+            self.copied.extend(runs.into_iter().map(|(s, e, _)| (s, e)));
+        } else {
+            self.written
+                .extend(runs.into_iter().filter(|r| r.2).map(|(s, e, _)| (s, e)));
+        }
     }
 }
