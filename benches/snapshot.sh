@@ -10,9 +10,16 @@
 # it really saw (the issue's measure); isotrace's own figure (snapshot.json:
 # first PTRACE_SEIZE to last PTRACE_DETACH of the pause, and in it the
 # copy's set-up: write-protection or fork(2)) is shown next to it, as is
-# the idle gap (the same stamper with nothing attached: scheduling noise
-# on this machine). uffd also holds the target once before the pause, to
+# the idle gap (the same stamper with nothing attached, over as long a
+# window as the longest snapshot of the round: scheduling noise on this
+# machine). uffd also holds the target once before the pause, to
 # make its userfaultfd: the "target saw" column is the largest of all gaps.
+#
+# With --fault the stamper also maps, touches and unmaps 64 KiB and
+# touches one never-touched page at every stamp: it then also waits
+# whenever the target's mmap lock is held (write-protection, the final
+# un-registration) or a new page's fault is slow (a fault thread's round
+# trip), which a thread that only reads the clock does not see.
 #
 # Prints the median of each figure over the rounds. Never asserts speed;
 # exits 1 only if a snapshot or gcore fails or the target dies.
@@ -21,11 +28,14 @@ export LC_ALL=C
 
 usage() {
 	cat <<'EOF'
-usage: benches/snapshot.sh [--rounds N] [--sizes "64 1024 4096"] [--methods "uffd fork"] [--no-gcore] [--no-build]
+usage: benches/snapshot.sh [--rounds N] [--sizes "64 1024 4096"] [--methods "uffd fork"] [--fault] [--no-gcore] [--no-build]
 
   --rounds N      rounds per size (default 3)
   --sizes LIST    resident sizes in MiB (default "64 1024 4096")
-  --methods LIST  snapshot methods, in turn on each target (default "uffd fork")
+  --methods LIST  snapshot methods, in turn on each target (default "uffd fork");
+                  METHOD@BINARY takes that one with another isotrace build
+                  (e.g. "uffd uffd@/tmp/old/isotrace": before/after, side by side)
+  --fault         the stamper also mmaps/munmaps and touches new pages
   --no-gcore      leave out gdb's gcore (slow at large sizes)
   --quick         one round of 16 and 64 MiB (a smoke test of this script)
   --no-build      do not run `cargo build --release` first
@@ -37,15 +47,18 @@ EOF
 }
 
 ROUNDS=3
+ALT=0
 SIZES="64 1024 4096"
 METHODS="uffd fork"
 GCORE=1
 BUILD=1
+FAULT=""
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--rounds) ROUNDS="$2"; shift 2 ;;
 	--sizes) SIZES="$2"; shift 2 ;;
 	--methods) METHODS="$2"; shift 2 ;;
+	--fault) FAULT=fault; shift ;;
 	--no-gcore) GCORE=0; shift ;;
 	--quick) ROUNDS=1; SIZES="16 64"; shift ;;
 	--no-build) BUILD=0; shift ;;
@@ -103,12 +116,13 @@ now_us() { echo $(( $(date +%s%N) / 1000 )); }
 
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else print v[int((NR + 1) / 2)] }'; }
 
-# snap DIR METHOD: one snapshot; prints "pause setup seen total" (us).
+# snap DIR METHOD[@BINARY]: one snapshot; prints "pause setup seen total" (us).
 snap() {
-	local dir=$1 method=$2 t0 t1 pause setup seen
+	local dir=$1 method=${2%%@*} bin=$ISOTRACE t0 t1 pause setup seen
+	[ "$2" != "$method" ] && bin=${2#*@}
 	reset "$dir"
 	t0=$(now_us)
-	"$ISOTRACE" snapshot "$TARGET_PID" -o "$dir/img" --method "$method" 2>"$dir/snapshot.err" ||
+	"$bin" snapshot "$TARGET_PID" -o "$dir/img" --method "$method" 2>"$dir/snapshot.err" ||
 		{ cat "$dir/snapshot.err" >&2; exit 1; }
 	t1=$(now_us)
 	seen=$(gap "$dir")
@@ -122,17 +136,27 @@ print(r["pause_us"], p["fork"] - p["capture"])' "$dir/img/snapshot.json")
 }
 
 # One round at SIZE MiB: appends "idle {pause setup seen total} per method
-# gcore_seen gcore_total" (us).
+# gcore_seen gcore_total" (us). The idle gap is taken over as long a
+# window as the longest snapshot of the round: on a loaded machine the
+# largest scheduling gap grows with the window.
 round() {
-	local size=$1 dir="$WORK/t$size" t0 t1 idle gseen gtotal row m
+	local size=$1 dir="$WORK/t$size" t0 t1 idle gseen gtotal row m one longest=0
 	rm -rf "$dir"; mkdir -p "$dir"
-	"$GUEST" "$dir" "$size" &
+	"$GUEST" "$dir" "$size" $FAULT &
 	TARGET_PID=$!
 	for _ in $(seq 30000); do [ -s "$dir/pid" ] && break; sleep 0.002; done
 	[ -s "$dir/pid" ] || { echo "snap_rss $size MiB did not start" >&2; exit 1; }
-	reset "$dir"; sleep 0.3; idle=$(gap "$dir")
-	row="$idle"
-	for m in $METHODS; do row="$row $(snap "$dir" "$m")"; done
+	row=""
+	for m in $METHODS; do
+		one=$(snap "$dir" "$m")
+		row="$row $one"
+		one=${one##* }
+		[ "$one" -gt "$longest" ] && longest=$one
+	done
+	reset "$dir"
+	sleep "$(awk -v u="$longest" 'BEGIN { printf "%.3f", u / 1e6 }')"
+	idle=$(gap "$dir")
+	row="$idle$row"
 
 	gseen=-; gtotal=-
 	if [ "$HAVE_GCORE" = 1 ]; then
@@ -151,9 +175,12 @@ round() {
 
 ms() { awk -v u="$1" 'BEGIN { if (u == "-") print "-"; else printf "%.1f", u / 1000 }'; }
 
-echo "isotrace snapshot by method, and gcore: median of $ROUNDS round(s); times in ms"
+echo "isotrace snapshot by method, and gcore: median of $ROUNDS round(s); times in ms${FAULT:+; the stamper faults}"
 echo "machine: $(nproc) CPU(s), $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+for m in $METHODS; do
+	case "$m" in *@*) echo "${m%%@*}@alt$((++ALT)) = ${m#*@}" ;; esac
+done
 echo
 printf '| %8s | %6s | %9s | %14s | %12s | %12s | %14s |\n' \
 	"RSS MiB" method "idle gap" "isotrace pause" "of it set-up" "target saw" "snapshot total"
@@ -163,7 +190,9 @@ for size in $SIZES; do
 	for _ in $(seq "$ROUNDS"); do round "$size"; done
 	col() { awk -v c="$1" '{ print $c }' "$WORK/rows-$size" | median; }
 	c=2
+	alt=0
 	for m in $METHODS; do
+		case "$m" in *@*) m="${m%%@*}@alt$((++alt))" ;; esac
 		printf '| %8s | %6s | %9s | %14s | %12s | %12s | %14s |\n' "$size" "$m" \
 			"$(ms "$(col 1)")" "$(ms "$(col $c)")" "$(ms "$(col $((c + 1)))")" \
 			"$(ms "$(col $((c + 2)))")" "$(ms "$(col $((c + 3)))")"

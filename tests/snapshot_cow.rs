@@ -11,7 +11,9 @@ mod snapshot_support;
 use common::{guest, wait_for_file, wait_for_pid, Status};
 use isotrace_checkpoint::model::VmaMemory;
 use isotrace_checkpoint::Image;
-use snapshot_support::{children_of, path, run_isotrace, tracer_of, Target, WAIT};
+use snapshot_support::{
+    children_of, hex_field, path, record, run_isotrace, snapshot_by, tracer_of, Target, WAIT,
+};
 use std::path::Path;
 use std::process::Command;
 
@@ -19,30 +21,13 @@ const MIB: u64 = 48;
 
 /// `isotrace snapshot --method fork`: the method this file is about.
 fn snapshot(pid: i32, img: &Path, cwd: &Path) -> snapshot_support::Run {
-    run_isotrace(
-        &[
-            "snapshot",
-            &pid.to_string(),
-            "-o",
-            path(img),
-            "--method",
-            "fork",
-        ],
-        cwd,
-    )
+    snapshot_by(pid, img, cwd, "fork")
 }
 
 /// The addresses snap_rss wrote to DIR/regions.
 fn regions(dir: &Path) -> (u64, u64) {
     let text = wait_for_file(&dir.join("regions"), WAIT);
-    let addr = |key: &str| {
-        let v = text
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix(key))
-            .unwrap_or_else(|| panic!("{key} in {text:?}"));
-        u64::from_str_radix(v.trim_start_matches("0x"), 16).unwrap()
-    };
-    (addr("dontfork="), addr("wipeonfork="))
+    (hex_field(&text, "dontfork"), hex_field(&text, "wipeonfork"))
 }
 
 /// The target's own verdict: DIR/exit makes it check its memory and exit.
@@ -122,9 +107,7 @@ fn memory_comes_from_the_copy_and_the_pause_is_recorded() {
     assert!(reason(wipe).contains("MADV_WIPEONFORK"));
 
     // The record, through inspect --json.
-    let json = run_isotrace(&["inspect", path(&img), "--json"], dir);
-    let doc: serde_json::Value = serde_json::from_str(&json.assert_exit(0).stdout_str()).unwrap();
-    let r = &doc["image"]["snapshot"];
+    let r = &record(&img, dir);
     let n = |v: &serde_json::Value| v.as_u64().unwrap_or_else(|| panic!("{v} in {r}"));
     let phases = &r["phases_us"];
     let steps: Vec<u64> = ["freeze", "capture", "fork", "stopped_dump", "release"]
@@ -173,9 +156,7 @@ fn a_seccomp_filtered_target_is_dumped_stopped() {
     let image = Image::open(&img).unwrap();
     assert_eq!(image.manifest.memory_method, "stopped");
     assert_pattern(&image, pid);
-    let json = run_isotrace(&["inspect", path(&img), "--json"], dir);
-    let doc: serde_json::Value = serde_json::from_str(&json.assert_exit(0).stdout_str()).unwrap();
-    let p = &doc["image"]["snapshot"]["processes"][0];
+    let p = &record(&img, dir)["processes"][0];
     assert_eq!(p["memory_method"], "stopped", "{p}");
     assert!(
         p["why_stopped"].as_str().unwrap().contains("seccomp"),

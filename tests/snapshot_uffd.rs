@@ -10,35 +10,45 @@ mod snapshot_support;
 
 use common::{guest, wait_for_file, wait_for_pid, Status};
 use isotrace_checkpoint::Image;
-use snapshot_support::{path, run_isotrace, tracer_of, Target, WAIT};
+use snapshot_support::{
+    hex_field, path, record, run_isotrace, snapshot_by, spawn_snapshot, tracer_of, Target, WAIT,
+};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use tempfile::TempDir;
 
 const PAGE: usize = 4096;
 /// 64 MiB: a few ms per pass of the writer, tens of ms to read.
 const PAGES: u64 = 16384;
 
-fn uffd_usable() -> bool {
+/// A scratch directory, or None (the test is skipped) without root:
+/// userfaultfd for kernel-mode faults in the target wants CAP_SYS_PTRACE.
+fn scratch() -> Option<TempDir> {
     if !common::is_root() {
         eprintln!("needs root (userfaultfd for kernel-mode faults in the target): skipped");
-        return false;
+        return None;
     }
-    true
+    Some(tempfile::tempdir().unwrap())
 }
 
 /// (address, pages) from DIR/region.
 fn region(dir: &Path) -> (u64, u64) {
     let text = wait_for_file(&dir.join("region"), WAIT);
-    let field = |key: &str| {
-        text.split_whitespace()
-            .find_map(|w| w.strip_prefix(key))
-            .unwrap_or_else(|| panic!("{key} in {text:?}"))
-            .to_owned()
-    };
-    let addr = u64::from_str_radix(field("addr=").trim_start_matches("0x"), 16).unwrap();
-    (addr, field("pages=").parse().unwrap())
+    let pages = text
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("pages="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("pages= in {text:?}"));
+    (hex_field(&text, "addr"), pages)
+}
+
+/// A page's first word (0 for a page the image does not hold: it was
+/// never touched).
+fn first_word(page: &Option<Vec<u8>>) -> u64 {
+    page.as_deref()
+        .map_or(0, |p| u64::from_ne_bytes(p[..8].try_into().unwrap()))
 }
 
 /// The generation of each page (its first and last words, which differ
@@ -100,26 +110,6 @@ fn image_generations(img: &Path, pid: i32, (addr, pages): (u64, u64)) -> Vec<(u6
     generations(&data)
 }
 
-fn snapshot(pid: i32, img: &Path, dir: &Path, method: &str) -> snapshot_support::Run {
-    run_isotrace(
-        &[
-            "snapshot",
-            &pid.to_string(),
-            "-o",
-            path(img),
-            "--method",
-            method,
-        ],
-        dir,
-    )
-}
-
-fn record(img: &Path, dir: &Path) -> serde_json::Value {
-    let json = run_isotrace(&["inspect", path(img), "--json"], dir);
-    let doc: serde_json::Value = serde_json::from_str(&json.assert_exit(0).stdout_str()).unwrap();
-    doc["image"]["snapshot"].clone()
-}
-
 /// The guest's own check, after DIR/exit: its region is intact.
 fn finish(target: Target, dir: &Path) {
     std::fs::write(dir.join("exit"), "").unwrap();
@@ -143,10 +133,9 @@ fn spawn(dir: &Path, pages: u64, mode: &str) -> (Target, i32, (u64, u64)) {
 /// without protection would) is torn, many times over.
 #[test]
 fn a_naive_read_of_the_running_guest_is_torn() {
-    if !uffd_usable() {
+    let Some(tmp) = scratch() else {
         return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
+    };
     let dir = tmp.path();
     let (target, pid, (addr, pages)) = spawn(dir, PAGES, "");
     let mem = std::fs::File::open(format!("/proc/{pid}/mem")).unwrap();
@@ -166,15 +155,14 @@ fn a_naive_read_of_the_running_guest_is_torn() {
 
 #[test]
 fn the_image_is_one_moment_while_the_target_writes() {
-    if !uffd_usable() {
+    let Some(tmp) = scratch() else {
         return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
+    };
     let dir = tmp.path();
     let (target, pid, region) = spawn(dir, PAGES, "");
     for method in ["uffd", "fork", "auto"] {
         let img = dir.join(format!("img-{method}"));
-        let run = snapshot(pid, &img, dir, method);
+        let run = snapshot_by(pid, &img, dir, method);
         run.assert_exit(0);
         let gens = image_generations(&img, pid, region);
         assert_consistent(&gens, method);
@@ -219,14 +207,13 @@ fn the_image_is_one_moment_while_the_target_writes() {
 /// registration, the target's stay protected.
 #[test]
 fn the_target_forks_during_the_copy() {
-    if !uffd_usable() {
+    let Some(tmp) = scratch() else {
         return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
+    };
     let dir = tmp.path();
     let (target, pid, region) = spawn(dir, PAGES, "fork");
     let img = dir.join("img");
-    snapshot(pid, &img, dir, "uffd").assert_exit(0);
+    snapshot_by(pid, &img, dir, "uffd").assert_exit(0);
     assert_consistent(&image_generations(&img, pid, region), "uffd with forks");
     finish(target, dir);
 }
@@ -235,16 +222,15 @@ fn the_target_forks_during_the_copy() {
 /// single page is copied or un-protected.
 #[test]
 fn a_target_on_huge_pages() {
-    if !uffd_usable() {
+    let Some(tmp) = scratch() else {
         return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
+    };
     let dir = tmp.path();
     let (target, pid, region) = spawn(dir, PAGES, "thp");
     // Twice: the first leaves huge pages split where it un-protected.
     for _ in 0..2 {
         let img = dir.join("img");
-        snapshot(pid, &img, dir, "uffd").assert_exit(0);
+        snapshot_by(pid, &img, dir, "uffd").assert_exit(0);
         assert_consistent(&image_generations(&img, pid, region), "huge pages");
         std::fs::remove_dir_all(&img).unwrap();
     }
@@ -255,14 +241,13 @@ fn a_target_on_huge_pages() {
 /// (EBUSY), so it is read during the pause, and the record says so.
 #[test]
 fn a_target_with_its_own_userfaultfd() {
-    if !uffd_usable() {
+    let Some(tmp) = scratch() else {
         return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
+    };
     let dir = tmp.path();
     let (target, pid, region) = spawn(dir, PAGES, "uffd");
     let img = dir.join("img");
-    snapshot(pid, &img, dir, "uffd").assert_exit(0);
+    snapshot_by(pid, &img, dir, "uffd").assert_exit(0);
     assert_consistent(&image_generations(&img, pid, region), "own uffd");
     let r = record(&img, dir);
     let u = &r["processes"][0]["uffd"];
@@ -283,15 +268,14 @@ fn a_target_with_its_own_userfaultfd() {
 /// image.
 #[test]
 fn the_target_drops_or_unmaps_memory_during_the_copy() {
-    if !uffd_usable() {
-        return;
-    }
     for mode in ["dontneed", "munmap"] {
-        let tmp = tempfile::tempdir().unwrap();
+        let Some(tmp) = scratch() else {
+            return;
+        };
         let dir = tmp.path();
         let (target, pid, region) = spawn(dir, PAGES, mode);
         let img = dir.join("img-uffd");
-        let run = snapshot(pid, &img, dir, "uffd");
+        let run = snapshot_by(pid, &img, dir, "uffd");
         if run.status == Status::Exited(0) {
             assert_consistent(&image_generations(&img, pid, region), mode);
         } else {
@@ -302,7 +286,7 @@ fn the_target_drops_or_unmaps_memory_during_the_copy() {
             );
         }
         let img = dir.join("img-auto");
-        snapshot(pid, &img, dir, "auto").assert_exit(0);
+        snapshot_by(pid, &img, dir, "auto").assert_exit(0);
         assert_consistent(&image_generations(&img, pid, region), mode);
         let r = record(&img, dir);
         let p = &r["processes"][0];
@@ -325,25 +309,13 @@ fn the_target_drops_or_unmaps_memory_during_the_copy() {
 /// the copy is torn (never an image mixing two programs).
 #[test]
 fn the_target_execs_during_the_copy() {
-    if !uffd_usable() {
+    let Some(tmp) = scratch() else {
         return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
+    };
     let dir = tmp.path();
     let (_target, pid, region) = spawn(dir, PAGES * 4, "exec");
     let img = dir.join("img");
-    let iso = Command::new(common::isotrace())
-        .args([
-            "snapshot",
-            &pid.to_string(),
-            "-o",
-            path(&img),
-            "--method",
-            "uffd",
-        ])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let iso = spawn_snapshot(pid, &img, "uffd", Stdio::piped());
     wait_for_fault_thread(iso.id());
     std::thread::sleep(Duration::from_millis(30));
     std::fs::write(dir.join("exec"), "").unwrap();
@@ -383,25 +355,13 @@ fn wait_for_fault_thread(pid: u32) {
 /// (userfaultfd_release), so the target runs on unharmed.
 #[test]
 fn a_killed_supervisor_leaves_the_target_running() {
-    if !uffd_usable() {
+    let Some(tmp) = scratch() else {
         return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
+    };
     let dir = tmp.path();
     let (target, pid, _) = spawn(dir, PAGES * 4, "");
     let img = dir.join("img");
-    let mut iso = Command::new(common::isotrace())
-        .args([
-            "snapshot",
-            &pid.to_string(),
-            "-o",
-            path(&img),
-            "--method",
-            "uffd",
-        ])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut iso = spawn_snapshot(pid, &img, "uffd", Stdio::null());
     // Its fault thread exists from the first hold on; the dump of 256 MiB
     // takes well over 50 ms after it.
     wait_for_fault_thread(iso.id());
@@ -424,4 +384,111 @@ fn a_killed_supervisor_leaves_the_target_running() {
         std::thread::sleep(Duration::from_millis(5));
     }
     finish(target, dir);
+}
+
+/// Pages the target gains and writes between the first protection and the
+/// pause (snap_fresh.c: each step touches a new page, writes the one
+/// before it again, then a counter): the pause knows them present and
+/// protects them again, so the image is one step of the writer's, never
+/// a later write seen through a page the pause left writable.
+#[test]
+fn pages_touched_just_before_the_pause_are_of_the_pause() {
+    let Some(tmp) = scratch() else {
+        return;
+    };
+    let dir = tmp.path();
+    let pages = 65536u64;
+    let target = Target::spawn(
+        Command::new(guest("snap_fresh"))
+            .arg(dir)
+            .arg(pages.to_string()),
+    );
+    let pid = wait_for_pid(&dir.join("pid"), WAIT);
+    let text = wait_for_file(&dir.join("region"), WAIT);
+    let (a, b) = (hex_field(&text, "a"), hex_field(&text, "b"));
+    // The window between the write-protection and the pause is a few ms:
+    // under load the writer may not run in it, so the rounds go on (a
+    // few more) until one shows pages touched there.
+    let mut touched = 0;
+    for round in 0..12 {
+        if round >= 3 && touched > 0 {
+            break;
+        }
+        let img = dir.join(format!("img-{round}"));
+        snapshot_by(pid, &img, dir, "uffd").assert_exit(0);
+        let image = Image::open(&img).unwrap();
+        let h = first_word(&image.read_memory(pid, b, PAGE as u64).unwrap()[0].1);
+        assert!(h >= 10 && h < pages, "counter {h}");
+        let read = image.read_memory(pid, a, pages * PAGE as u64).unwrap();
+        let at = |i: u64| first_word(&read[i as usize].1);
+        for i in 0..h {
+            assert_eq!(
+                at(i),
+                i + 1,
+                "round {round}: page {i} with the counter at {h}"
+            );
+        }
+        assert!(
+            [h, h + 1].contains(&at(h)),
+            "round {round}: page {h}: {}",
+            at(h)
+        );
+        // Step h+1 touches page h+1 before it writes page h again.
+        let next = h + 1;
+        if next < pages {
+            assert!(
+                [0, next].contains(&at(next)),
+                "round {round}: page {next}: {}",
+                at(next)
+            );
+            assert!(
+                at(next) == next || at(h) == h,
+                "round {round}: page {h} written again before page {next} was touched"
+            );
+        }
+        for i in next + 1..pages {
+            assert_eq!(at(i), 0, "round {round}: page {i} beyond the counter {h}");
+        }
+        let r = record(&img, dir);
+        touched += r["processes"][0]["uffd"]["touched_before_pause_bytes"]
+            .as_u64()
+            .unwrap();
+        std::fs::remove_dir_all(&img).unwrap();
+    }
+    // The writer takes a step every 100 us: its pages between the
+    // protection and the pause are what this test is about.
+    assert!(touched > 0, "no page was touched before any of 12 pauses");
+    std::fs::write(dir.join("exit"), "").unwrap();
+    let (status, out) = target.finish();
+    assert_eq!(status, Status::Exited(0), "{out}");
+}
+
+/// A target that maps, touches and unmaps a short-lived buffer all the
+/// time (as a large malloc and free do), and gains pages: a buffer mapped
+/// since the write-protection is copied in the pause, so its unmap just
+/// after the pause does not tear the copy, and `--method uffd` succeeds.
+#[test]
+fn short_lived_buffers_do_not_tear_the_copy() {
+    let Some(tmp) = scratch() else {
+        return;
+    };
+    let dir = tmp.path();
+    let target = Target::spawn(
+        Command::new(guest("snap_rss"))
+            .arg(dir)
+            .arg("16")
+            .arg("fault"),
+    );
+    let pid = wait_for_pid(&dir.join("pid"), WAIT);
+    for round in 0..5 {
+        let img = dir.join(format!("img-{round}"));
+        let run = snapshot_by(pid, &img, dir, "uffd");
+        run.assert_exit(0);
+        let r = record(&img, dir);
+        assert_eq!(r["processes"][0]["memory_method"], "uffd-wp", "{r}");
+        std::fs::remove_dir_all(&img).unwrap();
+    }
+    std::fs::write(dir.join("exit"), "").unwrap();
+    let (status, out) = target.finish();
+    assert_eq!(status, Status::Exited(0), "the target's memory: {out}");
 }

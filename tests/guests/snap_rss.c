@@ -3,7 +3,10 @@
  *
  * argv[1]: a directory; argv[2]: MiB to allocate and touch (a known byte
  * pattern: page N's first byte is N & 0xff); argv[3], optional: "seccomp"
- * installs an allow-everything seccomp filter first.
+ * installs an allow-everything seccomp filter first; "fault" makes the
+ * stamper also mmap, touch and munmap 64 KiB and touch one page never
+ * touched before (of a 256 MiB reserve) at every stamp, so that it waits
+ * whenever the process's mmap lock is held or a new page's fault is slow.
  *
  * It also maps two 64 KiB regions filled with 0xdf and 0xbf, the first
  * MADV_DONTFORK and the second MADV_WIPEONFORK, and writes their
@@ -33,6 +36,27 @@
 static volatile int64_t max_gap_ns;
 static volatile int reset_gap;
 static volatile int stamping;
+static int faulting;
+static unsigned char *reserve;
+static size_t reserve_at;
+
+#define RESERVE ((size_t)256 << 20)
+
+/* One stamp's worth of memory-management work ("fault"). */
+static void fault_some(void)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	unsigned char *p = mmap(NULL, 65536, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		exit(8);
+	for (size_t i = 0; i < 65536; i += page)
+		p[i] = 1;
+	munmap(p, 65536);
+	if (reserve_at < RESERVE) {
+		reserve[reserve_at] = 1;
+		reserve_at += page;
+	}
+}
 
 static int64_t now_ns(void)
 {
@@ -49,6 +73,8 @@ static void *stamper(void *arg)
 	for (;;) {
 		struct timespec d = {0, 100000};
 		nanosleep(&d, NULL);
+		if (faulting)
+			fault_some();
 		int64_t t = now_ns();
 		if (reset_gap) {
 			reset_gap = 0;
@@ -106,6 +132,12 @@ int main(int argc, char **argv)
 		return 2;
 	if (argc > 3 && strcmp(argv[3], "seccomp") == 0)
 		allow_all_filter();
+	if (argc > 3 && strcmp(argv[3], "fault") == 0) {
+		faulting = 1;
+		reserve = mmap(NULL, RESERVE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (reserve == MAP_FAILED)
+			return 8;
+	}
 	void *dontfork = region(MADV_DONTFORK, 0xdf), *wipe = region(MADV_WIPEONFORK, 0xbf);
 	snprintf(text, sizeof text, "dontfork=%p wipeonfork=%p\n", dontfork, wipe);
 	put(argv[1], "regions", text);

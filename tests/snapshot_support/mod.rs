@@ -85,6 +85,49 @@ pub fn snapshot(pid: i32, img: &Path, cwd: &Path) -> Run {
     run_isotrace(&["snapshot", &pid.to_string(), "-o", path(img)], cwd)
 }
 
+/// `isotrace snapshot PID -o IMG --method METHOD`.
+pub fn snapshot_by(pid: i32, img: &Path, cwd: &Path, method: &str) -> Run {
+    let pid = pid.to_string();
+    run_isotrace(
+        &["snapshot", &pid, "-o", path(img), "--method", method],
+        cwd,
+    )
+}
+
+/// The same, running: for a test that acts on the target (or on
+/// isotrace) while the snapshot is taken.
+pub fn spawn_snapshot(pid: i32, img: &Path, method: &str, stderr: Stdio) -> Child {
+    Command::new(common::isotrace())
+        .args([
+            "snapshot",
+            &pid.to_string(),
+            "-o",
+            path(img),
+            "--method",
+            method,
+        ])
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn isotrace snapshot")
+}
+
+/// The image's snapshot record (snapshot.json), through `inspect --json`.
+pub fn record(img: &Path, cwd: &Path) -> serde_json::Value {
+    let json = run_isotrace(&["inspect", path(img), "--json"], cwd);
+    let doc: serde_json::Value =
+        serde_json::from_str(&json.assert_exit(0).stdout_str()).expect("inspect --json");
+    doc["image"]["snapshot"].clone()
+}
+
+/// The hex value of `key=0x...` in a guest's `key=value` text.
+pub fn hex_field(text: &str, key: &str) -> u64 {
+    let v = text
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("{key}= in {text:?}"));
+    u64::from_str_radix(v.trim_start_matches("0x"), 16).unwrap_or_else(|e| panic!("{key}={v}: {e}"))
+}
+
 /// `TracerPid` of /proc/PID/status.
 pub fn tracer_of(pid: i32) -> i32 {
     fs::read_to_string(format!("/proc/{pid}/status"))

@@ -33,7 +33,6 @@ pub mod unix_diag;
 pub mod unix_pairs;
 pub mod unread;
 pub mod wp;
-mod wp_serve;
 pub mod zombies;
 
 pub use attach::{precheck, Frozen, StoppedThread};

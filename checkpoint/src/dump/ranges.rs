@@ -1,5 +1,5 @@
 //! A set of page-aligned address ranges, kept merged: what a
-//! copy-before-write snapshot (wp.rs) had present at its pause, and what
+//! copy-before-write snapshot (dump/wp/) had present at its pause, and what
 //! of it is still to be dumped.
 
 use std::collections::BTreeMap;
@@ -75,6 +75,32 @@ impl Ranges {
             .collect()
     }
 
+    /// Whether [start, end) is wholly in one range of the set.
+    pub fn covers(&self, start: u64, end: u64) -> bool {
+        start >= end
+            || self
+                .0
+                .range(..=start)
+                .next_back()
+                .is_some_and(|(_, &e)| end <= e)
+    }
+
+    /// The parts of [start, end) outside the set.
+    pub fn gaps(&self, start: u64, end: u64) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        let mut at = start;
+        for (s, e) in self.within(start, end) {
+            if s > at {
+                out.push((at, s));
+            }
+            at = e;
+        }
+        if at < end {
+            out.push((at, end));
+        }
+        out
+    }
+
     pub fn overlaps(&self, start: u64, end: u64) -> bool {
         !self.overlapping(start, end).is_empty()
     }
@@ -117,6 +143,13 @@ mod tests {
             [(0x1800, 0x2000), (0x3000, 0x4000)]
         );
         assert!(r.overlaps(0x1fff, 0x2000) && !r.overlaps(0x2000, 0x3000));
+        assert!(r.covers(0x3000, 0x6000) && r.covers(0x1000, 0x1800));
+        assert!(!r.covers(0x1000, 0x3000) && !r.covers(0x5000, 0x7000));
+        assert_eq!(
+            r.gaps(0x800, 0x7000),
+            [(0x800, 0x1000), (0x2000, 0x3000), (0x6000, 0x7000)]
+        );
+        assert_eq!(r.gaps(0x3000, 0x6000), []);
         assert_eq!(r.bytes(), 0x1000 + 0x3000);
         r.remove(0, 0x10000);
         assert_eq!(r, Ranges::default());
