@@ -44,7 +44,7 @@ pub enum Error {
     NoSuchPid { pid: i32 },
     #[error("{what}")]
     Invalid { what: String },
-    /// A copy-before-write snapshot (dump/wp.rs) could not keep the pause
+    /// A copy-before-write snapshot (dump/wp/) could not keep the pause
     /// contents of every page: no image is written from it.
     #[error("pid {pid}: the copy-before-write snapshot cannot be consistent: {why}")]
     Torn { pid: i32, why: String },

@@ -309,8 +309,6 @@ mod ns;
 mod peek;
 /// Socket calls on fds of ours (TCP repair, dump/tcp.rs).
 pub mod sockopt;
-/// userfaultfd ioctls of the copy-before-write snapshot (dump/wp/).
-pub mod uffd;
 
 pub use ns::{clone_ns_child, CloneArgs, NsChild, NsHandle};
 pub use peek::{netlink_query, pipe_contents};

@@ -20,7 +20,7 @@
 //! and become holes in the section (`SectionWriter::skip`), so the frozen
 //! dump costs the dirty set, not the whole memory (#6).
 //!
-//! A copy-before-write snapshot (wp.rs) reads a running process through a
+//! A copy-before-write snapshot (wp/) reads a running process through a
 //! [`Guard`]: which pages to read is what was present at its pause, and
 //! each chunk read is settled (pages copied before a write replace what
 //! was read, then the range is un-protected).
@@ -76,7 +76,7 @@ pub fn skip_reason(vma: &Vma) -> Option<&'static str> {
     None
 }
 
-/// What a copy-before-write snapshot (wp.rs) tells the dump of a process
+/// What a copy-before-write snapshot (wp/) tells the dump of a process
 /// that runs while it is read.
 pub trait Guard {
     /// The page runs (address, pages) of [start, end) to read: those

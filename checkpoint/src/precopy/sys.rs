@@ -1,11 +1,12 @@
-//! The system calls and ioctls of pre-copy and of the copy-before-write
-//! snapshot (dump/wp.rs), the only `unsafe` of either:
+//! The system calls and ioctls of pre-copy, of the restore's fill and of
+//! the copy-before-write snapshot (dump/wp/), the only `unsafe` of them:
 //! pidfd_open(2)/pidfd_getfd(2), the userfaultfd(2) ioctls (UFFDIO_API,
-//! UFFDIO_REGISTER, UFFDIO_UNREGISTER, UFFDIO_WRITEPROTECT, and
-//! UFFDIO_COPY, with which a restore fills memory), poll(2) of a
-//! userfaultfd and PAGEMAP_SCAN (ioctl_pagemap_scan(2), Linux 6.7). The constants are from
-//! include/uapi/linux/userfaultfd.h and include/uapi/linux/fs.h; the
-//! installed headers may predate them.
+//! UFFDIO_REGISTER, UFFDIO_UNREGISTER, UFFDIO_WRITEPROTECT, UFFDIO_COPY,
+//! with which a restore fills memory, UFFDIO_ZEROPAGE and UFFDIO_WAKE),
+//! poll(2) of a userfaultfd and PAGEMAP_SCAN (ioctl_pagemap_scan(2),
+//! Linux 6.7). The constants are from include/uapi/linux/userfaultfd.h
+//! and include/uapi/linux/fs.h; the installed headers may predate them.
+//! Errors keep their kind (EEXIST is AlreadyExists, EAGAIN WouldBlock).
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -21,6 +22,9 @@ const UFFDIO_REGISTER: u64 = iowr(0xAA, 0x00, 32);
 const UFFDIO_UNREGISTER: u64 = (2 << 30) | (16 << 16) | (0xAA << 8) | 0x01;
 const UFFDIO_WRITEPROTECT: u64 = iowr(0xAA, 0x06, 24);
 const UFFDIO_COPY: u64 = iowr(0xAA, 0x03, 40);
+const UFFDIO_ZEROPAGE: u64 = iowr(0xAA, 0x04, 32);
+/// _IOR(0xAA, 0x02, struct uffdio_range).
+const UFFDIO_WAKE: u64 = (2 << 30) | (16 << 16) | (0xAA << 8) | 0x02;
 const UFFDIO_REGISTER_MODE_MISSING: u64 = 1 << 0;
 const UFFDIO_REGISTER_MODE_WP: u64 = 1 << 1;
 /// UFFDIO_COPY: do not wake threads waiting on the range (there are none
@@ -156,28 +160,54 @@ struct UffdioRegister {
     ioctls: u64,
 }
 
-/// UFFDIO_REGISTER [start, start+len) of the uffd's mm in write-protect mode.
-pub fn uffd_register_wp(uffd: &OwnedFd, start: u64, len: u64) -> io::Result<()> {
+/// UFFDIO_REGISTER [start, start+len) of the uffd's mm, in missing mode
+/// when `missing` (a fault on a page not mapped there, PTE none, waits for
+/// the uffd's owner: UFFDIO_COPY or UFFDIO_ZEROPAGE; shmem reports only
+/// pages missing from its page cache) and in write-protect mode when `wp`.
+pub fn uffd_register(
+    uffd: &OwnedFd,
+    start: u64,
+    len: u64,
+    missing: bool,
+    wp: bool,
+) -> io::Result<()> {
+    let mode = |on: bool, bit: u64| if on { bit } else { 0 };
     let mut r = UffdioRegister {
         start,
         len,
-        mode: UFFDIO_REGISTER_MODE_WP,
+        mode: mode(missing, UFFDIO_REGISTER_MODE_MISSING) | mode(wp, UFFDIO_REGISTER_MODE_WP),
         ioctls: 0,
     };
     ioctl(uffd, "UFFDIO_REGISTER", UFFDIO_REGISTER, &mut r).map(drop)
 }
 
-/// UFFDIO_REGISTER [start, start+len) in missing mode: a fault on a page
-/// not present there waits for the uffd's owner to provide it, and
-/// UFFDIO_COPY may install pages into it.
-pub fn uffd_register_missing(uffd: &OwnedFd, start: u64, len: u64) -> io::Result<()> {
-    let mut r = UffdioRegister {
+#[repr(C)]
+struct UffdioZeropage {
+    start: u64,
+    len: u64,
+    mode: u64,
+    zeropage: i64,
+}
+
+/// UFFDIO_ZEROPAGE: maps the zero page at [start, start+len) and wakes
+/// the threads whose faults waited there. AlreadyExists (EEXIST) when a
+/// page is mapped there already (nobody is woken: see [`uffd_wake`]),
+/// WouldBlock (EAGAIN) while one of the process's mmap changes is being
+/// reported.
+pub fn uffd_zeropage(uffd: &OwnedFd, start: u64, len: u64) -> io::Result<()> {
+    let mut z = UffdioZeropage {
         start,
         len,
-        mode: UFFDIO_REGISTER_MODE_MISSING,
-        ioctls: 0,
+        mode: 0,
+        zeropage: 0,
     };
-    ioctl(uffd, "UFFDIO_REGISTER", UFFDIO_REGISTER, &mut r).map(drop)
+    ioctl(uffd, "UFFDIO_ZEROPAGE", UFFDIO_ZEROPAGE, &mut z).map(drop)
+}
+
+/// UFFDIO_WAKE: wakes the threads whose faults wait in [start, start+len).
+pub fn uffd_wake(uffd: &OwnedFd, start: u64, len: u64) -> io::Result<()> {
+    let mut r = UffdioRange { start, len };
+    ioctl(uffd, "UFFDIO_WAKE", UFFDIO_WAKE, &mut r).map(drop)
 }
 
 #[repr(C)]
@@ -391,7 +421,7 @@ mod tests {
         let mem = vec![0u8; 40 << 20];
         let base = (mem.as_ptr() as u64).next_multiple_of(PAGE_SIZE) + 8 * PAGE_SIZE;
         let off = (base - mem.as_ptr() as u64) as usize;
-        uffd_register_missing(&uffd, base, 8 * PAGE_SIZE).expect("register");
+        uffd_register(&uffd, base, 8 * PAGE_SIZE, true, false).expect("register");
         let src: Vec<u8> = (0..3 * page)
             .map(|i| (i / page * 31 + i % 251) as u8)
             .collect();

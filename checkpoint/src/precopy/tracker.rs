@@ -74,7 +74,7 @@ impl WpTracker {
             if self.tracked.contains(&key) || self.untracked.contains(&key) {
                 continue;
             }
-            let ok = sys::uffd_register_wp(&self.uffd, v.start, v.len())
+            let ok = sys::uffd_register(&self.uffd, v.start, v.len(), false, true)
                 .and_then(|()| sys::uffd_writeprotect(&self.uffd, v.start, v.len()));
             match ok {
                 Ok(()) => {

@@ -55,7 +55,7 @@ impl Filler {
 
     /// Registers a freshly mapped private anonymous range in missing mode.
     pub fn register(&mut self, start: u64, len: u64) -> Result<()> {
-        sys::uffd_register_missing(&self.uffd, start, len).map_err(|e| {
+        sys::uffd_register(&self.uffd, start, len, true, false).map_err(|e| {
             uffd_error(
                 self.pid,
                 &format!("registering {start:#x}-{:#x}", start + len),

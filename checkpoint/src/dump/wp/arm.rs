@@ -11,7 +11,6 @@ use crate::dump::{Frozen, Options, ProcDir};
 use crate::error::Result;
 use crate::model::Vma;
 use crate::precopy::sys;
-use crate::sys::uffd;
 use std::collections::HashMap;
 use std::io;
 use std::time::Instant;
@@ -39,7 +38,7 @@ impl WpCopy {
             if missing {
                 self.shared.lock().covered.insert(v.start, v.end);
             }
-            let armed = uffd::register(uffd, v.start, v.len(), missing)
+            let armed = sys::uffd_register(uffd, v.start, v.len(), missing, true)
                 .inspect(|()| self.registered.push((v.start, v.len())))
                 .and_then(|()| {
                     chunks(v.start, v.end).try_for_each(|(s, e)| {

@@ -9,7 +9,6 @@ use crate::dump::ranges::Ranges;
 use crate::error::{Error, Result};
 use crate::model::Vma;
 use crate::precopy::sys;
-use crate::sys::uffd;
 use crate::PAGE_SIZE;
 use std::collections::HashMap;
 use std::fs::File;
@@ -125,7 +124,7 @@ impl WpCopy {
             return true;
         }
         let missing = private_anonymous(v);
-        match uffd::register(&self.shared.uffd, v.start, v.len(), missing) {
+        match sys::uffd_register(&self.shared.uffd, v.start, v.len(), missing, true) {
             Ok(()) => {
                 self.registered.push((v.start, v.len()));
                 true

@@ -8,7 +8,6 @@
 
 use crate::dump::ranges::Ranges;
 use crate::precopy::sys;
-use crate::sys::uffd;
 use crate::PAGE_SIZE;
 use std::collections::HashMap;
 use std::fs::File;
@@ -143,12 +142,12 @@ fn resolve(shared: &Shared, state: &mut State, w: Wake) -> bool {
         }
         // A page that was not mapped (before the pause: noted as present
         // by handle; after it: zero at the pause, and never read).
-        Wake::Missing(page) => match uffd::zeropage(&shared.uffd, page, PAGE_SIZE) {
-            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => false,
+        Wake::Missing(page) => match sys::uffd_zeropage(&shared.uffd, page, PAGE_SIZE) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
             // Mapped meanwhile (another thread's fault on it): the
             // zero-page ioctl that lost woke nobody.
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
-                let _ = uffd::wake(&shared.uffd, page, PAGE_SIZE);
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                let _ = sys::uffd_wake(&shared.uffd, page, PAGE_SIZE);
                 true
             }
             _ => true,
