@@ -287,6 +287,27 @@ impl ProcDir {
     }
 }
 
+/// The stopped threads of `pid` (through `tid`, one of them) and the
+/// signals pending for the whole process.
+pub(crate) fn threads_and_signals(
+    frozen: &Frozen,
+    pid: i32,
+    tid: i32,
+) -> Result<(Vec<crate::model::Thread>, Vec<Vec<u8>>)> {
+    let threads = frozen
+        .threads_of(pid)
+        .map(thread::dump)
+        .collect::<Result<Vec<_>>>()?;
+    let shared_siginfo = crate::sys::peek_siginfo(tid, true).map_err(|e| {
+        if e.is_died() {
+            Error::Exited { pid }
+        } else {
+            e.into()
+        }
+    })?;
+    Ok((threads, shared_siginfo))
+}
+
 /// Everything about one stopped process; its pages go to `pages-PID.img`.
 pub(crate) fn dump_process(frozen: &Frozen, pid: i32, writer: &mut ImageWriter) -> Result<Process> {
     let proc = ProcDir::of(frozen, pid)?;
@@ -298,17 +319,7 @@ pub(crate) fn dump_process(frozen: &Frozen, pid: i32, writer: &mut ImageWriter) 
     let mut pages = writer.section(&pages_section)?;
     memory::dump(&proc, &mut vmas, &mut pages, held.as_deref())?;
     writer.finish(pages)?;
-    let threads = frozen
-        .threads_of(pid)
-        .map(thread::dump)
-        .collect::<Result<Vec<_>>>()?;
-    let shared_siginfo = crate::sys::peek_siginfo(proc.tid, true).map_err(|e| {
-        if e.is_died() {
-            Error::Exited { pid }
-        } else {
-            e.into()
-        }
-    })?;
+    let (threads, shared_siginfo) = threads_and_signals(frozen, pid, proc.tid)?;
     Ok(Process {
         pid,
         ppid: stat.ppid,

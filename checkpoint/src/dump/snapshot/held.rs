@@ -9,7 +9,7 @@ use crate::dump::procfs::{
 };
 use crate::dump::sigstate::{self, Handler};
 use crate::dump::wp::{Prearmed, WpCopy};
-use crate::dump::{fds, memory, thread, Frozen, ProcDir};
+use crate::dump::{fds, memory, threads_and_signals, Frozen, ProcDir};
 use crate::error::{Error, Result};
 use crate::image::ImageWriter;
 use crate::model::{Process, ProcessSignals, Thread, Vma, VmaMemory};
@@ -52,17 +52,7 @@ pub(super) struct Held {
 impl Held {
     pub(super) fn capture(frozen: &Frozen, pid: i32) -> Result<Held> {
         let proc = ProcDir::of(frozen, pid)?;
-        let threads = frozen
-            .threads_of(pid)
-            .map(thread::dump)
-            .collect::<Result<Vec<_>>>()?;
-        let shared_siginfo = crate::sys::peek_siginfo(proc.tid, true).map_err(|e| {
-            if e.is_died() {
-                Error::Exited { pid }
-            } else {
-                e.into()
-            }
-        })?;
+        let (threads, shared_siginfo) = threads_and_signals(frozen, pid, proc.tid)?;
         let fds = fds::dump(&proc)?;
         Ok(Held {
             pid,
