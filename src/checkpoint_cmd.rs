@@ -83,7 +83,7 @@ fn human(group: &str, r: &CheckpointResult) -> String {
     } else {
         "the group was stopped"
     };
-    format!(
+    let mut text = format!(
         "checkpoint of group {group}: {}\n  pids {} ({} threads), {:.1} MiB of memory; {then}\n  \
          frozen {:.1} ms (freeze {:.1}, dump {:.1}), write {:.1} ms, total {:.1} ms\n",
         r.image,
@@ -95,5 +95,9 @@ fn human(group: &str, r: &CheckpointResult) -> String {
         r.dump_ms,
         r.write_ms,
         r.total_ms
-    )
+    );
+    for note in &r.notes {
+        text += &format!("  note: {note}\n");
+    }
+    text
 }

@@ -781,6 +781,57 @@ with open(d + "/report.tmp", "w") as f:
 os.replace(d + "/report.tmp", d + "/report.json")
 "#;
 
+/// CONNECTING_CLIENTS at work on 127.0.0.1:PORT.
+struct Crowd {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Crowd {
+    fn start(w: &World, port: u16) -> Crowd {
+        let dir = w.dir().join("clients");
+        fs::create_dir_all(&dir).unwrap();
+        let script = dir.join("clients.py");
+        fs::write(&script, CONNECTING_CLIENTS).unwrap();
+        let child = Command::new(PYTHON)
+            .arg(&script)
+            .args(["127.0.0.1", &port.to_string(), path_str(&dir)])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let c = Crowd { child, dir };
+        wait_until("the first answers", WAIT, || c.answers() >= 10);
+        c
+    }
+
+    fn answers(&self) -> u64 {
+        fs::read_to_string(self.dir.join("progress"))
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Lets them get 20 more answers, stops them: none saw an error.
+    fn finish(mut self) {
+        let (after, report) = (self.answers(), self.dir.join("report.json"));
+        wait_until("more answers", WAIT, || {
+            self.answers() >= after + 20 || report.exists()
+        });
+        fs::write(self.dir.join("stop"), "").unwrap();
+        let status = common::shell_status_within(&mut self.child, WAIT);
+        let report: Value = serde_json::from_str(&fs::read_to_string(&report).unwrap()).unwrap();
+        assert_eq!(status, 0, "{report}");
+        assert_eq!(report["errors"], Value::Array(vec![]), "{report}");
+    }
+}
+
+impl Drop for Crowd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A migration that finds connections waiting in the accept queue (no fd
 /// holds them, so no image can): new connections are held back by the
 /// network lock, the group runs until it accepted them, and is frozen
@@ -794,27 +845,8 @@ fn connections_waiting_to_be_accepted_are_drained_before_the_move() {
     let mut w = World::new();
     let port = free_port();
     let mut sup = start_script(&mut w, "tcpq", "127.0.0.1", port, SLOW_ACCEPTER);
-    let dir = w.dir().join("clients");
-    fs::create_dir_all(&dir).unwrap();
-    let script = dir.join("clients.py");
-    fs::write(&script, CONNECTING_CLIENTS).unwrap();
-    let mut clients = Command::new(PYTHON)
-        .arg(&script)
-        .args(["127.0.0.1", &port.to_string(), path_str(&dir)])
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    let answers = || -> u64 {
-        fs::read_to_string(dir.join("progress"))
-            .ok()
-            .and_then(|t| t.trim().parse().ok())
-            .unwrap_or(0)
-    };
-    wait_until("the first answers", WAIT, || answers() >= 10);
+    let crowd = Crowd::start(&w, port);
     let (code, out, err) = w.isotrace("home", &["migrate", "tcpq", "--to-env", "B", "--json"], &[]);
-    if code != 0 {
-        let _ = clients.kill();
-    }
     assert_eq!(code, 0, "{err}");
     let v = json(&out);
     w.pids.push(dest_pid(&v));
@@ -823,15 +855,41 @@ fn connections_waiting_to_be_accepted_are_drained_before_the_move() {
         v["notes"].to_string().contains("waited in accept queues"),
         "no queue was drained: {v}"
     );
-    let after = answers();
-    wait_until("answers from the copy", WAIT, || {
-        answers() >= after + 20 || dir.join("report.json").exists()
-    });
-    fs::write(dir.join("stop"), "").unwrap();
-    let status = common::shell_status_within(&mut clients, WAIT);
-    let report: Value =
-        serde_json::from_str(&fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
-    assert_eq!(status, 0, "{report}");
-    assert_eq!(report["errors"], Value::Array(vec![]), "{report}");
+    crowd.finish();
     assert!(!locked(port), "a network lock was not lifted");
+}
+
+/// The same for `checkpoint --leave-running`: the queue is drained, the
+/// image written, and the server serves on; no client sees an error.
+#[test]
+fn a_checkpoint_drains_the_accept_queue_first() {
+    if !can_run() {
+        return;
+    }
+    let mut w = World::new();
+    let port = free_port();
+    let sup = start_script(&mut w, "tcpk", "127.0.0.1", port, SLOW_ACCEPTER);
+    let crowd = Crowd::start(&w, port);
+    let img = w.dir().join("img");
+    let args = [
+        "checkpoint",
+        "tcpk",
+        "--leave-running",
+        "-o",
+        path_str(&img),
+    ];
+    let (code, out, err) = w.isotrace("home", &args, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("waited in accept queues"),
+        "no queue was drained: {out}"
+    );
+    assert!(
+        img.join("manifest.json").exists(),
+        "no image at {}",
+        img.display()
+    );
+    crowd.finish();
+    assert!(!locked(port), "a network lock was not lifted");
+    end(sup);
 }

@@ -9,6 +9,7 @@
 //! was resumed, so the disk does not lengthen the pause; when terminating,
 //! it is committed first, so that a failed write leaves the group running.
 
+use crate::api::drain::AcceptDrain;
 use crate::api::protocol::{code, CheckpointResult};
 use crate::api::state::{self, SupervisorState};
 use isotrace_checkpoint::dump::tcp::TcpPolicy;
@@ -67,6 +68,7 @@ impl CheckpointLink {
     ) -> CheckpointJob {
         let mut job = CheckpointJob::new(dir, leave_running, reply);
         job.state = self.state.clone();
+        job.drain = Some(AcceptDrain::new(self.waker.clone()));
         job
     }
 
@@ -185,6 +187,9 @@ pub struct CheckpointJob {
     pub state: Option<SupervisorState>,
     /// What to do with established TCP connections (`--tcp-close`).
     pub tcp: TcpPolicy,
+    /// Connections waiting in accept queues at the freeze (`api::drain`).
+    drain: Option<AcceptDrain>,
+    notes: Vec<String>,
 }
 
 impl CheckpointJob {
@@ -200,6 +205,8 @@ impl CheckpointJob {
             answer: None,
             state: None,
             tcp: TcpPolicy::Repair,
+            drain: None,
+            notes: Vec::new(),
         }
     }
 
@@ -218,6 +225,7 @@ impl CheckpointJob {
             dump_ms: ms(self.dump),
             write_ms: ms(start.elapsed()),
             total_ms: 0.0,
+            notes: Vec::new(),
         })
     }
 }
@@ -264,6 +272,14 @@ impl BarrierJob for CheckpointJob {
         let barrier = match barrier {
             Ok(b) if b.tasks.is_empty() => {
                 self.answer = Some(Err("the group has no process left".into()));
+                return AfterFreeze::Resume;
+            }
+            Ok(b)
+                if self
+                    .drain
+                    .as_mut()
+                    .is_some_and(|d| d.start(b, &mut self.notes)) =>
+            {
                 return AfterFreeze::Resume;
             }
             Ok(b) => b,
@@ -322,6 +338,16 @@ impl BarrierJob for CheckpointJob {
     }
 
     fn finish(mut self: Box<Self>, frozen: Duration) {
+        if self.drain.as_mut().is_some_and(AcceptDrain::take_pending) {
+            AcceptDrain::again(self, frozen, |j: &mut CheckpointJob| {
+                let d = j.drain.as_mut().expect("draining");
+                (d, &mut j.notes)
+            });
+            return;
+        }
+        if let Some(d) = &mut self.drain {
+            d.end(&mut self.notes);
+        }
         if let Some(d) = self.dumped.take() {
             self.answer = Some(self.commit(d, frozen));
         }
@@ -332,6 +358,7 @@ impl BarrierJob for CheckpointJob {
         if let Ok(r) = &mut answer {
             r.frozen_ms = frozen.as_secs_f64() * 1000.0;
             r.total_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+            r.notes = std::mem::take(&mut self.notes);
         }
         match self.reply.take() {
             Some(tx) => {

@@ -13,6 +13,7 @@
 
 pub mod checkpoint;
 pub mod client;
+pub mod drain;
 pub mod migrate;
 pub mod procs;
 pub mod protocol;

@@ -145,6 +145,9 @@ pub struct CheckpointResult {
     /// Writing the metadata, syncing and renaming the image.
     pub write_ms: f64,
     pub total_ms: f64,
+    /// What the checkpoint did besides (accept queues drained first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// `migrate` and `clone`: where the group went and what it cost, in the

@@ -13,6 +13,7 @@
 use super::staging::Staging;
 use super::tcp::{self, TcpMove};
 use super::Request;
+use crate::api::drain::AcceptDrain;
 use crate::api::protocol::{MigrateResult, MigrateRound};
 use crate::api::state::{self, SupervisorState};
 use isotrace_checkpoint::dump::{checkpoint, StoppedThread};
@@ -51,30 +52,8 @@ pub struct MigrateJob {
     tcp: Option<TcpMove>,
     /// The layer as pre-copy sent it, if it did.
     pre_layer: Option<super::layer::PreSent>,
-    /// To freeze again after draining the accept queues.
-    waker: Option<Waker>,
-    /// Draining the accept queues (see [`MigrateJob::drain`]).
-    drain: Option<Drain>,
-    /// How many times the group was let run to drain them.
-    drains: u32,
-    /// Whether [`BarrierJob::finish`] waits for the queues and freezes
-    /// again instead of answering.
-    refreeze: bool,
-}
-
-/// How long the group may take to accept what waits in its queues.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
-/// How many times it is let run for that, at most.
-const MAX_DRAINS: u32 = 3;
-
-/// The accept queues being drained: new connections held back by `lock`.
-struct Drain {
-    lock: isotrace_checkpoint::netlock::Lock,
-    root: i32,
-    addrs: Vec<std::net::SocketAddr>,
-    inos: Vec<u64>,
-    what: String,
-    began: Instant,
+    /// Connections waiting in accept queues at the freeze (`api::drain`).
+    drain: Option<AcceptDrain>,
 }
 
 /// What the receiver says in `Ready` and `Running`.
@@ -141,76 +120,13 @@ impl MigrateJob {
             precopy: None,
             tcp: None,
             pre_layer: None,
-            waker: None,
             drain: None,
-            drains: 0,
-            refreeze: false,
         }
     }
 
-    /// Lets the job freeze the group again (see [`MigrateJob::drain`]).
+    /// Lets the job drain accept queues at the freeze (`api::drain`).
     pub fn set_waker(&mut self, waker: Waker) {
-        self.waker = Some(waker);
-    }
-
-    /// At the freeze: connections waiting in the accept queues of the
-    /// group's listeners have no fd, so no image holds them
-    /// (`dump::unread` would refuse). New connections to those addresses
-    /// are held back (their SYNs dropped by a network lock; clients send
-    /// them again) and the group is let run until it has accepted what
-    /// waits; then it is frozen again (at most [`MAX_DRAINS`] times: a
-    /// handshake that was in flight when the lock came completes after
-    /// it). Returns whether it drains (the group is to resume). Without
-    /// the lock (no CAP_NET_ADMIN, no nft) nothing is drained and the
-    /// checkpoint refuses as before, naming the listener.
-    fn drain(&mut self, b: &Barrier) -> bool {
-        if self.drains >= MAX_DRAINS || self.waker.is_none() {
-            return false;
-        }
-        let waiting = isotrace_checkpoint::dump::backlog::waiting(b.root, &b.pids());
-        if waiting.is_empty() {
-            return false;
-        }
-        self.drains += 1;
-        let what = waiting
-            .iter()
-            .map(|w| format!("{} on {}", w.count, w.local))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let inos: Vec<u64> = waiting.iter().map(|w| w.ino).collect();
-        if let Some(d) = &mut self.drain {
-            // Again (a handshake completed just before the lock): the
-            // lock already holds back new connections to these addresses.
-            if waiting.iter().all(|w| d.addrs.contains(&w.local)) {
-                (d.inos, d.what, d.began) = (inos, what, Instant::now());
-                self.refreeze = true;
-                return true;
-            }
-            return false;
-        }
-        let addrs: Vec<_> = waiting.iter().map(|w| w.local).collect();
-        let name = isotrace_checkpoint::netlock::fresh_name();
-        match isotrace_checkpoint::netlock::Lock::connections(&name, &[], &addrs) {
-            Ok(lock) => {
-                self.drain = Some(Drain {
-                    lock,
-                    root: b.root,
-                    addrs,
-                    inos,
-                    what,
-                    began: Instant::now(),
-                });
-                self.refreeze = true;
-                true
-            }
-            Err(e) => {
-                self.result.notes.push(format!(
-                    "connections wait to be accepted ({what}), and new ones could not be \
-                     held back to let the group accept them: {e}"
-                ));
-                false
-            }
-        }
+        self.drain = Some(AcceptDrain::new(waker));
     }
 
     /// The pre-copy that ran (None: stop-and-copy), and the mode's name.
@@ -368,33 +284,6 @@ impl MigrateJob {
     }
 }
 
-impl MigrateJob {
-    /// Waits (up to [`DRAIN_TIMEOUT`]) until the group accepted what
-    /// waited in its queues, then freezes it again with this job.
-    fn freeze_again(mut self: Box<Self>, paused: Duration) {
-        let Some(d) = &self.drain else { return };
-        let backlog = isotrace_checkpoint::dump::backlog::still_waiting;
-        while backlog(d.root, &d.inos) > 0 && d.began.elapsed() < DRAIN_TIMEOUT {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        let note = format!(
-            "connections waited in accept queues at the freeze ({}): new connections were \
-             held back while the group accepted them ({:.1} ms, after a {:.1} ms pause), \
-             then it was frozen again",
-            d.what,
-            ms(d.began.elapsed()),
-            ms(paused)
-        );
-        self.result.notes.push(note);
-        let Some(waker) = self.waker.clone() else {
-            return;
-        };
-        // A group that ended meanwhile drops the job, and its reply: the
-        // request then says the group ended.
-        let _ = waker.submit(self);
-    }
-}
-
 fn stop_name(stop: StopKind) -> String {
     match stop {
         StopKind::Interrupt => "interrupt".into(),
@@ -429,7 +318,14 @@ impl BarrierJob for MigrateJob {
         let frozen_at = Instant::now();
         let outcome = match barrier {
             Ok(b) if b.tasks.is_empty() => Err("the group has no process left".to_string()),
-            Ok(b) if self.drain(b) => return AfterFreeze::Resume,
+            Ok(b)
+                if self
+                    .drain
+                    .as_mut()
+                    .is_some_and(|d| d.start(b, &mut self.result.notes)) =>
+            {
+                return AfterFreeze::Resume
+            }
             Ok(b) => {
                 self.result.freeze_ms = ms(b.freeze);
                 self.run(b, frozen_at)
@@ -470,17 +366,15 @@ impl BarrierJob for MigrateJob {
     }
 
     fn finish(mut self: Box<Self>, frozen: Duration) {
-        if std::mem::take(&mut self.refreeze) {
-            // Not on the tracer thread, which must run the group meanwhile.
-            std::thread::spawn(move || self.freeze_again(frozen));
+        if self.drain.as_mut().is_some_and(AcceptDrain::take_pending) {
+            AcceptDrain::again(self, frozen, |j: &mut MigrateJob| {
+                let d = j.drain.as_mut().expect("draining");
+                (d, &mut j.result.notes)
+            });
             return;
         }
-        if let Some(d) = self.drain.take() {
-            if let Err(e) = d.lock.unlock() {
-                self.result
-                    .notes
-                    .push(format!("the accept queues' lock: {e}"));
-            }
+        if let Some(d) = &mut self.drain {
+            d.end(&mut self.result.notes);
         }
         self.result.bytes_sent = self.session.tx.sent;
         self.result.total_ms = ms(self.started.elapsed());
