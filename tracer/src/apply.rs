@@ -20,6 +20,7 @@ pub fn verdict(
     verdict: Verdict,
 ) -> Result<()> {
     let exit_stop = verdict.exit_stop;
+    let before = regs;
     match &verdict.action {
         Action::Continue => resume(sup, tid, call, Vec::new(), exit_stop),
         Action::Emulate(ret) => skip_with(sup, tid, regs, *ret, call, exit_stop),
@@ -40,13 +41,13 @@ pub fn verdict(
                 }
             }
             if paths.is_empty() {
-                sys::set_regs(tid, &regs)?;
+                sys::set_regs_changed(tid, &before, &regs)?;
                 sup.stats.rewrites += 1;
                 return resume(sup, tid, call, Vec::new(), exit_stop);
             }
-            rewrite_paths(sup, tid, regs, call, verdict)
+            rewrite_paths(sup, tid, &before, regs, call, verdict)
         }
-        Action::RewriteArgv { .. } => rewrite_paths(sup, tid, regs, call, verdict),
+        Action::RewriteArgv { .. } => rewrite_paths(sup, tid, &before, regs, call, verdict),
     }
 }
 
@@ -104,6 +105,7 @@ type PathRewrite = (usize, Vec<u8>);
 fn rewrite_paths(
     sup: &mut Supervisor<'_>,
     tid: Tid,
+    before: &Regs,
     mut regs: Regs,
     call: Call,
     verdict: Verdict,
@@ -180,7 +182,7 @@ fn rewrite_paths(
     }
     sup.tasks.get_mut(&tid).expect("known task").slot = Some(slot);
     sup.stats.rewrites += 1;
-    sys::set_regs(tid, &regs)?;
+    sys::set_regs_changed(tid, before, &regs)?;
     let pending = if verdict.exit_stop {
         paths.to_vec()
     } else {
