@@ -19,6 +19,7 @@ mod open2;
 mod openat2;
 mod ops;
 mod paths;
+mod procdirs;
 mod procfs;
 mod procmaps;
 pub mod readonly;
@@ -51,6 +52,8 @@ pub struct Isolation {
     procs: procfs::ProcView,
     /// Host mounts are read-only in the tracees' namespace (readonly.rs).
     read_only_host: bool,
+    /// Handles on the tracees' /proc/PID (procdirs.rs).
+    proc_dirs: procdirs::ProcDirs,
 }
 
 enum Pending {
@@ -83,6 +86,7 @@ impl Isolation {
             creds: creds::Creds::new(),
             procs: procfs::ProcView::default(),
             read_only_host: false,
+            proc_dirs: procdirs::ProcDirs::default(),
         }
     }
 
@@ -474,12 +478,19 @@ impl Policy for Isolation {
     }
 
     fn on_entry(&mut self, call: &Call, tv: &mut dyn TraceeView) -> Verdict {
-        let verdict = match self.decide(call, tv) {
+        let mut dirs = std::mem::take(&mut self.proc_dirs);
+        let mut via = procdirs::Via {
+            inner: tv,
+            dirs: &mut dirs,
+            pid: call.pid,
+            tid: call.tid,
+        };
+        let mut verdict = match self.decide(call, &mut via) {
             Ok(v) => v,
             Err(errno) => Verdict::deny(Errno::from_raw(errno)),
         };
-        let mut verdict = verdict;
-        verdict.exit_stop |= self.trace.on_entry_with(call, &verdict, tv);
+        verdict.exit_stop |= self.trace.on_entry_with(call, &verdict, &mut via);
+        self.proc_dirs = dirs;
         verdict
     }
 
@@ -526,11 +537,14 @@ impl Policy for Isolation {
             isotrace_tracer::Event::Exited { tid, .. } => {
                 self.pending.remove(tid);
                 self.creds.forget(*tid);
+                self.proc_dirs.forget(*tid);
             }
             // A set-user-ID program changes its credentials at exec.
             isotrace_tracer::Event::Exec { pid, former_tid } => {
                 self.creds.forget(*pid);
                 self.creds.forget(*former_tid);
+                self.proc_dirs.forget(*pid);
+                self.proc_dirs.forget(*former_tid);
             }
             isotrace_tracer::Event::Spawned { .. } => {}
         }
