@@ -207,6 +207,16 @@ impl Isolation {
         Ok(Verdict { action, exit_stop })
     }
 
+    /// Whether a thread is inside a rename (or another call that creates a
+    /// name with work left for its exit).
+    fn rename_in_flight(&self) -> bool {
+        self.pending.values().any(|p| {
+            matches!(p, Pending::After(after) if after.iter().any(|a| {
+                matches!(a, ops::After::FinishCreate(_) | ops::After::Replaced(_))
+            }))
+        })
+    }
+
     /// unlink/rmdir are done by the supervisor (ops::remove); the checks the
     /// kernel would make for the tracee come first (creds.rs): write and
     /// search permission on the parent directory, as the tracee, and the
@@ -381,6 +391,19 @@ impl Isolation {
         };
         if u.op != Op::Read && !matches!(u.op, Op::CreateOrOpen { write: false }) {
             self.note_change(r.public.clone());
+        }
+        if u.op == Op::Create
+            && matches!(call.sc.name, "mkdir" | "mkdirat")
+            && r.loc.is_none()
+            && plan.after.is_empty()
+            && !self.view.is_exception(&r.public)
+            && !self.rename_in_flight()
+        {
+            // The kernel is about to make it, empty, at plan.real in upper:
+            // lookups in it need not ask upper (idb cache.rs). Not while a
+            // rename that could put a full directory there first is still
+            // running (ops::rename forgets the fresh ones when planned).
+            self.cache.note_fresh_dir(&r.public);
         }
         Ok(PathOutcome::Rewrite(plan))
     }
