@@ -228,13 +228,17 @@ impl Cache {
 
     /// [`Cache::insert`] of what a lookup of `public` found; a directory
     /// noted fresh becomes complete under its new id.
-    pub(crate) fn insert_found(&mut self, dir: u64, name: &[u8], public: &Path, found: Found) -> Found {
+    pub(crate) fn insert_found(
+        &mut self,
+        dir: u64,
+        name: &[u8],
+        public: &Path,
+        found: Found,
+    ) -> Found {
         let stored = self
             .insert(dir, name, Some(found))
             .expect("a found entry is stored as found");
-        if stored.kind == crate::Kind::Dir
-            && stored.loc == Loc::Upper
-            && self.fresh.remove(public)
+        if stored.kind == crate::Kind::Dir && stored.loc == Loc::Upper && self.fresh.remove(public)
         {
             self.complete.insert(stored.id, HashSet::new());
         }

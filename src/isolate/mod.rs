@@ -505,7 +505,6 @@ impl Policy for Isolation {
         let mut via = procdirs::Via {
             inner: tv,
             dirs: &mut dirs,
-            pid: call.pid,
             tid: call.tid,
         };
         let mut verdict = match self.decide(call, &mut via) {

@@ -172,7 +172,9 @@ fn rewrite_paths(
         Ok(())
     } else {
         let w = mem.write(tid, addr, &blob);
-        space.pool.set_held(slot, w.is_ok().then_some(blob.as_slice()));
+        space
+            .pool
+            .set_held(slot, w.is_ok().then_some(blob.as_slice()));
         w
     };
     drop(space);

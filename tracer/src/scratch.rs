@@ -129,7 +129,10 @@ mod tests {
         assert!(!p.holds(0, b"/etc/passwd\0"));
         p.set_held(0, Some(b"/etc/passwd\0"));
         assert!(p.holds(0, b"/etc/passwd\0"));
-        assert!(!p.holds(0, b"/etc/passwd"), "a prefix is not the same bytes");
+        assert!(
+            !p.holds(0, b"/etc/passwd"),
+            "a prefix is not the same bytes"
+        );
         assert!(!p.holds(1, b"/etc/passwd\0"));
         assert!(!p.forked().holds(0, b"/etc/passwd\0"));
         p.set_held(0, None);
