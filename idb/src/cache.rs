@@ -139,10 +139,10 @@ impl Cache {
     pub(crate) fn absent_from_upper(&self, dir: u64, name: &[u8]) -> bool {
         self.complete.get(&dir).is_some_and(|uncertain| {
             !uncertain.contains(OsStr::from_bytes(name))
-                && self
+                && !self
                     .dirs
                     .get(&dir)
-                    .is_none_or(|c| !c.contains_key(OsStr::from_bytes(name)))
+                    .is_some_and(|c| c.contains_key(OsStr::from_bytes(name)))
         })
     }
 
@@ -168,7 +168,8 @@ impl Cache {
     ///
     /// The name where this stops (the one dropped, or the first one not
     /// cached) becomes uncertain in its directory if that is complete, and
-    /// directories noted fresh at or below `public` are fresh no longer.
+    /// directories noted fresh at, below or above `public` are fresh no
+    /// longer.
     pub fn invalidate(&mut self, public: &Path) {
         let comps: Vec<&[u8]> = components(bytes(public)).collect();
         if comps.is_empty() {
