@@ -155,3 +155,20 @@ fn repeated_and_alternating_paths_each_reach_their_own_file() {
     want.push_str("BA");
     assert_eq!(run.stdout_str(), want);
 }
+
+/// A tracee that discards the scratch region's pages with process_madvise
+/// (any advice on its own mm, Linux 6.13+): the next calls over the same
+/// path are rewritten again, not left pointing at zeroed memory.
+#[test]
+fn discarded_scratch_pages_are_written_again() {
+    let iso = Iso::new();
+    write_file(&iso.host(), "f", "x");
+    let g = guest("iso_pmadvise");
+    let run = iso.sh_ok("e", &format!("{} {}", g.display(), iso.hp("f")));
+    let out = run.stdout_str();
+    assert!(out.ends_with("ok 10/10\n"), "{}", run.describe());
+    assert!(
+        out.starts_with("discarded yes\n") || out.starts_with("discarded no\n"),
+        "{out}"
+    );
+}
