@@ -110,6 +110,25 @@ pub(crate) fn merged_probe(
     Ok((host(view, fs, public, Loc::Host)?, false))
 }
 
+/// [`merged_probe`] in a directory of upper whose own names are known and
+/// do not include `name` or its whiteout (a complete directory of the
+/// cache): only the host is asked.
+pub(crate) fn host_probe(
+    view: &View,
+    fs: &dyn Fs,
+    dir: &Dir,
+    name: &[u8],
+    public: &Path,
+) -> Result<(Option<Found>, bool), ResolveError> {
+    if is_reserved_name(name) {
+        return Ok((None, false));
+    }
+    if !dir.host_visible {
+        return Ok((None, true));
+    }
+    Ok((host(view, fs, public, Loc::Host)?, true))
+}
+
 /// A directory in upper is opaque if it holds the marker, or if a whiteout
 /// of its own name sits beside it (created over a deleted host object and
 /// not yet finished by `cow::finish_create`).

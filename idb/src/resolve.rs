@@ -298,9 +298,15 @@ impl Walk<'_> {
         }
         // A name found missing is looked up again every time: the host (or
         // another group in the environment) may create it at any moment,
-        // and it must be seen at once, as on an overlay mount.
-        match lookup::merged_probe(self.view, self.fs, cur, name, public)? {
-            (Some(found), _) => Ok(c.insert(cur.id, name, Some(found))),
+        // and it must be seen at once, as on an overlay mount. In a
+        // complete directory upper's answer is known (cache.rs).
+        let probed = if cur.loc == Loc::Upper && c.absent_from_upper(cur.id, name) {
+            lookup::host_probe(self.view, self.fs, cur, name, public)?
+        } else {
+            lookup::merged_probe(self.view, self.fs, cur, name, public)?
+        };
+        match probed {
+            (Some(found), _) => Ok(Some(c.insert_found(cur.id, name, public, found))),
             (None, no_wh) => {
                 *no_whiteout = no_wh;
                 Ok(None)

@@ -19,6 +19,7 @@ mod open2;
 mod openat2;
 mod ops;
 mod paths;
+mod procdirs;
 mod procfs;
 mod procmaps;
 pub mod readonly;
@@ -51,6 +52,8 @@ pub struct Isolation {
     procs: procfs::ProcView,
     /// Host mounts are read-only in the tracees' namespace (readonly.rs).
     read_only_host: bool,
+    /// Handles on the tracees' /proc/PID (procdirs.rs).
+    proc_dirs: procdirs::ProcDirs,
 }
 
 enum Pending {
@@ -83,6 +86,7 @@ impl Isolation {
             creds: creds::Creds::new(),
             procs: procfs::ProcView::default(),
             read_only_host: false,
+            proc_dirs: procdirs::ProcDirs::default(),
         }
     }
 
@@ -201,6 +205,16 @@ impl Isolation {
             },
         };
         Ok(Verdict { action, exit_stop })
+    }
+
+    /// Whether a thread is inside a rename (or another call that creates a
+    /// name with work left for its exit).
+    fn rename_in_flight(&self) -> bool {
+        self.pending.values().any(|p| {
+            matches!(p, Pending::After(after) if after.iter().any(|a| {
+                matches!(a, ops::After::FinishCreate(_) | ops::After::Replaced(_))
+            }))
+        })
     }
 
     /// unlink/rmdir are done by the supervisor (ops::remove); the checks the
@@ -378,6 +392,19 @@ impl Isolation {
         if u.op != Op::Read && !matches!(u.op, Op::CreateOrOpen { write: false }) {
             self.note_change(r.public.clone());
         }
+        if u.op == Op::Create
+            && matches!(call.sc.name, "mkdir" | "mkdirat")
+            && r.loc.is_none()
+            && plan.after.is_empty()
+            && !self.view.is_exception(&r.public)
+            && !self.rename_in_flight()
+        {
+            // The kernel is about to make it, empty, at plan.real in upper:
+            // lookups in it need not ask upper (idb cache.rs). Not while a
+            // rename that could put a full directory there first is still
+            // running (ops::rename forgets the fresh ones when planned).
+            self.cache.note_fresh_dir(&r.public);
+        }
         Ok(PathOutcome::Rewrite(plan))
     }
 
@@ -474,12 +501,18 @@ impl Policy for Isolation {
     }
 
     fn on_entry(&mut self, call: &Call, tv: &mut dyn TraceeView) -> Verdict {
-        let verdict = match self.decide(call, tv) {
+        let mut dirs = std::mem::take(&mut self.proc_dirs);
+        let mut via = procdirs::Via {
+            inner: tv,
+            dirs: &mut dirs,
+            tid: call.tid,
+        };
+        let mut verdict = match self.decide(call, &mut via) {
             Ok(v) => v,
             Err(errno) => Verdict::deny(Errno::from_raw(errno)),
         };
-        let mut verdict = verdict;
-        verdict.exit_stop |= self.trace.on_entry_with(call, &verdict, tv);
+        verdict.exit_stop |= self.trace.on_entry_with(call, &verdict, &mut via);
+        self.proc_dirs = dirs;
         verdict
     }
 
@@ -526,11 +559,14 @@ impl Policy for Isolation {
             isotrace_tracer::Event::Exited { tid, .. } => {
                 self.pending.remove(tid);
                 self.creds.forget(*tid);
+                self.proc_dirs.forget(*tid);
             }
             // A set-user-ID program changes its credentials at exec.
             isotrace_tracer::Event::Exec { pid, former_tid } => {
                 self.creds.forget(*pid);
                 self.creds.forget(*former_tid);
+                self.proc_dirs.forget(*pid);
+                self.proc_dirs.forget(*former_tid);
             }
             isotrace_tracer::Event::Spawned { .. } => {}
         }

@@ -151,6 +151,7 @@ pub fn rename(
     let dst = cow::prepare_rename_target(view, to).map_err(err)?;
     cache.invalidate(&from.public);
     cache.invalidate(&to.public);
+    cache.forget_fresh();
     let mut after = vec![After::FinishCreate(to.public.clone())];
     if from.loc == Some(Loc::Host) || from.merged {
         after.insert(0, After::Whiteout(from.public.clone()));
@@ -189,6 +190,7 @@ pub fn exchange(view: &View, cache: &mut Cache, a: &Resolved, b: &Resolved) -> R
     let (ra, rb) = (whole(cache, a)?, whole(cache, b)?);
     cache.invalidate(&a.public);
     cache.invalidate(&b.public);
+    cache.forget_fresh();
     let plan = |real: PathBuf, public: &Path| Plan {
         real,
         after: vec![After::Replaced(public.to_path_buf())],

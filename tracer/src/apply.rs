@@ -20,6 +20,7 @@ pub fn verdict(
     verdict: Verdict,
 ) -> Result<()> {
     let exit_stop = verdict.exit_stop;
+    let before = regs;
     match &verdict.action {
         Action::Continue => resume(sup, tid, call, Vec::new(), exit_stop),
         Action::Emulate(ret) => skip_with(sup, tid, regs, *ret, call, exit_stop),
@@ -40,13 +41,13 @@ pub fn verdict(
                 }
             }
             if paths.is_empty() {
-                sys::set_regs(tid, &regs)?;
+                sys::set_regs_changed(tid, &before, &regs)?;
                 sup.stats.rewrites += 1;
                 return resume(sup, tid, call, Vec::new(), exit_stop);
             }
-            rewrite_paths(sup, tid, regs, call, verdict)
+            rewrite_paths(sup, tid, &before, regs, call, verdict)
         }
-        Action::RewriteArgv { .. } => rewrite_paths(sup, tid, regs, call, verdict),
+        Action::RewriteArgv { .. } => rewrite_paths(sup, tid, &before, regs, call, verdict),
     }
 }
 
@@ -104,6 +105,7 @@ type PathRewrite = (usize, Vec<u8>);
 fn rewrite_paths(
     sup: &mut Supervisor<'_>,
     tid: Tid,
+    before: &Regs,
     mut regs: Regs,
     call: Call,
     verdict: Verdict,
@@ -164,7 +166,17 @@ fn rewrite_paths(
         let array = lay_out_argv(addr, &mut blob, items);
         regs.set_arg(*idx, array);
     }
-    let written = mem.write(tid, addr, &blob);
+    // The slot may still hold these very bytes from its last use (the
+    // tracee cannot write it: scratch.rs); then there is nothing to write.
+    let written = if space.pool.holds(slot, &blob) {
+        Ok(())
+    } else {
+        let w = mem.write(tid, addr, &blob);
+        space
+            .pool
+            .set_held(slot, w.is_ok().then_some(blob.as_slice()));
+        w
+    };
     drop(space);
     if let Err(e) = written {
         mm.borrow_mut().pool.free(slot);
@@ -172,7 +184,7 @@ fn rewrite_paths(
     }
     sup.tasks.get_mut(&tid).expect("known task").slot = Some(slot);
     sup.stats.rewrites += 1;
-    sys::set_regs(tid, &regs)?;
+    sys::set_regs_changed(tid, before, &regs)?;
     let pending = if verdict.exit_stop {
         paths.to_vec()
     } else {

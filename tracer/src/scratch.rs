@@ -14,6 +14,16 @@
 //! A slot belongs to one thread from the rewrite until that thread's next
 //! ptrace stop: by then the kernel has copied the arguments of the syscall
 //! that used it.
+//!
+//! Because the tracee cannot write the region, what the tracer last wrote
+//! into a slot is still there at its next use: [`Pool`] remembers it, so a
+//! call that needs the same bytes again (a loop stat-ing one file) costs no
+//! write to /proc/PID/mem. The one way left to change the pages, a
+//! process_madvise(2) that discards them (Linux 6.13 lets a process give
+//! itself any advice), makes the supervisor forget what every pool holds
+//! ([`Pool::forget_contents`]), at that call's entry and at its exit.
+
+use std::collections::HashMap;
 
 /// Start of the region. Above the usual mmap_min_addr (65536) and far below
 /// where non-PIE executables load (0x400000).
@@ -36,6 +46,8 @@ pub struct Pool {
     /// The mapping exists in this address space.
     pub mapped: bool,
     busy: [u64; SLOTS / 64],
+    /// What the tracer last wrote into each slot, when known.
+    held: HashMap<u16, Box<[u8]>>,
 }
 
 impl Pool {
@@ -60,12 +72,37 @@ impl Pool {
         SCRATCH_BASE + u64::from(slot) * SLOT_SIZE
     }
 
-    /// A copy for a forked child: same mapping, no slot in flight.
+    /// A copy for a forked child: same mapping, no slot in flight, and no
+    /// claim about the contents (the child starts afresh).
     pub fn forked(&self) -> Pool {
         Pool {
             mapped: self.mapped,
             busy: Default::default(),
+            held: HashMap::new(),
         }
+    }
+
+    /// Whether `slot` is known to hold exactly `bytes` (from its start).
+    pub fn holds(&self, slot: u16, bytes: &[u8]) -> bool {
+        self.held.get(&slot).is_some_and(|h| **h == *bytes)
+    }
+
+    /// Records that `slot` now holds `bytes`, or, with `None`, that what it
+    /// holds is unknown (a failed or partial write).
+    pub fn set_held(&mut self, slot: u16, bytes: Option<&[u8]>) {
+        match bytes {
+            Some(b) => {
+                self.held.insert(slot, b.into());
+            }
+            None => {
+                self.held.remove(&slot);
+            }
+        }
+    }
+
+    /// Forget what every slot holds: the pages may have been discarded.
+    pub fn forget_contents(&mut self) {
+        self.held.clear();
     }
 }
 
@@ -84,6 +121,25 @@ mod tests {
         assert_eq!(p.alloc(), None);
         p.free(77);
         assert_eq!(p.alloc(), Some(77));
+    }
+
+    #[test]
+    fn contents_are_remembered_per_slot_and_not_inherited() {
+        let mut p = Pool::default();
+        assert!(!p.holds(0, b"/etc/passwd\0"));
+        p.set_held(0, Some(b"/etc/passwd\0"));
+        assert!(p.holds(0, b"/etc/passwd\0"));
+        assert!(
+            !p.holds(0, b"/etc/passwd"),
+            "a prefix is not the same bytes"
+        );
+        assert!(!p.holds(1, b"/etc/passwd\0"));
+        assert!(!p.forked().holds(0, b"/etc/passwd\0"));
+        p.set_held(0, None);
+        assert!(!p.holds(0, b"/etc/passwd\0"));
+        p.set_held(3, Some(b"x\0"));
+        p.forget_contents();
+        assert!(!p.holds(3, b"x\0"));
     }
 
     #[test]

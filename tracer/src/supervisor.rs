@@ -398,8 +398,20 @@ impl<'p> Supervisor<'p> {
             args,
             paths,
         };
-        let verdict = self.policy.on_entry(&call, &mut View { tid, pid });
+        let mut verdict = self.policy.on_entry(&call, &mut View { tid, pid });
+        if sc.name == "process_madvise" {
+            // It may discard scratch pages (scratch.rs): forget what the
+            // pools hold now, and again once the kernel has done it.
+            self.forget_scratch_contents();
+            verdict.exit_stop = true;
+        }
         apply::verdict(self, tid, regs, call, verdict)
+    }
+
+    fn forget_scratch_contents(&mut self) {
+        for task in self.tasks.values() {
+            task.mm.borrow_mut().pool.forget_contents();
+        }
     }
 
     /// The supervisor's own pinning stays invisible: a pinned tracee asking
@@ -434,6 +446,9 @@ impl<'p> Supervisor<'p> {
             return sys::cont(tid, 0);
         };
         let pid = task.pid;
+        if call.sc.name == "process_madvise" {
+            self.forget_scratch_contents();
+        }
         let mut regs: Regs = sys::get_regs(tid)?;
         let act = self
             .policy

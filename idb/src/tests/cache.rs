@@ -132,3 +132,93 @@ fn capacity_bounds_the_cache() {
         assert!(c.len() <= 3);
     }
 }
+
+/// The life of a directory made by mkdir in upper: complete once found, so
+/// a missing name in it costs one lookup (the host's), and every name that
+/// is invalidated there is looked up on disk again.
+#[test]
+fn a_fresh_directory_is_complete_until_a_name_in_it_changes() {
+    let mut fs = tree();
+    fs.dir("/srv");
+    let v = view();
+    let mut c = Cache::new();
+    let get = |fs: &FakeFs, c: &mut Cache, p: &str| {
+        resolve_cached(&v, fs, c, Path::new("/"), p.as_bytes(), true)
+            .unwrap()
+            .loc
+    };
+    let missing = resolve_cached(&v, &fs, &mut c, Path::new("/"), b"/srv/new/x", true);
+    assert!(missing.is_err(), "its parent is missing");
+    // mkdir /srv/new: planned (its parent copied up, the name invalidated,
+    // then noted fresh), then made by the kernel.
+    fs.up_dir("/srv");
+    c.invalidate(Path::new("/srv/new"));
+    c.note_fresh_dir(Path::new("/srv/new"));
+    fs.up_dir("/srv/new");
+    assert_eq!(get(&fs, &mut c, "/srv/new"), Some(Loc::Upper));
+    let before = fs.calls.get();
+    assert_eq!(get(&fs, &mut c, "/srv/new/a"), None);
+    assert_eq!(fs.calls.get() - before, 1, "only the host is asked");
+    // create /srv/new/a: planned (invalidated), then made by the kernel.
+    c.invalidate(Path::new("/srv/new/a"));
+    fs.up_file("/srv/new/a");
+    assert_eq!(get(&fs, &mut c, "/srv/new/a"), Some(Loc::Upper));
+    // delete it again: the uncertain name is looked up on disk.
+    c.invalidate(Path::new("/srv/new/a"));
+    fs.remove("/store/envs/e/upper/srv/new/a");
+    assert_eq!(get(&fs, &mut c, "/srv/new/a"), None);
+    // The host still shows through, live.
+    fs.file("/srv/new/b");
+    assert_eq!(get(&fs, &mut c, "/srv/new/b"), Some(Loc::Host));
+}
+
+/// Exactness where a name appears in a fresh directory other than through
+/// a lookup of the directory first: a copy-up's parents made behind the
+/// walk, a rename onto it, and the whiteout a removal leaves.
+#[test]
+fn completeness_never_hides_what_upper_holds() {
+    let mut fs = tree();
+    fs.dir("/srv");
+    let v = view();
+    let get = |fs: &FakeFs, c: &mut Cache, p: &str| {
+        resolve_cached(&v, fs, c, Path::new("/"), p.as_bytes(), true)
+            .unwrap()
+            .loc
+    };
+    // A planned mkdir failed; the host made the directory and a file, and
+    // the env copied the file up (parents first) before any lookup of it.
+    let mut c = Cache::new();
+    c.note_fresh_dir(Path::new("/srv/d"));
+    fs.dir("/srv/d").file("/srv/d/f");
+    fs.up_dir("/srv/d").up_file("/srv/d/f");
+    c.invalidate(Path::new("/srv/d/f"));
+    assert_eq!(get(&fs, &mut c, "/srv/d/f"), Some(Loc::Upper));
+
+    // A rename puts a full directory where a mkdir was planned.
+    let mut c = Cache::new();
+    c.note_fresh_dir(Path::new("/srv/e"));
+    c.invalidate(Path::new("/srv/full"));
+    c.invalidate(Path::new("/srv/e"));
+    c.forget_fresh();
+    fs.up_dir("/srv/e").up_file("/srv/e/inside");
+    assert_eq!(get(&fs, &mut c, "/srv/e"), Some(Loc::Upper));
+    assert_eq!(get(&fs, &mut c, "/srv/e/inside"), Some(Loc::Upper));
+
+    // A removal in a complete directory whites out a host name.
+    let mut c = Cache::new();
+    c.note_fresh_dir(Path::new("/srv/g"));
+    fs.up_dir("/srv/g");
+    assert_eq!(get(&fs, &mut c, "/srv/g"), Some(Loc::Upper));
+    fs.file("/srv/g/h");
+    assert_eq!(get(&fs, &mut c, "/srv/g/h"), Some(Loc::Host));
+    c.invalidate(Path::new("/srv/g/h"));
+    fs.up_file("/srv/g/.wh.h");
+    assert_eq!(get(&fs, &mut c, "/srv/g/h"), None, "the whiteout is seen");
+
+    // Whatever was fresh is forgotten with the rest.
+    let mut c = Cache::new();
+    c.note_fresh_dir(Path::new("/srv/k"));
+    c.clear();
+    fs.up_dir("/srv/k").up_file("/srv/k/l");
+    assert_eq!(get(&fs, &mut c, "/srv/k/l"), Some(Loc::Upper));
+}
