@@ -450,9 +450,22 @@ fn pages_touched_just_before_the_pause_are_of_the_pause() {
             assert_eq!(at(i), 0, "round {round}: page {i} beyond the counter {h}");
         }
         let r = record(&img, dir);
-        touched += r["processes"][0]["uffd"]["touched_before_pause_bytes"]
+        let t = r["processes"][0]["uffd"]["touched_before_pause_bytes"]
             .as_u64()
             .unwrap();
+        if t > 0 && touched == 0 {
+            let human = run_isotrace(&["inspect", path(&img)], dir);
+            let want = format!(
+                "{} KiB written or gained between the write-protection and the pause",
+                t >> 10
+            );
+            assert!(
+                human.assert_exit(0).stdout_str().contains(&want),
+                "{}",
+                human.describe()
+            );
+        }
+        touched += t;
         std::fs::remove_dir_all(&img).unwrap();
     }
     // The writer takes a step every 100 us: its pages between the

@@ -94,6 +94,12 @@ fn snapshot_record(out: &mut String, r: &crate::dump::snapshot::Record) {
                 u.read_in_pause.len(),
                 u.unprotected_read_only
             );
+            let _ = writeln!(
+                out,
+                "    {} KiB written or gained between the write-protection and the pause (protected again in it), {} KiB mapped since copied in the pause",
+                u.touched_before_pause_bytes >> 10,
+                u.copied_in_pause_bytes >> 10
+            );
             for e in &u.events {
                 let _ = writeln!(out, "    during the copy: {e}");
             }
