@@ -58,9 +58,8 @@ pub fn start_writeback(fd: BorrowedFd<'_>, offset: u64, len: u64) -> Result<(), 
     };
     // SAFETY: sync_file_range only reads its integer arguments; `fd` is
     // an open fd for the length of the call.
-    let rc = unsafe {
-        libc::sync_file_range(fd.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
-    };
+    let rc =
+        unsafe { libc::sync_file_range(fd.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE) };
     if rc < 0 {
         return Err(Errno::last());
     }
