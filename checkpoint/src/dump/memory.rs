@@ -48,8 +48,10 @@ const PM_SWAPPED: u64 = 1 << 62;
 const PM_EXCLUSIVE: u64 = 1 << 56;
 /// pagemap entries read per pread: 16 MiB of address space.
 const PAGEMAP_BATCH: u64 = 4096;
-/// Bytes copied per process_vm_readv: one section buffer.
-const COPY_CHUNK: u64 = WRITE_CHUNK as u64;
+/// Bytes copied per process_vm_readv: a quarter of a section buffer, so
+/// that the section writer hashes each piece while it is still in this
+/// CPU's L2 cache (SectionWriter::commit), not after it was evicted.
+const COPY_CHUNK: u64 = WRITE_CHUNK as u64 / 4;
 
 /// Why a mapping's contents are not captured, or None to capture it.
 pub fn skip_reason(vma: &Vma) -> Option<&'static str> {

@@ -4,7 +4,7 @@
 //! directory renamed to DIR (rename(2) is atomic within a filesystem).
 //! Dropping an uncommitted writer removes the temporary directory.
 
-use super::digest::{buf_mut, Algo, Buf, Hasher, Pipeline};
+use super::digest::{Algo, Hasher};
 use super::manifest::{valid_section_name, Manifest, Section, MANIFEST};
 use super::write_behind::{Op, WriteBehind};
 use crate::error::{Error, Result};
@@ -14,12 +14,11 @@ use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Bytes gathered before one hand-over to the write and hash threads.
+/// Bytes gathered before one hand-over to the write thread.
 pub const CHUNK: usize = 2 << 20;
-/// Buffers in flight between the dumping, writing and hashing threads:
-/// with the one being filled, at most 5 * CHUNK = 10 MiB of the
-/// supervisor's RSS, whatever the size of the section (IMAGE.md: a dump
-/// streams).
+/// Buffers in flight between the dumping and the writing thread: with the
+/// one being filled, at most 5 * CHUNK = 10 MiB of the supervisor's RSS,
+/// whatever the size of the section (IMAGE.md: a dump streams).
 const BUFFERS: usize = 4;
 
 pub struct ImageWriter {
@@ -38,19 +37,21 @@ pub struct ImageWriter {
 
 /// One section being streamed: counts and hashes what passes through.
 /// Bytes are gathered in a [`CHUNK`]-sized buffer (a caller can read
-/// straight into it: [`SectionWriter::spare`]), then written with one
-/// write(2) on a write thread and hashed on a hash thread while the next
-/// buffer fills. A section that never fills a buffer (the metadata ones)
-/// is written and hashed inline, and starts no thread.
+/// straight into it: [`SectionWriter::spare`]) and hashed as they are
+/// committed, while the caller's read has just left them in this CPU's
+/// cache (read in pieces of a few hundred KiB, they stay in its L2); a
+/// full buffer is written with one write(2) on a write thread while the
+/// next one fills. A section that never fills a buffer (the metadata
+/// ones) is written inline, and starts no thread.
 pub struct SectionWriter {
     name: String,
     path: PathBuf,
     /// The file, until the write thread takes it.
     file: Option<File>,
-    pipe: Option<Pipeline>,
+    hasher: Hasher,
     behind: Option<WriteBehind>,
     /// The buffer being filled, and how much of it is.
-    cur: Option<Buf>,
+    cur: Option<Vec<u8>>,
     fill: usize,
     /// Bytes of the file so far, holes included.
     flushed: u64,
@@ -81,12 +82,15 @@ impl SectionWriter {
         }
         let cur = match self.cur.take() {
             Some(b) => b,
-            None => match self.pipe.as_mut() {
-                Some(p) => p.take(),
-                None => Arc::new(Vec::new()),
+            None => match self.behind.as_ref() {
+                Some(b) => match b.take() {
+                    Some(buf) => buf,
+                    None => return Err(self.write_error()),
+                },
+                None => Vec::new(),
             },
         };
-        let buf = buf_mut(self.cur.insert(cur));
+        let buf = self.cur.insert(cur);
         if buf.len() < self.fill + len {
             buf.resize(self.fill + len, 0);
         }
@@ -95,8 +99,9 @@ impl SectionWriter {
 
     /// Appends the first `n` bytes of the last [`SectionWriter::spare`].
     pub fn commit(&mut self, n: usize) {
-        let have = self.cur.as_ref().map_or(0, |b| b.len());
-        assert!(self.fill + n <= have, "commit past the spare room");
+        let cur = self.cur.as_deref().unwrap_or_default();
+        assert!(self.fill + n <= cur.len(), "commit past the spare room");
+        self.hasher.update(&cur[self.fill..self.fill + n]);
         self.fill += n;
     }
 
@@ -105,26 +110,28 @@ impl SectionWriter {
         self.flushed + self.fill as u64
     }
 
-    /// Hands the filled buffer to the write and hash threads (started on
-    /// the first flush).
+    /// The write thread, started on first use.
+    fn behind(&mut self) -> &WriteBehind {
+        if self.behind.is_none() {
+            let file = self.file.take().expect("the file until the write thread");
+            self.behind = Some(WriteBehind::start(file, BUFFERS, CHUNK));
+        }
+        self.behind.as_ref().expect("started")
+    }
+
+    /// Hands the filled buffer to the write thread.
     fn flush(&mut self) -> Result<()> {
         let Some(buf) = self.cur.take() else {
             return Ok(());
         };
         let fill = std::mem::take(&mut self.fill);
-        if self.pipe.is_none() {
-            let pipe = Pipeline::new(Algo::Blake3, BUFFERS, CHUNK);
-            let file = self.file.take().expect("the file until the first flush");
-            self.behind = Some(WriteBehind::start(file, pipe.returns()));
-            self.pipe = Some(pipe);
-        }
-        let (pipe, behind) = (self.pipe.as_ref(), self.behind.as_ref());
-        let (pipe, behind) = (pipe.expect("started"), behind.expect("started"));
-        pipe.hash(Arc::clone(&buf), fill);
-        behind.send(Op::Data(Arc::clone(&buf), fill));
-        pipe.release(buf);
+        let failed = {
+            let behind = self.behind();
+            behind.send(Op::Data(buf, fill));
+            behind.failed()
+        };
         self.flushed += fill as u64;
-        if behind.failed() {
+        if failed {
             return Err(self.write_error());
         }
         Ok(())
@@ -141,24 +148,23 @@ impl SectionWriter {
 
     /// Writes what is left; returns the file, the size and the digest.
     fn close(mut self) -> Result<Closed> {
-        let (digest, file) = match self.pipe.is_some() {
+        let file = match self.behind.is_some() {
             true => {
                 self.flush()?;
                 let (file, res) = self.behind.take().expect("started").finish();
                 res.map_err(|e| Error::io(&self.path, e))?;
-                (self.pipe.take().expect("checked").finish(), file)
+                file
             }
             false => {
                 let mut file = self.file.take().expect("no write thread");
-                let mut h = Hasher::new(Algo::Blake3);
                 let buf = self.cur.take().unwrap_or_default();
-                h.update(&buf[..self.fill]);
                 file.write_all(&buf[..self.fill])
                     .map_err(|e| Error::io(&self.path, e))?;
                 self.flushed += self.fill as u64;
-                (h.hex(), file)
+                file
             }
         };
+        let digest = std::mem::replace(&mut self.hasher, Hasher::new(Algo::Blake3)).hex();
         if self.held > 0 {
             // A hole at the end: the file still has the section's size.
             file.set_len(self.flushed)
@@ -254,7 +260,7 @@ impl ImageWriter {
             name: name.to_owned(),
             path,
             file: Some(file),
-            pipe: None,
+            hasher: Hasher::new(Algo::Blake3),
             behind: None,
             cur: None,
             fill: 0,

@@ -1,5 +1,5 @@
 //! Calls on files of ours that std and nix do not offer: the timerfd
-//! accounting query, open_by_handle_at(2) and kcmp(2). Part of `sys`:
+//! accounting query, open_by_handle_at(2), kcmp(2) and sync_file_range(2). Part of `sys`:
 //! `unsafe` lives in `sys.rs` and its modules only.
 
 use nix::errno::Errno;
@@ -46,4 +46,22 @@ pub fn same_open_file(pa: i32, a: i32, pb: i32, b: i32) -> bool {
     // SAFETY: integer-only syscall.
     let rc = unsafe { libc::syscall(libc::SYS_kcmp, pa, pb, KCMP_FILE, a, b) };
     rc == 0
+}
+
+/// sync_file_range(2) with SYNC_FILE_RANGE_WRITE: starts writeback of the
+/// dirty pages of [offset, offset + len) of `fd` and returns without
+/// waiting for it (it may wait for room in the device's queue). A no-op
+/// on filesystems without writeback (tmpfs).
+pub fn start_writeback(fd: BorrowedFd<'_>, offset: u64, len: u64) -> Result<(), Errno> {
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return Err(Errno::EINVAL);
+    };
+    // SAFETY: sync_file_range only reads its integer arguments; `fd` is
+    // an open fd for the length of the call.
+    let rc =
+        unsafe { libc::sync_file_range(fd.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE) };
+    if rc < 0 {
+        return Err(Errno::last());
+    }
+    Ok(())
 }
