@@ -296,6 +296,7 @@ impl BarrierJob for CheckpointJob {
             stopped_threads(barrier),
             &self.dir,
             self.tcp,
+            self.leave_running,
         );
         let dumped = dumped.and_then(|(mut d, held)| {
             if let Some(s) = &self.state {

@@ -30,21 +30,28 @@ const KNOWN_ANON: &[&str] = &[
 /// left at `dir`.
 pub fn dump(root: i32, pids: Vec<i32>, threads: Vec<StoppedThread>, dir: &Path) -> Result<Dumped> {
     // Dropping the sockets held resumes the group's connections.
-    dump_tcp(root, pids, threads, dir, TcpPolicy::Repair).map(|(dumped, _)| dumped)
+    dump_tcp(root, pids, threads, dir, TcpPolicy::Repair, false).map(|(dumped, _)| dumped)
 }
 
 /// [`dump`], carrying the established TCP connections as `policy` says
 /// (`tcp`). The returned [`Held`] keeps the source's connections in
 /// repair mode and locked until the caller resumes or releases them.
+/// `runs_on`: the group is resumed before the commit (`--leave-running`),
+/// so the image's disk writes are left to the commit
+/// ([`ImageWriter::no_early_writeback`]).
 pub fn dump_tcp(
     root: i32,
     pids: Vec<i32>,
     threads: Vec<StoppedThread>,
     dir: &Path,
     policy: TcpPolicy,
+    runs_on: bool,
 ) -> Result<(Dumped, Held)> {
-    let held = std::collections::HashMap::new();
-    dump_tcp_holding(root, pids, threads, dir, policy, held)
+    let mut writer = ImageWriter::create(dir)?;
+    if runs_on {
+        writer.no_early_writeback();
+    }
+    dump_with(writer, root, pids, threads, policy)
 }
 
 /// [`dump_tcp`] at the freeze of a pre-copied migration: the pages `held`
@@ -62,6 +69,17 @@ pub fn dump_tcp_holding(
     for (pid, pages) in held {
         writer.hold_pages(pid, pages);
     }
+    dump_with(writer, root, pids, threads, policy)
+}
+
+/// The dump of [`dump_tcp`] and [`dump_tcp_holding`] into `writer`.
+fn dump_with(
+    writer: ImageWriter,
+    root: i32,
+    pids: Vec<i32>,
+    threads: Vec<StoppedThread>,
+    policy: TcpPolicy,
+) -> Result<(Dumped, Held)> {
     let frozen = Frozen::adopt(pids, threads);
     super::inject_fault(root);
     let mut dumped = Dumped::new(&frozen, root, writer, Kind::Checkpoint)?;

@@ -45,7 +45,7 @@ pub struct WriteBehind {
 impl WriteBehind {
     /// Starts writing to `file`, with a pool of `buffers` buffers of
     /// `size` bytes (their pages are touched only as they are used).
-    pub fn start(file: File, buffers: usize, size: usize) -> WriteBehind {
+    pub fn start(file: File, buffers: usize, size: usize, writeback: bool) -> WriteBehind {
         let (work, rx) = channel::<Op>();
         let (returns, free) = channel::<Vec<u8>>();
         for _ in 0..buffers {
@@ -55,7 +55,7 @@ impl WriteBehind {
         let flag = Arc::clone(&failed);
         let thread = std::thread::Builder::new()
             .name("isotrace-write".into())
-            .spawn(move || write_all(file, rx, returns, flag))
+            .spawn(move || write_all(file, rx, returns, flag, writeback))
             .expect("spawning the write thread");
         WriteBehind {
             work: Some(work),
@@ -102,6 +102,7 @@ fn write_all(
     ops: Receiver<Op>,
     returns: Sender<Vec<u8>>,
     failed: Arc<AtomicBool>,
+    writeback: bool,
 ) -> (File, io::Result<()>) {
     let mut res = Ok(());
     // Where the file is, and where writeback was last started from.
@@ -127,7 +128,7 @@ fn write_all(
         }
         if res.is_err() {
             failed.store(true, Ordering::Relaxed);
-        } else if at - started >= WRITEBACK_STEP {
+        } else if writeback && at - started >= WRITEBACK_STEP {
             // Advisory: an I/O error it would meet is the commit's
             // fsync's to report (fsync(2) returns writeback errors).
             let _ = start_writeback(file.as_fd(), started, at - started);

@@ -33,6 +33,9 @@ pub struct ImageWriter {
     /// Pages (pid, then address) the dump must not read: a migration's
     /// receiver holds them from pre-copy.
     held: HashMap<i32, Arc<HashSet<u64>>>,
+    /// Whether sections start their disk writes as they go (see
+    /// [`ImageWriter::no_early_writeback`]).
+    writeback: bool,
 }
 
 /// One section being streamed: counts and hashes what passes through.
@@ -57,6 +60,8 @@ pub struct SectionWriter {
     flushed: u64,
     /// Bytes left as holes ([`SectionWriter::skip`]).
     held: u64,
+    /// Whether the write thread starts writeback as it goes.
+    writeback: bool,
 }
 
 /// A finished section: its name, file, size and digest.
@@ -114,7 +119,7 @@ impl SectionWriter {
     fn behind(&mut self) -> &WriteBehind {
         if self.behind.is_none() {
             let file = self.file.take().expect("the file until the write thread");
-            self.behind = Some(WriteBehind::start(file, BUFFERS, CHUNK));
+            self.behind = Some(WriteBehind::start(file, BUFFERS, CHUNK, self.writeback));
         }
         self.behind.as_ref().expect("started")
     }
@@ -237,7 +242,17 @@ impl ImageWriter {
             unsynced: Vec::new(),
             committed: false,
             held: HashMap::new(),
+            writeback: true,
         })
+    }
+
+    /// Sections no longer start their disk writes while they are written
+    /// (`write_behind`), only the commit's fsync does. For a group that
+    /// runs on during the commit (`--leave-running`): the early writeback
+    /// shortens the whole checkpoint (the fsync waits for the tail only)
+    /// but lengthens the dump, which is its frozen part.
+    pub fn no_early_writeback(&mut self) {
+        self.writeback = false;
     }
 
     /// Pages of `pid` the dump must not read (their addresses), because
@@ -266,6 +281,7 @@ impl ImageWriter {
             fill: 0,
             flushed: 0,
             held: 0,
+            writeback: self.writeback,
         })
     }
 
