@@ -320,32 +320,52 @@ pub(crate) fn dump_process(frozen: &Frozen, pid: i32, writer: &mut ImageWriter) 
     memory::dump(&proc, &mut vmas, &mut pages, held.as_deref())?;
     writer.finish(pages)?;
     let (threads, shared_siginfo) = threads_and_signals(frozen, pid, proc.tid)?;
+    let p = described(pid, &stat, &status, &proc)?;
+    Ok(Process {
+        signals: ProcessSignals {
+            shared_siginfo,
+            ..p.signals
+        },
+        threads,
+        vmas,
+        fds: fds::dump(&proc)?,
+        pages_section,
+        ..p
+    })
+}
+
+/// A process as its stat, status and `proc` (its /proc directory, or its
+/// copy-on-write child's) describe it: ids, names, creds, limits and
+/// signal dispositions; its threads, memory and fds are the caller's.
+pub(crate) fn described(
+    pid: i32,
+    stat: &procfs::Stat,
+    status: &std::collections::HashMap<String, String>,
+    proc: &ProcDir,
+) -> Result<Process> {
     Ok(Process {
         pid,
         ppid: stat.ppid,
         pgid: stat.pgrp,
         sid: stat.session,
-        comm: stat.comm,
+        comm: stat.comm.clone(),
         exe: proc.link("exe"),
         cwd: proc.link("cwd"),
         root: proc.link("root"),
         cmdline: proc.bytes("cmdline")?,
         environ: proc.bytes("environ")?,
         auxv: proc.bytes("auxv")?,
-        creds: creds(&status),
+        creds: creds(status),
         umask: status
             .get("Umask")
             .and_then(|u| u32::from_str_radix(u, 8).ok()),
         limits: parse_limits(&proc.text("limits")?),
         signals: ProcessSignals {
-            ignored: hex_field(&status, "SigIgn"),
-            caught: hex_field(&status, "SigCgt"),
-            shared_pending: hex_field(&status, "ShdPnd"),
-            shared_siginfo,
+            ignored: hex_field(status, "SigIgn"),
+            caught: hex_field(status, "SigCgt"),
+            shared_pending: hex_field(status, "ShdPnd"),
+            shared_siginfo: Vec::new(),
         },
-        threads,
-        vmas,
-        fds: fds::dump(&proc)?,
-        pages_section,
+        ..Default::default()
     })
 }

@@ -4,12 +4,10 @@
 
 use super::record::ProcessRecord;
 use crate::dump::cow::CowChild;
-use crate::dump::procfs::{
-    creds, hex_field, parse_limits, parse_maps, parse_stat, parse_status, Stat,
-};
+use crate::dump::procfs::{parse_maps, parse_stat, parse_status, Stat};
 use crate::dump::sigstate::{self, Handler};
 use crate::dump::wp::{Prearmed, WpCopy};
-use crate::dump::{fds, memory, threads_and_signals, Frozen, ProcDir};
+use crate::dump::{described, fds, memory, threads_and_signals, Frozen, ProcDir};
 use crate::error::{Error, Result};
 use crate::image::ImageWriter;
 use crate::model::{Process, ProcessSignals, Thread, Vma, VmaMemory};
@@ -207,34 +205,17 @@ impl Held {
         };
         writer.finish(pages)?;
         vmas.sort_by_key(|v| v.start);
+        let p = described(pid, &self.stat, &self.status, cp)?;
         Ok(Process {
-            pid,
-            ppid: self.stat.ppid,
-            pgid: self.stat.pgrp,
-            sid: self.stat.session,
-            comm: self.stat.comm,
-            exe: cp.link("exe"),
-            cwd: cp.link("cwd"),
-            root: cp.link("root"),
-            cmdline: cp.bytes("cmdline")?,
-            environ: cp.bytes("environ")?,
-            auxv: cp.bytes("auxv")?,
-            creds: creds(&self.status),
-            umask: self
-                .status
-                .get("Umask")
-                .and_then(|u| u32::from_str_radix(u, 8).ok()),
-            limits: parse_limits(&cp.text("limits")?),
             signals: ProcessSignals {
-                ignored: hex_field(&self.status, "SigIgn"),
-                caught: hex_field(&self.status, "SigCgt"),
-                shared_pending: hex_field(&self.status, "ShdPnd"),
                 shared_siginfo: self.shared_siginfo,
+                ..p.signals
             },
             threads: self.threads,
             vmas,
             fds: self.fds,
             pages_section,
+            ..p
         })
     }
 }
