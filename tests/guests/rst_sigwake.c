@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "put.h"
 
 static volatile sig_atomic_t count;
 
@@ -18,18 +19,6 @@ static void on_usr2(int sig)
 {
 	(void)sig;
 	count++;
-}
-
-static void put(const char *dir, const char *name, const char *text)
-{
-	char tmp[4096], path[4096];
-	snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, name);
-	snprintf(path, sizeof path, "%s/%s", dir, name);
-	FILE *f = fopen(tmp, "w");
-	if (!f || fputs(text, f) < 0 || fclose(f) != 0 || rename(tmp, path) != 0) {
-		perror(path);
-		exit(2);
-	}
 }
 
 int main(int argc, char **argv)

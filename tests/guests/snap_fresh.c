@@ -26,6 +26,7 @@
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
+#include "put.h"
 
 static volatile uint64_t *b;
 static volatile unsigned char *a;
@@ -57,19 +58,6 @@ static void *writer(void *arg)
 		*b = n;
 	}
 	return NULL;
-}
-
-static void put(const char *dir, const char *name, const char *text)
-{
-	char path[4096], tmp[4096];
-	snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, name);
-	snprintf(path, sizeof path, "%s/%s", dir, name);
-	FILE *f = fopen(tmp, "w");
-	if (!f)
-		exit(3);
-	fputs(text, f);
-	fclose(f);
-	rename(tmp, path);
 }
 
 int main(int argc, char **argv)

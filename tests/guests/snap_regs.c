@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include "put.h"
 
 #define RBX_BASE 0x5ca1ab1e00000000ull
 #define R12_BASE 0xfeedface00000000ull
@@ -90,17 +91,6 @@ static void *run(void *arg)
 	}
 	__asm__ volatile("" ::: "memory");
 	return NULL;
-}
-
-static void put(const char *dir, const char *name, const char *text)
-{
-	char path[4096], tmp[4096];
-	snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, name);
-	snprintf(path, sizeof path, "%s/%s", dir, name);
-	FILE *f = fopen(tmp, "w");
-	fputs(text, f);
-	fclose(f);
-	rename(tmp, path);
 }
 
 int main(int argc, char **argv)

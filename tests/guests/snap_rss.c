@@ -32,6 +32,7 @@
 #include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
+#include "put.h"
 
 static volatile int64_t max_gap_ns;
 static volatile int reset_gap;
@@ -92,19 +93,6 @@ static int take(const char *dir, const char *name)
 	char path[4096];
 	snprintf(path, sizeof path, "%s/%s", dir, name);
 	return unlink(path) == 0;
-}
-
-static void put(const char *dir, const char *name, const char *text)
-{
-	char path[4096], tmp[4096];
-	snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, name);
-	snprintf(path, sizeof path, "%s/%s", dir, name);
-	FILE *f = fopen(tmp, "w");
-	if (!f)
-		exit(3);
-	fputs(text, f);
-	fclose(f);
-	rename(tmp, path);
 }
 
 static void allow_all_filter(void)
