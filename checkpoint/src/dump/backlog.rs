@@ -66,19 +66,25 @@ pub fn parse_listeners(text: &str) -> Vec<(u64, SocketAddr, u32)> {
 }
 
 /// The listeners of `pids` (in the network namespace of `root`) with
-/// connections waiting to be accepted.
+/// connections waiting to be accepted. It runs at every freeze of a
+/// checkpoint or migration, so the group's fd tables are read only when
+/// some listener of the namespace has a queue at all.
 pub fn waiting(root: i32, pids: &[i32]) -> Vec<Waiting> {
-    let mine = socket_inodes(pids);
     let mut out = Vec::new();
     for proto in ["tcp", "tcp6"] {
         let Ok(text) = std::fs::read_to_string(format!("/proc/{root}/net/{proto}")) else {
             continue;
         };
-        for (ino, local, count) in parse_listeners(&text) {
-            if count > 0 && mine.contains(&ino) {
-                out.push(Waiting { ino, local, count });
-            }
-        }
+        out.extend(
+            parse_listeners(&text)
+                .into_iter()
+                .filter(|&(_, _, count)| count > 0)
+                .map(|(ino, local, count)| Waiting { ino, local, count }),
+        );
+    }
+    if !out.is_empty() {
+        let mine = socket_inodes(pids);
+        out.retain(|w| mine.contains(&w.ino));
     }
     out
 }
