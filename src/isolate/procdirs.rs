@@ -45,7 +45,7 @@ use std::path::PathBuf;
 const MAX_HANDLES: usize = 64;
 
 /// Handles on links kept at most; past that, the oldest is closed.
-const MAX_LINKS: usize = 128;
+const MAX_LINKS: usize = 64;
 
 /// Which link of /proc/TID.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
