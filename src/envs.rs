@@ -4,7 +4,6 @@ use crate::cli::RunArgs;
 use crate::run::Failure;
 use crate::EXIT_USAGE;
 use isotrace_idb::{Environment, Store, View};
-use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
@@ -129,7 +128,7 @@ impl RunEnv {
 
     /// After the group exited: the one-line summary (issue #3), and the
     /// throwaway env's removal.
-    pub fn finish(self, changed: &BTreeSet<PathBuf>) {
+    pub fn finish(self, changed: &std::collections::HashSet<PathBuf>) {
         let name = self.env.name().to_string();
         if self.show_diff {
             match isotrace_idb::diff(&self.view, &isotrace_idb::RealFs) {

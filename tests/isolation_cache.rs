@@ -3,9 +3,10 @@
 //!   missing there is asked of the host only): names made, renamed and
 //!   removed by one process are seen by the next, and the host still shows
 //!   through, live, while the program runs;
-//! - fd and cwd links are read through per-thread /proc handles: a reused
-//!   fd number, dup2, chdir, a thread with its own fd table, fork and exec
-//!   all give what they give natively;
+//! - fd and cwd links are read through per-thread /proc handles and
+//!   per-number link handles: a reused fd number, dup2, dup3, a sibling
+//!   thread's swap, chdir, a rename by another process, a thread with its
+//!   own fd table, fork and exec all give what they give natively;
 //! - a scratch slot is not rewritten when it already holds the bytes.
 
 mod common;
@@ -171,4 +172,40 @@ fn discarded_scratch_pages_are_written_again() {
         out.starts_with("discarded yes\n") || out.starts_with("discarded no\n"),
         "{out}"
     );
+}
+
+const FDLINKS_OUT: &str = "first A\ndup3 C\nsibling-before A\nsibling B\ncycle Y\n\
+renamed-before A\nrenamed A\nrenamed-fresh N\ncwd-before A\ncwd-moved A\n\
+closed-before A\nclosed ERR\nclosed-reopened C\n";
+
+/// The link handles kept per fd number (procdirs.rs) read the fd table and
+/// the cwd live: dup3, a sibling thread that swaps the number, 200
+/// close/reopen rounds at one number, a directory renamed by another
+/// process while open (and while the cwd), and a closed number all give
+/// what they give natively, over directories the env made. (Over host
+/// directories the rename steps differ: an fd open on a host directory the
+/// env then renames keeps the host object, whose link still reads the old
+/// public name, which the env has given to the new directory.)
+#[test]
+fn fd_link_handles_read_the_table_live() {
+    let iso = Iso::new();
+    letters_tree(&iso.host().join("h"));
+    let g = guest("iso_fdlinks");
+    let native_root = iso.host().join("native");
+    letters_tree(&native_root);
+    let native = iso.native_sh(&format!("{} {}", g.display(), native_root.display()));
+    assert_eq!(native.stdout_str(), FDLINKS_OUT, "{}", native.describe());
+    fs::remove_dir_all(&native_root).unwrap();
+    let host = host_snapshot(&iso.host());
+    let p = iso.hp("p");
+    let traced = iso.sh_ok(
+        "e",
+        &format!(
+            "for d in A B C; do mkdir -p {p}/$d && printf $d > {p}/$d/f; done && {} {p}",
+            g.display()
+        ),
+    );
+    assert_eq!(traced.stdout_str(), FDLINKS_OUT);
+    assert!(!iso.host().join("p").exists());
+    host.assert_unchanged();
 }

@@ -45,7 +45,7 @@ pub struct Isolation {
     pending: HashMap<i32, Pending>,
     dirs: dirents::Listings,
     /// Public paths the group changed, for the closing summary.
-    pub changed: std::collections::BTreeSet<PathBuf>,
+    pub changed: std::collections::HashSet<PathBuf>,
     /// The tracees' file-system credentials (creds.rs).
     creds: creds::Creds,
     /// The tracees' pid numbering in /proc (procfs.rs).
