@@ -29,6 +29,9 @@ pub struct Context<'a> {
     pub may_setgroups: bool,
     /// Interval and POSIX timers (timers.bin).
     pub timers: &'a crate::dump::timers::ProcessTimers,
+    /// The post-copy server, when held pages are filled after the release
+    /// (`Options::post_copy`).
+    pub post_copy: Option<&'a super::lazy::PostCopy>,
 }
 
 /// Rebuilds `proc` in its vessel `v`, creates its threads, and parks
@@ -45,8 +48,13 @@ pub fn restore(
     memory::move_vdso(v, proc, cx.image)?;
     // The pages are read once, into place, and their digest checked here,
     // while every restored task is still held (see restore::restore).
-    let mut section = SectionReader::open(cx.image, &proc.pages_section)?;
-    memory::rebuild(v, proc, &mut section, cx.opts, &cx.shared.shm)?;
+    let lazy = lazy(cx, proc, v)?;
+    let skip = match &lazy {
+        Some(l) => memory::post_copied(proc, l.extents)?,
+        None => Vec::new(),
+    };
+    let mut section = SectionReader::open_skipping(cx.image, &proc.pages_section, skip)?;
+    memory::rebuild(v, proc, &mut section, cx.opts, &cx.shared.shm, lazy)?;
     section.finish()?;
     let mut notes = mm::apply(v, cx.image, proc, cx.opts)?;
     notes.extend(fds::apply(v, plans, cx.shared, cx.opts)?);
@@ -58,6 +66,31 @@ pub fn restore(
     )?);
     notes.extend(threads(cx, proc, v, out)?);
     Ok(notes)
+}
+
+/// Post-copy for `proc` when the restore does it and the process has held
+/// pages; None to fill eagerly (the server is told why, if it was refused).
+fn lazy<'a>(cx: &Context<'a>, proc: &Process, v: &Vessel) -> Result<Option<memory::Lazy<'a>>> {
+    let (Some(server), Some(extents)) = (
+        cx.post_copy,
+        cx.image.elsewhere.get(&proc.pages_section),
+    ) else {
+        return Ok(None);
+    };
+    if extents.is_empty() || !memory::whole_pages(proc) {
+        return Ok(None);
+    }
+    match super::uffd::Filler::open_lazy(v)? {
+        Ok(filler) => Ok(Some(memory::Lazy {
+            server,
+            filler,
+            extents,
+        })),
+        Err(why) => {
+            server.eager(why);
+            Ok(None)
+        }
+    }
 }
 
 /// Creates the threads of `proc` (with the injection mask, which they

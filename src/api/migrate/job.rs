@@ -65,6 +65,22 @@ struct Confirmed {
     restore_ms: f64,
     #[serde(default)]
     notes: Vec<String>,
+    /// `Running`: the copy's held pages are being post-copied, and a
+    /// `PostCopied` frame follows once they are all in.
+    #[serde(default)]
+    post_copy: bool,
+    /// `Running` after pre-copy: `eager` or `post-copy`.
+    #[serde(default)]
+    fill: String,
+}
+
+/// What the receiver says in `PostCopied`.
+#[derive(Deserialize, Default)]
+struct PostCopied {
+    #[serde(default)]
+    stats: Option<isotrace_checkpoint::restore::lazy::Stats>,
+    #[serde(default)]
+    error: Option<String>,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -106,6 +122,8 @@ impl MigrateJob {
             layer_bytes: 0,
             staging: String::new(),
             notes: Vec::new(),
+            fill: String::new(),
+            post_copy: None,
         };
         MigrateJob {
             req,
@@ -280,6 +298,22 @@ impl MigrateJob {
         self.result.restore_ms = ready.restore_ms.max(running.restore_ms);
         self.result.dest_pids = running.pids;
         self.result.notes.extend(running.notes);
+        self.result.fill = running.fill;
+        if running.post_copy {
+            // The copy runs: the downtime is over. What is left is the
+            // push of the pages it held, which the report includes.
+            let done: PostCopied = self.session.rx.expect_json(Kind::PostCopied).map_err(|e| {
+                format!("the copy runs at {to}, but its post-copy did not report: {e}")
+            })?;
+            if let Some(why) = done.error {
+                // The copy was killed (it cannot run without its pages);
+                // this group, still frozen and whole, resumes instead.
+                return Err(format!(
+                    "the copy ran at {to} but failed while its pages were post-copied ({why}); what it did meanwhile (TCP traffic, files) is lost"
+                ));
+            }
+            self.result.post_copy = done.stats;
+        }
         Ok(())
     }
 }
