@@ -18,10 +18,13 @@ const PUSH: u64 = 1 << 20;
 /// Pages a fault fills: the faulting one and the pending ones after it
 /// (a program that touches one page is likely to touch the next).
 const FAULT_WINDOW: u64 = 16 * PAGE_SIZE;
-/// Test hook (not a user feature): ISOTRACE_TEST_POSTCOPY_PACE_MS=N makes
-/// the pusher fill 16 pages every N ms, so that the window in which pages
-/// are still missing is wide enough for tests to act in it.
-const PACE_VAR: &str = "ISOTRACE_TEST_POSTCOPY_PACE_MS";
+/// Test hook (not a user feature): with ISOTRACE_TEST_POSTCOPY_HOLD=FILE
+/// the pusher waits until FILE exists (faults are served meanwhile), so a
+/// test decides how long pages stay missing after the group runs, and acts
+/// in that window whatever the load.
+const HOLD_VAR: &str = "ISOTRACE_TEST_POSTCOPY_HOLD";
+/// How often the pusher looks for the hold file.
+const HOLD_POLL: Duration = Duration::from_millis(10);
 
 /// What post-copy did, for the migration report.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize, PartialEq)]
@@ -68,16 +71,13 @@ struct Server {
     started: Instant,
     failed: Option<String>,
     buf: Vec<u8>,
-    pace: Option<Duration>,
+    hold: Option<std::path::PathBuf>,
     next_push: Instant,
     turn: usize,
 }
 
 pub(super) fn run(wake: OwnedFd, rx: Receiver<Cmd>) {
-    let pace = std::env::var(PACE_VAR)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .map(Duration::from_millis);
+    let hold = std::env::var_os(HOLD_VAR).map(std::path::PathBuf::from);
     let mut s = Server {
         ctxs: Vec::new(),
         next_id: 0,
@@ -87,7 +87,7 @@ pub(super) fn run(wake: OwnedFd, rx: Receiver<Cmd>) {
         started: Instant::now(),
         failed: None,
         buf: vec![0; PUSH as usize],
-        pace,
+        hold,
         next_push: Instant::now(),
         turn: 0,
     };
@@ -175,8 +175,13 @@ impl Server {
             }
         }
         if self.go.is_some() && self.faults.is_empty() && Instant::now() >= self.next_push {
-            self.push()?;
-            self.next_push = Instant::now() + self.pace.unwrap_or_default();
+            match self.hold.as_ref().filter(|h| !h.exists()) {
+                Some(_) => self.next_push = Instant::now() + HOLD_POLL,
+                None => {
+                    self.hold = None;
+                    self.push()?;
+                }
+            }
         }
         if self.go.is_some() {
             // Closing the userfaultfd unregisters its ranges and wakes
@@ -280,12 +285,7 @@ impl Server {
         }
         self.turn = (self.turn + 1) % self.ctxs.len();
         let ctx = &mut self.ctxs[self.turn];
-        let max = if self.pace.is_some() {
-            FAULT_WINDOW
-        } else {
-            PUSH
-        };
-        let Some(p) = ctx.pending.take_first(max) else {
+        let Some(p) = ctx.pending.take_first(PUSH) else {
             return Ok(());
         };
         if let Some(rest) = fill(ctx, p, &mut self.buf, &mut self.stats, false)? {
