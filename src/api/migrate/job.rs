@@ -213,10 +213,12 @@ impl MigrateJob {
         let policy = tcp::policy(self.req.purpose, self.req.tcp_close);
         let (root, pids) = (barrier.root, barrier.pids());
         let sealed = self.seal_precopy(&pids);
+        let scanned = t.elapsed();
         let keep = sealed.as_ref().map(|s| s.0.clone()).unwrap_or_default();
         let (mut dumped, held) =
             checkpoint::dump_tcp_holding(root, pids, threads(barrier), &dir, policy, keep)
                 .map_err(|e| e.to_string())?;
+        let dumped_at = t.elapsed();
         let script = self.req.action_script.as_deref();
         let group = &self.hello.group;
         let mut moving = TcpMove::new(held, dumped.tree(), script, group, &self.req.to);
@@ -234,6 +236,14 @@ impl MigrateJob {
         }
         dumped.commit(Duration::ZERO).map_err(|e| e.to_string())?;
         self.result.dump_ms = ms(t.elapsed());
+        if sealed_pages(&self.result) {
+            self.result.notes.push(format!(
+                "dump at the freeze: last dirty scan {:.1} ms, memory and state {:.1} ms, image commit {:.1} ms",
+                ms(scanned),
+                ms(dumped_at - scanned),
+                ms(t.elapsed() - dumped_at)
+            ));
+        }
         let to = self.req.to.clone();
         let net = |e: isotrace_checkpoint::stream::Error| format!("sending to {to}: {e}");
         if self.accept.env_plan == EnvPlan::Stream {
@@ -316,6 +326,11 @@ impl MigrateJob {
         }
         Ok(())
     }
+}
+
+/// Whether pre-copy ran (its rounds are in the result).
+fn sealed_pages(r: &MigrateResult) -> bool {
+    !r.rounds.is_empty()
 }
 
 fn stop_name(stop: StopKind) -> String {
