@@ -248,10 +248,7 @@ fn report(t: &Target, r: &MigrateResult) -> i32 {
 }
 
 /// How the destination filled the pages it held from pre-copy, in words.
-fn fill_line(
-    fill: &str,
-    pc: Option<&isotrace_checkpoint::restore::lazy::Stats>,
-) -> Option<String> {
+fn fill_line(fill: &str, pc: Option<&isotrace_checkpoint::restore::lazy::Stats>) -> Option<String> {
     match (fill, pc) {
         ("post-copy", Some(pc)) => Some(format!(
             "post-copy: every held page in {:.1} ms after the group ran: {} pushed, {} on {} faults, {} zero-filled{}",

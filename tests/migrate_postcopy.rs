@@ -35,11 +35,12 @@ fn progress(path: &Path) -> (u64, u64, u64) {
     if let Some(bad) = text.lines().find(|l| l.starts_with("BAD")) {
         panic!("the copy found a bad page: {bad}");
     }
-    let last = text.lines().rev().find(|l| l.starts_with("ok ")).unwrap_or("");
-    let n: Vec<u64> = last
-        .split(' ')
-        .filter_map(|w| w.parse().ok())
-        .collect();
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("ok "))
+        .unwrap_or("");
+    let n: Vec<u64> = last.split(' ').filter_map(|w| w.parse().ok()).collect();
     match n[..] {
         [t, s, f] => (t, s, f),
         _ => (0, 0, 0),
@@ -79,7 +80,10 @@ fn post_copy_serves_kernel_faults_forks_and_remaps_then_checkpoints() {
         .stderr(Stdio::piped());
     let migrate = cmd.spawn().unwrap();
     w.pids.push(migrate.id() as i32);
-    let (a, b) = (w.env_file("home", "A", &w.out()), w.env_file("home", "B", &w.out()));
+    let (a, b) = (
+        w.env_file("home", "A", &w.out()),
+        w.env_file("home", "B", &w.out()),
+    );
     // The copy runs while its pre-copied pages are held back; the source
     // stays frozen (and whole, should post-copy fail) until they are in.
     wait_until("the copy to run", WAIT, || progress(&b).0 > 0);
@@ -151,7 +155,10 @@ fn post_copy_off_fills_eagerly() {
     assert_released(&mut sup);
     assert_eq!(v["fill"], "eager", "{v}");
     assert!(v.get("post_copy").is_none(), "{v}");
-    let (a, b) = (w.env_file("home", "A", &w.out()), w.env_file("home", "B", &w.out()));
+    let (a, b) = (
+        w.env_file("home", "A", &w.out()),
+        w.env_file("home", "B", &w.out()),
+    );
     let before = progress(&a).1;
     wait_until("two sweeps of the whole buffer", WAIT, || {
         progress(&b).1 >= before + 2

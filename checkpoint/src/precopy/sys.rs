@@ -320,8 +320,7 @@ fn ioctl_raw<T>(fd: &OwnedFd, req: u64, arg: &mut T) -> io::Result<()> {
 /// The fd a UFFD_EVENT_FORK message names: the kernel installed it in our
 /// fd table as it handed the message to read(2).
 pub fn uffd_from_fork(fd: u32) -> io::Result<OwnedFd> {
-    let fd = i32::try_from(fd)
-        .map_err(|_| io::Error::other(format!("fork event: bad fd {fd}")))?;
+    let fd = i32::try_from(fd).map_err(|_| io::Error::other(format!("fork event: bad fd {fd}")))?;
     // SAFETY: fcntl F_GETFD on an integer only checks that fd is open.
     if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
         let e = io::Error::last_os_error();

@@ -11,14 +11,14 @@
 use super::inject::{Vessel, GADGET_LEN};
 use super::lazy::{Pending, Piece, PostCopy};
 use super::uffd::Filler;
-use crate::image::Extent;
-use std::fs::File;
-use std::sync::Arc;
 use crate::dump::procfs::parse_maps;
 use crate::error::{Error, Result};
+use crate::image::Extent;
 use crate::image::SectionReader;
 use crate::model::{Process, Vma, VmaMemory};
 use crate::PAGE_SIZE;
+use std::fs::File;
+use std::sync::Arc;
 
 /// Top of the x86_64 user address space with 4-level paging (TASK_SIZE).
 pub const TASK_TOP: u64 = 0x7fff_ffff_f000;

@@ -71,10 +71,8 @@ pub fn restore(
 /// Post-copy for `proc` when the restore does it and the process has held
 /// pages; None to fill eagerly (the server is told why, if it was refused).
 fn lazy<'a>(cx: &Context<'a>, proc: &Process, v: &Vessel) -> Result<Option<memory::Lazy<'a>>> {
-    let (Some(server), Some(extents)) = (
-        cx.post_copy,
-        cx.image.elsewhere.get(&proc.pages_section),
-    ) else {
+    let (Some(server), Some(extents)) = (cx.post_copy, cx.image.elsewhere.get(&proc.pages_section))
+    else {
         return Ok(None);
     };
     if extents.is_empty() || !memory::whole_pages(proc) {

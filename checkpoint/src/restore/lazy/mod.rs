@@ -96,10 +96,11 @@ impl PostCopy {
     /// own injected syscalls may touch a registered range), and pushes
     /// only after [`PostCopy::go`].
     pub fn start() -> Result<PostCopy> {
-        let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
-            .map_err(|e| Error::Invalid {
-                what: format!("post-copy: pipe: {e}"),
-            })?;
+        let (rd, wr) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
+                .map_err(|e| Error::Invalid {
+                    what: format!("post-copy: pipe: {e}"),
+                })?;
         let (tx, rx) = channel();
         let thread = std::thread::Builder::new()
             .name("isotrace-postcopy".into())

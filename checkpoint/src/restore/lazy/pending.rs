@@ -150,7 +150,10 @@ mod tests {
         p.insert(piece(&f, 30 * P, 40 * P, 100 * P));
         let got = p.take(15 * P, 35 * P);
         let got: Vec<_> = got.iter().map(|x| (x.start, x.end, x.at)).collect();
-        assert_eq!(got, vec![(15 * P, 20 * P, 5 * P), (30 * P, 35 * P, 100 * P)]);
+        assert_eq!(
+            got,
+            vec![(15 * P, 20 * P, 5 * P), (30 * P, 35 * P, 100 * P)]
+        );
         assert_eq!(
             spans(&p),
             vec![(10 * P, 15 * P, 0), (35 * P, 40 * P, 105 * P)]

@@ -354,8 +354,9 @@ fn fill(
             }
             // A page there already (a fork's copy), or no mapping there
             // any more (its event is read before the next fill).
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists
-                || e.raw_os_error() == Some(libc::ENOENT) =>
+            Err(e)
+                if e.kind() == io::ErrorKind::AlreadyExists
+                    || e.raw_os_error() == Some(libc::ENOENT) =>
             {
                 stats.skipped_pages += 1;
                 off += PAGE_SIZE;
@@ -365,13 +366,7 @@ fn fill(
                 ctx.pending = Pending::default();
                 return Ok(None);
             }
-            Err(e) => {
-                return Err(format!(
-                    "filling {:#x}-{:#x}: {e}",
-                    p.start + off,
-                    p.end
-                ))
-            }
+            Err(e) => return Err(format!("filling {:#x}-{:#x}: {e}", p.start + off, p.end)),
         }
     }
     Ok(None)
