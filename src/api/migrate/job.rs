@@ -284,7 +284,9 @@ impl MigrateJob {
         self.confirm(barrier.freeze, frozen_at)
     }
 
-    /// Ready, Go, Running.
+    /// Ready, Go, Running; after a pre-copy whose pages the copy fills
+    /// after it runs, PostCopied (the group stays frozen until then: if
+    /// post-copy fails, it resumes).
     fn confirm(&mut self, freeze: Duration, frozen_at: Instant) -> Result<(), String> {
         let to = self.req.to.clone();
         let lost = |e: isotrace_checkpoint::stream::Error| match e {
@@ -310,8 +312,15 @@ impl MigrateJob {
         self.result.notes.extend(running.notes);
         self.result.fill = running.fill;
         if running.post_copy {
-            // The copy runs: the downtime is over. What is left is the
-            // push of the pages it held, which the report includes.
+            // The copy runs: the downtime is over. Its connections are
+            // let go now, not after the push (the network stays locked
+            // until then).
+            if let Some(mut t) = self.tcp.take() {
+                let notes = t.succeeded();
+                self.result.notes.extend(notes);
+            }
+            // What is left is the push of the pages it held, which the
+            // report includes.
             let done: PostCopied = self.session.rx.expect_json(Kind::PostCopied).map_err(|e| {
                 format!("the copy runs at {to}, but its post-copy did not report: {e}")
             })?;
@@ -319,7 +328,7 @@ impl MigrateJob {
                 // The copy was killed (it cannot run without its pages);
                 // this group, still frozen and whole, resumes instead.
                 return Err(format!(
-                    "the copy ran at {to} but failed while its pages were post-copied ({why}); what it did meanwhile (TCP traffic, files) is lost"
+                    "the copy ran at {to} but failed while its pages were post-copied ({why}); what it did meanwhile (TCP traffic, files) is lost, and its TCP connections with it"
                 ));
             }
             self.result.post_copy = done.stats;
