@@ -159,7 +159,7 @@ fn controlled(
         }
     };
     let mut ready = |_: &str, fill: &str| {
-        let _ = say(&format!("running {fill}").trim_end());
+        let _ = say(format!("running {fill}").trim_end());
     };
     // From the post-copy thread, once every page is in: `say` opens the
     // FIFO anew, so it may run there.

@@ -360,15 +360,15 @@ pub struct Lazy<'a> {
     pub extents: &'a [Extent],
 }
 
+/// Where a piece of a pages section's bytes is: the pre-copy store and
+/// the offset in it, or None for the section itself.
+pub type HeldAt = Option<(Arc<File>, u64)>;
+
 /// Where the bytes `[off, off+len)` of a pages section are: pieces as
 /// (offset from `off`, length, Some((file, offset in it)) when held in
 /// the pre-copy store by `extents` (sorted by offset), None when in the
 /// section itself).
-pub fn split_held(
-    off: u64,
-    len: u64,
-    extents: &[Extent],
-) -> Vec<(u64, u64, Option<(Arc<File>, u64)>)> {
+pub fn split_held(off: u64, len: u64, extents: &[Extent]) -> Vec<(u64, u64, HeldAt)> {
     let end = off + len;
     let mut out = Vec::new();
     let mut pos = off;
