@@ -165,3 +165,33 @@ fn post_copy_off_fills_eagerly() {
     });
     assert_seamless(&b);
 }
+
+/// A post-copy that fails (the store cannot be read: a test fault) kills
+/// the copy rather than leave it waiting on a fault or reading zeroes, and
+/// the source, frozen and whole until then, resumes; the error says so.
+#[test]
+fn a_post_copy_failure_kills_the_copy_and_the_source_resumes() {
+    let mut w = World::new();
+    let sup = w.start_guest("pf", "postcopy", &[MIB]);
+    let args = ["migrate", "pf", "--to-env", "B", "--pre-copy", "--json"];
+    let fault = [("ISOTRACE_FAULT", "post-copy-store-unreadable")];
+    let (code, _, err) = w.isotrace("home", &args, &fault);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("post-copied") && err.contains("killed"),
+        "{err}"
+    );
+    assert!(err.contains("runs on where it was"), "{err}");
+    let a = w.env_file("home", "A", &w.out());
+    let before = progress(&a).0;
+    wait_until("the source to tick on", WAIT, || {
+        progress(&a).0 >= before + 10
+    });
+    wait_until("the copy to be gone", WAIT, || {
+        let (_, ps, _) = w.isotrace("home", &["ps", "--json"], &[]);
+        let groups: Vec<Value> = serde_json::from_str(&ps).unwrap_or_default();
+        !groups.iter().any(|g| g["env"] == "B")
+    });
+    assert_seamless(&a);
+    end(sup);
+}

@@ -23,6 +23,9 @@ const FAULT_WINDOW: u64 = 16 * PAGE_SIZE;
 /// test decides how long pages stay missing after the group runs, and acts
 /// in that window whatever the load.
 const HOLD_VAR: &str = "ISOTRACE_TEST_POSTCOPY_HOLD";
+/// Test hook (not a user feature): ISOTRACE_FAULT=post-copy-store-unreadable
+/// makes the pusher fail as if the pre-copy store could not be read.
+const FAULT: &str = "post-copy-store-unreadable";
 /// How often the pusher looks for the hold file.
 const HOLD_POLL: Duration = Duration::from_millis(10);
 
@@ -72,6 +75,8 @@ struct Server {
     failed: Option<String>,
     buf: Vec<u8>,
     hold: Option<std::path::PathBuf>,
+    /// The FAULT test hook is on.
+    broken_store: bool,
     next_push: Instant,
     turn: usize,
 }
@@ -88,6 +93,7 @@ pub(super) fn run(wake: OwnedFd, rx: Receiver<Cmd>) {
         failed: None,
         buf: vec![0; PUSH as usize],
         hold,
+        broken_store: std::env::var("ISOTRACE_FAULT").as_deref() == Ok(FAULT),
         next_push: Instant::now(),
         turn: 0,
     };
@@ -282,6 +288,11 @@ impl Server {
     fn push(&mut self) -> Result<(), String> {
         if self.ctxs.is_empty() {
             return Ok(());
+        }
+        if self.broken_store {
+            return Err(format!(
+                "reading the pre-copy store: {FAULT} (ISOTRACE_FAULT)"
+            ));
         }
         self.turn = (self.turn + 1) % self.ctxs.len();
         let ctx = &mut self.ctxs[self.turn];
