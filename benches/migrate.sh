@@ -15,16 +15,26 @@
 # --layer MIB the source env's private layer holds MIB MiB more (files of
 # 64 KiB, written more than a second before the move): stop-and-copy sends
 # it in the downtime, pre-copy while the group runs.
+#
+# Pre-copy runs twice per round: with the destination filling the pages
+# it holds before the group runs ("pre-copy eager", ISOTRACE_POST_COPY=0)
+# and after ("pre-copy post-copy", the default): its downtime then ends
+# when the group runs, and the "post-copy" column is the time until every
+# held page was in (pages pushed in the background / filled on a fault).
+# --modes chooses among stop, eager and post.
 set -euo pipefail
 export LC_ALL=C
 
 usage() {
 	cat <<'USAGE'
-usage: benches/migrate.sh [--rounds N] [--sizes "64 512"] [--rate PAGES_PER_SEC] [--procs 1|2] [--layer MIB] [--link RATE] [--no-build]
+usage: benches/migrate.sh [--rounds N] [--sizes "64 512"] [--rate PAGES_PER_SEC] [--modes "stop eager post"] [--procs 1|2] [--layer MIB] [--link RATE] [--no-build]
 
   --rounds N    migrations per size and mode (default 3)
   --sizes LIST  resident sizes in MiB (default "64 512")
   --rate N      pages the writer rewrites per second (default 2000, 8 MiB/s)
+  --modes LIST  which migrations, interleaved per round (default all three):
+                stop (stop-and-copy), eager (pre-copy, held pages filled
+                before the group runs), post (pre-copy with post-copy)
   --procs 2     two writers (each SIZE MiB, RATE pages/s) under one shell
   --layer MIB   the env's private layer holds MIB MiB of files (default 0)
   --link RATE   migrate between two network namespaces over a veth shaped
@@ -43,11 +53,13 @@ BUILD=1
 LINK=""
 PROCS=1
 LAYER=0
+MODES="stop eager post"
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--rounds) ROUNDS="$2"; shift 2 ;;
 	--sizes) SIZES="$2"; shift 2 ;;
 	--rate) RATE="$2"; shift 2 ;;
+	--modes) MODES="$2"; shift 2 ;;
 	--link) LINK="$2"; shift 2 ;;
 	--procs) PROCS="$2"; shift 2 ;;
 	--layer) LAYER="$2"; shift 2 ;;
@@ -107,10 +119,12 @@ wait_ok() {
 }
 
 # one migration: prints "downtime_ms total_ms bytes_sent rounds mode
-# dump_ms layer_ms send_ms restore_ms" (the last four: parts of the
-# downtime)
+# dump_ms layer_ms send_ms restore_ms post_copy_ms pushed faulted" (dump
+# to restore: parts of the downtime; the last three: post-copy's time
+# and pages, 0 without)
 one() {
-	local size="$1" mode="$2" n="$3"
+	local size="$1" mode="$2" n="$3" fill=1
+	[ "$mode" = eager ] && fill=0
 	local src="A$n" dst="B$n" out="$WORK/out$n"
 	local guest=("$WORK/mig_dirty" "$out" "$WORK/pid$n" "$size" "$RATE")
 	if [ "$PROCS" = 2 ]; then
@@ -141,16 +155,16 @@ PY
 	wait_ok "$priv" 3
 	[ "$PROCS" = 2 ] && wait_ok "$priv.2" 3
 	local flag=()
-	[ "$mode" = pre-copy ] && flag=(--pre-copy)
+	[ "$mode" != stop ] && flag=(--pre-copy)
 	local json dest=(--to-env "$dst") moved="$ISOTRACE_HOME/envs/$dst/upper$out"
 	if [ -n "$LINK" ]; then
-		"${IN_B[@]}" "$ISOTRACE" receive --listen 10.214.0.2:7100 --once 2>"$WORK/rcv$n" &
+		"${IN_B[@]}" env ISOTRACE_POST_COPY=$fill "$ISOTRACE" receive --listen 10.214.0.2:7100 --once 2>"$WORK/rcv$n" &
 		local i
 		for i in $(seq 100); do grep -qs receiving "$WORK/rcv$n" && break; sleep 0.05; done
 		dest=(--to 10.214.0.2:7100)
 		moved="$WORK/home2/envs/$src/upper$out"
 	fi
-	json="$("$ISOTRACE" migrate mb "${dest[@]}" "${flag[@]}" --json 2>"$WORK/err$n")" || {
+	json="$(ISOTRACE_POST_COPY=$fill "$ISOTRACE" migrate mb "${dest[@]}" "${flag[@]}" --json 2>"$WORK/err$n")" || {
 		cat "$WORK/err$n" >&2
 		kill -KILL "$sup" 2>/dev/null || true
 		return 1
@@ -174,7 +188,12 @@ PY
 	"$ISOTRACE" env rm --force "$src" >/dev/null 2>&1 || true
 	"$ISOTRACE" env rm --force "$dst" >/dev/null 2>&1 || true
 	ISOTRACE_HOME="$WORK/home2" "$ISOTRACE" env rm --force "$src" >/dev/null 2>&1 || true
-	python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(r["downtime_ms"], r["total_ms"], r["bytes_sent"], len(r["rounds"]), r["mode"].split(" (")[0], r["dump_ms"], r["layer_ms"], r["send_ms"], r["restore_ms"])' "$json"
+	python3 -c '
+import json, sys
+r = json.loads(sys.argv[1])
+pc = r.get("post_copy") or {}
+mode = r["mode"].split(" (")[0] + ("+" + r["fill"] if r.get("fill") else "")
+print(r["downtime_ms"], r["total_ms"], r["bytes_sent"], len(r["rounds"]), mode, r["dump_ms"], r["layer_ms"], r["send_ms"], r["restore_ms"], pc.get("ms", 0), pc.get("pushed_pages", 0), pc.get("fault_pages", 0))' "$json"
 }
 
 # median and range of the Nth column of stdin
@@ -188,17 +207,18 @@ echo "isotrace migrate $where: ${ROUNDS} rounds per row, ${PROCS} writer(s) each
 echo "kernel $(uname -r), $(nproc) CPUs, $(date -u +%FT%TZ)"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 [ "$LAYER" -gt 0 ] && echo "env layer: $LAYER MiB of 64 KiB files"
-printf '\n| RSS | mode | downtime ms | of it: dump / layer / send / restore ms | total ms | MiB sent | rounds |\n|---|---|---|---|---|---|---|\n'
+printf '\n| RSS | mode | downtime ms | of it: dump / layer / send / restore ms | total ms | MiB sent | rounds | post-copy ms (pages pushed / on fault) |\n|---|---|---|---|---|---|---|---|\n'
 n=0
 ratio_rows=()
+med() { sort -g | awk '{v[NR]=$1} END {print (NR%2)?v[(NR+1)/2]:(v[NR/2]+v[NR/2+1])/2}'; }
 for size in $SIZES; do
-	: >"$WORK/stop.txt"
-	: >"$WORK/pre.txt"
+	for m in $MODES; do : >"$WORK/$m.txt"; done
 	for r in $(seq "$ROUNDS"); do
-		n=$((n + 1)); one "$size" stop-and-copy "$n" >>"$WORK/stop.txt"
-		n=$((n + 1)); one "$size" pre-copy "$n" >>"$WORK/pre.txt"
+		for m in $MODES; do
+			n=$((n + 1)); one "$size" "$m" "$n" >>"$WORK/$m.txt"
+		done
 	done
-	for f in stop pre; do
+	for f in $MODES; do
 		file="$WORK/$f.txt"
 		mode="$(awk '{print $5}' "$file" | sort -u | tr '\n' ' ')"
 		down="$(awk '{print $1}' "$file" | stat)"
@@ -206,11 +226,22 @@ for size in $SIZES; do
 		mib="$(awk '{print $3 / 1048576}' "$file" | stat)"
 		rounds="$(awk '{print $4}' "$file" | stat)"
 		parts="$(for c in 6 7 8 9; do awk -v c=$c '{print $c}' "$file" | sort -g | awk '{v[NR]=$1} END {printf "%.0f", (NR%2)?v[(NR+1)/2]:(v[NR/2]+v[NR/2+1])/2}'; echo; done | paste -sd/ | sed 's|/| / |g')"
-		printf '| %s MiB | %s | %s | %s | %s | %s | %s |\n' "$size" "$mode" "$down" "$parts" "$total" "$mib" "$rounds"
+		post="-"
+		if [ "$f" = post ]; then
+			post="$(awk '{print $10}' "$file" | stat) ($(awk '{print $11}' "$file" | med) / $(awk '{print $12}' "$file" | med))"
+		fi
+		printf '| %s MiB | %s | %s | %s | %s | %s | %s | %s |\n' "$size" "$mode" "$down" "$parts" "$total" "$mib" "$rounds" "$post"
 	done
-	ds="$(awk '{print $1}' "$WORK/stop.txt" | sort -g | awk '{v[NR]=$1} END {print (NR%2)?v[(NR+1)/2]:(v[NR/2]+v[NR/2+1])/2}')"
-	dp="$(awk '{print $1}' "$WORK/pre.txt" | sort -g | awk '{v[NR]=$1} END {print (NR%2)?v[(NR+1)/2]:(v[NR/2]+v[NR/2+1])/2}')"
-	ratio_rows+=("$(awk -v s="$ds" -v p="$dp" -v z="$size" 'BEGIN {printf "%s MiB: downtime pre-copy / stop-and-copy = %.2f", z, p / s}')")
+	for f in $MODES; do
+		[ "$f" = stop ] && continue
+		for base in stop eager; do
+			[ "$base" = "$f" ] && continue
+			[ -s "$WORK/$base.txt" ] || continue
+			ds="$(awk '{print $1}' "$WORK/$base.txt" | med)"
+			dp="$(awk '{print $1}' "$WORK/$f.txt" | med)"
+			ratio_rows+=("$(awk -v s="$ds" -v p="$dp" -v z="$size" -v a="$f" -v b="$base" 'BEGIN {printf "%s MiB: downtime %s / %s = %.2f", z, a, b, p / s}')")
+		done
+	done
 done
 echo
 for r in "${ratio_rows[@]}"; do echo "$r"; done

@@ -238,10 +238,38 @@ fn report(t: &Target, r: &MigrateResult) -> i32 {
         r.freeze_ms, r.dump_ms, r.layer_ms, r.send_ms, r.restore_ms,
         mib(r.bytes_sent), mib(r.image_bytes), mib(r.layer_bytes), r.total_ms, r.staging
     );
+    if let Some(line) = fill_line(&r.fill, r.post_copy.as_ref()) {
+        eprintln!("isotrace: {line}");
+    }
     for note in &r.notes {
         eprintln!("isotrace: note: {note}");
     }
     0
+}
+
+/// How the destination filled the pages it held from pre-copy, in words.
+fn fill_line(fill: &str, pc: Option<&isotrace_checkpoint::restore::lazy::Stats>) -> Option<String> {
+    match (fill, pc) {
+        ("post-copy", Some(pc)) => Some(format!(
+            "post-copy: every held page in {:.1} ms after the group ran: {} pushed, {} on {} faults, {} zero-filled{}",
+            pc.ms,
+            pc.pushed_pages,
+            pc.fault_pages,
+            pc.faults,
+            pc.zero_pages,
+            match (pc.forks, pc.events) {
+                (0, 0) => String::new(),
+                (f, e) => format!("; {f} forks and {e} mremap/munmap/madvise followed"),
+            }
+        )),
+        ("eager", pc) => Some(format!(
+            "held pages filled before the group ran (eager){}",
+            pc.and_then(|p| p.eager_why.first())
+                .map(|w| format!(": post-copy unavailable: {w}"))
+                .unwrap_or_default()
+        )),
+        _ => None,
+    }
 }
 
 pub fn receive(a: ReceiveArgs) -> i32 {
@@ -297,4 +325,7 @@ fn announce(r: &Received, json: bool) {
         pids.join(","),
         r.restore_ms
     );
+    if let Some(line) = fill_line(&r.fill, r.post_copy.as_ref()) {
+        eprintln!("isotrace: {line}");
+    }
 }

@@ -44,10 +44,11 @@ pub fn main(args: RestoreArgs) -> i32 {
     if let Some(dir) = &args.control {
         return controlled(&args, &image, state, dir);
     }
-    let mut ready = |line: &str| eprintln!("isotrace: {line}");
+    let mut ready = |line: &str, _: &str| eprintln!("isotrace: {line}");
     let mut hooks = restore_group::Hooks {
         hold: &mut |_| Ok(()),
         ready: &mut ready,
+        post_copied: None,
     };
     match restore_group::run(&args, &image, state, &mut hooks) {
         Ok(code) => code,
@@ -82,7 +83,7 @@ fn detached(
             drop(rd);
             let _ = nix::unistd::setsid();
             let mut wr = Some(wr);
-            let mut ready = |line: &str| {
+            let mut ready = |line: &str, _: &str| {
                 if let Some(mut w) = wr.take() {
                     let _ = writeln!(w, "ok {line} (supervisor pid {})", std::process::id());
                     // A daemon lets go of the caller's stdio (the restored
@@ -94,6 +95,7 @@ fn detached(
             let mut hooks = restore_group::Hooks {
                 hold: &mut |_| Ok(()),
                 ready: &mut ready,
+                post_copied: None,
             };
             let code = match restore_group::run(args, image, state, &mut hooks) {
                 Ok(code) => code,
@@ -141,19 +143,8 @@ fn controlled(
     state: Option<isotrace::api::state::SupervisorState>,
     dir: &std::path::Path,
 ) -> i32 {
-    use std::os::unix::fs::OpenOptionsExt;
     let _ = nix::unistd::setsid();
-    let say = |line: &str| -> Result<(), String> {
-        let path = dir.join("ready");
-        // Non-blocking: with no reader left (the receiver died) the open
-        // fails with ENXIO (fifo(7)) instead of hanging.
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(&path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        writeln!(f, "{line}").map_err(|e| format!("{}: {e}", path.display()))
-    };
+    let say = |line: &str| say_to(&dir.join("ready"), line);
     let mut hold = |pids: &[i32]| -> Result<(), String> {
         let list: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
         // Open for reading before saying ready: the receiver's non-blocking
@@ -167,12 +158,26 @@ fn controlled(
             other => Err(format!("the receiver did not say go ({other:?})")),
         }
     };
-    let mut ready = |_: &str| {
-        let _ = say("running");
+    let mut ready = |_: &str, fill: &str| {
+        let _ = say(format!("running {fill}").trim_end());
     };
+    // From the post-copy thread, once every page is in: `say` opens the
+    // FIFO anew, so it may run there.
+    let fifo = dir.join("ready");
+    let post_copied: isotrace_checkpoint::restore::lazy::Done = Box::new(move |outcome| {
+        let line = match outcome {
+            Ok(stats) => format!(
+                "post-copied {}",
+                serde_json::to_string(&stats).unwrap_or_default()
+            ),
+            Err(why) => format!("post-copy-failed {why}"),
+        };
+        let _ = say_to(&fifo, &line);
+    });
     let mut hooks = restore_group::Hooks {
         hold: &mut hold,
         ready: &mut ready,
+        post_copied: Some(post_copied),
     };
     match restore_group::run(args, image, state, &mut hooks) {
         Ok(code) => code,
@@ -181,6 +186,19 @@ fn controlled(
             code
         }
     }
+}
+
+/// Writes one line to the FIFO at `path`. Non-blocking: with no reader
+/// left (the receiver died) the open fails with ENXIO (fifo(7)) instead
+/// of hanging.
+fn say_to(path: &std::path::Path, line: &str) -> Result<(), String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    writeln!(f, "{line}").map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// How long a controlled restore waits for the receiver's word.

@@ -36,8 +36,14 @@ pub struct Hooks<'a> {
     /// rebuilt and filtered, before any of them runs. Err: the copy must
     /// not run; its tasks are killed.
     pub hold: &'a mut dyn FnMut(&[i32]) -> Result<(), String>,
-    /// Called with a summary line once the group runs.
-    pub ready: &'a mut dyn FnMut(&str),
+    /// Called with a summary line once the group runs, and how the pages
+    /// held from a migration's pre-copy were filled: `eager`, `post-copy`
+    /// or "" (none held).
+    pub ready: &'a mut dyn FnMut(&str, &str),
+    /// Post-copy (a migration's copy, `--control`): told what it did once
+    /// every page is in, or why it failed (the group was killed). None
+    /// fills eagerly.
+    pub post_copied: Option<restore::lazy::Done>,
 }
 
 pub fn run(
@@ -72,8 +78,9 @@ pub fn run(
     }
     let mut group = claim(args, &state, env.as_ref())?;
     group.set_checkpoint_root(crate::envs::home().ok().map(|h| h.join("checkpoints")));
-    let opts = restore_options(args, &state, env.as_ref().map(|e| &e.view));
-    let restored = restore::restore(image, &opts).map_err(|e| {
+    let mut opts = restore_options(args, &state, env.as_ref().map(|e| &e.view));
+    opts.post_copy = hooks.post_copied.is_some() && post_copy_wanted();
+    let mut restored = restore::restore(image, &opts).map_err(|e| {
         (
             EXIT_FAILED,
             format!("{}: {e}; nothing was restored", args.image.display()),
@@ -139,10 +146,31 @@ pub fn run(
             .map(|e| format!(", env {e}"))
             .unwrap_or_default()
     );
+    let mut post_copy = restored.post_copy.take();
+    let held = !image.elsewhere.is_empty();
+    let mut released = |hooks: &mut Hooks<'_>| {
+        let victims: Vec<i32> = restored
+            .init
+            .into_iter()
+            .chain(restored.processes().into_iter().map(|p| p.1))
+            .collect();
+        let server = post_copy.take().zip(hooks.post_copied.take());
+        let fill = match &server {
+            Some((pc, _)) if pc.lazy() > 0 => "post-copy",
+            // Every process was filled eagerly (post-copy refused).
+            _ if held => "eager",
+            _ => "",
+        };
+        // Said first: the post-copy's own report comes after it.
+        (hooks.ready)(&line, fill);
+        if let Some((pc, done)) = server {
+            pc.go(victims, done);
+        }
+    };
     let outcome = match env {
         None => {
             let sup = adopt(restored.pid, &tasks, &mut trace)?;
-            (hooks.ready)(&line);
+            released(hooks);
             let o = crate::run::drive(sup, &sup_opts, &mut group);
             trace.finish();
             o
@@ -150,7 +178,7 @@ pub fn run(
         Some(mut env) => {
             let mut policy = Isolation::new(env.view.clone(), trace, env.generation.take());
             let sup = adopt(restored.pid, &tasks, &mut policy)?;
-            (hooks.ready)(&line);
+            released(hooks);
             let o = crate::run::drive(sup, &sup_opts, &mut group);
             policy.finish();
             env.finish(&policy.changed);
@@ -161,6 +189,13 @@ pub fn run(
         Outcome::Exited(how) => Ok(how.shell_status()),
         Outcome::NotStarted(_) => Ok(EXIT_FAILED),
     }
+}
+
+/// ISOTRACE_POST_COPY=0 makes a migration's destination fill the pages it
+/// holds from pre-copy before the group runs, as before post-copy (for
+/// comparison, benches/migrate.sh --fill).
+fn post_copy_wanted() -> bool {
+    std::env::var("ISOTRACE_POST_COPY").as_deref() != Ok("0")
 }
 
 /// Fails closed: every restored thread must run under the seccomp filter
@@ -277,6 +312,7 @@ fn restore_options(
         same_pids: !args.new_pids,
         map_path,
         seccomp_filter: Some(filter),
+        post_copy: false,
     }
 }
 

@@ -194,6 +194,14 @@ pub struct MigrateResult {
     pub staging: String,
     /// What was not carried exactly, in words.
     pub notes: Vec<String>,
+    /// How the destination filled the pages it held from pre-copy:
+    /// `eager` (before the group ran: in the downtime) or `post-copy`
+    /// (after: on demand and in the background); empty without pre-copy.
+    #[serde(default)]
+    pub fill: String,
+    /// What post-copy did, once every page was in (`fill` post-copy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_copy: Option<isotrace_checkpoint::restore::lazy::Stats>,
 }
 
 /// One pre-copy round.

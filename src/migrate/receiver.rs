@@ -40,6 +40,11 @@ pub struct Received {
     pub pids: Vec<i32>,
     pub restore_ms: f64,
     pub notes: Vec<String>,
+    /// How the pages held from pre-copy were filled (`eager`,
+    /// `post-copy`), and what post-copy did.
+    pub fill: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub post_copy: Option<isotrace_checkpoint::restore::lazy::Stats>,
     /// The layer comes in two parts (pre-copy, `Accept.layer_precopy`).
     #[serde(skip)]
     pub layer_precopy: bool,
@@ -144,6 +149,8 @@ pub fn serve_one(conn: TcpStream, token: &[u8], opts: &Options) -> Result<Receiv
         pids: Vec::new(),
         restore_ms: 0.0,
         notes: Vec::new(),
+        fill: String::new(),
+        post_copy: None,
         layer_precopy: accept.layer_precopy,
     };
     match run(&mut s, received) {
@@ -225,7 +232,12 @@ fn run(s: &mut Session, mut r: Received) -> Result<Received, String> {
     let mut copy = copy.inspect_err(|_| forget_env(placed.as_deref()))?;
     r.restore_ms = t.elapsed().as_secs_f64() * 1000.0;
     r.pids = copy.pids.clone();
-    go(s, &mut copy, &r).inspect_err(|_| forget_env(placed.as_deref()))?;
+    go(s, &mut copy, &mut r).inspect_err(|_| forget_env(placed.as_deref()))?;
+    if copy.post_copy {
+        // The staging area holds the pre-copy store the pages come from:
+        // it stays until every page is in.
+        post_copied(s, &mut copy, &mut r)?;
+    }
     drop(staging);
     Ok(r)
 }
@@ -248,7 +260,7 @@ fn pre_copied(s: &mut Session, staging: &Staging) -> Result<Option<PageStore>, S
 }
 
 /// Ready, wait for Go, let the copy run, Running.
-fn go(s: &mut Session, copy: &mut start::Supervised, r: &Received) -> Result<(), String> {
+fn go(s: &mut Session, copy: &mut start::Supervised, r: &mut Received) -> Result<(), String> {
     let ready = json!({ "pids": r.pids, "restore_ms": r.restore_ms });
     let sent = s.tx.send_json(Kind::Ready, &ready);
     if let Err(e) = sent.and_then(|()| s.rx.expect(Kind::Go).map(drop)) {
@@ -261,11 +273,41 @@ fn go(s: &mut Session, copy: &mut start::Supervised, r: &Received) -> Result<(),
         copy.kill();
         return Err(why);
     }
-    let running = json!({ "pids": r.pids, "restore_ms": r.restore_ms, "notes": r.notes });
+    r.fill = copy.fill.clone();
+    let running = json!({
+        "pids": r.pids,
+        "restore_ms": r.restore_ms,
+        "notes": r.notes,
+        "post_copy": copy.post_copy,
+        "fill": r.fill,
+    });
     // The copy runs now: if this last word is lost, the source cannot tell
     // and resumes too (it says so).
     let _ = s.tx.send_json(Kind::Running, &running);
     Ok(())
+}
+
+/// Waits until the copy's post-copy filled every page, and tells the
+/// source what it did (`PostCopied`). A failure killed the copy already.
+fn post_copied(
+    s: &mut Session,
+    copy: &mut start::Supervised,
+    r: &mut Received,
+) -> Result<(), String> {
+    match copy.post_copied() {
+        Ok(stats) => {
+            let stats: isotrace_checkpoint::restore::lazy::Stats =
+                serde_json::from_str(&stats).map_err(|e| format!("post-copy statistics: {e}"))?;
+            let _ = s.tx.send_json(Kind::PostCopied, &json!({ "stats": stats }));
+            r.post_copy = Some(stats);
+            Ok(())
+        }
+        Err(why) => {
+            copy.kill();
+            let _ = s.tx.send_json(Kind::PostCopied, &json!({ "error": why }));
+            Err(format!("the copy failed in post-copy: {why}"))
+        }
+    }
 }
 
 /// Removes an environment this stream created, when its copy never ran.

@@ -15,8 +15,18 @@ pub struct Supervised {
     child: std::process::Child,
     ctl: std::path::PathBuf,
     ready: std::fs::File,
+    /// Bytes read from `ready` past the last line taken.
+    unread: Vec<u8>,
     pub pids: Vec<i32>,
+    /// The copy runs with pages left to post-copy (`running post-copy`).
+    pub post_copy: bool,
+    /// How held pre-copy pages were filled: `eager`, `post-copy`, or
+    /// empty (none held).
+    pub fill: String,
 }
+
+/// How long the copy's post-copy may take to fill every page.
+const POST_COPY_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// How long the supervised restore may take to say it is ready.
 const RESTORE_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
@@ -59,9 +69,12 @@ pub fn supervised(dir: &std::path::Path, env: Option<&str>) -> Result<Supervised
         child,
         ctl,
         ready,
+        unread: Vec::new(),
         pids: Vec::new(),
+        post_copy: false,
+        fill: String::new(),
     };
-    let line = s.next_line()?;
+    let line = s.next_line(RESTORE_WAIT)?;
     match line.strip_prefix("ready ") {
         Some(pids) => {
             s.pids = pids.split(',').filter_map(|p| p.parse().ok()).collect();
@@ -77,10 +90,10 @@ pub fn supervised(dir: &std::path::Path, env: Option<&str>) -> Result<Supervised
 
 impl Supervised {
     /// The restore's next line on `ready`, or why there is none.
-    fn next_line(&mut self) -> Result<String, String> {
+    fn next_line(&mut self, within: std::time::Duration) -> Result<String, String> {
         use std::io::Read;
-        let deadline = std::time::Instant::now() + RESTORE_WAIT;
-        let mut got = Vec::new();
+        let deadline = std::time::Instant::now() + within;
+        let got = &mut self.unread;
         let mut buf = [0u8; 4096];
         loop {
             match self.ready.read(&mut buf) {
@@ -90,7 +103,9 @@ impl Supervised {
                 Err(e) => return Err(format!("the supervised restore: {e}")),
             }
             if let Some(end) = got.iter().position(|&b| b == b'\n') {
-                return Ok(String::from_utf8_lossy(&got[..end]).into_owned());
+                let line = String::from_utf8_lossy(&got[..end]).into_owned();
+                got.drain(..=end);
+                return Ok(line);
             }
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(format!(
@@ -99,7 +114,7 @@ impl Supervised {
             }
             if std::time::Instant::now() >= deadline {
                 return Err(format!(
-                    "the supervised restore said nothing within {RESTORE_WAIT:?}"
+                    "the supervised restore said nothing within {within:?}"
                 ));
             }
             crate::restore::wait_readable(&self.ready, std::time::Duration::from_millis(20));
@@ -118,9 +133,29 @@ impl Supervised {
             .map_err(|e| format!("{}: {e}", path.display()))?;
         writeln!(f, "go").map_err(|e| format!("{}: {e}", path.display()))?;
         drop(f);
-        match self.next_line()?.as_str() {
+        match self.next_line(RESTORE_WAIT)?.as_str() {
             "running" => Ok(()),
+            "running eager" => {
+                self.fill = "eager".into();
+                Ok(())
+            }
+            "running post-copy" => {
+                self.post_copy = true;
+                self.fill = "post-copy".into();
+                Ok(())
+            }
             other => Err(format!("the supervised restore: {other}")),
+        }
+    }
+
+    /// Once the copy runs with pages left (`post_copy`): its post-copy's
+    /// statistics when every page is in (JSON), or why it failed.
+    pub fn post_copied(&mut self) -> Result<String, String> {
+        let line = self.next_line(POST_COPY_WAIT)?;
+        match line.split_once(' ') {
+            Some(("post-copied", json)) => Ok(json.to_string()),
+            Some(("post-copy-failed", why)) => Err(why.to_string()),
+            _ => Err(format!("the supervised restore: {line}")),
         }
     }
 

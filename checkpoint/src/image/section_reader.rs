@@ -52,6 +52,8 @@ pub struct SectionReader {
     /// Ranges whose bytes are in another file (`Image::elsewhere`), in
     /// order.
     extents: Arc<Vec<Extent>>,
+    /// Held ranges never read (`open_skipping`), sorted.
+    skip: Arc<Vec<(u64, u64)>>,
 }
 
 /// Reads `buf.len()` bytes at `at` of the section: from the extents that
@@ -60,6 +62,38 @@ pub struct SectionReader {
 pub(super) fn fill(
     file: &File,
     extents: &[Extent],
+    buf: &mut [u8],
+    at: u64,
+    hash: Option<&mut Hasher>,
+) -> io::Result<()> {
+    fill_skipping(file, extents, &[], buf, at, hash)
+}
+
+/// The parts of `[from, to)` outside every range of `skip` (sorted, not
+/// overlapping).
+fn outside(from: u64, to: u64, skip: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let mut pos = from;
+    let i = skip.partition_point(|r| r.1 <= from);
+    for &(s, e) in skip[i..].iter().take_while(|r| r.0 < to) {
+        if s > pos {
+            out.push((pos, s));
+        }
+        pos = pos.max(e);
+    }
+    if pos < to {
+        out.push((pos, to));
+    }
+    out
+}
+
+/// [`fill`], leaving the bytes of held ranges in `skip` unread (whatever
+/// `buf` held): a post-copy restore fills those from the store itself,
+/// after the release (restore/lazy).
+fn fill_skipping(
+    file: &File,
+    extents: &[Extent],
+    skip: &[(u64, u64)],
     buf: &mut [u8],
     at: u64,
     mut hash: Option<&mut Hasher>,
@@ -73,8 +107,11 @@ pub(super) fn fill(
         match next {
             Some(e) if e.offset <= pos => {
                 let to = end.min(e.offset + e.len);
-                e.file
-                    .read_exact_at(&mut buf[part(to)], e.at + (pos - e.offset))?;
+                for (from, upto) in outside(pos, to, skip) {
+                    let range = (from - at) as usize..(upto - at) as usize;
+                    e.file
+                        .read_exact_at(&mut buf[range], e.at + (from - e.offset))?;
+                }
                 pos = to;
                 i += 1;
             }
@@ -98,6 +135,7 @@ pub type Sink<'a> = dyn FnMut(u64, &[u8]) -> Result<()> + 'a;
 fn read_ahead(
     file: File,
     extents: Arc<Vec<Extent>>,
+    skip: Arc<Vec<(u64, u64)>>,
     size: u64,
     algo: Option<Algo>,
     out: Sender<Chunk>,
@@ -110,7 +148,7 @@ fn read_ahead(
         let mut buf = free.recv().ok()?;
         let n = (size - at).min(CHUNK as u64) as usize;
         buf.resize(n, 0);
-        if let Err(e) = fill(&file, &extents, &mut buf, at, hasher.as_mut()) {
+        if let Err(e) = fill_skipping(&file, &extents, &skip, &mut buf, at, hasher.as_mut()) {
             let _ = out.send(Err(e));
             return None;
         }
@@ -124,6 +162,19 @@ impl SectionReader {
     /// Opens section `name` of `image`. If the image left it unverified
     /// (`Image::open_for_restore`), it is hashed as it is read.
     pub fn open(image: &Image, name: &str) -> Result<SectionReader> {
+        Self::open_skipping(image, name, Vec::new())
+    }
+
+    /// [`SectionReader::open`], but the held bytes in `skip` (ranges of
+    /// the section, each within the image's `elsewhere` extents) are never
+    /// read, and may not be asked for: a post-copy restore fills them
+    /// later from the store (restore/lazy). The digest does not cover held
+    /// bytes anyway.
+    pub fn open_skipping(
+        image: &Image,
+        name: &str,
+        mut skip: Vec<(u64, u64)>,
+    ) -> Result<SectionReader> {
         let section = image
             .manifest
             .section(name)
@@ -155,9 +206,12 @@ impl SectionReader {
         extents.sort_by_key(|e| e.offset);
         let extents = Arc::new(extents);
         let theirs = Arc::clone(&extents);
+        skip.sort_unstable();
+        let skip = Arc::new(skip);
+        let skipped = Arc::clone(&skip);
         let thread = std::thread::Builder::new()
             .name("isotrace-pages".into())
-            .spawn(move || read_ahead(ahead, theirs, size, algo, chunk_tx, free_rx))
+            .spawn(move || read_ahead(ahead, theirs, skipped, size, algo, chunk_tx, free_rx))
             .map_err(|e| Error::io(&path, e))?;
         Ok(SectionReader {
             name: name.into(),
@@ -172,6 +226,7 @@ impl SectionReader {
             want,
             own: Vec::new(),
             extents,
+            skip,
         })
     }
 
@@ -184,6 +239,14 @@ impl SectionReader {
             .checked_add(len)
             .filter(|&e| e <= self.size)
             .ok_or_else(|| Error::corrupt(&self.name, "a page run lies past its end"))?;
+        if outside(offset, end, &self.skip) != [(offset, end)] && len > 0 {
+            return Err(Error::Invalid {
+                what: format!(
+                    "{}: bytes {offset}..{end} are left to post-copy, not read",
+                    self.name
+                ),
+            });
+        }
         let mut at = offset;
         while at < end.min(self.pos) {
             let n = (end.min(self.pos) - at).min(CHUNK as u64) as usize;

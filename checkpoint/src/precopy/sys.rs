@@ -43,6 +43,10 @@ pub const UFFD_FEATURE_WP_UNPOPULATED: u64 = 1 << 13;
 /// of registered ranges are reported, and the calling thread waits until
 /// the message is read.
 pub const UFFD_FEATURE_EVENT_REMAP: u64 = 1 << 2;
+/// fork(2) of a process whose registered ranges are copied reports a new
+/// userfaultfd for the child's mm (installed in the reader's fd table);
+/// without it the child's copies of the ranges are simply unregistered.
+pub const UFFD_FEATURE_EVENT_FORK: u64 = 1 << 1;
 pub const UFFD_FEATURE_EVENT_REMOVE: u64 = 1 << 3;
 pub const UFFD_FEATURE_EVENT_UNMAP: u64 = 1 << 6;
 /// Write-protection of shmem and hugetlbfs (PTE markers).
@@ -253,6 +257,98 @@ pub fn uffd_copy(uffd: &OwnedFd, dst: u64, src: &[u8]) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// UFFDIO_COPY that wakes the threads waiting on the range and gives up
+/// at the first refusal: returns the bytes copied and, if it stopped
+/// short, why (AlreadyExists: a page at `dst + copied` is mapped already;
+/// WouldBlock: an mmap change of the process is being reported and must be
+/// read first; ESRCH: the mm is gone). For a fault server that must read
+/// the process's events before it can go on.
+pub fn uffd_copy_wake(uffd: &OwnedFd, dst: u64, src: &[u8]) -> (u64, io::Result<()>) {
+    let mut done = 0usize;
+    while done < src.len() {
+        let rest = &src[done..];
+        let mut c = UffdioCopy {
+            dst: dst + done as u64,
+            src: rest.as_ptr() as u64,
+            len: rest.len() as u64,
+            mode: 0,
+            copy: 0,
+        };
+        let rc = ioctl_raw(uffd, UFFDIO_COPY, &mut c);
+        if c.copy > 0 {
+            done += c.copy as usize;
+            continue;
+        }
+        let why = match rc {
+            Ok(()) => io::Error::other(format!(
+                "UFFDIO_COPY at {:#x}: the kernel copied nothing",
+                c.dst
+            )),
+            Err(e) => e,
+        };
+        return (done as u64, Err(why));
+    }
+    (done as u64, Ok(()))
+}
+
+/// UFFDIO_ZEROPAGE as [`uffd_zeropage`], the error being the bare errno
+/// (ESRCH: the mm is gone; ENOENT: no registered mapping there).
+pub fn uffd_zeropage_raw(uffd: &OwnedFd, start: u64, len: u64) -> io::Result<()> {
+    let mut z = UffdioZeropage {
+        start,
+        len,
+        mode: 0,
+        zeropage: 0,
+    };
+    ioctl_raw(uffd, UFFDIO_ZEROPAGE, &mut z)
+}
+
+/// [`ioctl`] whose error is the bare errno, for callers that tell ESRCH
+/// and ENOENT apart.
+fn ioctl_raw<T>(fd: &OwnedFd, req: u64, arg: &mut T) -> io::Result<()> {
+    // SAFETY: `arg` is a live, exclusively borrowed #[repr(C)] struct of
+    // exactly the size encoded in `req`, which the kernel reads and writes.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), req as _, arg as *mut T) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The fd a UFFD_EVENT_FORK message names: the kernel installed it in our
+/// fd table as it handed the message to read(2).
+pub fn uffd_from_fork(fd: u32) -> io::Result<OwnedFd> {
+    let fd = i32::try_from(fd).map_err(|_| io::Error::other(format!("fork event: bad fd {fd}")))?;
+    // SAFETY: fcntl F_GETFD on an integer only checks that fd is open.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(e.kind(), format!("fork event fd {fd}: {e}")));
+    }
+    // SAFETY: the kernel installed this fd for us while we read the event
+    // (fs/userfaultfd.c, resolve_userfault_fork); nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// poll(2) for POLLIN on every fd of `fds` for at most `timeout_ms`: which
+/// are readable or hung up (EINTR counts as none).
+pub fn poll_many(fds: &[&OwnedFd], timeout_ms: i32) -> io::Result<Vec<bool>> {
+    let mut p: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|f| libc::pollfd {
+            fd: f.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    // SAFETY: `p` is a live, exclusively borrowed array of p.len() pollfds.
+    let rc = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, timeout_ms) };
+    if rc < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+        return Ok(vec![false; p.len()]);
+    }
+    check("poll", rc as libc::c_long)?;
+    Ok(p.iter().map(|x| x.revents != 0).collect())
 }
 
 #[repr(C)]

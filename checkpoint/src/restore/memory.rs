@@ -9,12 +9,16 @@
 //! pages, shared memory) with process_vm_writev(2).
 
 use super::inject::{Vessel, GADGET_LEN};
+use super::lazy::{Pending, Piece, PostCopy};
 use super::uffd::Filler;
 use crate::dump::procfs::parse_maps;
 use crate::error::{Error, Result};
+use crate::image::Extent;
 use crate::image::SectionReader;
 use crate::model::{Process, Vma, VmaMemory};
 use crate::PAGE_SIZE;
+use std::fs::File;
+use std::sync::Arc;
 
 /// Top of the x86_64 user address space with 4-level paging (TASK_SIZE).
 pub const TASK_TOP: u64 = 0x7fff_ffff_f000;
@@ -254,11 +258,14 @@ pub fn rebuild(
     pages: &mut SectionReader,
     opts: &super::Options,
     shm: &super::shm::ShmFds,
+    lazy: Option<Lazy<'_>>,
 ) -> Result<()> {
-    let mut filler = match whole_pages(proc) {
-        true => Filler::open(v)?,
-        false => None,
+    let (mut filler, lazy) = match lazy {
+        Some(l) => (Some(l.filler), Some((l.server, l.extents))),
+        None if whole_pages(proc) => (Filler::open(v)?, None),
+        None => (None, None),
     };
+    let mut pending = Pending::default();
     for vma in &proc.vmas {
         let kind = classify(proc.pid, vma)?;
         let runs = match &vma.memory {
@@ -300,9 +307,22 @@ pub fn rebuild(
                 f.register(vma.start, vma.len())?;
                 for run in runs {
                     let len = run.pages * PAGE_SIZE;
-                    pages.read(run.offset, len, &mut |done, bytes| {
-                        f.copy(run.addr + done, bytes)
-                    })?;
+                    let held = lazy.map_or(&[][..], |l| l.1);
+                    for (rel, n, held) in split_held(run.offset, len, held) {
+                        let addr = run.addr + rel;
+                        match held {
+                            // Left missing, for the post-copy server.
+                            Some((file, at)) => pending.insert(Piece {
+                                start: addr,
+                                end: addr + n,
+                                file,
+                                at,
+                            }),
+                            None => pages.read(run.offset + rel, n, &mut |done, bytes| {
+                                f.copy(addr + done, bytes)
+                            })?,
+                        }
+                    }
                 }
             }
             _ => {
@@ -320,13 +340,85 @@ pub fn rebuild(
             )?;
         }
     }
-    filler.map_or(Ok(()), Filler::finish)
+    match (filler, lazy) {
+        // The ranges stay registered; the uffd goes to the server, ours
+        // is closed.
+        (Some(f), Some((server, _))) if !pending.is_empty() => {
+            server.add(f.share()?, pending);
+            Ok(())
+        }
+        (f, _) => f.map_or(Ok(()), Filler::finish),
+    }
+}
+
+/// Post-copy for one process: its userfaultfd made for it
+/// (`Filler::open_lazy`), the server, and the held extents of its pages
+/// section (`Image::elsewhere`).
+pub struct Lazy<'a> {
+    pub server: &'a PostCopy,
+    pub filler: Filler,
+    pub extents: &'a [Extent],
+}
+
+/// Where a piece of a pages section's bytes is: the pre-copy store and
+/// the offset in it, or None for the section itself.
+pub type HeldAt = Option<(Arc<File>, u64)>;
+
+/// Where the bytes `[off, off+len)` of a pages section are: pieces as
+/// (offset from `off`, length, Some((file, offset in it)) when held in
+/// the pre-copy store by `extents` (sorted by offset), None when in the
+/// section itself).
+pub fn split_held(off: u64, len: u64, extents: &[Extent]) -> Vec<(u64, u64, HeldAt)> {
+    let end = off + len;
+    let mut out = Vec::new();
+    let mut pos = off;
+    let mut i = extents.partition_point(|e| e.offset + e.len <= off);
+    while pos < end {
+        match extents.get(i).filter(|e| e.offset < end) {
+            Some(e) if e.offset <= pos => {
+                let to = end.min(e.offset + e.len);
+                let at = e.at + (pos - e.offset);
+                out.push((pos - off, to - pos, Some((Arc::clone(&e.file), at))));
+                pos = to;
+                i += 1;
+            }
+            next => {
+                let to = next.map_or(end, |e| e.offset);
+                out.push((pos - off, to - pos, None));
+                pos = to;
+            }
+        }
+    }
+    out
+}
+
+/// The ranges of `proc`'s pages section that post-copy fills (held bytes
+/// of private anonymous mappings): the section reader skips them.
+pub fn post_copied(proc: &Process, extents: &[Extent]) -> Result<Vec<(u64, u64)>> {
+    let mut out = Vec::new();
+    for vma in &proc.vmas {
+        let private_anon = matches!(
+            classify(proc.pid, vma)?,
+            MapKind::Anon { shared: false, .. }
+        );
+        let VmaMemory::Dumped { runs } = &vma.memory else {
+            continue;
+        };
+        for run in runs.iter().filter(|_| private_anon) {
+            for (rel, n, held) in split_held(run.offset, run.pages * PAGE_SIZE, extents) {
+                if held.is_some() {
+                    out.push((run.offset + rel, run.offset + rel + n));
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Whether every run of `proc` starts at a whole page of its section, as
 /// the dump writes them: UFFDIO_COPY installs whole pages, so the pieces
 /// the section is handed out in must fall on page boundaries.
-fn whole_pages(proc: &Process) -> bool {
+pub fn whole_pages(proc: &Process) -> bool {
     proc.vmas.iter().all(|vma| match &vma.memory {
         VmaMemory::Dumped { runs } => runs.iter().all(|r| r.offset.is_multiple_of(PAGE_SIZE)),
         _ => true,

@@ -33,6 +33,7 @@ pub mod fifo;
 pub mod inflight;
 pub mod inject;
 pub mod inotify;
+pub mod lazy;
 pub mod memory;
 pub mod mm;
 pub mod ns;
@@ -83,6 +84,12 @@ pub struct Options {
     /// tracee without PTRACE_O_TRACESECCOMP fails the call with ENOSYS
     /// (kernel/seccomp.c, __seccomp_filter).
     pub seccomp_filter: Option<Vec<libc::sock_filter>>,
+    /// Fill the pages an image holds in a migration receiver's pre-copy
+    /// store (`Image::elsewhere`) after the release, on demand and in the
+    /// background ([`lazy`]), instead of before it. The caller gets the
+    /// server in [`Restored::post_copy`] and must [`lazy::PostCopy::go`]
+    /// it once the tasks run.
+    pub post_copy: bool,
 }
 
 impl std::fmt::Debug for Options {
@@ -149,6 +156,9 @@ pub struct Restored {
     pub stopped: Vec<(i32, i32)>,
     /// What was not restored exactly, in words, for the user.
     pub notes: Vec<String>,
+    /// The post-copy server (`Options::post_copy`), when some process has
+    /// pages left to fill: start it with `go` once the tasks run.
+    pub post_copy: Option<lazy::PostCopy>,
 }
 
 impl Restored {
@@ -207,6 +217,12 @@ pub fn restore(image: &Image, opts: &Options) -> Result<Restored> {
     let tcp_conns = crate::dump::tcp::read(image)?;
     let plan = tree::plan(image, tty, &pipe_data, &pairs, &sections)?;
     let root_proc = plan.order[0];
+    // Declared before `built`, so dropped after it on failure: the
+    // processes are killed before their faults stop being served.
+    let post_copy = match opts.post_copy && !image.elsewhere.is_empty() {
+        true => Some(lazy::PostCopy::start()?),
+        false => None,
+    };
     let root = ns::root_vessel(opts, root_proc.pid)?;
     let mut built = Built {
         init: root.init,
@@ -249,6 +265,7 @@ pub fn restore(image: &Image, opts: &Options) -> Result<Restored> {
         signals: &signals,
         may_setgroups: nix::unistd::geteuid().is_root(),
         timers: &sections.timers,
+        post_copy: post_copy.as_ref(),
     };
     let mut tasks = Vec::new();
     for (i, v) in vessels.iter().enumerate() {
@@ -260,7 +277,9 @@ pub fn restore(image: &Image, opts: &Options) -> Result<Restored> {
     let mut seen = std::collections::BTreeSet::new();
     notes.retain(|n| seen.insert(n.clone()));
     built.armed = false;
+    let post_copy = post_copy.filter(|p| p.lazy() > 0 || p.eagerly_filled() > 0);
     Ok(Restored {
+        post_copy,
         old_pid: root_proc.pid,
         pid: root.vessel,
         stopped: job_stopped(&plan.order, &tasks),

@@ -53,6 +53,41 @@ impl Filler {
         }))
     }
 
+    /// A userfaultfd for post-copy (restore/lazy): without
+    /// UFFD_USER_MODE_ONLY, so that the kernel's own accesses to a page not
+    /// filled yet wait for the server too, and with the fork, mremap,
+    /// munmap and madvise events. Err(why) where the kernel refuses either
+    /// (no CAP_SYS_PTRACE and vm.unprivileged_userfaultfd=0: EPERM): the
+    /// caller fills eagerly.
+    pub fn open_lazy(v: &Vessel) -> Result<std::result::Result<Filler, String>> {
+        let made = take_uffd(v.pid, 0, &mut |nr, args| {
+            v.raw(nr, [args[0], 0, 0, 0, 0, 0])
+        })?;
+        let uffd = match made {
+            Ok(u) => u,
+            Err(e) => return Ok(Err(format!("userfaultfd(2) for kernel-mode faults: {e}"))),
+        };
+        let events = sys::UFFD_FEATURE_EVENT_FORK
+            | sys::UFFD_FEATURE_EVENT_REMAP
+            | sys::UFFD_FEATURE_EVENT_REMOVE
+            | sys::UFFD_FEATURE_EVENT_UNMAP;
+        if let Err(e) = sys::uffd_api(&uffd, events) {
+            return Ok(Err(format!("userfaultfd events: {e}")));
+        }
+        Ok(Ok(Filler {
+            pid: v.pid,
+            uffd,
+            registered: Vec::new(),
+        }))
+    }
+
+    /// Our copy of the userfaultfd, for the post-copy server.
+    pub fn share(&self) -> Result<OwnedFd> {
+        self.uffd
+            .try_clone()
+            .map_err(|e| uffd_error(self.pid, "dup", e))
+    }
+
     /// Registers a freshly mapped private anonymous range in missing mode.
     pub fn register(&mut self, start: u64, len: u64) -> Result<()> {
         sys::uffd_register(&self.uffd, start, len, true, false).map_err(|e| {

@@ -57,6 +57,9 @@ pub enum Kind {
     /// `{"paths": [...]}`, entries of the pre-copied layer to remove
     /// (deleted, or replaced by another kind of file), relative to it.
     LayerRemoved = 19,
+    /// After `Running`, when the copy's held pages are post-copied:
+    /// `{"stats": {...}}` once all are in, or `{"error": "..."}`.
+    PostCopied = 20,
     Reject = 0xEE,
 }
 
@@ -83,6 +86,7 @@ impl Kind {
             Reuse,
             PreEnd,
             LayerRemoved,
+            PostCopied,
             Reject,
         ]
         .into_iter()

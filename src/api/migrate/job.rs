@@ -65,6 +65,22 @@ struct Confirmed {
     restore_ms: f64,
     #[serde(default)]
     notes: Vec<String>,
+    /// `Running`: the copy's held pages are being post-copied, and a
+    /// `PostCopied` frame follows once they are all in.
+    #[serde(default)]
+    post_copy: bool,
+    /// `Running` after pre-copy: `eager` or `post-copy`.
+    #[serde(default)]
+    fill: String,
+}
+
+/// What the receiver says in `PostCopied`.
+#[derive(Deserialize, Default)]
+struct PostCopied {
+    #[serde(default)]
+    stats: Option<isotrace_checkpoint::restore::lazy::Stats>,
+    #[serde(default)]
+    error: Option<String>,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -106,6 +122,8 @@ impl MigrateJob {
             layer_bytes: 0,
             staging: String::new(),
             notes: Vec::new(),
+            fill: String::new(),
+            post_copy: None,
         };
         MigrateJob {
             req,
@@ -195,10 +213,12 @@ impl MigrateJob {
         let policy = tcp::policy(self.req.purpose, self.req.tcp_close);
         let (root, pids) = (barrier.root, barrier.pids());
         let sealed = self.seal_precopy(&pids);
+        let scanned = t.elapsed();
         let keep = sealed.as_ref().map(|s| s.0.clone()).unwrap_or_default();
         let (mut dumped, held) =
             checkpoint::dump_tcp_holding(root, pids, threads(barrier), &dir, policy, keep)
                 .map_err(|e| e.to_string())?;
+        let dumped_at = t.elapsed();
         let script = self.req.action_script.as_deref();
         let group = &self.hello.group;
         let mut moving = TcpMove::new(held, dumped.tree(), script, group, &self.req.to);
@@ -216,6 +236,14 @@ impl MigrateJob {
         }
         dumped.commit(Duration::ZERO).map_err(|e| e.to_string())?;
         self.result.dump_ms = ms(t.elapsed());
+        if sealed_pages(&self.result) {
+            self.result.notes.push(format!(
+                "dump at the freeze: last dirty scan {:.1} ms, memory and state {:.1} ms, image commit {:.1} ms",
+                ms(scanned),
+                ms(dumped_at - scanned),
+                ms(t.elapsed() - dumped_at)
+            ));
+        }
         let to = self.req.to.clone();
         let net = |e: isotrace_checkpoint::stream::Error| format!("sending to {to}: {e}");
         if self.accept.env_plan == EnvPlan::Stream {
@@ -256,7 +284,9 @@ impl MigrateJob {
         self.confirm(barrier.freeze, frozen_at)
     }
 
-    /// Ready, Go, Running.
+    /// Ready, Go, Running; after a pre-copy whose pages the copy fills
+    /// after it runs, PostCopied (the group stays frozen until then: if
+    /// post-copy fails, it resumes).
     fn confirm(&mut self, freeze: Duration, frozen_at: Instant) -> Result<(), String> {
         let to = self.req.to.clone();
         let lost = |e: isotrace_checkpoint::stream::Error| match e {
@@ -280,8 +310,36 @@ impl MigrateJob {
         self.result.restore_ms = ready.restore_ms.max(running.restore_ms);
         self.result.dest_pids = running.pids;
         self.result.notes.extend(running.notes);
+        self.result.fill = running.fill;
+        if running.post_copy {
+            // The copy runs: the downtime is over. Its connections are
+            // let go now, not after the push (the network stays locked
+            // until then).
+            if let Some(mut t) = self.tcp.take() {
+                let notes = t.succeeded();
+                self.result.notes.extend(notes);
+            }
+            // What is left is the push of the pages it held, which the
+            // report includes.
+            let done: PostCopied = self.session.rx.expect_json(Kind::PostCopied).map_err(|e| {
+                format!("the copy runs at {to}, but its post-copy did not report: {e}")
+            })?;
+            if let Some(why) = done.error {
+                // The copy was killed (it cannot run without its pages);
+                // this group, still frozen and whole, resumes instead.
+                return Err(format!(
+                    "the copy ran at {to} but failed while its pages were post-copied ({why}); what it did meanwhile (TCP traffic, files) is lost, and its TCP connections with it"
+                ));
+            }
+            self.result.post_copy = done.stats;
+        }
         Ok(())
     }
+}
+
+/// Whether pre-copy ran (its rounds are in the result).
+fn sealed_pages(r: &MigrateResult) -> bool {
+    !r.rounds.is_empty()
 }
 
 fn stop_name(stop: StopKind) -> String {

@@ -1,0 +1,197 @@
+//! Issue #6: post-copy. With `--pre-copy`, the destination leaves the
+//! pages it already holds missing when the group starts to run, and fills
+//! them after (restore/lazy): on fault, and in the background.
+//!
+//! The guest (tests/guests/postcopy.c) checks every word of every page of
+//! a 64 MiB buffer in sweeps, and every 10 ms tick does what must survive
+//! pages still missing: a read(2) from a pipe into the buffer (a fault
+//! taken by the kernel, not by user code), madvise(MADV_DONTNEED), mremap
+//! away and back, munmap + mmap MAP_FIXED, and a fork whose child checks
+//! the top of the buffer and writes. The test hook
+//! ISOTRACE_TEST_POSTCOPY_HOLD holds the background push until the test
+//! creates a file, so the copy does all of that while its pages are
+//! missing, whatever the load; the kernel (the guest's own reads) is the
+//! oracle. After the push the copy must be an ordinary process: no
+//! userfaultfd in its fd table, and a checkpoint of it works.
+
+mod common;
+mod migrate_support;
+
+use common::{path_str, wait_until};
+use migrate_support::*;
+use serde_json::Value;
+use std::fs;
+use std::path::Path;
+use std::process::Stdio;
+
+const MIB: &str = "64";
+/// Ticks the copy runs with its push held: 4 forks, 10 of each chunk
+/// operation, 32 pipe reads, half a sweep.
+const HELD_TICKS: u64 = 32;
+
+/// (tick, sweeps, forks) of the guest's last line; BAD lines panic.
+fn progress(path: &Path) -> (u64, u64, u64) {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    if let Some(bad) = text.lines().find(|l| l.starts_with("BAD")) {
+        panic!("the copy found a bad page: {bad}");
+    }
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("ok "))
+        .unwrap_or("");
+    let n: Vec<u64> = last.split(' ').filter_map(|w| w.parse().ok()).collect();
+    match n[..] {
+        [t, s, f] => (t, s, f),
+        _ => (0, 0, 0),
+    }
+}
+
+fn num(v: &Value, key: &str) -> u64 {
+    v[key].as_u64().unwrap_or_else(|| panic!("no {key} in {v}"))
+}
+
+/// The copy's processes and supervisor, to be killed when the test ends.
+fn adopt_copy(w: &mut World, v: &Value) -> Vec<i32> {
+    let pids: Vec<i32> = v["dest_pids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_i64().unwrap() as i32)
+        .collect();
+    w.pids.extend(&pids);
+    let (_, ps, _) = w.isotrace("home", &["ps", "--json"], &[]);
+    let groups: Vec<Value> = serde_json::from_str(&ps).unwrap();
+    if let Some(copy) = groups.iter().find(|g| g["env"] == "B") {
+        w.pids.push(copy["supervisor_pid"].as_i64().unwrap() as i32);
+    }
+    pids
+}
+
+#[test]
+fn post_copy_serves_kernel_faults_forks_and_remaps_then_checkpoints() {
+    let mut w = World::new();
+    let mut sup = w.start_guest("pc", "postcopy", &[MIB]);
+    let hold = w.dir().join("push");
+    let args = ["migrate", "pc", "--to-env", "B", "--pre-copy", "--json"];
+    let mut cmd = w.command("home", &args);
+    cmd.env("ISOTRACE_TEST_POSTCOPY_HOLD", &hold)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let migrate = cmd.spawn().unwrap();
+    w.pids.push(migrate.id() as i32);
+    let (a, b) = (
+        w.env_file("home", "A", &w.out()),
+        w.env_file("home", "B", &w.out()),
+    );
+    // The copy runs while its pre-copied pages are held back; the source
+    // stays frozen (and whole, should post-copy fail) until they are in.
+    wait_until("the copy to run", WAIT, || progress(&b).0 > 0);
+    let before = progress(&a).0;
+    wait_until("the copy to tick with its pages held back", WAIT, || {
+        progress(&b).0 >= before + HELD_TICKS
+    });
+    fs::write(&hold, "").unwrap();
+    let out = migrate.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let v = json(&String::from_utf8_lossy(&out.stdout));
+    let pids = adopt_copy(&mut w, &v);
+    assert_released(&mut sup);
+    assert_eq!(v["fill"], "post-copy", "{v}");
+    assert!(err.contains("post-copy: every held page in"), "{err}");
+    let pc = &v["post_copy"];
+    eprintln!("post-copy of the held copy: {pc}");
+    // Pages were left missing at the release, faults (the guest's and
+    // the kernel's on its behalf) were served, the forks' children got
+    // their own userfaultfd, and the mapping changes were followed.
+    assert!(num(pc, "pages") >= 8 * 1024, "{pc}");
+    assert!(num(pc, "fault_pages") > 0 && num(pc, "faults") > 0, "{pc}");
+    assert!(num(pc, "pushed_pages") > 0, "{pc}");
+    assert!(num(pc, "forks") >= 1, "{pc}");
+    assert!(num(pc, "events") >= 3, "{pc}");
+    // Every word of every page checked twice more, after the push.
+    let sweeps = progress(&b).1;
+    wait_until("two more sweeps of the whole buffer", WAIT, || {
+        progress(&b).1 >= sweeps + 2
+    });
+    assert_seamless(&b);
+    // Nothing of post-copy is left in the copy: no userfaultfd in its fd
+    // tables...
+    for pid in &pids {
+        for fd in fs::read_dir(format!("/proc/{pid}/fd")).unwrap() {
+            let link = fs::read_link(fd.unwrap().path()).unwrap_or_default();
+            let link = link.to_string_lossy();
+            assert!(!link.contains("userfaultfd"), "pid {pid} holds {link}");
+        }
+    }
+    // ...and it can be checkpointed (and runs on).
+    let (_, ps, _) = w.isotrace("home", &["ps", "--json"], &[]);
+    let groups: Vec<Value> = serde_json::from_str(&ps).unwrap();
+    let copy = groups.iter().find(|g| g["env"] == "B").expect(&ps);
+    let group = copy["group"].as_str().unwrap();
+    let img = w.dir().join("after.img");
+    let args = ["checkpoint", group, "--leave-running", "-o", path_str(&img)];
+    let (code, _, cerr) = w.isotrace("home", &args, &[]);
+    assert_eq!(code, 0, "{cerr}");
+    let now = progress(&b).0;
+    wait_until("the copy to tick on after the checkpoint", WAIT, || {
+        progress(&b).0 >= now + 10
+    });
+    assert_seamless(&b);
+}
+
+/// ISOTRACE_POST_COPY=0: the held pages are filled before the copy runs,
+/// as before post-copy, and the report says so.
+#[test]
+fn post_copy_off_fills_eagerly() {
+    let mut w = World::new();
+    let mut sup = w.start_guest("pe", "postcopy", &[MIB]);
+    let args = ["migrate", "pe", "--to-env", "B", "--pre-copy", "--json"];
+    let (code, out, err) = w.isotrace("home", &args, &[("ISOTRACE_POST_COPY", "0")]);
+    assert_eq!(code, 0, "{err}");
+    let v = json(&out);
+    adopt_copy(&mut w, &v);
+    assert_released(&mut sup);
+    assert_eq!(v["fill"], "eager", "{v}");
+    assert!(v.get("post_copy").is_none(), "{v}");
+    let (a, b) = (
+        w.env_file("home", "A", &w.out()),
+        w.env_file("home", "B", &w.out()),
+    );
+    let before = progress(&a).1;
+    wait_until("two sweeps of the whole buffer", WAIT, || {
+        progress(&b).1 >= before + 2
+    });
+    assert_seamless(&b);
+}
+
+/// A post-copy that fails (the store cannot be read: a test fault) kills
+/// the copy rather than leave it waiting on a fault or reading zeroes, and
+/// the source, frozen and whole until then, resumes; the error says so.
+#[test]
+fn a_post_copy_failure_kills_the_copy_and_the_source_resumes() {
+    let mut w = World::new();
+    let sup = w.start_guest("pf", "postcopy", &[MIB]);
+    let args = ["migrate", "pf", "--to-env", "B", "--pre-copy", "--json"];
+    let fault = [("ISOTRACE_FAULT", "post-copy-store-unreadable")];
+    let (code, _, err) = w.isotrace("home", &args, &fault);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("post-copied") && err.contains("killed"),
+        "{err}"
+    );
+    assert!(err.contains("runs on where it was"), "{err}");
+    let a = w.env_file("home", "A", &w.out());
+    let before = progress(&a).0;
+    wait_until("the source to tick on", WAIT, || {
+        progress(&a).0 >= before + 10
+    });
+    wait_until("the copy to be gone", WAIT, || {
+        let (_, ps, _) = w.isotrace("home", &["ps", "--json"], &[]);
+        let groups: Vec<Value> = serde_json::from_str(&ps).unwrap_or_default();
+        !groups.iter().any(|g| g["env"] == "B")
+    });
+    assert_seamless(&a);
+    end(sup);
+}
