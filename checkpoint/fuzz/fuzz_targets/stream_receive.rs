@@ -20,7 +20,7 @@ use std::path::Path;
 
 const KEY: [u8; 32] = [7; 32];
 
-const KINDS: [Kind; 20] = [
+const KINDS: [Kind; 21] = [
     Kind::Hello,
     Kind::Accept,
     Kind::Refuse,
@@ -40,6 +40,7 @@ const KINDS: [Kind; 20] = [
     Kind::Reuse,
     Kind::PreEnd,
     Kind::LayerRemoved,
+    Kind::PostCopied,
     Kind::Reject,
 ];
 
