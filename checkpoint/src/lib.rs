@@ -11,6 +11,7 @@ pub mod image;
 pub mod inspect;
 pub mod model;
 pub mod netlock;
+pub mod pageset;
 pub mod precopy;
 pub mod restore;
 pub mod stream;

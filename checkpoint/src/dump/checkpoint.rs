@@ -63,7 +63,7 @@ pub fn dump_tcp_holding(
     threads: Vec<StoppedThread>,
     dir: &Path,
     policy: TcpPolicy,
-    held: std::collections::HashMap<i32, std::sync::Arc<std::collections::HashSet<u64>>>,
+    held: crate::precopy::group::Held,
 ) -> Result<(Dumped, Held)> {
     let mut writer = ImageWriter::create(dir)?;
     for (pid, pages) in held {

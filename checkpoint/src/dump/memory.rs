@@ -36,10 +36,10 @@ use super::{vanished, ProcDir};
 use crate::error::{Error, Result};
 use crate::image::{SectionWriter, WRITE_CHUNK};
 use crate::model::{PageRun, Vma, VmaMemory};
+use crate::pageset::PageSet;
 use crate::PAGE_SIZE;
 use isotrace_tracer::sys::vm_read;
 use nix::errno::Errno;
-use std::collections::HashSet;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
@@ -108,7 +108,7 @@ pub fn dump(
     proc: &ProcDir,
     vmas: &mut [Vma],
     out: &mut SectionWriter,
-    held: Option<&HashSet<u64>>,
+    held: Option<&PageSet>,
 ) -> Result<()> {
     dump_with(proc, vmas, out, held, None)
 }
@@ -127,7 +127,7 @@ fn dump_with(
     proc: &ProcDir,
     vmas: &mut [Vma],
     out: &mut SectionWriter,
-    held: Option<&HashSet<u64>>,
+    held: Option<&PageSet>,
     guard: Option<&dyn Guard>,
 ) -> Result<()> {
     let open = |name: &str| {
@@ -321,20 +321,11 @@ impl Source<'_> {
 
 /// The run of `pages` pages at `addr` cut where pages go from held to not
 /// held: (address, pages, held).
-fn split_held(addr: u64, pages: u64, held: Option<&HashSet<u64>>) -> Vec<(u64, u64, bool)> {
-    let Some(held) = held.filter(|h| !h.is_empty()) else {
-        return vec![(addr, pages, false)];
-    };
-    let mut out: Vec<(u64, u64, bool)> = Vec::new();
-    for i in 0..pages {
-        let page = addr + i * PAGE_SIZE;
-        let is_held = held.contains(&page);
-        match out.last_mut() {
-            Some((_, n, h)) if *h == is_held => *n += 1,
-            _ => out.push((page, 1, is_held)),
-        }
+fn split_held(addr: u64, pages: u64, held: Option<&PageSet>) -> Vec<(u64, u64, bool)> {
+    match held.filter(|h| !h.is_empty()) {
+        Some(held) => held.split(addr, pages),
+        None => vec![(addr, pages, false)],
     }
-    out
 }
 
 /// Records that `len` bytes from `addr` landed at `offset` of the section,
@@ -363,7 +354,9 @@ mod tests {
     fn held_pages_split_runs() {
         let p = PAGE_SIZE;
         assert_eq!(split_held(0x1000, 3, None), vec![(0x1000, 3, false)]);
-        let held: HashSet<u64> = [0x1000 + p, 0x1000 + 2 * p, 0x1000 + 4 * p].into();
+        let mut held = PageSet::new();
+        held.insert(0x1000 + p, 2);
+        held.insert(0x1000 + 4 * p, 1);
         assert_eq!(
             split_held(0x1000, 5, Some(&held)),
             vec![

@@ -8,7 +8,8 @@ use super::digest::{Algo, Hasher};
 use super::manifest::{valid_section_name, Manifest, Section, MANIFEST};
 use super::write_behind::{Op, WriteBehind};
 use crate::error::{Error, Result};
-use std::collections::{HashMap, HashSet};
+use crate::pageset::PageSet;
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -32,7 +33,7 @@ pub struct ImageWriter {
     committed: bool,
     /// Pages (pid, then address) the dump must not read: a migration's
     /// receiver holds them from pre-copy.
-    held: HashMap<i32, Arc<HashSet<u64>>>,
+    held: HashMap<i32, Arc<PageSet>>,
     /// Whether sections start their disk writes as they go (see
     /// [`ImageWriter::no_early_writeback`]).
     writeback: bool,
@@ -258,12 +259,12 @@ impl ImageWriter {
     /// Pages of `pid` the dump must not read (their addresses), because
     /// the reader of this image holds them: the freeze of a pre-copied
     /// migration (STREAM.md). Their bytes become holes ([`Section::held`]).
-    pub fn hold_pages(&mut self, pid: i32, pages: Arc<HashSet<u64>>) {
+    pub fn hold_pages(&mut self, pid: i32, pages: Arc<PageSet>) {
         self.held.insert(pid, pages);
     }
 
     /// The pages of `pid` not to read, if any.
-    pub fn held_pages(&self, pid: i32) -> Option<Arc<HashSet<u64>>> {
+    pub fn held_pages(&self, pid: i32) -> Option<Arc<PageSet>> {
         self.held.get(&pid).cloned()
     }
 

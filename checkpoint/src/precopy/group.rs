@@ -13,15 +13,16 @@
 
 use super::{PreCopy, Round, MAX_ROUNDS, SMALL_SET};
 use crate::image::digest::{Algo, Hasher};
+use crate::pageset::PageSet;
 use crate::PAGE_SIZE;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// The pages each pre-copied process's receiver copy holds (pid to page
-/// addresses), as `dump::checkpoint::dump_tcp_holding` takes them.
-pub type Held = HashMap<i32, Arc<HashSet<u64>>>;
+/// The pages each pre-copied process's receiver copy holds (pid to
+/// pages), as `dump::checkpoint::dump_tcp_holding` takes them.
+pub type Held = HashMap<i32, Arc<PageSet>>;
 
 /// Sends one PrePages payload: (pid, address, whole pages).
 pub type Send<'a> = dyn FnMut(i32, u64, &[u8]) -> io::Result<()> + 'a;

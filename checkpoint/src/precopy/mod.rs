@@ -39,6 +39,7 @@ pub mod tracker;
 use crate::dump::memory::skip_reason;
 use crate::dump::procfs::parse_maps;
 use crate::model::Vma;
+use crate::pageset::PageSet;
 use crate::PAGE_SIZE;
 use std::collections::HashSet;
 use std::fs::File;
@@ -74,7 +75,7 @@ pub struct PreCopy {
     mem: File,
     pagemap: File,
     /// Pages whose current contents the receiver holds.
-    clean: HashSet<u64>,
+    clean: PageSet,
     /// Read-only mappings sent whole in round 0.
     sent_read_only: HashSet<tracker::Key>,
     /// The process itself: a pid may be reused once it exits.
@@ -95,7 +96,7 @@ impl PreCopy {
             tracker: WpTracker::new(pid, uffd)?,
             mem: File::open(format!("/proc/{pid}/mem")).map_err(proc_io(pid, "mem"))?,
             pagemap: File::open(format!("/proc/{pid}/pagemap")).map_err(proc_io(pid, "pagemap"))?,
-            clean: HashSet::new(),
+            clean: PageSet::new(),
             sent_read_only: HashSet::new(),
             pidfd: sys::pidfd_open(pid).map_err(proc_io(pid, "pidfd"))?,
             rounds: Vec::new(),
@@ -167,9 +168,7 @@ impl PreCopy {
                 let b = &mut buf[..(n * PAGE_SIZE) as usize];
                 if self.mem.read_exact_at(b, a).is_ok() {
                     send(a, b)?;
-                    (0..n).for_each(|i| {
-                        self.clean.insert(a + i * PAGE_SIZE);
-                    });
+                    self.clean.insert(a, n);
                     sent += n;
                 }
                 at += n;
@@ -190,9 +189,7 @@ impl PreCopy {
         // either is seen by the next scan.
         let mut todo = self.tracker.dirty(&maps)?;
         for &(a, n) in &todo {
-            (0..n).for_each(|i| {
-                self.clean.remove(&(a + i * PAGE_SIZE));
-            });
+            self.clean.remove(a, n);
         }
         let new: Vec<Vma> = self.tracker.track(&maps).into_iter().cloned().collect();
         let first = self.rounds.is_empty();
@@ -231,20 +228,17 @@ impl PreCopy {
     /// Pages written since the last round, and every page of a mapping
     /// that is not one tracked (new, changed, or never registered), are
     /// not clean.
-    pub fn clean(mut self) -> io::Result<HashSet<u64>> {
+    pub fn clean(mut self) -> io::Result<PageSet> {
         let maps = self.maps()?;
         for (a, n) in self.tracker.dirty(&maps)? {
-            (0..n).for_each(|i| {
-                self.clean.remove(&(a + i * PAGE_SIZE));
-            });
+            self.clean.remove(a, n);
         }
         let tracked: Vec<(u64, u64)> = maps
             .iter()
             .filter(|v| self.tracker.is_tracked(v) || self.sent_read_only.contains(&vma_key(v)))
             .map(|v| (v.start, v.end))
             .collect();
-        self.clean
-            .retain(|&p| tracked.iter().any(|&(s, e)| s <= p && p < e));
+        self.clean.retain_within(&tracked);
         Ok(self.clean)
     }
 }

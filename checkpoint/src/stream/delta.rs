@@ -19,8 +19,10 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-/// Pages the receiver already holds, as the pre-copy says.
-pub type Clean<'a> = &'a dyn Fn(i32, u64) -> bool;
+/// Pages the receiver already holds, as the pre-copy says: the run of
+/// `pages` pages of `pid` at `addr` cut where pages go from held to not,
+/// as (address, pages, held) in address order.
+pub type Clean<'a> = &'a dyn Fn(i32, u64, u64) -> Vec<(u64, u64, bool)>;
 
 /// What the source sent in pre-copy: the PrePages payloads' count and
 /// BLAKE3 (`PreCopy::sent_digest`).
@@ -139,14 +141,7 @@ fn send_delta<W: Write>(
         VmaMemory::Skipped { .. } => &[],
     });
     for r in runs {
-        let mut i = 0;
-        while i < r.pages {
-            let held = clean(p.pid, r.addr + i * PAGE_SIZE);
-            let mut j = i + 1;
-            while j < r.pages && clean(p.pid, r.addr + j * PAGE_SIZE) == held {
-                j += 1;
-            }
-            let (addr, pages) = (r.addr + i * PAGE_SIZE, j - i);
+        for (addr, pages, held) in clean(p.pid, r.addr, r.pages) {
             if held {
                 tx.send_json(
                     Kind::Reuse,
@@ -158,10 +153,9 @@ fn send_delta<W: Write>(
                 )?;
                 reused += pages;
             } else {
-                send_range(tx, file, r.offset + i * PAGE_SIZE, pages * PAGE_SIZE)?;
+                send_range(tx, file, r.offset + (addr - r.addr), pages * PAGE_SIZE)?;
                 data += pages * PAGE_SIZE;
             }
-            i = j;
         }
     }
     Ok((data, reused))
@@ -274,7 +268,12 @@ mod tests {
             blake3: claimed.digest(),
         };
         let mut tx = FrameWriter::new(Vec::new(), [4; 32]);
-        let is_clean = |pid: i32, a: u64| pid == 7 && clean.contains(&a);
+        let mut set = crate::pageset::PageSet::new();
+        clean.iter().for_each(|&a| set.insert(a, 1));
+        let is_clean = |pid: i32, a: u64, n: u64| match pid {
+            7 => set.split(a, n),
+            _ => vec![(a, n, false)],
+        };
         let (data, reused) = send_image_delta(&mut tx, &img, &is_clean, &pre).unwrap();
         // Data covers everything but the reused pages (procs.bin too).
         assert!(data >= bytes.len() as u64 - reused * PAGE_SIZE);
@@ -349,7 +348,7 @@ mod tests {
         // The sender would reuse pages the dump read: refused before the
         // section is sent.
         let mut tx = FrameWriter::new(Vec::new(), [4; 32]);
-        let all = |_: i32, _: u64| true;
+        let all = |_: i32, a: u64, n: u64| vec![(a, n, true)];
         assert!(send_image_delta(&mut tx, &img, &all, &pre).is_err());
         // A whole-section image opens; one with holes does not.
         let e = crate::Image::open(&img).err().unwrap().to_string();

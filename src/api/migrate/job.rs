@@ -192,7 +192,10 @@ impl MigrateJob {
         let Some((clean, pre)) = sealed else {
             return transfer::send_image(&mut self.session.tx, dir);
         };
-        let held = |p: i32, addr: u64| clean.get(&p).is_some_and(|c| c.contains(&addr));
+        let held = |p: i32, addr: u64, pages: u64| match clean.get(&p) {
+            Some(c) => c.split(addr, pages),
+            None => vec![(addr, pages, false)],
+        };
         let (data, reused) = delta::send_image_delta(&mut self.session.tx, dir, &held, &pre)?;
         let dirty = data / isotrace_checkpoint::PAGE_SIZE;
         self.result.notes.push(format!(
