@@ -196,6 +196,44 @@ mode = r["mode"].split(" (")[0] + ("+" + r["fill"] if r.get("fill") else "")
 print(r["downtime_ms"], r["total_ms"], r["bytes_sent"], len(r["rounds"]), mode, r["dump_ms"], r["layer_ms"], r["send_ms"], r["restore_ms"], pc.get("ms", 0), pc.get("pushed_pages", 0), pc.get("fault_pages", 0))' "$json"
 }
 
+# MiB/s of a plain TCP stream of BW_MIB MiB over the path the migrations
+# take (the shaped veth with --link, else loopback), measured once per
+# round between the migrations: the reference for "total time <= 1.5 x
+# bytes sent / link bandwidth" (issue #6).
+BW_MIB=256
+bandwidth() {
+	local host=127.0.0.1 port=7199 rx
+	[ -n "$LINK" ] && host=10.214.0.2
+	"${IN_B[@]}" python3 -c '
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(1)
+print("listening", flush=True)
+c, _ = s.accept()
+while c.recv(1 << 20):
+    pass
+c.sendall(b"k")
+' "$host" "$port" >"$WORK/bw.rx" &
+	rx=$!
+	local i
+	for i in $(seq 100); do grep -qs listening "$WORK/bw.rx" && break; sleep 0.05; done
+	"${IN_A[@]}" python3 -c '
+import socket, sys, time
+mib = int(sys.argv[3])
+buf = bytes(1 << 20)
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+t = time.monotonic()
+for _ in range(mib):
+    c.sendall(buf)
+c.shutdown(socket.SHUT_WR)
+c.recv(1)
+print("%.1f" % (mib / (time.monotonic() - t)))
+' "$host" "$port" "$BW_MIB"
+	wait "$rx"
+}
+
 # median and range of the Nth column of stdin
 stat() {
 	sort -g | awk '{v[NR]=$1} END {m=(NR%2)?v[(NR+1)/2]:(v[NR/2]+v[NR/2+1])/2; printf "%.1f (%.1f-%.1f)", m, v[1], v[NR]}'
@@ -211,12 +249,24 @@ printf '\n| RSS | mode | downtime ms | of it: dump / layer / send / restore ms |
 n=0
 ratio_rows=()
 med() { sort -g | awk '{v[NR]=$1} END {print (NR%2)?v[(NR+1)/2]:(v[NR/2]+v[NR/2+1])/2}'; }
+bw_rows=()
 for size in $SIZES; do
 	for m in $MODES; do : >"$WORK/$m.txt"; done
+	: >"$WORK/bw.txt"
 	for r in $(seq "$ROUNDS"); do
+		bandwidth >>"$WORK/bw.txt"
 		for m in $MODES; do
 			n=$((n + 1)); one "$size" "$m" "$n" >>"$WORK/$m.txt"
 		done
+	done
+	bw="$(med <"$WORK/bw.txt")"
+	for f in $MODES; do
+		tm="$(awk '{print $2}' "$WORK/$f.txt" | med)"
+		bm="$(awk '{print $3}' "$WORK/$f.txt" | med)"
+		bw_rows+=("$(awk -v bw="$bw" -v z="$size" -v m="$f" -v tm="$tm" -v bm="$bm" 'BEGIN {
+			wire = bm / 1048576 / bw * 1000
+			printf "%s MiB %s: total %.0f ms; %.0f MiB sent at %.0f MiB/s = %.0f ms on the wire; total / wire = %.2f", z, m, tm, bm / 1048576, bw, wire, tm / wire
+		}')")
 	done
 	for f in $MODES; do
 		file="$WORK/$f.txt"
@@ -245,4 +295,7 @@ for size in $SIZES; do
 done
 echo
 for r in "${ratio_rows[@]}"; do echo "$r"; done
+echo
+echo "total migration time against the path's bandwidth (a plain TCP stream of $BW_MIB MiB, once per round, median):"
+for r in "${bw_rows[@]}"; do echo "$r"; done
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
