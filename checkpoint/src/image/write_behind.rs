@@ -142,16 +142,20 @@ impl Allocation {
                 Ok(())
             }
             // A filesystem without fallocate (EOPNOTSUPP), or a file it
-            // refuses it for; or less room left than a step (ENOSPC),
-            // though the section may still fit: write(2) allocates as
-            // before, and fails if the disk is really full.
-            Err(
-                nix::errno::Errno::EOPNOTSUPP
-                | nix::errno::Errno::EINVAL
-                | nix::errno::Errno::ENOSPC,
-            ) => {
+            // refuses it for: write(2) allocates as before.
+            Err(nix::errno::Errno::EOPNOTSUPP | nix::errno::Errno::EINVAL) => {
                 self.on = false;
                 Ok(())
+            }
+            // Less room (or quota) left than a step, though the section
+            // may still fit. ext4 keeps the blocks it did allocate, and
+            // the file's size they reached (ext4_alloc_file_blocks): cut
+            // them off, so that the writes (and the sections after this
+            // one) have them; write(2) then fails if the disk is full.
+            Err(nix::errno::Errno::ENOSPC | nix::errno::Errno::EDQUOT) => {
+                self.on = false;
+                self.end = 0;
+                file.set_len(at)
             }
             Err(e) => Err(e.into()),
         }
