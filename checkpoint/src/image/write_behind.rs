@@ -179,9 +179,14 @@ fn write_all(
     failed: Arc<AtomicBool>,
     writeback: bool,
 ) -> (File, io::Result<()>) {
-    let mut res = Ok(());
-    // Where the file is, and where writeback was last started from.
-    let (mut at, mut started) = (0u64, 0u64);
+    // Where the file is, and where writeback was last started from: not
+    // always 0, a section may start with a hole its writer left before
+    // this thread started (`SectionWriter::skip`).
+    let (mut res, mut at) = match file.stream_position() {
+        Ok(at) => (Ok(()), at),
+        Err(e) => (Err(e), 0),
+    };
+    let mut started = at;
     let mut allocation = Allocation::new(&file);
     for op in ops {
         // After an error, only give the buffers back: the caller sees
