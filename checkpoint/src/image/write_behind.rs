@@ -24,10 +24,10 @@
 //! thread's time as the copy itself); into allocated (unwritten) extents
 //! it only finds them. Measured here on a 1 GiB dump to the root ext4, it
 //! halved the write thread's write(2) time and took the dump from about
-//! 1.6 to 1.0 s under load. Where less than a step is left, the
-//! thread stops allocating and the writes meet a full disk as before.
-//! The allocation past the end of the
-//! data is cut off when the section is finished ([`WriteBehind::finish`]).
+//! 1.6 to 1.0 s under load. Where less room is left than a step, the
+//! thread gives back what the failed fallocate did allocate and stops
+//! allocating: the writes then meet a full disk as before. What is
+//! allocated past the data is cut off when the last op is done.
 
 use crate::sys::files::{allocate, memory_backed, start_writeback};
 use std::fs::File;
@@ -128,8 +128,9 @@ impl Allocation {
         }
     }
 
-    /// Makes sure [at, at + len) is allocated; a hole left before `at`
-    /// (`Op::Hole`) stays a hole.
+    /// Makes sure [at, at + len) is allocated. A hole (`Op::Hole`) past
+    /// the allocated end stays one; one inside it is allocated but
+    /// unwritten, and reads as zeros all the same.
     fn cover(&mut self, file: &File, at: u64, len: u64) -> io::Result<()> {
         if !self.on || at + len <= self.end {
             return Ok(());

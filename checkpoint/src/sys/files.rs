@@ -80,7 +80,8 @@ pub fn memory_backed(fd: BorrowedFd<'_>) -> bool {
 
 /// fallocate(2), mode 0, of [offset, offset + len): allocates the blocks
 /// (as unwritten extents on ext4/XFS) and extends the file if needed.
-/// ENOSPC here is the full disk, reported before any data is written.
+/// ENOSPC: less room than `len`; ext4 keeps what it did allocate, and
+/// the size that reached (ext4_alloc_file_blocks).
 pub fn allocate(fd: BorrowedFd<'_>, offset: u64, len: u64) -> Result<(), Errno> {
     let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
         return Err(Errno::EINVAL);
