@@ -246,3 +246,40 @@ fn version_1_images_are_read() {
         Err(Error::CorruptSection { name, .. }) if name == "manifest.json"
     ));
 }
+
+/// A section that starts with a hole (pages a migration's receiver
+/// holds), then more data than one buffer, another hole and a last page:
+/// the write thread starts after the first hole was left, and allocates
+/// blocks ahead (on a filesystem with blocks) and cuts them off at the
+/// end; the file still has exactly the section's size, the data lands at
+/// its offsets, and the holes read as zeros.
+#[test]
+fn a_section_with_holes_keeps_its_size_and_offsets() {
+    use crate::dump::manifest;
+    use crate::image::{codec, Kind, WRITE_CHUNK};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("img");
+    let name = format!("pages-{PID}.img");
+    let data: Vec<u8> = (0..3 * WRITE_CHUNK + 4096)
+        .map(|i| (i / 4096 % 251) as u8 + 1)
+        .collect();
+    let last = page(7);
+    let mut w = ImageWriter::create(&dir).unwrap();
+    let mut s = w.section(&name).unwrap();
+    s.skip(2 * 4096).unwrap();
+    s.write(&data).unwrap();
+    s.skip(4096).unwrap();
+    s.write(&last).unwrap();
+    w.finish(s).unwrap();
+    let tree = testutil::tree();
+    w.write_section(PROCS, &codec::encode(&tree).unwrap())
+        .unwrap();
+    w.commit(manifest(&tree, Kind::Snapshot)).unwrap();
+    let bytes = fs::read(dir.join(&name)).unwrap();
+    let mut want = vec![0u8; 2 * 4096];
+    want.extend_from_slice(&data);
+    want.extend_from_slice(&[0u8; 4096]);
+    want.extend_from_slice(&last);
+    assert_eq!(bytes.len(), want.len());
+    assert!(bytes == want, "the section's bytes differ");
+}

@@ -65,3 +65,26 @@ pub fn start_writeback(fd: BorrowedFd<'_>, offset: u64, len: u64) -> Result<(), 
     }
     Ok(())
 }
+
+/// Whether the filesystem holding `fd` keeps file data in memory only
+/// (tmpfs, ramfs): statfs(2) f_type. There a file's blocks are its page
+/// cache pages, so reserving them ahead (fallocate) allocates the same
+/// pages a write would, under the same inode lock: no saving.
+pub fn memory_backed(fd: BorrowedFd<'_>) -> bool {
+    use nix::sys::statfs::{fstatfs, FsType, TMPFS_MAGIC};
+    // ramfs's f_type (include/uapi/linux/magic.h), which nix and libc
+    // do not name.
+    let ramfs = FsType(0x8584_58f6);
+    fstatfs(fd).is_ok_and(|s| [TMPFS_MAGIC, ramfs].contains(&s.filesystem_type()))
+}
+
+/// fallocate(2), mode 0, of [offset, offset + len): allocates the blocks
+/// (as unwritten extents on ext4/XFS) and extends the file if needed.
+/// ENOSPC: less room than `len`; ext4 keeps what it did allocate, and
+/// the size that reached (ext4_alloc_file_blocks).
+pub fn allocate(fd: BorrowedFd<'_>, offset: u64, len: u64) -> Result<(), Errno> {
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return Err(Errno::EINVAL);
+    };
+    nix::fcntl::fallocate(fd, nix::fcntl::FallocateFlags::empty(), offset, len)
+}
