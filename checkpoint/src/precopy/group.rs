@@ -131,10 +131,13 @@ impl GroupPreCopy {
     /// After the freeze: per process still in `frozen` (the pids at the
     /// barrier), the pages the receiver holds as they are now. A process
     /// whose clean set cannot be read is left out, so dumped whole.
-    pub fn clean(mut self, frozen: &[i32]) -> (Held, Vec<String>) {
+    /// The trackers come back too ([`Retired`]): drop them once the
+    /// downtime is over ([`PreCopy::clean`] says why).
+    pub fn clean(mut self, frozen: &[i32]) -> (Held, Vec<String>, Retired) {
         let mut held = Held::new();
         let mut notes = std::mem::take(&mut self.notes);
-        for pc in self.procs {
+        let mut retired = Retired(Vec::new());
+        for mut pc in self.procs {
             let pid = pc.pid;
             if !frozen.contains(&pid) {
                 notes.push(format!("pid {pid}: exited during pre-copy, dropped"));
@@ -148,7 +151,9 @@ impl GroupPreCopy {
             }
             let sent: u64 = pc.rounds.iter().map(|r| r.pages).sum();
             let rounds = pc.rounds.len();
-            match pc.clean() {
+            let clean = pc.clean();
+            retired.0.push(pc);
+            match clean {
                 Ok(c) => {
                     notes.push(format!(
                         "pid {pid}: pre-copied ({sent} pages in {rounds} rounds, {} still clean at the freeze)",
@@ -166,9 +171,15 @@ impl GroupPreCopy {
                 "pid {pid}: started during pre-copy, dumped whole at the freeze"
             ));
         }
-        (held, notes)
+        (held, notes, retired)
     }
 }
+
+/// The trackers of a sealed pre-copy, still armed: dropping this closes
+/// their userfaultfds (which unregisters their ranges), a cost kept out
+/// of the downtime by dropping it after the copy runs, or after the
+/// source resumed.
+pub struct Retired(Vec<PreCopy>);
 
 fn gone_or_failed(pc: &PreCopy, e: &io::Error) -> String {
     let pid = pc.pid;

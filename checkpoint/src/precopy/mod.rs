@@ -228,7 +228,13 @@ impl PreCopy {
     /// Pages written since the last round, and every page of a mapping
     /// that is not one tracked (new, changed, or never registered), are
     /// not clean.
-    pub fn clean(mut self) -> io::Result<PageSet> {
+    ///
+    /// The tracking stays armed: dropping the `PreCopy` closes its
+    /// userfaultfd, which unregisters every range and clears the
+    /// write-protect bit of every page (userfaultfd_release walks all of
+    /// the tracked memory: tens of ms per GiB), so the caller drops it
+    /// after the downtime, not inside it.
+    pub fn clean(&mut self) -> io::Result<PageSet> {
         let maps = self.maps()?;
         for (a, n) in self.tracker.dirty(&maps)? {
             self.clean.remove(a, n);
@@ -239,7 +245,7 @@ impl PreCopy {
             .map(|v| (v.start, v.end))
             .collect();
         self.clean.retain_within(&tracked);
-        Ok(self.clean)
+        Ok(std::mem::take(&mut self.clean))
     }
 }
 

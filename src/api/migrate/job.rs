@@ -17,7 +17,7 @@ use crate::api::drain::AcceptDrain;
 use crate::api::protocol::{MigrateResult, MigrateRound};
 use crate::api::state::{self, SupervisorState};
 use isotrace_checkpoint::dump::{checkpoint, StoppedThread};
-use isotrace_checkpoint::precopy::group::{GroupPreCopy, Held};
+use isotrace_checkpoint::precopy::group::{GroupPreCopy, Held, Retired};
 use isotrace_checkpoint::stream::delta;
 use isotrace_checkpoint::stream::{transfer, Accept, EnvPlan, Hello, Kind, Session};
 use isotrace_tracer::{AfterFreeze, Barrier, BarrierJob, StopKind, Waker};
@@ -48,8 +48,13 @@ pub struct MigrateJob {
     result: MigrateResult,
     error: Option<String>,
     precopy: Option<GroupPreCopy>,
+    /// Pre-copy's trackers after the freeze, dropped with the job (after
+    /// the downtime; `Retired`).
+    retired: Option<Retired>,
     /// The group's TCP connections while it moves.
     tcp: Option<TcpMove>,
+    /// From the barrier to the start of the dump (accept-queue check).
+    before_dump: Duration,
     /// The layer as pre-copy sent it, if it did.
     pre_layer: Option<super::layer::PreSent>,
     /// Connections waiting in accept queues at the freeze (`api::drain`).
@@ -136,6 +141,8 @@ impl MigrateJob {
             result,
             error: None,
             precopy: None,
+            retired: None,
+            before_dump: Duration::ZERO,
             tcp: None,
             pre_layer: None,
             drain: None,
@@ -177,8 +184,9 @@ impl MigrateJob {
             pages: pc.rounds.iter().map(|r| r.pages).sum(),
             blake3: pc.sent_digest(),
         };
-        let (held, notes) = pc.clean(frozen);
+        let (held, notes, retired) = pc.clean(frozen);
         self.result.notes.extend(notes);
+        self.retired = Some(retired);
         Some((held, pre))
     }
 
@@ -206,6 +214,7 @@ impl MigrateJob {
 
     /// Dump, send, confirm. Err: why the group must resume.
     fn run(&mut self, barrier: &Barrier, frozen_at: Instant) -> Result<(), String> {
+        self.before_dump = frozen_at.elapsed();
         let sock = self.session.tx.get_ref();
         let _ = sock.set_write_timeout(Some(WRITE_TIMEOUT));
         let _ = sock.set_read_timeout(Some(RESTORE_TIMEOUT));
@@ -298,7 +307,10 @@ impl MigrateJob {
             }
             e => format!("the receiver at {to} did not confirm the copy: {e}"),
         };
+        let asked = Instant::now();
         let ready: Confirmed = self.session.rx.expect_json(Kind::Ready).map_err(lost)?;
+        let readied = asked.elapsed();
+        let go = Instant::now();
         if let Some(t) = &self.tcp {
             t.before_go()?;
         }
@@ -311,6 +323,13 @@ impl MigrateJob {
         })?;
         self.result.downtime_ms = ms(freeze + frozen_at.elapsed());
         self.result.restore_ms = ready.restore_ms.max(running.restore_ms);
+        self.result.notes.push(format!(
+            "confirmation: Ready {:.1} ms after the image was sent (the receiver's restore {:.1} ms of it), Running {:.1} ms after Go; the downtime before the dump {:.1} ms",
+            ms(readied),
+            ready.restore_ms,
+            ms(go.elapsed()),
+            ms(self.before_dump)
+        ));
         self.result.dest_pids = running.pids;
         self.result.notes.extend(running.notes);
         self.result.fill = running.fill;
