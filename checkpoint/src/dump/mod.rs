@@ -10,6 +10,7 @@ pub mod deleted;
 pub mod dgrams;
 pub mod embryos;
 pub mod fds;
+pub mod inet_diag;
 pub mod inflight;
 pub mod inotify;
 pub(crate) mod lend;

@@ -10,7 +10,7 @@
 use super::{Error, Result};
 use crate::image::digest::{Algo, Hasher};
 use crate::PAGE_SIZE;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -19,7 +19,12 @@ pub struct PageStore {
     file: File,
     /// The file's absolute path, for `image::held`.
     path: PathBuf,
-    index: HashMap<(i32, u64), u64>,
+    /// Where pages are in the file, as runs: (pid, first address) to
+    /// (end address, offset of the first page). A page keeps its place
+    /// once stored (a page sent again overwrites it), and new pages are
+    /// appended, so a run of pages sent together stays one entry: 1 GiB
+    /// sent in round 0 is a handful of runs, not 262144 keys.
+    index: BTreeMap<(i32, u64), (u64, u64)>,
     end: u64,
     /// Pages received, re-sent ones included.
     pub received: u64,
@@ -53,7 +58,7 @@ impl PageStore {
         Ok(PageStore {
             file,
             path,
-            index: HashMap::new(),
+            index: BTreeMap::new(),
             end: 0,
             received: 0,
             hash: Hasher::new(Algo::Blake3),
@@ -71,23 +76,58 @@ impl PageStore {
         if !addr.is_multiple_of(PAGE_SIZE) {
             return Err(bad("unaligned address"));
         }
+        let pages = &payload[HEADER..];
+        let Some(last) = addr.checked_add(pages.len() as u64) else {
+            return Err(bad("address out of range"));
+        };
         self.hash.update(payload);
-        for (i, page) in payload[HEADER..]
-            .chunks_exact(PAGE_SIZE as usize)
-            .enumerate()
-        {
-            let at = addr + i as u64 * PAGE_SIZE;
-            let off = *self.index.entry((pid, at)).or_insert_with(|| {
-                let o = self.end;
-                self.end += PAGE_SIZE;
-                o
-            });
+        let mut at = addr;
+        while at < last {
+            let from = (at - addr) as usize;
+            let (len, off) = match self.run_at(pid, at) {
+                // Sent before: overwritten in place, up to the run's end.
+                Some((end, off)) => (end.min(last) - at, off),
+                // New: appended, up to the next stored run.
+                None => {
+                    let next = self
+                        .index
+                        .range((pid, at)..(pid, last))
+                        .next()
+                        .map_or(last, |(&(_, a), _)| a);
+                    let off = self.append_run(pid, at, next);
+                    (next - at, off)
+                }
+            };
             self.file
-                .write_all_at(page, off)
+                .write_all_at(&pages[from..from + len as usize], off)
                 .map_err(|e| Error::io("pre-copy store", e))?;
-            self.received += 1;
+            at += len;
         }
+        self.received += pages.len() as u64 / PAGE_SIZE;
         Ok(())
+    }
+
+    /// The run holding page `at` of `pid`: (its end address, the offset
+    /// of page `at`).
+    fn run_at(&self, pid: i32, at: u64) -> Option<(u64, u64)> {
+        let (&(p, start), &(end, off)) = self.index.range(..=(pid, at)).next_back()?;
+        (p == pid && at < end).then(|| (end, off + (at - start)))
+    }
+
+    /// Places the new pages [at, end) of `pid` at the end of the file,
+    /// extending the run before them when it ends at `at` and at the end
+    /// of the file; returns their offset.
+    fn append_run(&mut self, pid: i32, at: u64, end: u64) -> u64 {
+        let off = self.end;
+        self.end += end - at;
+        if let Some((&(p, start), run)) = self.index.range_mut(..(pid, at)).next_back() {
+            if p == pid && run.0 == at && run.1 + (at - start) == off {
+                run.0 = end;
+                return off;
+            }
+        }
+        self.index.insert((pid, at), (end, off));
+        off
     }
 
     /// Hex BLAKE3 of every payload stored so far, in order.
@@ -100,12 +140,25 @@ impl PageStore {
     /// other there (round 0 sends whole runs).
     pub fn extents(&self, pid: i32, addr: u64, pages: u64) -> Result<Vec<(u64, u64)>> {
         let mut out: Vec<(u64, u64)> = Vec::new();
-        for i in 0..pages {
-            let off = self.offset(pid, addr + i * PAGE_SIZE)?;
+        if !addr.is_multiple_of(PAGE_SIZE) {
+            return Err(Error::Protocol(format!(
+                "pid {pid}: unaligned reused address {addr:#x}"
+            )));
+        }
+        let last = addr.saturating_add(pages.saturating_mul(PAGE_SIZE));
+        let mut at = addr;
+        while at < last {
+            let (end, off) = self.run_at(pid, at).ok_or_else(|| {
+                Error::Protocol(format!(
+                    "pid {pid}: page {at:#x} reused but never pre-copied"
+                ))
+            })?;
+            let len = end.min(last) - at;
             match out.last_mut() {
-                Some((o, len)) if *o + *len == off => *len += PAGE_SIZE,
-                _ => out.push((off, PAGE_SIZE)),
+                Some((o, l)) if *o + *l == off => *l += len,
+                _ => out.push((off, len)),
             }
+            at += len;
         }
         Ok(out)
     }
@@ -121,12 +174,97 @@ impl PageStore {
             .try_clone()
             .map_err(|e| Error::io("pre-copy store", e))
     }
+}
 
-    fn offset(&self, pid: i32, at: u64) -> Result<u64> {
-        self.index.get(&(pid, at)).copied().ok_or_else(|| {
-            Error::Protocol(format!(
-                "pid {pid}: page {at:#x} reused but never pre-copied"
-            ))
-        })
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const P: u64 = PAGE_SIZE;
+
+    /// Pages of two pids sent in overlapping runs over many rounds, as
+    /// pre-copy does: the extents of any range read back the last bytes
+    /// sent for each page, and pages never sent are refused.
+    #[test]
+    fn runs_hold_the_last_copy_of_every_page() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut store = PageStore::new(tmp.path()).unwrap();
+        let mut model: HashMap<(i32, u64), u8> = HashMap::new();
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut sent = 0;
+        for round in 0..300u64 {
+            let pid = 1 + (next() % 2) as i32;
+            let first = next() % 100;
+            let n = 1 + next() % 16;
+            let tag = (round % 250) as u8 + 1;
+            let bytes: Vec<u8> = (0..n)
+                .flat_map(|i| vec![tag.wrapping_add(i as u8); P as usize])
+                .collect();
+            store
+                .put(&payload(pid, 0x10000 + first * P, &bytes))
+                .unwrap();
+            sent += n;
+            for i in 0..n {
+                model.insert((pid, 0x10000 + (first + i) * P), tag.wrapping_add(i as u8));
+            }
+        }
+        assert_eq!(store.received, sent);
+        let file = store.file().unwrap();
+        for pid in [1, 2] {
+            for first in 0..120u64 {
+                let addr = 0x10000 + first * P;
+                let all = (0..4).all(|i| model.contains_key(&(pid, addr + i * P)));
+                let got = store.extents(pid, addr, 4);
+                assert_eq!(got.is_ok(), all, "pid {pid} {addr:#x}");
+                let Ok(extents) = got else { continue };
+                let mut page = 0;
+                for (off, len) in extents {
+                    assert_eq!(off % P, 0);
+                    let mut buf = vec![0u8; len as usize];
+                    file.read_exact_at(&mut buf, off).unwrap();
+                    for chunk in buf.chunks(P as usize) {
+                        let want = model[&(pid, addr + page * P)];
+                        assert!(chunk.iter().all(|&b| b == want), "pid {pid} page {page}");
+                        page += 1;
+                    }
+                }
+                assert_eq!(page, 4);
+            }
+        }
+        assert!(store.extents(1, 0x10001, 1).is_err());
+        assert!(store
+            .put(&payload(1, u64::MAX & !(P - 1), &[0; 2 * P as usize]))
+            .is_err());
+    }
+
+    /// Round 0 sends a mapping in chunks, one after the other: one run.
+    #[test]
+    fn consecutive_chunks_are_one_run() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut store = PageStore::new(tmp.path()).unwrap();
+        for c in 0..8u64 {
+            let bytes = vec![c as u8; 256 * P as usize];
+            store
+                .put(&payload(7, 0x4000_0000 + c * 256 * P, &bytes))
+                .unwrap();
+        }
+        assert_eq!(store.index.len(), 1);
+        assert_eq!(
+            store.extents(7, 0x4000_0000, 2048).unwrap(),
+            [(0, 2048 * P)]
+        );
+        // Sent again in a later round: overwritten in place.
+        store
+            .put(&payload(7, 0x4000_0000 + 5 * P, &[9; P as usize]))
+            .unwrap();
+        assert_eq!(store.index.len(), 1);
+        assert_eq!(store.end, 2048 * P);
     }
 }
