@@ -102,14 +102,7 @@ pub fn still_waiting(root: i32, inos: &[u64]) -> u32 {
 /// the network namespace of `root`: by sock_diag when that is ours, else
 /// (or if sock_diag fails) from /proc/ROOT/net/tcp[6].
 fn listeners(root: i32) -> Vec<(u64, SocketAddr, u32)> {
-    let same_ns = |a: &str, b: &str| match (std::fs::metadata(a), std::fs::metadata(b)) {
-        (Ok(a), Ok(b)) => {
-            use std::os::unix::fs::MetadataExt;
-            (a.dev(), a.ino()) == (b.dev(), b.ino())
-        }
-        _ => false,
-    };
-    if same_ns("/proc/self/ns/net", &format!("/proc/{root}/ns/net")) {
+    if super::inet_diag::same_netns(&format!("/proc/{root}")) {
         if let Ok(found) = super::inet_diag::tcp_listeners() {
             return found;
         }

@@ -6,7 +6,7 @@
 //! socket in every dump, and one per listener check inside every
 //! migration's downtime.
 
-use super::unix_diag::u32_at;
+use super::unix_diag::{bad, messages, u32_at};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// One socket as the kernel reports it.
@@ -65,30 +65,13 @@ fn request(family: libc::c_int, protocol: libc::c_int, states: u32) -> Vec<u8> {
     req
 }
 
-/// Adds the listeners of one batch of netlink messages; true at
+/// Adds the sockets of one batch of netlink messages; true at
 /// NLMSG_DONE.
-fn parse(mut buf: &[u8], out: &mut Vec<Sock>) -> std::io::Result<bool> {
-    const NLMSG_ERROR: u16 = 2;
-    const NLMSG_DONE: u16 = 3;
-    let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "bad inet_diag message");
-    while buf.len() >= 16 {
-        let len = u32_at(buf, 0).ok_or_else(bad)? as usize;
-        if len < 16 || len > buf.len() {
-            return Err(bad());
-        }
-        let kind = u16::from_ne_bytes([buf[4], buf[5]]);
-        match kind {
-            NLMSG_DONE => return Ok(true),
-            NLMSG_ERROR => {
-                let errno = u32_at(buf, 16).ok_or_else(bad)? as i32;
-                return Err(std::io::Error::from_raw_os_error(-errno));
-            }
-            _ => {}
-        }
+fn parse(buf: &[u8], out: &mut Vec<Sock>) -> std::io::Result<bool> {
+    messages(buf, |msg| {
         // inet_diag_msg: family, state, timer, retrans; id (sport, dport
         // big-endian, src[16], dst[16], if, cookie[8]); expires, rqueue,
         // wqueue, uid, inode.
-        let msg = buf.get(16..len).ok_or_else(bad)?;
         if msg.len() < 72 {
             return Err(bad());
         }
@@ -108,18 +91,29 @@ fn parse(mut buf: &[u8], out: &mut Vec<Sock>) -> std::io::Result<bool> {
                 }
             }
         };
-        let sport = u16::from_be_bytes([msg[4], msg[5]]);
-        let dport = u16::from_be_bytes([msg[6], msg[7]]);
         out.push(Sock {
             inode: u64::from(u32_at(msg, 68).ok_or_else(bad)?),
             state: msg[1],
-            local: SocketAddr::new(ip(8), sport),
-            remote: SocketAddr::new(ip(24), dport),
+            local: SocketAddr::new(ip(8), u16::from_be_bytes([msg[4], msg[5]])),
+            remote: SocketAddr::new(ip(24), u16::from_be_bytes([msg[6], msg[7]])),
             rqueue: u32_at(msg, 56).ok_or_else(bad)?,
         });
-        buf = &buf[len.next_multiple_of(4).min(buf.len())..];
+        Ok(())
+    })
+}
+
+/// Whether the network namespace of the process whose /proc directory is
+/// `proc_dir` (`/proc/PID`, `/proc/PID/task/TID`) is ours: a netlink
+/// socket answers for the namespace it was made in.
+pub fn same_netns(proc_dir: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (
+        std::fs::metadata("/proc/self/ns/net"),
+        std::fs::metadata(format!("{proc_dir}/ns/net")),
+    ) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
     }
-    Ok(false)
 }
 
 #[cfg(test)]

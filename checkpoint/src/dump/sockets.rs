@@ -15,7 +15,9 @@ pub fn load(net_dir: &str) -> SocketTable {
     if let Some(text) = read("unix") {
         parse_unix(&text, &mut table);
     }
-    let ours = same_netns(net_dir);
+    let ours = net_dir
+        .strip_suffix("/net")
+        .is_some_and(super::inet_diag::same_netns);
     for (proto, family, protocol) in [
         ("tcp", libc::AF_INET, libc::IPPROTO_TCP),
         ("tcp6", libc::AF_INET6, libc::IPPROTO_TCP),
@@ -36,22 +38,6 @@ pub fn load(net_dir: &str) -> SocketTable {
         }
     }
     table
-}
-
-/// Whether the network namespace of the process whose `/proc/.../net` is
-/// `net_dir` is ours.
-fn same_netns(net_dir: &str) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let Some(base) = net_dir.strip_suffix("/net") else {
-        return false;
-    };
-    match (
-        std::fs::metadata("/proc/self/ns/net"),
-        std::fs::metadata(format!("{base}/ns/net")),
-    ) {
-        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
-        _ => false,
-    }
 }
 
 /// The sockets of a sock_diag dump, as [`parse_inet`] makes them of the

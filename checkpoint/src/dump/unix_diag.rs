@@ -57,10 +57,39 @@ fn u16_at(b: &[u8], at: usize) -> Option<u16> {
 
 /// Adds the sockets of one batch of netlink messages; true at
 /// NLMSG_DONE.
-fn parse(mut buf: &[u8], all: &mut BTreeMap<u64, Attrs>) -> std::io::Result<bool> {
+fn parse(buf: &[u8], all: &mut BTreeMap<u64, Attrs>) -> std::io::Result<bool> {
+    messages(buf, |msg| {
+        // unix_diag_msg: family, type, state, pad, ino (u32), cookie[2];
+        // then rtattrs (u16 len, u16 type, payload, 4-byte aligned).
+        let ino = u32_at(msg, 4).ok_or_else(bad)? as u64;
+        let attrs = all.entry(ino).or_default();
+        let mut rest = msg.get(16..).unwrap_or_default();
+        while let (Some(alen), Some(atype)) = (u16_at(rest, 0), u16_at(rest, 2)) {
+            let alen = alen as usize;
+            if alen < 4 || alen > rest.len() {
+                break;
+            }
+            attrs.push((atype, rest[4..alen].to_vec()));
+            rest = &rest[alen.next_multiple_of(4).min(rest.len())..];
+        }
+        Ok(())
+    })
+}
+
+/// A malformed sock_diag answer.
+pub fn bad() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, "bad sock_diag message")
+}
+
+/// Walks one batch of netlink messages (a sock_diag dump's answer),
+/// handing each message's payload (after its nlmsghdr) to `each`; true at
+/// NLMSG_DONE, an error at NLMSG_ERROR or a malformed header.
+pub fn messages(
+    mut buf: &[u8],
+    mut each: impl FnMut(&[u8]) -> std::io::Result<()>,
+) -> std::io::Result<bool> {
     const NLMSG_ERROR: u16 = 2;
     const NLMSG_DONE: u16 = 3;
-    let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "bad sock_diag message");
     while buf.len() >= 16 {
         let len = u32_at(buf, 0).ok_or_else(bad)? as usize;
         if len < 16 || len > buf.len() {
@@ -72,21 +101,7 @@ fn parse(mut buf: &[u8], all: &mut BTreeMap<u64, Attrs>) -> std::io::Result<bool
                 let errno = u32_at(buf, 16).ok_or_else(bad)? as i32;
                 return Err(std::io::Error::from_raw_os_error(-errno));
             }
-            _ => {}
-        }
-        // unix_diag_msg: family, type, state, pad, ino (u32), cookie[2];
-        // then rtattrs (u16 len, u16 type, payload, 4-byte aligned).
-        let msg = &buf[16..len];
-        let ino = u32_at(msg, 4).ok_or_else(bad)? as u64;
-        let attrs = all.entry(ino).or_default();
-        let mut rest = msg.get(16..).unwrap_or_default();
-        while let (Some(alen), Some(atype)) = (u16_at(rest, 0), u16_at(rest, 2)) {
-            let alen = alen as usize;
-            if alen < 4 || alen > rest.len() {
-                break;
-            }
-            attrs.push((atype, rest[4..alen].to_vec()));
-            rest = &rest[alen.next_multiple_of(4).min(rest.len())..];
+            _ => each(&buf[16..len])?,
         }
         buf = &buf[len.next_multiple_of(4).min(buf.len())..];
     }
