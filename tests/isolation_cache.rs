@@ -11,9 +11,9 @@
 
 mod common;
 
-use common::{guest, host_snapshot, wait_until, write_file, Iso};
+use common::{guest, host_snapshot, wait_until, write_file, Iso, Run};
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// One process makes, renames and removes names in directories the env
@@ -126,14 +126,7 @@ fn fd_and_cwd_links_follow_every_change_of_the_table() {
     assert_eq!(traced.stdout_str(), FDREUSE_OUT);
     // The same over directories the env made: every openat is rewritten
     // into the private layer from the fd's public name.
-    let p = iso.hp("p");
-    let traced = iso.sh_ok(
-        "e",
-        &format!(
-            "for d in A B C; do mkdir -p {p}/$d && printf $d > {p}/$d/f; done && {} {p}",
-            g.display()
-        ),
-    );
+    let traced = in_env_made_letters(&iso, &g);
     assert_eq!(traced.stdout_str(), FDREUSE_OUT);
     assert!(!iso.host().join("p").exists());
     host.assert_unchanged();
@@ -197,15 +190,21 @@ fn fd_link_handles_read_the_table_live() {
     assert_eq!(native.stdout_str(), FDLINKS_OUT, "{}", native.describe());
     fs::remove_dir_all(&native_root).unwrap();
     let host = host_snapshot(&iso.host());
+    let traced = in_env_made_letters(&iso, &g);
+    assert_eq!(traced.stdout_str(), FDLINKS_OUT);
+    assert!(!iso.host().join("p").exists());
+    host.assert_unchanged();
+}
+
+/// Runs guest `g` in env "e" over /p, whose directories A, B and C (each
+/// with a file `f` holding its letter) the env made itself.
+fn in_env_made_letters(iso: &Iso, g: &Path) -> Run {
     let p = iso.hp("p");
-    let traced = iso.sh_ok(
+    iso.sh_ok(
         "e",
         &format!(
             "for d in A B C; do mkdir -p {p}/$d && printf $d > {p}/$d/f; done && {} {p}",
             g.display()
         ),
-    );
-    assert_eq!(traced.stdout_str(), FDLINKS_OUT);
-    assert!(!iso.host().join("p").exists());
-    host.assert_unchanged();
+    )
 }
