@@ -242,6 +242,7 @@ zdtm! {
     file_mapping_dirty;
     file_offset: Native, Nobody;
     file_shared_fork: Native, Nobody;
+    fork_storm: Native, Nobody;
     fork_tree: Native, Nobody;
     guard_pages;
     handler_running;

@@ -300,8 +300,14 @@ impl Supervisor<'_> {
             };
             idle_since = Instant::now();
             let ev = sys::decode_status(status);
+            // A new child's first stop is not kept: it has not run, and a
+            // job could not lend it to read its state (its handlers, its
+            // clear_child_tid). It is let go like any other event and
+            // interrupted again, which stops it before its first
+            // instruction with that state in place.
+            let known = self.tasks.get(&tid).is_some_and(|t| t.attached);
             let keep = matches!(ev, WaitEvent::EventStop(_) | WaitEvent::Seccomp);
-            if keep && self.tasks.contains_key(&tid) && !self.vforked.contains(&tid) {
+            if keep && known && !self.vforked.contains(&tid) {
                 // Its interrupt stop comes next, in this loop (it stays
                 // asked); one that cannot be rewound stays at its entry.
                 if ev == WaitEvent::Seccomp && rewind_entry(tid).is_ok() {
