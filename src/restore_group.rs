@@ -96,10 +96,12 @@ pub fn run(
         }
     }
     let tasks = adopted(image, &restored);
-    let held = filtered(&tasks).and_then(|()| {
-        (hooks.hold)(&restored.processes().iter().map(|p| p.1).collect::<Vec<_>>())
-            .map_err(|why| (EXIT_FAILED, why))
-    });
+    let held = filtered(&tasks)
+        .and_then(|()| {
+            (hooks.hold)(&restored.processes().iter().map(|p| p.1).collect::<Vec<_>>())
+                .map_err(|why| (EXIT_FAILED, why))
+        })
+        .and_then(|()| restore::stop_again(&restored).map_err(|e| (EXIT_FAILED, e.to_string())));
     if let Err(e) = held {
         for t in &tasks {
             let _ = nix::sys::signal::kill(

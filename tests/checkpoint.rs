@@ -591,3 +591,108 @@ fn a_socket_connected_outside_refuses_the_checkpoint() {
     std::io::Read::read_exact(&mut conn, &mut byte).unwrap();
     assert_eq!(&byte, b"x");
 }
+
+/// A python3 that counts into DIR/count every 20 ms and, on SIGUSR1,
+/// writes DIR/handled.
+const HANDLER_COUNTER: &str = r#"
+import os, signal, sys, time
+d = sys.argv[1]
+def handled(sig, frame):
+    with open(d + "/handled.tmp", "w") as f:
+        f.write("SIGUSR1")
+    os.replace(d + "/handled.tmp", d + "/handled")
+signal.signal(signal.SIGUSR1, handled)
+n = 0
+while True:
+    n += 1
+    with open(d + "/count.tmp", "w") as f:
+        f.write(str(n))
+    os.replace(d + "/count.tmp", d + "/count")
+    time.sleep(0.02)
+"#;
+
+/// A group that job control stopped (SIGSTOP) is checkpointed with its
+/// signal handlers, read from its stopped thread, and is restored stopped:
+/// it counts no further until SIGCONT, and SIGUSR1 then runs its handler
+/// instead of killing it.
+#[test]
+fn a_stopped_group_is_restored_stopped_with_its_handlers() {
+    let w = World::new();
+    let script = w.dir().join("counter.py");
+    fs::write(&script, HANDLER_COUNTER).unwrap();
+    let args = [
+        "--no-isolation",
+        "--group",
+        "stopped",
+        "--",
+        common::PYTHON,
+        path_str(&script),
+        path_str(w.dir()),
+    ];
+    let mut sup = Supervisor(
+        w.command(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn isotrace"),
+    );
+    let count = || -> u64 {
+        fs::read_to_string(w.dir().join("count"))
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    wait_until("the counter to count", WAIT, || count() >= 3);
+    let pid = common::pids_with_cmdline(path_str(&script))
+        .into_iter()
+        .find(|&p| p != sup.pid())
+        .expect("the python3 process");
+    // SAFETY: kill(2) of a process this test started.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    wait_until("the counter to stop", WAIT, || {
+        matches!(common::proc_state(pid), Some('t' | 'T'))
+    });
+    let img = w.dir().join("img");
+    let run = w.isotrace(&["checkpoint", "stopped", "-o", path_str(&img)]);
+    run.assert_exit(0);
+    sup.wait();
+    let stopped_at = count();
+
+    let run = w.isotrace(&["restore", path_str(&img), "--detach"]);
+    run.assert_exit(0);
+    assert!(
+        !run.stderr_str().contains("handlers not restored"),
+        "{}",
+        run.describe()
+    );
+    let new_pid: i32 = run
+        .stderr_str()
+        .lines()
+        .find_map(|l| l.split(" as pid ").nth(1))
+        .and_then(|p| p.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no restored pid:\n{}", run.describe()));
+    wait_until("the restored process to be stopped", WAIT, || {
+        matches!(common::proc_state(new_pid), Some('t' | 'T'))
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        count(),
+        stopped_at,
+        "the restored process ran while stopped"
+    );
+    assert!(matches!(common::proc_state(new_pid), Some('t' | 'T')));
+    // SAFETY: kill(2) of the process this test restored.
+    unsafe { libc::kill(new_pid, libc::SIGCONT) };
+    wait_until("the restored counter to go on", WAIT, || {
+        count() >= stopped_at + 3
+    });
+    // SAFETY: as above.
+    unsafe { libc::kill(new_pid, libc::SIGUSR1) };
+    wait_until("the handler to run", WAIT, || {
+        w.dir().join("handled").exists() || common::proc_state(new_pid).is_none()
+    });
+    let alive = common::proc_state(new_pid).is_some_and(|s| s != 'Z');
+    assert!(alive, "SIGUSR1 killed the restored process");
+    // SAFETY: as above.
+    unsafe { libc::kill(new_pid, libc::SIGKILL) };
+}

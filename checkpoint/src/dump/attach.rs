@@ -33,6 +33,16 @@ pub struct StoppedThread {
     pub at_syscall_entry: bool,
 }
 
+impl StoppedThread {
+    /// Whether syscalls can be run in it (`lend.rs`): an interrupt stop, or
+    /// a group-stop (the call runs, then an interrupt stop reports the
+    /// group-stop again: kernel/signal.c, do_jobctl_trap), but not a stop
+    /// at a syscall's entry, which must be kept as it is.
+    pub fn lendable(&self) -> bool {
+        (self.stop == "interrupt" || self.stop.starts_with("group-stop")) && !self.at_syscall_entry
+    }
+}
+
 /// Every stopped thread, in freeze order; detached on drop unless adopted.
 #[derive(Debug, Default)]
 pub struct Frozen {

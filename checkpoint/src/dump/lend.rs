@@ -3,8 +3,9 @@
 //! create (its userfaultfd, precopy/inject.rs; the copy-on-write child of
 //! a snapshot, cow.rs, which also reaps it with an injected wait4).
 //!
-//! Only a thread in an interrupt stop of the freeze is lent, never one
-//! stopped at a syscall's entry, whose stop must be kept as it is. Its
+//! Only a thread in an interrupt stop or a group-stop of the freeze is
+//! lent, never one stopped at a syscall's entry, whose stop must be kept
+//! as it is. Its
 //! `syscall` instruction is one in its [vdso] (cow::find_gadget); results
 //! land in a scratch area below its stack's red zone (the 128 bytes under
 //! rsp that the x86_64 ABI lets leaf code use), saved and written back
@@ -13,7 +14,8 @@
 //! stop, maybe a seccomp stop (the supervisor's filter; continued, which
 //! lets the call run), exit stop; PTRACE_GET_SYSCALL_INFO tells those from
 //! a real SIGTRAP. Then the saved registers go back and PTRACE_INTERRUPT
-//! re-traps the thread in an interrupt stop, where the freeze expects it:
+//! re-traps the thread in an interrupt stop, where the freeze expects it
+//! (in a process in group-stop, that stop reports the group-stop again):
 //! a syscall it was blocked in is restarted on the signal path as it would
 //! have been (arch/x86/kernel/signal.c). A signal that arrives meanwhile
 //! is queued again with tgkill(2).
@@ -174,8 +176,10 @@ impl Lent {
                 // PTRACE_INTERRUPT that reached the thread while it was
                 // stopped already (the freeze's rescan of a forking group)
                 // stays pending and is taken on the next resume (ptrace(2),
-                // JOBCTL_TRAP_STOP); our call has not run yet, go on.
-                WaitEvent::Seccomp | WaitEvent::EventStop(libc::SIGTRAP) => {}
+                // JOBCTL_TRAP_STOP); our call has not run yet, go on. In
+                // a process in group-stop that stop reports the stop
+                // signal instead of SIGTRAP.
+                WaitEvent::Seccomp | WaitEvent::EventStop(_) => {}
                 WaitEvent::Event(ev)
                     if ev == libc::PTRACE_EVENT_CLONE || ev == libc::PTRACE_EVENT_FORK =>
                 {

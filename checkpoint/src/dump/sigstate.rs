@@ -96,7 +96,7 @@ pub fn capture(frozen: &Frozen, tree: &ProcessTree) -> Result<SigState> {
     for p in &tree.processes {
         let mut first = true;
         for t in frozen.threads_of(p.pid) {
-            if t.stop != "interrupt" || t.at_syscall_entry {
+            if !t.lendable() {
                 continue;
             }
             let Some(gadget) = super::cow::find_gadget(p.pid, t.tid, &p.vmas as &[Vma]) else {

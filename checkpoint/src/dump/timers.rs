@@ -130,7 +130,7 @@ pub fn capture(frozen: &Frozen, tree: &ProcessTree) -> Result<ProcessTimers> {
         let text = std::fs::read_to_string(format!("/proc/{}/timers", p.pid)).unwrap_or_default();
         let posix = parse_timers(&text);
         for t in frozen.threads_of(p.pid) {
-            if t.stop != "interrupt" || t.at_syscall_entry {
+            if !t.lendable() {
                 continue;
             }
             let Some(gadget) = super::cow::find_gadget(p.pid, t.tid, &p.vmas as &[Vma]) else {

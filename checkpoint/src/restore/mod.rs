@@ -444,9 +444,20 @@ pub fn release(tid: i32) -> Result<()> {
 /// process are detached one by one: until the last is released the others
 /// run while it is still stopped, as after a PTRACE_INTERRUPT barrier.
 /// A process that was stopped by job control first gets its stop signal
-/// queued, so it stops again before it runs any code (the signal is
-/// dequeued before the first return to user space).
+/// queued ([`stop_again`]).
 pub fn release_all(restored: &Restored) -> Result<()> {
+    stop_again(restored)?;
+    for t in &restored.tasks {
+        release(t.tid)?;
+    }
+    Ok(())
+}
+
+/// Queues its stop signal to each process that job control had stopped
+/// when it was dumped, so that it stops again before it runs any code once
+/// released (the signal is dequeued before the first return to user
+/// space; under a supervisor, whose signal-delivery stop comes first).
+pub fn stop_again(restored: &Restored) -> Result<()> {
     for &(pid, sig) in &restored.stopped {
         let sig = nix::sys::signal::Signal::try_from(sig).map_err(|e| Error::Invalid {
             what: format!("stop signal {sig}: {e}"),
@@ -456,9 +467,6 @@ pub fn release_all(restored: &Restored) -> Result<()> {
                 what: format!("stopping pid {pid} again: {e}"),
             }
         })?;
-    }
-    for t in &restored.tasks {
-        release(t.tid)?;
     }
     Ok(())
 }
