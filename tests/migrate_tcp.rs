@@ -150,12 +150,6 @@ impl Drop for Client {
     }
 }
 
-/// A TCP port nobody listens on now.
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
 /// Whether something listens on TCP `port` in this network namespace
 /// (/proc/net/tcp, state 0A), without connecting (the server accepts
 /// only one client).
@@ -226,7 +220,7 @@ fn survives_migrate_to_env(group: &str, host: &str) {
         return;
     }
     let mut w = World::new();
-    let port = free_port();
+    let port = common::free_tcp_port();
     let mut sup = start_server(&mut w, group, host, port);
     let client = Client::start(w.dir(), None, host, port, "echo");
     let args = ["migrate", group, "--to-env", "B", "--json"];
@@ -251,7 +245,7 @@ fn a_listening_server_moves_to_env_and_accepts_afterwards() {
         return;
     }
     let mut w = World::new();
-    let port = free_port();
+    let port = common::free_tcp_port();
     let mut sup = start_server(&mut w, "tcpl", "127.0.0.1", port);
     let (code, out, err) = w.isotrace("home", &["migrate", "tcpl", "--to-env", "B", "--json"], &[]);
     assert_eq!(code, 0, "{err}");
@@ -271,7 +265,7 @@ fn a_failed_move_leaves_the_source_with_its_connection() {
         return;
     }
     let mut w = World::new();
-    let port = free_port();
+    let port = common::free_tcp_port();
     let mut sup = start_server(&mut w, "tcpf", "127.0.0.1", port);
     let client = Client::start(w.dir(), None, "127.0.0.1", port, "echo");
     let action = w.dir().join("refuse.sh");
@@ -316,7 +310,7 @@ fn a_supervisor_killed_while_locked_leaves_no_lock() {
         return;
     }
     let mut w = World::new();
-    let port = free_port();
+    let port = common::free_tcp_port();
     let mut sup = start_server(&mut w, "tcpk", "127.0.0.1", port);
     // An established connection: what makes a migration lock the network.
     let _conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -368,7 +362,7 @@ fn a_connection_survives_checkpoint_and_restore() {
         return;
     }
     let mut w = World::new();
-    let port = free_port();
+    let port = common::free_tcp_port();
     let mut sup = start_server(&mut w, "tcp2", "127.0.0.1", port);
     let client = Client::start(w.dir(), None, "127.0.0.1", port, "echo");
     let img = w.dir().join("img");
@@ -406,7 +400,7 @@ fn redis_keeps_its_client_and_keys_across_migrate_to_env() {
         return;
     }
     let mut w = World::new();
-    let port = free_port();
+    let port = common::free_tcp_port();
     let p = port.to_string();
     let args = ["run", "--env", "A", "--group", "tcpr", "--", "redis-server"];
     let mut cmd = w.command("home", &args);
@@ -489,7 +483,7 @@ fn without_cap_net_admin_the_checkpoint_is_refused_clearly() {
     }
     let script = dir.join("server.py");
     fs::write(&script, SERVER).unwrap();
-    let port = free_port();
+    let port = common::free_tcp_port();
     let nobody = |args: &[&str]| {
         let mut cmd = Command::new("setpriv");
         cmd.args(common::setpriv_prefix().iter().skip(1))
@@ -804,8 +798,21 @@ impl Crowd {
             .stdin(Stdio::null())
             .spawn()
             .unwrap();
-        let c = Crowd { child, dir };
-        wait_until("the first answers", WAIT, || c.answers() >= 10);
+        let mut c = Crowd { child, dir };
+        let deadline = std::time::Instant::now() + WAIT;
+        while c.answers() < 10 {
+            // The clients stop at their first error and write it down.
+            let ended = c.child.try_wait().ok().flatten();
+            if ended.is_some() || std::time::Instant::now() >= deadline {
+                panic!(
+                    "no first answers from 127.0.0.1:{port} (clients: {ended:?}, {} answers, listening: {}): {}",
+                    c.answers(),
+                    listening(port),
+                    fs::read_to_string(c.dir.join("report.json")).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         c
     }
 
@@ -848,7 +855,7 @@ fn connections_waiting_to_be_accepted_are_drained_before_the_move() {
         return;
     }
     let mut w = World::new();
-    let port = free_port();
+    let port = common::free_tcp_port();
     let mut sup = start_script(&mut w, "tcpq", "127.0.0.1", port, SLOW_ACCEPTER);
     let crowd = Crowd::start(&w, port);
     let (code, out, err) = w.isotrace("home", &["migrate", "tcpq", "--to-env", "B", "--json"], &[]);
@@ -872,7 +879,7 @@ fn a_checkpoint_drains_the_accept_queue_first() {
         return;
     }
     let mut w = World::new();
-    let port = free_port();
+    let port = common::free_tcp_port();
     let sup = start_script(&mut w, "tcpk", "127.0.0.1", port, SLOW_ACCEPTER);
     let crowd = Crowd::start(&w, port);
     let img = w.dir().join("img");

@@ -301,10 +301,7 @@ fn redis_server_restores_and_serves_its_data() {
         return;
     }
     let w = World::new(false);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port();
+    let port = common::free_tcp_port();
     let p = port.to_string();
     let dir = path_str(w.dir()).to_owned();
     let args = [

@@ -38,12 +38,6 @@ fn commands_processed(port: u16) -> u64 {
         .unwrap_or(0)
 }
 
-/// A loopback port nobody listens on now (the kernel picks it).
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
 #[test]
 fn redis_under_load_keeps_serving() {
     if !["redis-server", "redis-cli", "redis-benchmark"]
@@ -55,7 +49,7 @@ fn redis_under_load_keeps_serving() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let port = free_port();
+    let port = common::free_tcp_port();
     let redis = Target::spawn(Command::new(REDIS).current_dir(dir).args([
         "--port",
         &port.to_string(),

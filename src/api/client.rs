@@ -116,6 +116,18 @@ impl Client {
                     "the server closed the connection".into(),
                 ))
             }
+            (Err(e), Ok(()))
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                let waited = self.writer.read_timeout().ok().flatten().unwrap_or(TIMEOUT);
+                return Err(ApiError::Protocol(format!(
+                    "no answer to `{op}` within {} s: the group's supervisor is stopped or not responding",
+                    waited.as_secs()
+                )));
+            }
             (Err(e), Ok(())) => return Err(e.into()),
             (Ok(_), _) => {}
         }

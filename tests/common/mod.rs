@@ -795,6 +795,34 @@ pub fn pids_with_cmdline(token: &str) -> Vec<i32> {
         .collect()
 }
 
+/// A loopback TCP port for a test's server, free now and outside the
+/// kernel's ephemeral range (net.ipv4.ip_local_port_range, 32768-60999 by
+/// default). A port bind(2) picks from that range (`127.0.0.1:0`) may be
+/// taken as the source port of some other test's outgoing connection before
+/// the server binds it; ports below it are never handed out that way. Each
+/// test process starts at its own offset and no two calls in one process
+/// return the same port.
+pub fn free_tcp_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 10_000;
+    const SPAN: u32 = 20_000;
+    static N: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(7919) % SPAN;
+    loop {
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        assert!(
+            n < SPAN,
+            "no free loopback TCP port in {FIRST}-{}",
+            FIRST + SPAN
+        );
+        let port = (FIRST + (start + n) % SPAN) as u16;
+        // Free for both a listener and a connection's end right now.
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// A token unique to this test process and call, for marking processes.
 pub fn unique_token(tag: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
