@@ -123,6 +123,15 @@ impl Out {
     fn assert_exit(&self, code: i32) {
         assert_eq!(self.status, code, "{}", self.describe());
     }
+
+    /// The pid a `restore` reported ("... as pid N").
+    fn restored_pid(&self) -> i32 {
+        self.stderr_str()
+            .lines()
+            .find_map(|l| l.split(" as pid ").nth(1))
+            .and_then(|p| p.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no restored pid:\n{}", self.describe()))
+    }
 }
 
 /// A background `isotrace run`, SIGKILLed if the test ends first (its
@@ -218,12 +227,7 @@ fn checkpoint_leave_running_then_terminate_and_restore() {
 
     let run = w.isotrace(&["restore", path_str(&img2), "--detach"]);
     run.assert_exit(0);
-    let new_pid: i32 = run
-        .stderr_str()
-        .lines()
-        .find_map(|l| l.split(" as pid ").nth(1))
-        .and_then(|p| p.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no restored pid:\n{}", run.describe()));
+    let new_pid = run.restored_pid();
     // counted() checks every line: the count goes on, not from 1 again.
     wait_until("the restored counter to go on", WAIT, || {
         counted(w.dir()) >= stopped_at + 3
@@ -665,12 +669,7 @@ fn a_stopped_group_is_restored_stopped_with_its_handlers() {
         "{}",
         run.describe()
     );
-    let new_pid: i32 = run
-        .stderr_str()
-        .lines()
-        .find_map(|l| l.split(" as pid ").nth(1))
-        .and_then(|p| p.split_whitespace().next()?.parse().ok())
-        .unwrap_or_else(|| panic!("no restored pid:\n{}", run.describe()));
+    let new_pid = run.restored_pid();
     wait_until("the restored process to be stopped", WAIT, || {
         matches!(common::proc_state(new_pid), Some('t' | 'T'))
     });
