@@ -270,6 +270,7 @@ zdtm! {
     sysv_shm;
     tcp_listen;
     thread_sigmask;
+    thread_storm: Native, Nobody;
     threads_futex64: Native;
     timerfd;
     timerfd_expirations: Native, Nobody;
