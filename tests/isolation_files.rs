@@ -548,3 +548,56 @@ fn a_full_disk_during_copy_up_gives_enospc_and_leaves_nothing() {
     let ok = iso.sh_ok("e", &format!("echo fine > {small} && cat {small}"));
     assert_eq!(ok.stdout_str(), "fine\n");
 }
+
+/// BASE: a process inside BASE/d/sub (its cwd) and holding an fd on
+/// BASE/d renames BASE/d twice; every name it is then shown, and every
+/// relative or fd-relative access, goes to where the directory is now.
+const MOVED_CWD: &str = r#"
+import os, sys
+base = sys.argv[1]
+rel = lambda p: p.replace(base, "BASE")
+os.chdir(base + "/d/sub")
+dfd = os.open(base + "/d", os.O_RDONLY | os.O_DIRECTORY)
+os.rename(base + "/d", base + "/r")
+print("cwd", rel(os.getcwd()), rel(os.readlink("/proc/self/cwd")))
+print("fd", rel(os.readlink(f"/proc/self/fd/{dfd}")))
+print("ls", sorted(os.listdir(".")), sorted(os.listdir(dfd)))
+print("read", open("f").read().strip(), open(f"/proc/self/fd/{dfd}/sub/f").read().strip())
+with open("g", "w") as g:
+    g.write("G")
+fd = os.open("sub/h", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=dfd)
+os.write(fd, b"H")
+os.close(fd)
+os.rename(base + "/r", base + "/again")
+print("cwd", rel(os.getcwd()), rel(os.readlink("/proc/self/cwd")))
+print("fd", rel(os.readlink(f"/proc/self/fd/{dfd}")))
+print("tree", sorted(os.listdir(base)), sorted(os.listdir(base + "/again/sub")))
+print("stat", os.stat(".").st_mode == os.stat(base + "/again/sub").st_mode)
+"#;
+
+/// A cwd and a directory fd inside a host directory the env renames (mv
+/// with the shell still in it): as natively, they follow the directory,
+/// though the env moved a copy and the host keeps its own.
+#[test]
+fn a_cwd_inside_a_renamed_host_directory_follows_it() {
+    let iso = Iso::new();
+    let script = iso.root().join("moved_cwd.py");
+    fs::write(&script, MOVED_CWD).unwrap();
+    for side in ["native", "isolated"] {
+        let dir = iso.host().join(side);
+        fs::create_dir_all(dir.join("d/sub")).unwrap();
+        write_file(&dir, "d/sub/f", "F");
+    }
+    let py = |side: &str| format!("python3 {} {}", script.display(), iso.hp(side));
+    let native = iso.native_sh(&py("native"));
+    assert_eq!(native.status.shell_code(), 0, "{}", native.describe());
+    let host = host_snapshot(&iso.host());
+    let traced = iso.sh_ok("e", &py("isolated"));
+    assert_eq!(
+        traced.stdout_str(),
+        native.stdout_str(),
+        "{}",
+        traced.describe()
+    );
+    host.assert_unchanged();
+}

@@ -5,6 +5,7 @@ use crate::fs::Stat;
 use crate::path::{bytes, components, from_bytes, relative, within};
 use crate::rules::Rules;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 /// Everything resolution needs to know about one environment. All paths are
 /// real, absolute and canonical (symlink-free on the host): the store's
@@ -16,6 +17,9 @@ pub struct View {
     home: PathBuf,
     rules: Rules,
     hidden_ids: Vec<(u64, u64)>,
+    /// Host directories renamed inside the environment, shared by every
+    /// clone of this view ([`View::record_move`]).
+    moved: Arc<RwLock<Vec<(PathBuf, PathBuf)>>>,
 }
 
 impl View {
@@ -28,7 +32,40 @@ impl View {
             home,
             rules,
             hidden_ids: Vec::new(),
+            moved: Arc::default(),
         }
+    }
+
+    /// Records that the directory at public path `from` was renamed to
+    /// `to`. A rename of a directory with host content moves a copy (the
+    /// host keeps its own), so a process whose cwd or an fd was inside the
+    /// host directory before still holds the host's: [`public_of`] then
+    /// names what it holds by where the environment's copy is now, as the
+    /// kernel would have named the moved directory itself. `from_host`
+    /// says whether `from` had host content; moves recorded before whose
+    /// new place was inside `from` follow it either way.
+    pub fn record_move(&self, from: &Path, to: &Path, from_host: bool) {
+        let mut moved = self.moved.write().unwrap_or_else(|e| e.into_inner());
+        for (_, now) in moved.iter_mut() {
+            if within(now, from) {
+                *now = rebase(now, from, to);
+            }
+        }
+        if from_host {
+            moved.retain(|(old, _)| old != from);
+            moved.push((from.to_path_buf(), to.to_path_buf()));
+        }
+    }
+
+    /// Where a host directory renamed inside the environment (or a path
+    /// below it) is now, by the longest recorded move that holds it.
+    fn moved_to(&self, real: &Path) -> Option<PathBuf> {
+        let moved = self.moved.read().unwrap_or_else(|e| e.into_inner());
+        moved
+            .iter()
+            .filter(|(old, _)| within(real, old))
+            .max_by_key(|(old, _)| bytes(old).len())
+            .map(|(old, now)| rebase(real, old, now))
     }
 
     /// Hide a directory by identity as well as by path: a host directory
@@ -109,7 +146,21 @@ pub fn public_of(view: &View, real: &Path) -> Option<PathBuf> {
     if view.is_hidden(real) {
         return None;
     }
+    if let Some(now) = view.moved_to(real) {
+        return Some(now);
+    }
     Some(real.to_path_buf())
+}
+
+/// `path`, which is `from` or below it, moved to `to`.
+fn rebase(path: &Path, from: &Path, to: &Path) -> PathBuf {
+    let rest = &bytes(path)[bytes(from).len()..];
+    let mut out = bytes(to).to_vec();
+    if out == b"/" && rest.first() == Some(&b'/') {
+        out.clear();
+    }
+    out.extend_from_slice(rest);
+    from_bytes(out)
 }
 
 /// Whether a public path is a /proc link whose meaning depends on the

@@ -19,6 +19,13 @@ pub enum After {
     /// A file the supervisor made for this call only (a translated
     /// /proc/PID/maps, procmaps.rs): removed at exit, whatever the result.
     Unlink(PathBuf),
+    /// A directory was renamed from `from` to `to`; `host` if it had host
+    /// content, which stays where it was (`View::record_move`).
+    Moved {
+        from: PathBuf,
+        to: PathBuf,
+        host: bool,
+    },
 }
 
 /// Where the kernel should act for one path argument.
@@ -153,8 +160,16 @@ pub fn rename(
     cache.invalidate(&to.public);
     cache.forget_fresh();
     let mut after = vec![After::FinishCreate(to.public.clone())];
-    if from.loc == Some(Loc::Host) || from.merged {
+    let host = from.loc == Some(Loc::Host) || from.merged;
+    if host {
         after.insert(0, After::Whiteout(from.public.clone()));
+    }
+    if from.kind == Some(Kind::Dir) {
+        after.push(After::Moved {
+            from: from.public.clone(),
+            to: to.public.clone(),
+            host,
+        });
     }
     Ok((
         Plan {
@@ -236,6 +251,10 @@ pub fn finish(view: &View, cache: &mut Cache, after: &[After]) {
             After::FinishCreate(p) => (cow::finish_create(view, p), p),
             After::Whiteout(p) => (cow::whiteout(view, p).map(drop), p),
             After::Replaced(p) => (Ok(()), p),
+            After::Moved { from, to, host } => {
+                view.record_move(from, to, *host);
+                continue;
+            }
         };
         if let Err(e) = res {
             tracing::warn!("{}: {e}", p.display());

@@ -94,3 +94,44 @@ fn magic_links() {
         assert!(!is_magic_link(Path::new(p)), "{p}");
     }
 }
+
+#[test]
+fn a_host_directory_renamed_in_the_env_is_named_where_it_went() {
+    let v = view();
+    let public = |p: &str| crate::public_of(&v, Path::new(p));
+    assert_eq!(public("/srv/d/sub"), Some(PathBuf::from("/srv/d/sub")));
+    v.record_move(Path::new("/srv/d"), Path::new("/srv/r"), true);
+    assert_eq!(public("/srv/d"), Some(PathBuf::from("/srv/r")));
+    assert_eq!(public("/srv/d/sub/f"), Some(PathBuf::from("/srv/r/sub/f")));
+    assert_eq!(
+        public("/srv/dd"),
+        Some(PathBuf::from("/srv/dd")),
+        "whole components"
+    );
+    // The env's copy moves on: what the host directory's holders see follows.
+    v.record_move(Path::new("/srv/r"), Path::new("/opt/again"), false);
+    assert_eq!(public("/srv/d/sub"), Some(PathBuf::from("/opt/again/sub")));
+    assert_eq!(
+        public("/srv/r"),
+        Some(PathBuf::from("/srv/r")),
+        "no host content moved"
+    );
+    // A clone (another user of the same view) sees the same moves.
+    let clone = v.clone();
+    assert_eq!(
+        crate::public_of(&clone, Path::new("/srv/d")),
+        Some(PathBuf::from("/opt/again"))
+    );
+    // The longest recorded move wins; a move to / keeps one slash.
+    v.record_move(Path::new("/srv/d/sub"), Path::new("/"), true);
+    assert_eq!(public("/srv/d/sub/x"), Some(PathBuf::from("/x")));
+    assert_eq!(
+        public("/srv/d/other"),
+        Some(PathBuf::from("/opt/again/other"))
+    );
+    // Upper paths are unaffected.
+    assert_eq!(
+        public(&format!("{}/srv/d", v.upper().display())),
+        Some(PathBuf::from("/srv/d"))
+    );
+}
