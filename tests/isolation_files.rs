@@ -601,3 +601,47 @@ fn a_cwd_inside_a_renamed_host_directory_follows_it() {
     );
     host.assert_unchanged();
 }
+
+/// With the store on a filesystem of its own, a program reading the mount
+/// table in an env (/proc/self/mountinfo, /proc/mounts) does not see that
+/// mount; natively it is there.
+#[test]
+fn the_store_mount_is_not_in_the_envs_mount_table() {
+    if !common::is_root() {
+        eprintln!("skipping: mounting a tmpfs needs root");
+        return;
+    }
+    let iso = Iso::new();
+    let store = iso.home();
+    fs::create_dir_all(&store).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
+        .arg(&store)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipping: cannot mount a tmpfs here");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(store.clone());
+    let store_name = store.to_str().unwrap().to_owned();
+    let script = "cat /proc/self/mountinfo; echo --; cat /proc/mounts";
+    let native = iso.native_sh(script).stdout_str();
+    let traced = iso.sh_ok("e", script).stdout_str();
+    assert!(native.contains(&store_name), "{native}");
+    assert!(!traced.contains(&store_name), "{traced}");
+    // The rest is there (an env of root's runs in a mount namespace of its
+    // own, with the host read-only: the options differ from native's).
+    for table in traced.split("--\n") {
+        assert!(
+            table.lines().any(|l| l.split(' ').any(|f| f == "/proc")),
+            "{table}"
+        );
+    }
+}

@@ -9,6 +9,11 @@
 //! call's exit (the open fd keeps it). procfs generates these files at
 //! read time; the copy is the state at open(2), which is what a reader
 //! that opens, reads and closes sees.
+//!
+//! /proc/PID/mountinfo and mounts (and /proc/mounts) are served the same
+//! way when they list mounts inside the store (a store on a filesystem of
+//! its own): those lines are left out, as the store's paths do not exist
+//! for the environment.
 
 use super::ops::{After, Plan};
 use isotrace_idb::{public_of, View};
@@ -21,11 +26,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 static SERIAL: AtomicU64 = AtomicU64::new(0);
 
 /// The maps-like file `public` names, as `/proc/WHO[/task/TID]/FILE`:
-/// (`WHO` as given, the task part, the file name). Only the files whose
-/// lines name mappings.
+/// (`WHO` as given, the task part, the file name). The files whose lines
+/// name mappings (maps, smaps) or mount points (mountinfo, mounts;
+/// `/proc/mounts` is `self/mounts`).
 pub fn maps_file(public: &Path) -> Option<(String, Option<String>, &'static str)> {
     // Every open for reading asks: most are not under /proc at all.
-    if !public.starts_with("/proc") || !matches!(public.file_name()?.to_str()?, "maps" | "smaps") {
+    if !public.starts_with("/proc")
+        || !matches!(
+            public.file_name()?.to_str()?,
+            "maps" | "smaps" | "mountinfo" | "mounts"
+        )
+    {
         return None;
     }
     let parts: Vec<&str> = public
@@ -34,6 +45,7 @@ pub fn maps_file(public: &Path) -> Option<(String, Option<String>, &'static str)
         .filter(|p| !p.is_empty())
         .collect();
     let (who, task, file) = match parts.as_slice() {
+        ["proc", "mounts"] => ("self", None, "mounts"),
         ["proc", who, file] => (*who, None, *file),
         ["proc", who, "task", tid, file] => (*who, Some(tid.to_string()), *file),
         _ => return None,
@@ -41,9 +53,47 @@ pub fn maps_file(public: &Path) -> Option<(String, Option<String>, &'static str)
     let file = match file {
         "maps" => "maps",
         "smaps" => "smaps",
+        "mountinfo" => "mountinfo",
+        "mounts" => "mounts",
         _ => return None,
     };
     Some((who.to_string(), task, file))
+}
+
+/// `text` (mountinfo, or mounts: `field`, 4 or 1, is the mount point's
+/// index) without the mounts inside the store, which the environment does
+/// not have (a store on a filesystem of its own, bind mounts into it).
+pub fn hide_store_mounts(view: &View, text: &str, field: usize) -> String {
+    text.split_inclusive('\n')
+        .filter(|line| {
+            let point = line.split(' ').nth(field).map(unescape_octal);
+            !point.is_some_and(|p| view.is_hidden(Path::new(&p)))
+        })
+        .collect()
+}
+
+/// A mount table field with the kernel's octal escapes (`\040` for a
+/// space; fs/proc_namespace.c, mangle) undone.
+fn unescape_octal(field: &str) -> String {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (b[i], octal) {
+            (b'\\', Some(d)) => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `text` (maps or smaps) with every mapped file's path made public; lines
@@ -118,7 +168,11 @@ impl super::Isolation {
             None => format!("/proc/{pid}/{file}"),
         };
         let text = std::fs::read_to_string(src).ok()?;
-        let shown = translate(&self.view, &text);
+        let shown = match file {
+            "mountinfo" => hide_store_mounts(&self.view, &text, 4),
+            "mounts" => hide_store_mounts(&self.view, &text, 1),
+            _ => translate(&self.view, &text),
+        };
         if shown == text {
             return None;
         }
@@ -146,6 +200,14 @@ mod tests {
             f("/proc/7/task/8/smaps"),
             Some(("7".into(), Some("8".into()), "smaps".into()))
         );
+        assert_eq!(
+            f("/proc/mounts"),
+            Some(("self".into(), None, "mounts".into()))
+        );
+        assert_eq!(
+            f("/proc/1/mountinfo"),
+            Some(("1".into(), None, "mountinfo".into()))
+        );
         assert_eq!(f("/proc/self/status"), None);
         assert_eq!(f("/etc/maps"), None);
     }
@@ -169,5 +231,30 @@ mod tests {
                     7f30-7f40 rw-s 00000000 fe:00 14   /tmp/db-shm (deleted)\n\
                     Size:                  4 kB\n";
         assert_eq!(translate(&view, text), want);
+    }
+
+    #[test]
+    fn store_mounts_are_hidden() {
+        let view = View::new(
+            PathBuf::from("/store/envs/e/upper"),
+            PathBuf::from("/store/envs/e/work"),
+            PathBuf::from("/my store"),
+            Rules::default(),
+        );
+        let info = "22 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n\
+                    30 22 0:40 / /my\\040store rw - tmpfs tmpfs rw\n\
+                    31 30 0:41 / /my\\040store/envs/e/upper/mnt rw - tmpfs tmpfs rw\n\
+                    32 22 0:42 / /my\\040storey rw - tmpfs tmpfs rw\n";
+        assert_eq!(
+            hide_store_mounts(&view, info, 4),
+            "22 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n\
+             32 22 0:42 / /my\\040storey rw - tmpfs tmpfs rw\n"
+        );
+        let mounts = "/dev/vda / ext4 rw 0 0\ntmpfs /my\\040store tmpfs rw 0 0\n";
+        assert_eq!(
+            hide_store_mounts(&view, mounts, 1),
+            "/dev/vda / ext4 rw 0 0\n"
+        );
+        assert_eq!(unescape_octal("a\\011b\\134c\\9"), "a\tb\\c\\9");
     }
 }
