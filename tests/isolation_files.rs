@@ -550,10 +550,12 @@ fn a_full_disk_during_copy_up_gives_enospc_and_leaves_nothing() {
 }
 
 /// BASE: a process inside BASE/d/sub (its cwd) and holding an fd on
-/// BASE/d renames BASE/d twice; every name it is then shown, and every
-/// relative or fd-relative access, goes to where the directory is now.
+/// BASE/d renames BASE/d twice, then exchanges it with a new directory,
+/// and exchanges BASE/e, on which it holds an fd, with another; every
+/// name it is then shown, and every relative or fd-relative access, goes
+/// to where the directory is now.
 const MOVED_CWD: &str = r#"
-import os, sys
+import ctypes, os, sys
 base = sys.argv[1]
 rel = lambda p: p.replace(base, "BASE")
 os.chdir(base + "/d/sub")
@@ -573,6 +575,20 @@ print("cwd", rel(os.getcwd()), rel(os.readlink("/proc/self/cwd")))
 print("fd", rel(os.readlink(f"/proc/self/fd/{dfd}")))
 print("tree", sorted(os.listdir(base)), sorted(os.listdir(base + "/again/sub")))
 print("stat", os.stat(".").st_mode == os.stat(base + "/again/sub").st_mode)
+# renameat2(RENAME_EXCHANGE): of the directory the cwd follows, and of a
+# directory an fd holds (never renamed before) with a new one.
+libc = ctypes.CDLL(None, use_errno=True)
+def exchange(a, b):
+    if libc.renameat2(-100, a.encode(), -100, b.encode(), 2) != 0:
+        raise OSError(ctypes.get_errno(), "renameat2")
+os.mkdir(base + "/other")
+exchange(base + "/again", base + "/other")
+efd = os.open(base + "/e", os.O_RDONLY | os.O_DIRECTORY)
+os.mkdir(base + "/new")
+exchange(base + "/e", base + "/new")
+print("cwd", rel(os.getcwd()), rel(os.readlink("/proc/self/cwd")))
+print("fd", rel(os.readlink(f"/proc/self/fd/{dfd}")), rel(os.readlink(f"/proc/self/fd/{efd}")))
+print("ls", sorted(os.listdir(".")), sorted(os.listdir(efd)), sorted(os.listdir(base)))
 "#;
 
 /// A cwd and a directory fd inside a host directory the env renames (mv
@@ -587,6 +603,7 @@ fn a_cwd_inside_a_renamed_host_directory_follows_it() {
         let dir = iso.host().join(side);
         fs::create_dir_all(dir.join("d/sub")).unwrap();
         write_file(&dir, "d/sub/f", "F");
+        write_file(&dir, "e/x", "X");
     }
     let py = |side: &str| format!("python3 {} {}", script.display(), iso.hp(side));
     let native = iso.native_sh(&py("native"));

@@ -45,15 +45,24 @@ impl View {
     /// says whether `from` had host content; moves recorded before whose
     /// new place was inside `from` follow it either way.
     pub fn record_move(&self, from: &Path, to: &Path, from_host: bool) {
+        self.record_moves(&[(from, to, from_host)]);
+    }
+
+    /// [`View::record_move`] of several directories at once, each
+    /// `(from, to, from_host)`: RENAME_EXCHANGE moves two, each to the
+    /// other's place.
+    pub fn record_moves(&self, moves: &[(&Path, &Path, bool)]) {
         let mut moved = self.moved.write().unwrap_or_else(|e| e.into_inner());
         for (_, now) in moved.iter_mut() {
-            if within(now, from) {
+            if let Some((from, to, _)) = moves.iter().find(|(from, _, _)| within(now, from)) {
                 *now = rebase(now, from, to);
             }
         }
-        if from_host {
-            moved.retain(|(old, _)| old != from);
-            moved.push((from.to_path_buf(), to.to_path_buf()));
+        for &(from, to, from_host) in moves {
+            if from_host {
+                moved.retain(|(old, _)| old != from);
+                moved.push((from.to_path_buf(), to.to_path_buf()));
+            }
         }
     }
 

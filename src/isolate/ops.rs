@@ -26,6 +26,9 @@ pub enum After {
         to: PathBuf,
         host: bool,
     },
+    /// Two objects swapped places (RENAME_EXCHANGE); each `bool` says
+    /// whether that one was a directory with host content.
+    Swapped((PathBuf, bool), (PathBuf, bool)),
 }
 
 /// Where the kernel should act for one path argument.
@@ -210,7 +213,14 @@ pub fn exchange(view: &View, cache: &mut Cache, a: &Resolved, b: &Resolved) -> R
         real,
         after: vec![After::Replaced(public.to_path_buf())],
     };
-    Ok((plan(ra, &a.public), plan(rb, &b.public)))
+    let (mut pa, pb) = (plan(ra, &a.public), plan(rb, &b.public));
+    let host_dir =
+        |r: &Resolved| r.kind == Some(Kind::Dir) && (r.loc == Some(Loc::Host) || r.merged);
+    pa.after.push(After::Swapped(
+        (a.public.clone(), host_dir(a)),
+        (b.public.clone(), host_dir(b)),
+    ));
+    Ok((pa, pb))
 }
 
 /// Copies a directory and everything under it into upper, so that it no
@@ -253,6 +263,10 @@ pub fn finish(view: &View, cache: &mut Cache, after: &[After]) {
             After::Replaced(p) => (Ok(()), p),
             After::Moved { from, to, host } => {
                 view.record_move(from, to, *host);
+                continue;
+            }
+            After::Swapped((a, host_a), (b, host_b)) => {
+                view.record_moves(&[(a, b, *host_a), (b, a, *host_b)]);
                 continue;
             }
         };
