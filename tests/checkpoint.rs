@@ -431,13 +431,11 @@ fn an_unsupported_fd_refuses_the_checkpoint_and_the_group_runs_on() {
         .filter(|e| e.file_name().to_string_lossy().starts_with(".img"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
-    std::thread::sleep(Duration::from_millis(200));
+    // The barrier's release may come just after the refusal is answered.
+    wait_until("sleep to run on (not stopped)", WAIT, || {
+        common::proc_state(pid) == Some('S')
+    });
     assert!(sup.running());
-    assert_eq!(
-        common::proc_state(pid),
-        Some('S'),
-        "sleep runs on (not stopped)"
-    );
 }
 
 /// Runs guest `name` with `args`, then a pid file and a result file, as
