@@ -905,3 +905,103 @@ fn a_checkpoint_drains_the_accept_queue_first() {
     assert!(!locked(port), "a network lock was not lifted");
     end(sup);
 }
+
+/// Reads one client's request to its end (the client shuts down its
+/// side: the server's end is in CLOSE_WAIT), then waits for a second
+/// connection before it answers: a read must still see the end of the
+/// stream ("answer to REQUEST"; "still open" if it does not), then it
+/// closes.
+const HALF_CLOSED_SERVER: &str = r#"
+import socket, sys
+l = socket.socket()
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind((sys.argv[1], int(sys.argv[2])))
+l.listen(8)
+c, _ = l.accept()
+data = b""
+while True:
+    got = c.recv(100)
+    if not got:
+        break
+    data += got
+go, _ = l.accept()
+go.close()
+c.settimeout(5)
+try:
+    more = c.recv(100)
+except socket.timeout:
+    more = b"(no end of stream)"
+c.sendall(b"answer to " + data if more == b"" else b"still open: " + more)
+c.close()
+"#;
+
+/// The state column of /proc/net/tcp for the connection on local `port`
+/// to `peer`'s port, if there is one.
+fn tcp_state(port: u16, peer: u16) -> Option<String> {
+    let (l, r) = (format!(":{port:04X} "), format!(":{peer:04X} "));
+    fs::read_to_string("/proc/net/tcp")
+        .unwrap_or_default()
+        .lines()
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .find(|f| {
+            f.len() > 3 && format!("{} ", f[1]).ends_with(&l) && format!("{} ", f[2]).ends_with(&r)
+        })
+        .map(|f| f[3].to_owned())
+}
+
+/// A connection whose client closed its side (the server's end in
+/// CLOSE_WAIT, with the request read) is carried by `migrate --to-env`
+/// and by checkpoint + restore: the copy's read still sees the end of the
+/// stream, and its answer reaches the client, which then sees the
+/// server's close. Before, such a checkpoint was refused.
+#[test]
+fn a_half_closed_connection_survives_migrate_and_restore() {
+    if !can_run() {
+        return;
+    }
+    for how in ["migrate", "restore"] {
+        let mut w = World::new();
+        let port = common::free_tcp_port();
+        let group = format!("half{how}");
+        let mut sup = start_script(&mut w, &group, "127.0.0.1", port, HALF_CLOSED_SERVER);
+        let mut client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        client.set_read_timeout(Some(WAIT)).unwrap();
+        let mine = client.local_addr().unwrap().port();
+        std::io::Write::write_all(&mut client, b"what time is it").unwrap();
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        wait_until("the server's end in CLOSE_WAIT", WAIT, || {
+            tcp_state(port, mine).as_deref() == Some("08")
+        });
+        if how == "migrate" {
+            let args = ["migrate", group.as_str(), "--to-env", "B", "--json"];
+            let (code, out, err) = w.isotrace("home", &args, &[]);
+            assert_eq!(code, 0, "{err}");
+            w.pids.push(dest_pid(&json(&out)));
+            assert_released(&mut sup);
+        } else {
+            let img = w.dir().join("img");
+            let args = ["checkpoint", group.as_str(), "-o", path_str(&img)];
+            let (code, _, err) = w.isotrace("home", &args, &[]);
+            assert_eq!(code, 0, "{err}");
+            assert_released(&mut sup);
+            let args = ["restore", path_str(&img), "--detach"];
+            let (code, _, err) = w.isotrace("home", &args, &[]);
+            assert_eq!(code, 0, "{err}");
+            let pid: Option<i32> = err
+                .split(" as pid ")
+                .nth(1)
+                .and_then(|t| t.split_whitespace().next()?.parse().ok());
+            w.pids.extend(pid);
+        }
+        assert_eq!(
+            tcp_state(port, mine).as_deref(),
+            Some("08"),
+            "{how}: the copy's end is not in CLOSE_WAIT"
+        );
+        drop(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap());
+        let mut answer = String::new();
+        std::io::Read::read_to_string(&mut client, &mut answer).unwrap();
+        assert_eq!(answer, "answer to what time is it", "{how}");
+        assert!(!locked(port), "{how}: the network lock was not lifted");
+    }
+}

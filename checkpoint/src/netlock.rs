@@ -72,12 +72,17 @@ fn plain(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The packet mark (SO_MARK) that lets a segment through every lock: the
+/// FIN a restore plays to a connection whose peer had closed its side
+/// (`restore::tcp_fin`), while the connection is still locked.
+pub const PASS_MARK: u32 = 0x1507_0f1e;
+
 /// One nft rule matching segments from `from` to `to`.
 fn rule(from: SocketAddr, to: SocketAddr) -> String {
     let (src, dst) = (plain(from.ip()), plain(to.ip()));
     let family = if src.is_ipv4() { "ip" } else { "ip6" };
     format!(
-        "{family} saddr {src} {family} daddr {dst} tcp sport {} tcp dport {} drop",
+        "meta mark != {PASS_MARK:#x} {family} saddr {src} {family} daddr {dst} tcp sport {} tcp dport {} drop",
         from.port(),
         to.port()
     )

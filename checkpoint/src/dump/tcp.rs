@@ -22,12 +22,16 @@ use crate::sys::sockopt;
 use crate::Image;
 use nix::errno::Errno;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, OwnedFd};
 
 /// The section's name.
 pub const SECTION: &str = "tcp.bin";
+/// The connections whose peer had closed its side (CLOSE_WAIT): the
+/// socket inodes, a set. A section of its own so that `tcp.bin` keeps its
+/// layout; an image without it has none.
+pub const FIN_SECTION: &str = "tcp_fin.bin";
 
 /// <linux/tcp.h>.
 pub const TCP_REPAIR: i32 = 19;
@@ -93,6 +97,10 @@ pub struct TcpConn {
     pub window: Vec<u32>,
     /// (level, name, value) of [`CARRIED`].
     pub options: Vec<(i32, i32, i32)>,
+    /// The peer's FIN was received (CLOSE_WAIT): `recv_seq` counts it.
+    /// Carried in [`FIN_SECTION`], not in `tcp.bin`.
+    #[serde(skip)]
+    pub peer_fin: bool,
 }
 
 /// The section: connections by socket inode, and the network lock left in
@@ -102,6 +110,36 @@ pub struct TcpConn {
 pub struct TcpImage {
     pub sockets: BTreeMap<u64, TcpConn>,
     pub lock: Option<String>,
+}
+
+impl TcpImage {
+    /// The inodes of the connections whose peer had closed ([`FIN_SECTION`]).
+    pub fn peer_fins(&self) -> BTreeSet<u64> {
+        self.sockets
+            .iter()
+            .filter(|(_, c)| c.peer_fin)
+            .map(|(&ino, _)| ino)
+            .collect()
+    }
+}
+
+/// The states a connection may be carried in: established, or with the
+/// peer's side closed (CLOSE_WAIT: the restore plays the peer's FIN to the
+/// new socket, which needs an IPv4 path; see `restore::tcp_fin`).
+fn carried_state(f: &Found) -> std::result::Result<bool, String> {
+    match f.state.as_str() {
+        "ESTABLISHED" => Ok(false),
+        "CLOSE_WAIT" if crate::restore::tcp_fin::supported(&f.local, &f.remote) => Ok(true),
+        "CLOSE_WAIT" => Err(
+            "the connection is in state CLOSE_WAIT (its peer closed its side), \
+             which is carried for IPv4 connections only"
+                .into(),
+        ),
+        state => Err(format!(
+            "the connection is in state {state}; only ESTABLISHED and CLOSE_WAIT \
+             connections can be carried"
+        )),
+    }
 }
 
 /// A connection of the tree: who holds it, and its ends.
@@ -311,6 +349,7 @@ fn read_conn(f: &Found, fd: &OwnedFd, options: Vec<(i32, i32, i32)>) -> Result<T
         timestamp,
         window,
         options,
+        peer_fin: f.state == "CLOSE_WAIT",
     })
 }
 
@@ -356,13 +395,11 @@ pub fn capture(tree: &ProcessTree, policy: TcpPolicy) -> Result<(TcpImage, Held)
     // Each socket is held as soon as it is in repair mode: an error
     // anywhere below drops `held`, which takes them out of it again.
     for f in &found {
-        if f.state != "ESTABLISHED" {
+        if let Err(why) = carried_state(f) {
             return Err(Error::Invalid {
                 what: format!(
-                    "cannot checkpoint {}: the connection is in state {}; only ESTABLISHED \
-                     connections can be carried (or checkpoint with --tcp-close)",
-                    f.describe(),
-                    f.state
+                    "cannot checkpoint {}: {why} (or checkpoint with --tcp-close)",
+                    f.describe()
                 ),
             });
         }
@@ -394,9 +431,23 @@ pub fn capture(tree: &ProcessTree, policy: TcpPolicy) -> Result<(TcpImage, Held)
     Ok((image, held))
 }
 
-/// The connections of an image (empty without the section).
+/// The connections of an image (empty without the section), each with
+/// whether its peer had closed ([`FIN_SECTION`]).
 pub fn read(image: &Image) -> Result<TcpImage> {
-    image.optional(SECTION)
+    let mut conns: TcpImage = image.optional(SECTION)?;
+    let fins: BTreeSet<u64> = image.optional(FIN_SECTION)?;
+    for ino in fins {
+        match conns.sockets.get_mut(&ino) {
+            Some(c) => c.peer_fin = true,
+            None => {
+                return Err(Error::corrupt(
+                    FIN_SECTION,
+                    format!("socket {ino} has no connection in {SECTION}"),
+                ))
+            }
+        }
+    }
+    Ok(conns)
 }
 
 #[cfg(test)]

@@ -44,6 +44,7 @@ pub mod shm;
 pub mod sockets;
 pub mod tasks;
 pub mod tcp;
+pub mod tcp_fin;
 pub mod thread;
 pub mod timers;
 pub mod tree;

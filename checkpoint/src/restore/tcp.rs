@@ -200,6 +200,9 @@ impl Job<'_> {
     /// then no error.
     fn establish(&self, bound: bool) -> Result<()> {
         let c = self.conn;
+        // A connection whose peer had closed is rebuilt as just before its
+        // FIN, which is played to it afterwards (tcp_fin.rs).
+        let recv_seq = c.recv_seq.wrapping_sub(u32::from(c.peer_fin));
         self.tcp("TCP_REPAIR", TCP_REPAIR, 1)?;
         let start = |seq: u32, len: usize| seq.wrapping_sub(len as u32) as i32;
         self.tcp("TCP_REPAIR_QUEUE", TCP_REPAIR_QUEUE, TCP_SEND_QUEUE)?;
@@ -212,7 +215,7 @@ impl Job<'_> {
         self.tcp(
             "TCP_QUEUE_SEQ",
             TCP_QUEUE_SEQ,
-            start(c.recv_seq, c.recv_queue.len()),
+            start(recv_seq, c.recv_queue.len()),
         )?;
         self.transparent(1)?;
         let rc = self.s.bind(&super::sockets::sockaddr(&self.local))?;
@@ -232,7 +235,12 @@ impl Job<'_> {
         self.fill(TCP_RECV_QUEUE, &c.recv_queue)?;
         self.fill(TCP_SEND_QUEUE, &c.send_queue)?;
         if c.window.len() == 5 {
-            let win: Vec<u8> = c.window.iter().flat_map(|w| w.to_ne_bytes()).collect();
+            let mut window = c.window.clone();
+            // rcv_wup may not be after rcv_nxt (tcp_repair_set_window).
+            if c.peer_fin && window[4] == c.recv_seq {
+                window[4] = recv_seq;
+            }
+            let win: Vec<u8> = window.iter().flat_map(|w| w.to_ne_bytes()).collect();
             self.opt(
                 "TCP_REPAIR_WINDOW",
                 libc::IPPROTO_TCP,
@@ -241,7 +249,17 @@ impl Job<'_> {
             )?;
         }
         self.leave_repair()?;
-        self.transparent(0)
+        self.transparent(0)?;
+        if c.peer_fin {
+            let acked = c.send_seq.wrapping_sub(c.send_queue.len() as u32);
+            let wscale = u32::from(c.snd_wscale).min(14);
+            let window = c
+                .window
+                .get(1)
+                .map_or(u16::MAX, |w| (w >> wscale).min(u32::from(u16::MAX)) as u16);
+            super::tcp_fin::play(self.local, self.remote, recv_seq, acked, window)?;
+        }
+        Ok(())
     }
 
     /// TCP_REPAIR off, then the carried options (leaving repair mode

@@ -5,7 +5,7 @@
 //! kernel's errno untouched; callers add the pid, fd and connection.
 
 use nix::errno::Errno;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 fn rc(ret: libc::c_long) -> Result<libc::c_long, Errno> {
     if ret == -1 {
@@ -186,6 +186,32 @@ pub fn connect(fd: BorrowedFd<'_>, sa: &[u8]) -> Result<(), Errno> {
         )
     };
     rc(ret as libc::c_long).map(drop)
+}
+
+/// socket(2), close-on-exec.
+pub fn socket(domain: i32, ty: i32, protocol: i32) -> Result<OwnedFd, Errno> {
+    // SAFETY: integer-only syscall.
+    let fd = unsafe { libc::socket(domain, ty | libc::SOCK_CLOEXEC, protocol) };
+    let fd = rc(fd as libc::c_long)? as i32;
+    // SAFETY: socket(2) just returned this fd, which nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// sendto(2) of `bytes` to a raw struct sockaddr, without blocking.
+pub fn send_to(fd: BorrowedFd<'_>, bytes: &[u8], sa: &[u8]) -> Result<usize, Errno> {
+    // SAFETY: the kernel reads at most bytes.len() bytes of a live slice
+    // and sa.len() bytes of a live sockaddr buffer.
+    let n = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            sa.as_ptr().cast(),
+            sa.len() as libc::socklen_t,
+        )
+    };
+    rc(n as libc::c_long).map(|n| n as usize)
 }
 
 /// send(2) without blocking; returns the bytes taken.
