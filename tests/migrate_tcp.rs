@@ -913,7 +913,7 @@ fn a_checkpoint_drains_the_accept_queue_first() {
 /// closes.
 const HALF_CLOSED_SERVER: &str = r#"
 import socket, sys
-l = socket.socket()
+l = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET)
 l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 l.bind((sys.argv[1], int(sys.argv[2])))
 l.listen(8)
@@ -935,13 +935,16 @@ c.sendall(b"answer to " + data if more == b"" else b"still open: " + more)
 c.close()
 "#;
 
-/// The state column of /proc/net/tcp for the connection on local `port`
-/// to `peer`'s port, if there is one.
+/// The state column of /proc/net/tcp[6] for the connection on local
+/// `port` to `peer`'s port, if there is one.
 fn tcp_state(port: u16, peer: u16) -> Option<String> {
     let (l, r) = (format!(":{port:04X} "), format!(":{peer:04X} "));
-    fs::read_to_string("/proc/net/tcp")
-        .unwrap_or_default()
-        .lines()
+    let text = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .map(|f| fs::read_to_string(f).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n");
+    text.lines()
         .map(|line| line.split_whitespace().collect::<Vec<_>>())
         .find(|f| {
             f.len() > 3 && format!("{} ", f[1]).ends_with(&l) && format!("{} ", f[2]).ends_with(&r)
@@ -951,20 +954,24 @@ fn tcp_state(port: u16, peer: u16) -> Option<String> {
 
 /// A connection whose client closed its side (the server's end in
 /// CLOSE_WAIT, with the request read) is carried by `migrate --to-env`
-/// and by checkpoint + restore: the copy's read still sees the end of the
-/// stream, and its answer reaches the client, which then sees the
-/// server's close. Before, such a checkpoint was refused.
+/// (IPv4 and IPv6) and by checkpoint + restore: the copy's read still
+/// sees the end of the stream, and its answer reaches the client, which
+/// then sees the server's close. Before, such a checkpoint was refused.
 #[test]
 fn a_half_closed_connection_survives_migrate_and_restore() {
     if !can_run() {
         return;
     }
-    for how in ["migrate", "restore"] {
+    for (how, host) in [
+        ("migrate", "127.0.0.1"),
+        ("restore", "127.0.0.1"),
+        ("migrate", "::1"),
+    ] {
         let mut w = World::new();
         let port = common::free_tcp_port();
-        let group = format!("half{how}");
-        let mut sup = start_script(&mut w, &group, "127.0.0.1", port, HALF_CLOSED_SERVER);
-        let mut client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let group = format!("half{how}{}", host.len());
+        let mut sup = start_script(&mut w, &group, host, port, HALF_CLOSED_SERVER);
+        let mut client = std::net::TcpStream::connect((host, port)).unwrap();
         client.set_read_timeout(Some(WAIT)).unwrap();
         let mine = client.local_addr().unwrap().port();
         std::io::Write::write_all(&mut client, b"what time is it").unwrap();
@@ -998,7 +1005,7 @@ fn a_half_closed_connection_survives_migrate_and_restore() {
             Some("08"),
             "{how}: the copy's end is not in CLOSE_WAIT"
         );
-        drop(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap());
+        drop(std::net::TcpStream::connect((host, port)).unwrap());
         let mut answer = String::new();
         std::io::Read::read_to_string(&mut client, &mut answer).unwrap();
         assert_eq!(answer, "answer to what time is it", "{how}");

@@ -125,14 +125,14 @@ impl TcpImage {
 
 /// The states a connection may be carried in: established, or with the
 /// peer's side closed (CLOSE_WAIT: the restore plays the peer's FIN to the
-/// new socket, which needs an IPv4 path; see `restore::tcp_fin`).
+/// new socket; see `restore::tcp_fin`).
 fn carried_state(f: &Found) -> std::result::Result<bool, String> {
     match f.state.as_str() {
         "ESTABLISHED" => Ok(false),
         "CLOSE_WAIT" if crate::restore::tcp_fin::supported(&f.local, &f.remote) => Ok(true),
         "CLOSE_WAIT" => Err(
-            "the connection is in state CLOSE_WAIT (its peer closed its side), \
-             which is carried for IPv4 connections only"
+            "the connection is in state CLOSE_WAIT (its peer closed its side) \
+             between an IPv4 and an IPv6 address"
                 .into(),
         ),
         state => Err(format!(
