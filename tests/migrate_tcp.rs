@@ -1012,3 +1012,113 @@ fn a_half_closed_connection_survives_migrate_and_restore() {
         assert!(!locked(port), "{how}: the network lock was not lifted");
     }
 }
+
+/// HOST PORT: sends a request and shuts down its side (its end in
+/// FIN_WAIT2 once the server acknowledged), reads the answer to the end,
+/// then reports it on a second connection: "got: ANSWER".
+const HALF_CLOSING_CLIENT: &str = r#"
+import socket, sys
+host, port = sys.argv[1], int(sys.argv[2])
+family = socket.AF_INET6 if ":" in host else socket.AF_INET
+c = socket.socket(family)
+c.connect((host, port))
+c.sendall(b"what time is it")
+c.shutdown(socket.SHUT_WR)
+answer = b""
+while True:
+    got = c.recv(100)
+    if not got:
+        break
+    answer += got
+c.close()
+r = socket.socket(family)
+r.connect((host, port))
+r.sendall(b"got: " + answer)
+r.close()
+"#;
+
+/// `l.accept()`, failing the test after [`WAIT`] instead of hanging.
+fn accept_within(l: &std::net::TcpListener) -> std::net::TcpStream {
+    l.set_nonblocking(true).unwrap();
+    let mut got = None;
+    wait_until("a connection", WAIT, || {
+        got = l.accept().ok();
+        got.is_some()
+    });
+    let (s, _) = got.unwrap();
+    s.set_nonblocking(false).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s
+}
+
+/// The other direction: a client that shut down its side (its end in
+/// FIN_WAIT2, the server's answer still to come) is carried by
+/// `migrate --to-env` and by checkpoint + restore, its socket shut down
+/// again in repair mode; the answer sent afterwards reaches the copy,
+/// which reads it to the server's close.
+#[test]
+fn a_client_that_closed_its_side_survives_migrate_and_restore() {
+    if !can_run() {
+        return;
+    }
+    for (how, host) in [
+        ("migrate", "127.0.0.1"),
+        ("restore", "127.0.0.1"),
+        ("migrate", "::1"),
+    ] {
+        let mut w = World::new();
+        let port = common::free_tcp_port();
+        let listener = std::net::TcpListener::bind((host, port)).unwrap();
+        let group = format!("halfc{how}{}", host.len());
+        let script = w.dir().join("client.py");
+        fs::write(&script, HALF_CLOSING_CLIENT).unwrap();
+        let args = ["run", "--env", "A", "--group", group.as_str(), "--", PYTHON];
+        let mut cmd = w.command("home", &args);
+        cmd.args([path_str(&script), host, &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut sup = cmd.spawn().unwrap();
+        w.pids.push(sup.id() as i32);
+        let mut conn = accept_within(&listener);
+        let theirs = conn.peer_addr().unwrap().port();
+        let mut request = String::new();
+        std::io::Read::read_to_string(&mut conn, &mut request).unwrap();
+        assert_eq!(request, "what time is it");
+        wait_until("the client's end in FIN_WAIT2", WAIT, || {
+            tcp_state(theirs, port).as_deref() == Some("05")
+        });
+        if how == "migrate" {
+            let args = ["migrate", group.as_str(), "--to-env", "B", "--json"];
+            let (code, out, err) = w.isotrace("home", &args, &[]);
+            assert_eq!(code, 0, "{err}");
+            w.pids.push(dest_pid(&json(&out)));
+            assert_released(&mut sup);
+        } else {
+            let img = w.dir().join("img");
+            let args = ["checkpoint", group.as_str(), "-o", path_str(&img)];
+            let (code, _, err) = w.isotrace("home", &args, &[]);
+            assert_eq!(code, 0, "{err}");
+            assert_released(&mut sup);
+            let args = ["restore", path_str(&img), "--detach"];
+            let (code, _, err) = w.isotrace("home", &args, &[]);
+            assert_eq!(code, 0, "{err}");
+            let pid: Option<i32> = err
+                .split(" as pid ")
+                .nth(1)
+                .and_then(|t| t.split_whitespace().next()?.parse().ok());
+            w.pids.extend(pid);
+        }
+        let state = tcp_state(theirs, port);
+        assert!(
+            matches!(state.as_deref(), Some("04" | "05")),
+            "{how} {host}: the copy's end is in state {state:?}, not FIN_WAIT1/2"
+        );
+        std::io::Write::write_all(&mut conn, b"half past four").unwrap();
+        drop(conn);
+        let mut report = accept_within(&listener);
+        let mut got = String::new();
+        std::io::Read::read_to_string(&mut report, &mut got).unwrap();
+        assert_eq!(got, "got: half past four", "{how} {host}");
+        assert!(!locked(port), "{how}: the network lock was not lifted");
+    }
+}

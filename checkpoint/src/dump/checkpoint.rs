@@ -97,8 +97,8 @@ fn dump_with(
     if !conns.sockets.is_empty() {
         conns.lock = held.lock_name();
         dumped.write_section(tcp::SECTION, &crate::image::codec::encode(&conns)?)?;
-        let fin = conns.peer_fins();
-        if !fin.is_empty() {
+        let fin = conns.fins();
+        if fin != tcp::TcpFins::default() {
             dumped.write_section(tcp::FIN_SECTION, &crate::image::codec::encode(&fin)?)?;
         }
     }

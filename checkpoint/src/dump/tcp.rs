@@ -28,10 +28,18 @@ use std::os::fd::{AsFd, OwnedFd};
 
 /// The section's name.
 pub const SECTION: &str = "tcp.bin";
-/// The connections whose peer had closed its side (CLOSE_WAIT): the
-/// socket inodes, a set. A section of its own so that `tcp.bin` keeps its
-/// layout; an image without it has none.
+/// The half-closed connections ([`TcpFins`]). A section of its own so
+/// that `tcp.bin` keeps its layout; an image without it has none.
 pub const FIN_SECTION: &str = "tcp_fin.bin";
+
+/// [`FIN_SECTION`]: socket inodes of `tcp.bin`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TcpFins {
+    /// The peer closed its side (CLOSE_WAIT).
+    pub peer: BTreeSet<u64>,
+    /// This side closed (shutdown SHUT_WR: FIN_WAIT1, FIN_WAIT2).
+    pub own: BTreeSet<u64>,
+}
 
 /// <linux/tcp.h>.
 pub const TCP_REPAIR: i32 = 19;
@@ -101,6 +109,10 @@ pub struct TcpConn {
     /// Carried in [`FIN_SECTION`], not in `tcp.bin`.
     #[serde(skip)]
     pub peer_fin: bool,
+    /// This side's FIN was sent (FIN_WAIT1, FIN_WAIT2): `send_seq` counts
+    /// it, `send_queue` holds only data. In [`FIN_SECTION`] too.
+    #[serde(skip)]
+    pub own_fin: bool,
 }
 
 /// The section: connections by socket inode, and the network lock left in
@@ -113,31 +125,38 @@ pub struct TcpImage {
 }
 
 impl TcpImage {
-    /// The inodes of the connections whose peer had closed ([`FIN_SECTION`]).
-    pub fn peer_fins(&self) -> BTreeSet<u64> {
-        self.sockets
-            .iter()
-            .filter(|(_, c)| c.peer_fin)
-            .map(|(&ino, _)| ino)
-            .collect()
+    /// The half-closed connections ([`FIN_SECTION`]).
+    pub fn fins(&self) -> TcpFins {
+        let with = |f: fn(&TcpConn) -> bool| {
+            self.sockets
+                .iter()
+                .filter(|(_, c)| f(c))
+                .map(|(&ino, _)| ino)
+                .collect()
+        };
+        TcpFins {
+            peer: with(|c| c.peer_fin),
+            own: with(|c| c.own_fin),
+        }
     }
 }
 
-/// The states a connection may be carried in: established, or with the
+/// The states a connection may be carried in: established; with the
 /// peer's side closed (CLOSE_WAIT: the restore plays the peer's FIN to the
-/// new socket; see `restore::tcp_fin`).
-fn carried_state(f: &Found) -> std::result::Result<bool, String> {
+/// new socket, see `restore::tcp_fin`); with this side closed (FIN_WAIT1,
+/// FIN_WAIT2: the restore shuts the new socket down in repair mode).
+fn carried_state(f: &Found) -> std::result::Result<(), String> {
     match f.state.as_str() {
-        "ESTABLISHED" => Ok(false),
-        "CLOSE_WAIT" if crate::restore::tcp_fin::supported(&f.local, &f.remote) => Ok(true),
+        "ESTABLISHED" | "FIN_WAIT1" | "FIN_WAIT2" => Ok(()),
+        "CLOSE_WAIT" if crate::restore::tcp_fin::supported(&f.local, &f.remote) => Ok(()),
         "CLOSE_WAIT" => Err(
             "the connection is in state CLOSE_WAIT (its peer closed its side) \
              between an IPv4 and an IPv6 address"
                 .into(),
         ),
         state => Err(format!(
-            "the connection is in state {state}; only ESTABLISHED and CLOSE_WAIT \
-             connections can be carried"
+            "the connection is in state {state}; only ESTABLISHED, CLOSE_WAIT, FIN_WAIT1 \
+             and FIN_WAIT2 connections can be carried"
         )),
     }
 }
@@ -281,7 +300,10 @@ fn repair_on(f: &Found, fd: &OwnedFd) -> Result<()> {
     }
 }
 
-/// Reads one queue: its sequence number and bytes (repair mode).
+/// Reads one queue: its sequence number and bytes (repair mode). A FIN
+/// this side sent and the peer has not acknowledged (FIN_WAIT1) counts in
+/// the send queue's length (SIOCOUTQ: write_seq - snd_una) but has no
+/// byte to peek.
 fn queue(f: &Found, fd: &OwnedFd, which: i32) -> Result<(u32, Vec<u8>)> {
     let sel = which.to_ne_bytes();
     let fd = fd.as_fd();
@@ -294,7 +316,10 @@ fn queue(f: &Found, fd: &OwnedFd, which: i32) -> Result<(u32, Vec<u8>)> {
     } else {
         libc::FIONREAD
     };
-    let len = sockopt::ioctl_int(fd, req).map_err(|e| failed(f, "queue length", e))?;
+    let mut len = sockopt::ioctl_int(fd, req).map_err(|e| failed(f, "queue length", e))?;
+    if which == TCP_SEND_QUEUE && f.state == "FIN_WAIT1" && len > 0 {
+        len -= 1;
+    }
     let bytes = sockopt::peek(fd, len.max(0) as usize).map_err(|e| failed(f, "peek", e))?;
     if bytes.len() != len.max(0) as usize {
         return Err(Error::Invalid {
@@ -350,6 +375,7 @@ fn read_conn(f: &Found, fd: &OwnedFd, options: Vec<(i32, i32, i32)>) -> Result<T
         window,
         options,
         peer_fin: f.state == "CLOSE_WAIT",
+        own_fin: matches!(f.state.as_str(), "FIN_WAIT1" | "FIN_WAIT2"),
     })
 }
 
@@ -432,18 +458,21 @@ pub fn capture(tree: &ProcessTree, policy: TcpPolicy) -> Result<(TcpImage, Held)
 }
 
 /// The connections of an image (empty without the section), each with
-/// whether its peer had closed ([`FIN_SECTION`]).
+/// which side had closed ([`FIN_SECTION`]).
 pub fn read(image: &Image) -> Result<TcpImage> {
     let mut conns: TcpImage = image.optional(SECTION)?;
-    let fins: BTreeSet<u64> = image.optional(FIN_SECTION)?;
-    for ino in fins {
-        match conns.sockets.get_mut(&ino) {
-            Some(c) => c.peer_fin = true,
-            None => {
-                return Err(Error::corrupt(
-                    FIN_SECTION,
-                    format!("socket {ino} has no connection in {SECTION}"),
-                ))
+    let fins: TcpFins = image.optional(FIN_SECTION)?;
+    let sides = [(&fins.peer, true), (&fins.own, false)];
+    for (inos, peer) in sides {
+        for ino in inos {
+            let Some(c) = conns.sockets.get_mut(ino) else {
+                let why = format!("socket {ino} has no connection in {SECTION}");
+                return Err(Error::corrupt(FIN_SECTION, why));
+            };
+            if peer {
+                c.peer_fin = true;
+            } else {
+                c.own_fin = true;
             }
         }
     }

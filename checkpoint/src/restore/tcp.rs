@@ -61,6 +61,7 @@ trait SockCalls {
     fn bind(&self, sa: &[u8]) -> Result<i64>;
     fn connect(&self, sa: &[u8]) -> Result<i64>;
     fn send(&self, bytes: &[u8]) -> Result<i64>;
+    fn shutdown_write(&self) -> Result<i64>;
 }
 
 /// A socket of a stopped vessel, driven by injected syscalls.
@@ -92,6 +93,10 @@ impl SockCalls for Injected<'_> {
         self.v
             .raw(libc::SYS_sendto, [args[0], args[1], args[2], flags, 0, 0])
     }
+    fn shutdown_write(&self) -> Result<i64> {
+        let how = libc::SHUT_WR as u64;
+        self.v.raw(libc::SYS_shutdown, [self.fd, how, 0, 0, 0, 0])
+    }
 }
 
 /// A socket of ours.
@@ -113,6 +118,9 @@ impl SockCalls for Local<'_> {
     }
     fn send(&self, bytes: &[u8]) -> Result<i64> {
         raw(sockopt::send(self.0.as_fd(), bytes), |n| n as i64)
+    }
+    fn shutdown_write(&self) -> Result<i64> {
+        raw(sockopt::shutdown(self.0.as_fd(), libc::SHUT_WR), |()| 0)
     }
 }
 
@@ -201,15 +209,18 @@ impl Job<'_> {
     fn establish(&self, bound: bool) -> Result<()> {
         let c = self.conn;
         // A connection whose peer had closed is rebuilt as just before its
-        // FIN, which is played to it afterwards (tcp_fin.rs).
+        // FIN, which is played to it afterwards (tcp_fin.rs); one whose
+        // own side had closed, as just before its own FIN, which a
+        // shutdown in repair mode then queues as sent.
         let recv_seq = c.recv_seq.wrapping_sub(u32::from(c.peer_fin));
+        let send_seq = c.send_seq.wrapping_sub(u32::from(c.own_fin));
         self.tcp("TCP_REPAIR", TCP_REPAIR, 1)?;
         let start = |seq: u32, len: usize| seq.wrapping_sub(len as u32) as i32;
         self.tcp("TCP_REPAIR_QUEUE", TCP_REPAIR_QUEUE, TCP_SEND_QUEUE)?;
         self.tcp(
             "TCP_QUEUE_SEQ",
             TCP_QUEUE_SEQ,
-            start(c.send_seq, c.send_queue.len()),
+            start(send_seq, c.send_queue.len()),
         )?;
         self.tcp("TCP_REPAIR_QUEUE", TCP_REPAIR_QUEUE, TCP_RECV_QUEUE)?;
         self.tcp(
@@ -234,6 +245,13 @@ impl Job<'_> {
         self.tcp("TCP_TIMESTAMP", TCP_TIMESTAMP, c.timestamp as i32)?;
         self.fill(TCP_RECV_QUEUE, &c.recv_queue)?;
         self.fill(TCP_SEND_QUEUE, &c.send_queue)?;
+        if c.own_fin {
+            // With the send queue selected, the FIN is queued as sent, not
+            // sent (tcp_write_xmit in repair mode); the retransmission
+            // timer sends it again if the peer had not acknowledged it.
+            let rc = self.s.shutdown_write()?;
+            self.check("shutdown(SHUT_WR) in repair mode", rc)?;
+        }
         if c.window.len() == 5 {
             let mut window = c.window.clone();
             // rcv_wup may not be after rcv_nxt (tcp_repair_set_window).
@@ -251,7 +269,7 @@ impl Job<'_> {
         self.leave_repair()?;
         self.transparent(0)?;
         if c.peer_fin {
-            let acked = c.send_seq.wrapping_sub(c.send_queue.len() as u32);
+            let acked = send_seq.wrapping_sub(c.send_queue.len() as u32);
             let wscale = u32::from(c.snd_wscale).min(14);
             let window = c
                 .window
