@@ -24,6 +24,9 @@ use cli::{Cli, Command};
 pub const EXIT_USAGE: i32 = 125;
 
 fn main() {
+    // Before any supervisor settles on one CPU: the image's helper
+    // threads run beside it (checkpoint/src/sys/cpus.rs).
+    isotrace_checkpoint::remember_cpus();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

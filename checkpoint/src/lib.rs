@@ -19,6 +19,9 @@ mod sys;
 
 pub use error::{Error, Result};
 pub use image::Image;
+/// Call first thing in `main`: the CPUs the image's helper threads may
+/// use (`sys/cpus.rs`).
+pub use sys::cpus::remember as remember_cpus;
 
 /// Page size of the native architecture.
 pub const PAGE_SIZE: u64 = isotrace_arch::native::PAGE_SIZE;

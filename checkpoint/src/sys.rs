@@ -301,6 +301,8 @@ pub fn set_sigmask(tid: Tid, mask: u64) -> Result<()> {
     check(tid, "PTRACE_SETSIGMASK", rc).map(drop)
 }
 
+/// Which CPUs the image's helper threads run on.
+pub mod cpus;
 /// timerfd, file handles and kcmp on files of ours.
 pub mod files;
 /// Processes and namespaces for a restore (clone3, the namespace's init).

@@ -96,6 +96,7 @@ impl Pipeline {
         let thread = std::thread::Builder::new()
             .name("isotrace-hash".into())
             .spawn(move || {
+                crate::sys::cpus::spread();
                 let mut hasher = Hasher::new(algo);
                 for (buf, len) in work_rx {
                     hasher.update(&buf[..len]);

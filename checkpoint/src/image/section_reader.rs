@@ -211,7 +211,10 @@ impl SectionReader {
         let skipped = Arc::clone(&skip);
         let thread = std::thread::Builder::new()
             .name("isotrace-pages".into())
-            .spawn(move || read_ahead(ahead, theirs, skipped, size, algo, chunk_tx, free_rx))
+            .spawn(move || {
+                crate::sys::cpus::spread();
+                read_ahead(ahead, theirs, skipped, size, algo, chunk_tx, free_rx)
+            })
             .map_err(|e| Error::io(&path, e))?;
         Ok(SectionReader {
             name: name.into(),

@@ -71,7 +71,10 @@ impl WriteBehind {
         let flag = Arc::clone(&failed);
         let thread = std::thread::Builder::new()
             .name("isotrace-write".into())
-            .spawn(move || write_all(file, rx, returns, flag, writeback))
+            .spawn(move || {
+                crate::sys::cpus::spread();
+                write_all(file, rx, returns, flag, writeback)
+            })
             .expect("spawning the write thread");
         WriteBehind {
             work: Some(work),
