@@ -45,6 +45,8 @@ impl<T> RemotePtr<T> {
 /// Longest path the kernel accepts, including the NUL (limits.h PATH_MAX).
 pub const PATH_MAX: usize = 4096;
 const PAGE: u64 = isotrace_arch::native::PAGE_SIZE;
+/// Bytes the first read of a string takes.
+const FIRST_READ: usize = 256;
 
 /// Reads a NUL-terminated string of at most `max` bytes (NUL excluded).
 ///
@@ -55,17 +57,27 @@ pub fn read_cstr(tid: Tid, ptr: RemotePtr<u8>, max: usize) -> Result<Vec<u8>> {
     if ptr.is_null() {
         return Err(fault(tid, "NULL string pointer"));
     }
-    let mut out = Vec::with_capacity(128);
     let mut addr = ptr.addr();
-    let mut buf = [0u8; PAGE as usize];
     // Most paths are short: the first read takes 256 bytes (copying a
-    // whole page costs more than the path), the next ones the rest of
-    // their page.
-    let mut first = true;
+    // whole page costs more than the path) into a small buffer, the next
+    // ones the rest of their page (a page-sized buffer is zeroed only for
+    // a path that needs it).
+    let mut small = [0u8; FIRST_READ];
+    let want = ((PAGE - addr % PAGE) as usize)
+        .min(FIRST_READ)
+        .min(max.saturating_add(1));
+    let got = sys::vm_read(tid, addr, &mut small[..want])?;
+    if let Some(nul) = small[..got].iter().position(|&b| b == 0) {
+        return Ok(small[..nul].to_vec());
+    }
+    if got < want {
+        return Err(fault(tid, "string runs into unmapped memory"));
+    }
+    let mut out = small[..got].to_vec();
+    addr += got as u64;
+    let mut buf = vec![0u8; PAGE as usize];
     while out.len() <= max {
         let room = (PAGE - addr % PAGE) as usize;
-        let room = if first { room.min(256) } else { room };
-        first = false;
         let want = room.min(max + 1 - out.len());
         let got = sys::vm_read(tid, addr, &mut buf[..want])?;
         if let Some(nul) = buf[..got].iter().position(|&b| b == 0) {
