@@ -384,7 +384,13 @@ impl<'p> Supervisor<'p> {
             return apply::verdict(self, tid, entry, call, verdict);
         }
         let paths = if self.policy.wants_paths(sc) {
-            crate::task::decode_paths(tid, sc, &args)
+            // The address space's /proc/PID/mem, kept for the scratch
+            // writes, reads the paths too (remote::read_cstr_in).
+            let mut space = self.tasks.get(&tid).expect("known task").mm.borrow_mut();
+            if space.mem.is_none() && sc.path_args().next().is_some() {
+                space.mem = crate::remote::MemFile::open(pid).ok();
+            }
+            crate::task::decode_paths(tid, sc, &args, space.mem.as_ref())
         } else {
             Vec::new()
         };
