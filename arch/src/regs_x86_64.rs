@@ -24,6 +24,19 @@ pub const SYSCALL_INSN: [u8; 2] = [0x0f, 0x05];
 /// Page size of the architecture's smallest page.
 pub const PAGE_SIZE: u64 = 4096;
 
+/// Word index in `user_regs_struct` (a PTRACE_POKEUSER offset divided by
+/// 8) of the syscall number, of each argument in order, and of the result.
+pub const NR_WORD: usize = std::mem::offset_of!(Regs, orig_rax) / 8;
+pub const ARG_WORDS: [usize; 6] = [
+    std::mem::offset_of!(Regs, rdi) / 8,
+    std::mem::offset_of!(Regs, rsi) / 8,
+    std::mem::offset_of!(Regs, rdx) / 8,
+    std::mem::offset_of!(Regs, r10) / 8,
+    std::mem::offset_of!(Regs, r8) / 8,
+    std::mem::offset_of!(Regs, r9) / 8,
+];
+pub const RET_WORD: usize = std::mem::offset_of!(Regs, rax) / 8;
+
 impl RegAccess for Regs {
     fn syscall_nr(&self) -> u64 {
         self.orig_rax

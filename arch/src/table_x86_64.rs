@@ -505,6 +505,16 @@ mod tests {
     }
 
     #[test]
+    fn by_nr_finds_every_entry_and_nothing_else() {
+        for s in TABLE {
+            assert_eq!(crate::by_nr(u64::from(s.nr)).map(|f| f.name), Some(s.name));
+        }
+        for nr in [337, 423, u64::from(LAST) + 1, 1 << 30, u64::MAX] {
+            assert!(crate::by_nr(nr).is_none(), "{nr}");
+        }
+    }
+
+    #[test]
     fn names_are_unique() {
         let mut seen = HashSet::new();
         for s in TABLE {

@@ -1,5 +1,6 @@
 //! Carrying out a verdict at a seccomp stop.
 
+use crate::entry::Entry;
 use crate::error::Result;
 use crate::inject::{self, Injected};
 use crate::policy::{Action, ArgvItem, Call, Verdict};
@@ -8,72 +9,67 @@ use crate::scratch::{Pool, SCRATCH_BASE, SCRATCH_LEN, SLOT_SIZE};
 use crate::supervisor::Supervisor;
 use crate::sys::{self, Tid};
 use crate::task::Pending;
-use isotrace_arch::native::Regs;
 use isotrace_arch::RegAccess;
 use nix::errno::Errno;
 
 pub fn verdict(
     sup: &mut Supervisor<'_>,
     tid: Tid,
-    mut regs: Regs,
+    mut entry: Entry,
     call: Call,
     verdict: Verdict,
 ) -> Result<()> {
     let exit_stop = verdict.exit_stop;
-    let before = regs;
     match &verdict.action {
         Action::Continue => resume(sup, tid, call, Vec::new(), exit_stop),
-        Action::Emulate(ret) => skip_with(sup, tid, regs, *ret, call, exit_stop),
+        Action::Emulate(ret) => skip_with(sup, &mut entry, *ret, call, exit_stop),
         Action::EmulateWrite { ret, writes } => {
             let ret = match write_all(tid, writes) {
                 Ok(()) => *ret,
                 Err(e) => -(e.guest_errno() as i64),
             };
-            skip_with(sup, tid, regs, ret, call, exit_stop)
+            skip_with(sup, &mut entry, ret, call, exit_stop)
         }
-        Action::Deny(e) => skip_with(sup, tid, regs, -(*e as i64), call, exit_stop),
+        Action::Deny(e) => skip_with(sup, &mut entry, -(*e as i64), call, exit_stop),
         Action::Rewrite { paths, args } => {
+            let mut nr = entry.nr();
+            let mut new = entry.args();
             for &(i, v) in args {
                 if i == crate::policy::SYSCALL_NR {
-                    regs.set_syscall_nr(v);
-                } else {
-                    regs.set_arg(i, v);
+                    nr = v;
+                } else if let Some(a) = new.get_mut(i) {
+                    *a = v;
                 }
             }
             if paths.is_empty() {
-                sys::set_regs_changed(tid, &before, &regs)?;
+                entry.set_call(nr, new)?;
                 sup.stats.rewrites += 1;
                 return resume(sup, tid, call, Vec::new(), exit_stop);
             }
-            rewrite_paths(sup, tid, &before, regs, call, verdict)
+            rewrite_paths(sup, tid, entry, (nr, new), call, verdict)
         }
-        Action::RewriteArgv { .. } => rewrite_paths(sup, tid, &before, regs, call, verdict),
+        Action::RewriteArgv { .. } => {
+            let now = (entry.nr(), entry.args());
+            rewrite_paths(sup, tid, entry, now, call, verdict)
+        }
     }
 }
 
 /// Skips a syscall the filter trapped but the table does not know.
-pub fn skip(tid: Tid, mut regs: Regs, ret: i64) -> Result<()> {
-    regs.set_syscall_nr(u64::MAX);
-    regs.set_ret(ret);
-    sys::set_regs(tid, &regs)?;
+pub fn skip(tid: Tid, mut entry: Entry, ret: i64) -> Result<()> {
+    entry.skip(ret)?;
     sys::cont(tid, 0)
 }
 
-/// seccomp(2): "The tracer can skip the system call by changing the system
-/// call number to -1 ... the system call will appear to return the value
-/// that the tracer puts in the return value register."
 fn skip_with(
     sup: &mut Supervisor<'_>,
-    tid: Tid,
-    mut regs: Regs,
+    entry: &mut Entry,
     ret: i64,
     call: Call,
     exit_stop: bool,
 ) -> Result<()> {
-    regs.set_syscall_nr(u64::MAX);
-    regs.set_ret(ret);
-    sys::set_regs(tid, &regs)?;
-    resume(sup, tid, call, Vec::new(), exit_stop)
+    entry.skip(ret)?;
+    resume(sup, call.tid, call, Vec::new(), exit_stop)
 }
 
 fn resume(
@@ -105,8 +101,8 @@ type PathRewrite = (usize, Vec<u8>);
 fn rewrite_paths(
     sup: &mut Supervisor<'_>,
     tid: Tid,
-    before: &Regs,
-    mut regs: Regs,
+    mut entry: Entry,
+    (nr, mut args): (u64, [u64; 6]),
     call: Call,
     verdict: Verdict,
 ) -> Result<()> {
@@ -123,7 +119,7 @@ fn rewrite_paths(
     let mm = task.mm.clone();
     let pid = task.pid;
     if !mm.borrow().pool.mapped {
-        return map_scratch(sup, tid, regs, call, verdict);
+        return map_scratch(sup, tid, entry, call, verdict);
     }
     let mut space = mm.borrow_mut();
     let argv_need: usize = argv.as_ref().map_or(0, |(_, items)| {
@@ -149,7 +145,7 @@ fn rewrite_paths(
         } else {
             Errno::EAGAIN
         };
-        return skip_with(sup, tid, regs, -(e as i64), call, verdict.exit_stop);
+        return skip_with(sup, &mut entry, -(e as i64), call, verdict.exit_stop);
     };
     if space.mem.is_none() {
         space.mem = Some(MemFile::open(pid)?);
@@ -158,13 +154,13 @@ fn rewrite_paths(
     let addr = Pool::addr(slot);
     let mut blob = Vec::with_capacity(need);
     for (i, p) in paths {
-        regs.set_arg(*i, addr + blob.len() as u64);
+        args[*i] = addr + blob.len() as u64;
         blob.extend_from_slice(p);
         blob.push(0);
     }
     if let Some((idx, items)) = &argv {
         let array = lay_out_argv(addr, &mut blob, items);
-        regs.set_arg(*idx, array);
+        args[*idx] = array;
     }
     // The slot may still hold these very bytes from its last use (the
     // tracee cannot write it: scratch.rs); then there is nothing to write.
@@ -180,11 +176,11 @@ fn rewrite_paths(
     drop(space);
     if let Err(e) = written {
         mm.borrow_mut().pool.free(slot);
-        return skip_with(sup, tid, regs, -(e.guest_errno() as i64), call, false);
+        return skip_with(sup, &mut entry, -(e.guest_errno() as i64), call, false);
     }
     sup.tasks.get_mut(&tid).expect("known task").slot = Some(slot);
     sup.stats.rewrites += 1;
-    sys::set_regs_changed(tid, before, &regs)?;
+    entry.set_call(nr, args)?;
     let pending = if verdict.exit_stop {
         paths.to_vec()
     } else {
@@ -198,10 +194,11 @@ fn rewrite_paths(
 fn map_scratch(
     sup: &mut Supervisor<'_>,
     tid: Tid,
-    regs: Regs,
+    mut entry: Entry,
     call: Call,
     verdict: Verdict,
 ) -> Result<()> {
+    let regs = entry.regs()?;
     let nr = isotrace_arch::by_name("mmap").expect("mmap in table").nr as u64;
     let flags = (libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE) as u64;
     let args = [

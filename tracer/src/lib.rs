@@ -12,6 +12,7 @@
 
 mod apply;
 pub mod attach;
+mod entry;
 pub mod error;
 pub mod filter;
 pub mod format;

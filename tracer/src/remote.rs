@@ -45,6 +45,8 @@ impl<T> RemotePtr<T> {
 /// Longest path the kernel accepts, including the NUL (limits.h PATH_MAX).
 pub const PATH_MAX: usize = 4096;
 const PAGE: u64 = isotrace_arch::native::PAGE_SIZE;
+/// Bytes the first read of a string takes.
+const FIRST_READ: usize = 256;
 
 /// Reads a NUL-terminated string of at most `max` bytes (NUL excluded).
 ///
@@ -52,22 +54,53 @@ const PAGE: u64 = isotrace_arch::native::PAGE_SIZE;
 /// is read whole, as the kernel's strncpy_from_user would. Returns EFAULT
 /// for an unreadable start and ENAMETOOLONG when no NUL comes within `max`.
 pub fn read_cstr(tid: Tid, ptr: RemotePtr<u8>, max: usize) -> Result<Vec<u8>> {
+    read_cstr_with(tid, ptr, max, |addr, buf| sys::vm_read(tid, addr, buf))
+}
+
+/// [`read_cstr`] through the address space's open /proc/PID/mem (cheaper:
+/// [`sys::mem_read`]). Unlike process_vm_readv, /proc/PID/mem reads with
+/// FOLL_FORCE: a string in a PROT_NONE mapping is read where the kernel's
+/// own copy would fail with EFAULT. For a path argument that only turns
+/// that EFAULT into the call acting on the string; the string is resolved
+/// in the view like any other.
+pub fn read_cstr_in(mem: &MemFile, tid: Tid, ptr: RemotePtr<u8>, max: usize) -> Result<Vec<u8>> {
+    use std::os::fd::AsRawFd;
+    let fd = mem.file.as_raw_fd();
+    read_cstr_with(tid, ptr, max, |addr, buf| sys::mem_read(fd, tid, addr, buf))
+}
+
+fn read_cstr_with(
+    tid: Tid,
+    ptr: RemotePtr<u8>,
+    max: usize,
+    mut read: impl FnMut(u64, &mut [u8]) -> Result<usize>,
+) -> Result<Vec<u8>> {
     if ptr.is_null() {
         return Err(fault(tid, "NULL string pointer"));
     }
-    let mut out = Vec::with_capacity(128);
     let mut addr = ptr.addr();
-    let mut buf = [0u8; PAGE as usize];
     // Most paths are short: the first read takes 256 bytes (copying a
-    // whole page costs more than the path), the next ones the rest of
-    // their page.
-    let mut first = true;
+    // whole page costs more than the path) into a small buffer, the next
+    // ones the rest of their page (a page-sized buffer is zeroed only for
+    // a path that needs it).
+    let mut small = [0u8; FIRST_READ];
+    let want = ((PAGE - addr % PAGE) as usize)
+        .min(FIRST_READ)
+        .min(max.saturating_add(1));
+    let got = read(addr, &mut small[..want])?;
+    if let Some(nul) = small[..got].iter().position(|&b| b == 0) {
+        return Ok(small[..nul].to_vec());
+    }
+    if got < want {
+        return Err(fault(tid, "string runs into unmapped memory"));
+    }
+    let mut out = small[..got].to_vec();
+    addr += got as u64;
+    let mut buf = vec![0u8; PAGE as usize];
     while out.len() <= max {
         let room = (PAGE - addr % PAGE) as usize;
-        let room = if first { room.min(256) } else { room };
-        first = false;
         let want = room.min(max + 1 - out.len());
-        let got = sys::vm_read(tid, addr, &mut buf[..want])?;
+        let got = read(addr, &mut buf[..want])?;
         if let Some(nul) = buf[..got].iter().position(|&b| b == 0) {
             out.extend_from_slice(&buf[..nul]);
             return Ok(out);

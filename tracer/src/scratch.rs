@@ -23,8 +23,6 @@
 //! itself any advice), makes the supervisor forget what every pool holds
 //! ([`Pool::forget_contents`]), at that call's entry and at its exit.
 
-use std::collections::HashMap;
-
 /// Start of the region. Above the usual mmap_min_addr (65536) and far below
 /// where non-PIE executables load (0x400000).
 pub const SCRATCH_BASE: u64 = 0x10000;
@@ -46,8 +44,9 @@ pub struct Pool {
     /// The mapping exists in this address space.
     pub mapped: bool,
     busy: [u64; SLOTS / 64],
-    /// What the tracer last wrote into each slot, when known.
-    held: HashMap<u16, Box<[u8]>>,
+    /// What the tracer last wrote into each slot, when known (indexed by
+    /// slot; empty until the first write).
+    held: Vec<Option<Box<[u8]>>>,
 }
 
 impl Pool {
@@ -78,25 +77,32 @@ impl Pool {
         Pool {
             mapped: self.mapped,
             busy: Default::default(),
-            held: HashMap::new(),
+            held: Vec::new(),
         }
     }
 
     /// Whether `slot` is known to hold exactly `bytes` (from its start).
     pub fn holds(&self, slot: u16, bytes: &[u8]) -> bool {
-        self.held.get(&slot).is_some_and(|h| **h == *bytes)
+        self.held
+            .get(usize::from(slot))
+            .and_then(Option::as_deref)
+            .is_some_and(|h| h == bytes)
     }
 
     /// Records that `slot` now holds `bytes`, or, with `None`, that what it
     /// holds is unknown (a failed or partial write).
     pub fn set_held(&mut self, slot: u16, bytes: Option<&[u8]>) {
-        match bytes {
-            Some(b) => {
-                self.held.insert(slot, b.into());
+        let i = usize::from(slot);
+        if self.held.len() <= i {
+            if bytes.is_none() {
+                return;
             }
-            None => {
-                self.held.remove(&slot);
-            }
+            self.held.resize(SLOTS.max(i + 1), None);
+        }
+        match (&mut self.held[i], bytes) {
+            // Same length (a loop over paths of one size): reuse the box.
+            (Some(h), Some(b)) if h.len() == b.len() => h.copy_from_slice(b),
+            (h, b) => *h = b.map(Box::from),
         }
     }
 

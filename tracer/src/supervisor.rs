@@ -344,16 +344,13 @@ impl<'p> Supervisor<'p> {
     }
 
     fn on_seccomp(&mut self, tid: Tid) -> Result<()> {
-        let regs = sys::get_regs(tid)?;
-        let nr = regs.syscall_nr();
+        let entry = crate::entry::Entry::read(tid)?;
+        let nr = entry.nr();
         let Some(sc) = isotrace_arch::by_nr(nr) else {
             // The filter only traps numbers it knows; be safe anyway.
-            return apply::skip(tid, regs, -(libc::ENOSYS as i64));
+            return apply::skip(tid, entry, -(libc::ENOSYS as i64));
         };
-        let mut args = [0u64; 6];
-        for (i, a) in args.iter_mut().enumerate() {
-            *a = regs.arg(i);
-        }
+        let args = entry.args();
         let gate = self.policy.gate(sc, &args);
         if let crate::gate::Admission::Park { interrupt } = self.gate.admit(tid, gate) {
             for t in interrupt {
@@ -365,7 +362,7 @@ impl<'p> Supervisor<'p> {
         let pid = task.pid;
         if let Some(v) = task.replay.take() {
             if v.0 == nr {
-                return apply::verdict(self, tid, regs, v.1, v.2);
+                return apply::verdict(self, tid, entry, v.1, v.2);
             }
         }
         let action = match sc.name {
@@ -384,10 +381,16 @@ impl<'p> Supervisor<'p> {
                 action,
                 exit_stop: false,
             };
-            return apply::verdict(self, tid, regs, call, verdict);
+            return apply::verdict(self, tid, entry, call, verdict);
         }
         let paths = if self.policy.wants_paths(sc) {
-            crate::task::decode_paths(tid, sc, &args)
+            // The address space's /proc/PID/mem, kept for the scratch
+            // writes, reads the paths too (remote::read_cstr_in).
+            let mut space = self.tasks.get(&tid).expect("known task").mm.borrow_mut();
+            if space.mem.is_none() && sc.path_args().next().is_some() {
+                space.mem = crate::remote::MemFile::open(pid).ok();
+            }
+            crate::task::decode_paths(tid, sc, &args, space.mem.as_ref())
         } else {
             Vec::new()
         };
@@ -405,7 +408,7 @@ impl<'p> Supervisor<'p> {
             self.forget_scratch_contents();
             verdict.exit_stop = true;
         }
-        apply::verdict(self, tid, regs, call, verdict)
+        apply::verdict(self, tid, entry, call, verdict)
     }
 
     fn forget_scratch_contents(&mut self) {

@@ -124,6 +124,106 @@ pub fn get_regs(tid: Tid) -> Result<Regs> {
     Ok(unsafe { regs.assume_init() })
 }
 
+/// struct ptrace_syscall_info of <linux/ptrace.h> (Linux 6.16 layout: the
+/// three bytes after `op` became `reserved` and `flags`), as far as a
+/// seccomp stop fills it: the union is its `seccomp` member.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct SyscallInfo {
+    op: u8,
+    reserved: u8,
+    flags: u16,
+    arch: u32,
+    instruction_pointer: u64,
+    stack_pointer: u64,
+    nr: u64,
+    args: [u64; 6],
+    ret_data: u32,
+    pad: u32,
+}
+
+const PTRACE_GET_SYSCALL_INFO: libc::c_uint = 0x420e;
+/// Linux 6.16 and later.
+const PTRACE_SET_SYSCALL_INFO: libc::c_uint = 0x4212;
+const PTRACE_SYSCALL_INFO_SECCOMP: u8 = 3;
+
+/// Whether PTRACE_SET_SYSCALL_INFO was found missing (EIO from a kernel
+/// older than 6.16): then [`set_seccomp_call`] says so at once.
+static NO_SET_SYSCALL_INFO: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// The number and arguments of the syscall a tracee is in a seccomp stop
+/// for (PTRACE_GET_SYSCALL_INFO: about half the cost of PTRACE_GETREGS on
+/// this VM, 0.55 against 1.0 us, since it copies seven words instead of the
+/// whole register set). `None` when the stop is not a seccomp stop of the
+/// native ABI (an `int 0x80` call, a kernel without the request): the
+/// caller then reads the registers.
+pub fn seccomp_call(tid: Tid) -> Result<Option<(u64, [u64; 6])>> {
+    let mut info = SyscallInfo::default();
+    let rc = ptrace_raw(
+        PTRACE_GET_SYSCALL_INFO,
+        tid,
+        std::mem::size_of::<SyscallInfo>(),
+        &mut info as *mut SyscallInfo as usize,
+    );
+    if rc == -1 {
+        return match Errno::last() {
+            Errno::EIO | Errno::EINVAL => Ok(None),
+            e => Err(Error::from_errno(tid, "PTRACE_GET_SYSCALL_INFO", e)),
+        };
+    }
+    let native = info.op == PTRACE_SYSCALL_INFO_SECCOMP
+        && info.arch == isotrace_arch::native::AUDIT_ARCH
+        && info.nr & u64::from(isotrace_arch::native::X32_SYSCALL_BIT) == 0;
+    Ok(native.then_some((info.nr, info.args)))
+}
+
+/// Sets the number and all six arguments of the syscall a tracee is in a
+/// seccomp stop for, in one request (PTRACE_SET_SYSCALL_INFO, Linux 6.16:
+/// 0.53 us here, where PTRACE_SETREGS costs 1.2 us and needs a
+/// PTRACE_GETREGS first). Returns false, having changed nothing, on a
+/// kernel without the request.
+pub fn set_seccomp_call(tid: Tid, nr: u64, args: &[u64; 6]) -> Result<bool> {
+    use std::sync::atomic::Ordering;
+    if NO_SET_SYSCALL_INFO.load(Ordering::Relaxed) {
+        return Ok(false);
+    }
+    let info = SyscallInfo {
+        op: PTRACE_SYSCALL_INFO_SECCOMP,
+        arch: isotrace_arch::native::AUDIT_ARCH,
+        nr,
+        args: *args,
+        ..SyscallInfo::default()
+    };
+    let rc = ptrace_raw(
+        PTRACE_SET_SYSCALL_INFO,
+        tid,
+        std::mem::size_of::<SyscallInfo>(),
+        &info as *const SyscallInfo as usize,
+    );
+    if rc == -1 {
+        let e = Errno::last();
+        if e == Errno::EIO {
+            // ptrace(2): EIO for an unknown request.
+            NO_SET_SYSCALL_INFO.store(true, Ordering::Relaxed);
+            return Ok(false);
+        }
+        return Err(Error::from_errno(tid, "PTRACE_SET_SYSCALL_INFO", e));
+    }
+    Ok(true)
+}
+
+/// Writes register word `index` of the tracee's `user_regs_struct` (which
+/// is struct user's first member, <sys/user.h>) with PTRACE_POKEUSER.
+pub fn poke_reg(tid: Tid, index: usize, value: u64) -> Result<()> {
+    check(
+        tid,
+        "PTRACE_POKEUSER",
+        ptrace_raw(libc::PTRACE_POKEUSER, tid, index * 8, value as usize),
+    )
+    .map(drop)
+}
+
 pub fn set_regs(tid: Tid, regs: &Regs) -> Result<()> {
     check(
         tid,
@@ -228,6 +328,20 @@ pub fn vm_read(tid: Tid, addr: u64, buf: &mut [u8]) -> Result<usize> {
     // target's address space.
     let rc = unsafe { libc::process_vm_readv(tid, &local, 1, &remote, 1, 0) };
     check(tid, "process_vm_readv", rc as libc::c_long).map(|n| n as usize)
+}
+
+/// Reads tracee memory through its open /proc/PID/mem with pread: no
+/// access check per call (it was made at open), so 0.86 us for 256 bytes
+/// where process_vm_readv takes 1.16 us on this VM. Returns how many bytes
+/// were read; an unmapped start is EFAULT (the file says EIO), as
+/// process_vm_readv would say.
+pub fn mem_read(fd: libc::c_int, tid: Tid, addr: u64, buf: &mut [u8]) -> Result<usize> {
+    // SAFETY: pread writes at most `buf.len()` bytes into a live slice.
+    let rc = unsafe { libc::pread(fd, buf.as_mut_ptr().cast(), buf.len(), addr as libc::off_t) };
+    if rc == -1 && Errno::last() == Errno::EIO {
+        return Err(Error::from_errno(tid, "pread /proc/PID/mem", Errno::EFAULT));
+    }
+    check(tid, "pread /proc/PID/mem", rc as libc::c_long).map(|n| n as usize)
 }
 
 /// Writes tracee memory with process_vm_writev; all or nothing from the

@@ -92,12 +92,23 @@ impl TraceeView for View {
 }
 
 /// Reads every `Arg::Path` argument of a trapped call.
-pub fn decode_paths(tid: Tid, sc: &Syscall, args: &[u64; 6]) -> Vec<PathArg> {
+pub fn decode_paths(
+    tid: Tid,
+    sc: &Syscall,
+    args: &[u64; 6],
+    mem: Option<&MemFile>,
+) -> Vec<PathArg> {
     sc.path_args()
-        .map(|idx| PathArg {
-            idx,
-            path: remote::read_cstr(tid, RemotePtr::new(args[idx]), PATH_MAX - 1)
-                .map_err(|e| e.guest_errno()),
+        .map(|idx| {
+            let ptr = RemotePtr::new(args[idx]);
+            let path = match mem {
+                Some(m) => remote::read_cstr_in(m, tid, ptr, PATH_MAX - 1),
+                None => remote::read_cstr(tid, ptr, PATH_MAX - 1),
+            };
+            PathArg {
+                idx,
+                path: path.map_err(|e| e.guest_errno()),
+            }
         })
         .collect()
 }
