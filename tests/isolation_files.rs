@@ -494,6 +494,32 @@ fn proc_maps_show_public_paths() {
     );
 }
 
+/// Unmounts its path when dropped.
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// The test's store (`ISOTRACE_HOME`) on a tmpfs of `size`, until the
+/// guard is dropped; None (said on stderr) where it cannot be mounted.
+fn tmpfs_store(iso: &Iso, size: &str) -> Option<Unmount> {
+    let store = iso.home();
+    fs::create_dir_all(&store).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(&store)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipping: cannot mount a tmpfs here");
+        return None;
+    }
+    Some(Unmount(store))
+}
+
 /// A full disk during copy-up (the store on a 2 MiB tmpfs, a 4 MiB host
 /// file appended to): the program's open fails with ENOSPC, nothing
 /// half-copied is left in the layer or in work/, the host file is as it
@@ -507,23 +533,9 @@ fn a_full_disk_during_copy_up_gives_enospc_and_leaves_nothing() {
     let iso = Iso::new();
     populate(&iso);
     let store = iso.home();
-    fs::create_dir_all(&store).unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
-        .arg(&store)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
-        eprintln!("skipping: cannot mount a tmpfs here");
+    let Some(_unmount) = tmpfs_store(&iso, "2m") else {
         return;
-    }
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(store.clone());
+    };
     write_file(&iso.host(), "big", vec![7u8; 4 << 20]);
     let big = iso.hp("big");
     let host = host_snapshot(&iso.host());
@@ -630,23 +642,9 @@ fn the_store_mount_is_not_in_the_envs_mount_table() {
     }
     let iso = Iso::new();
     let store = iso.home();
-    fs::create_dir_all(&store).unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
-        .arg(&store)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
-        eprintln!("skipping: cannot mount a tmpfs here");
+    let Some(_unmount) = tmpfs_store(&iso, "16m") else {
         return;
-    }
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(store.clone());
+    };
     let store_name = store.to_str().unwrap().to_owned();
     let script = "cat /proc/self/mountinfo; echo --; cat /proc/mounts";
     let native = iso.native_sh(script).stdout_str();

@@ -906,6 +906,33 @@ fn a_checkpoint_drains_the_accept_queue_first() {
     end(sup);
 }
 
+/// Moves group `group` (its supervisor `sup`) the way `how` says:
+/// "migrate" (`migrate --to-env B`) or "restore" (checkpoint, then
+/// `restore --detach`), and waits for the source to be released.
+fn move_group(w: &mut World, sup: &mut Child, group: &str, how: &str) {
+    if how == "migrate" {
+        let args = ["migrate", group, "--to-env", "B", "--json"];
+        let (code, out, err) = w.isotrace("home", &args, &[]);
+        assert_eq!(code, 0, "{err}");
+        w.pids.push(dest_pid(&json(&out)));
+        assert_released(sup);
+        return;
+    }
+    let img = w.dir().join("img");
+    let args = ["checkpoint", group, "-o", path_str(&img)];
+    let (code, _, err) = w.isotrace("home", &args, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_released(sup);
+    let args = ["restore", path_str(&img), "--detach"];
+    let (code, _, err) = w.isotrace("home", &args, &[]);
+    assert_eq!(code, 0, "{err}");
+    let pid: Option<i32> = err
+        .split(" as pid ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next()?.parse().ok());
+    w.pids.extend(pid);
+}
+
 /// Reads one client's request to its end (the client shuts down its
 /// side: the server's end is in CLOSE_WAIT), then waits for a second
 /// connection before it answers: a read must still see the end of the
@@ -979,27 +1006,7 @@ fn a_half_closed_connection_survives_migrate_and_restore() {
         wait_until("the server's end in CLOSE_WAIT", WAIT, || {
             tcp_state(port, mine).as_deref() == Some("08")
         });
-        if how == "migrate" {
-            let args = ["migrate", group.as_str(), "--to-env", "B", "--json"];
-            let (code, out, err) = w.isotrace("home", &args, &[]);
-            assert_eq!(code, 0, "{err}");
-            w.pids.push(dest_pid(&json(&out)));
-            assert_released(&mut sup);
-        } else {
-            let img = w.dir().join("img");
-            let args = ["checkpoint", group.as_str(), "-o", path_str(&img)];
-            let (code, _, err) = w.isotrace("home", &args, &[]);
-            assert_eq!(code, 0, "{err}");
-            assert_released(&mut sup);
-            let args = ["restore", path_str(&img), "--detach"];
-            let (code, _, err) = w.isotrace("home", &args, &[]);
-            assert_eq!(code, 0, "{err}");
-            let pid: Option<i32> = err
-                .split(" as pid ")
-                .nth(1)
-                .and_then(|t| t.split_whitespace().next()?.parse().ok());
-            w.pids.extend(pid);
-        }
+        move_group(&mut w, &mut sup, &group, how);
         assert_eq!(
             tcp_state(port, mine).as_deref(),
             Some("08"),
@@ -1087,27 +1094,7 @@ fn a_client_that_closed_its_side_survives_migrate_and_restore() {
         wait_until("the client's end in FIN_WAIT2", WAIT, || {
             tcp_state(theirs, port).as_deref() == Some("05")
         });
-        if how == "migrate" {
-            let args = ["migrate", group.as_str(), "--to-env", "B", "--json"];
-            let (code, out, err) = w.isotrace("home", &args, &[]);
-            assert_eq!(code, 0, "{err}");
-            w.pids.push(dest_pid(&json(&out)));
-            assert_released(&mut sup);
-        } else {
-            let img = w.dir().join("img");
-            let args = ["checkpoint", group.as_str(), "-o", path_str(&img)];
-            let (code, _, err) = w.isotrace("home", &args, &[]);
-            assert_eq!(code, 0, "{err}");
-            assert_released(&mut sup);
-            let args = ["restore", path_str(&img), "--detach"];
-            let (code, _, err) = w.isotrace("home", &args, &[]);
-            assert_eq!(code, 0, "{err}");
-            let pid: Option<i32> = err
-                .split(" as pid ")
-                .nth(1)
-                .and_then(|t| t.split_whitespace().next()?.parse().ok());
-            w.pids.extend(pid);
-        }
+        move_group(&mut w, &mut sup, &group, how);
         let state = tcp_state(theirs, port);
         assert!(
             matches!(state.as_deref(), Some("04" | "05")),
