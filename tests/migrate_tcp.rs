@@ -906,6 +906,13 @@ fn a_checkpoint_drains_the_accept_queue_first() {
     end(sup);
 }
 
+/// The ways [`move_group`] is tried, with the address of each.
+const MOVES: [(&str, &str); 3] = [
+    ("migrate", "127.0.0.1"),
+    ("restore", "127.0.0.1"),
+    ("migrate", "::1"),
+];
+
 /// Moves group `group` (its supervisor `sup`) the way `how` says:
 /// "migrate" (`migrate --to-env B`) or "restore" (checkpoint, then
 /// `restore --detach`), and waits for the source to be released.
@@ -989,11 +996,7 @@ fn a_half_closed_connection_survives_migrate_and_restore() {
     if !can_run() {
         return;
     }
-    for (how, host) in [
-        ("migrate", "127.0.0.1"),
-        ("restore", "127.0.0.1"),
-        ("migrate", "::1"),
-    ] {
+    for (how, host) in MOVES {
         let mut w = World::new();
         let port = common::free_tcp_port();
         let group = format!("half{how}{}", host.len());
@@ -1068,11 +1071,7 @@ fn a_client_that_closed_its_side_survives_migrate_and_restore() {
     if !can_run() {
         return;
     }
-    for (how, host) in [
-        ("migrate", "127.0.0.1"),
-        ("restore", "127.0.0.1"),
-        ("migrate", "::1"),
-    ] {
+    for (how, host) in MOVES {
         let mut w = World::new();
         let port = common::free_tcp_port();
         let listener = std::net::TcpListener::bind((host, port)).unwrap();
