@@ -232,6 +232,7 @@ fn a_dead_supervisors_socket_is_cleaned() {
     assert!(!w.socket("g").exists(), "ps removed the stale socket");
 
     let mut bg = w.start("g", &["--env", "e", "--group", "g", "--", "sleep", "30"]);
+    // SAFETY: as above.
     unsafe { libc::kill(bg.pid(), libc::SIGKILL) };
     bg.wait();
     // A new start replaces the stale socket.
