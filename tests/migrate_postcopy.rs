@@ -70,6 +70,24 @@ fn adopt_copy(w: &mut World, v: &Value) -> Vec<i32> {
 
 #[test]
 fn post_copy_serves_kernel_faults_forks_and_remaps_then_checkpoints() {
+    // The guest's chunk operations split and merge its buffer's mapping
+    // all the time. Pre-copy knows a mapping by its exact bounds and sends
+    // one it finds changed whole again (README, Limitations): when the
+    // last round lands on such a change, it sends (most of) the buffer and
+    // few pages are left held. Such a run cannot show post-copy at scale;
+    // it is tried again, three times at most.
+    for attempt in 1..=3 {
+        if held_copy_run(attempt == 3) {
+            return;
+        }
+        eprintln!("attempt {attempt}: the last pre-copy round sent the buffer again");
+    }
+}
+
+/// One run of the test above; false (only when `last` is not set) if the
+/// last pre-copy round re-sent half the buffer or more and few pages were
+/// held.
+fn held_copy_run(last: bool) -> bool {
     let mut w = World::new();
     let mut sup = w.start_guest("pc", "postcopy", &[MIB]);
     let hold = w.dir().join("push");
@@ -102,10 +120,19 @@ fn post_copy_serves_kernel_faults_forks_and_remaps_then_checkpoints() {
     assert!(err.contains("post-copy: every held page in"), "{err}");
     let pc = &v["post_copy"];
     eprintln!("post-copy of the held copy: {pc}");
+    // Half the buffer or more in the last round: a changed mapping (or a
+    // piece of one) sent whole again.
+    let last_round = v["rounds"]
+        .as_array()
+        .and_then(|r| r.last())
+        .map_or(0, |r| num(r, "pages"));
+    if !last && num(pc, "pages") < 8 * 1024 && last_round >= 8 * 1024 {
+        return false;
+    }
     // Pages were left missing at the release, faults (the guest's and
     // the kernel's on its behalf) were served, the forks' children got
     // their own userfaultfd, and the mapping changes were followed.
-    assert!(num(pc, "pages") >= 8 * 1024, "{pc}");
+    assert!(num(pc, "pages") >= 8 * 1024, "{v}");
     assert!(num(pc, "fault_pages") > 0 && num(pc, "faults") > 0, "{pc}");
     assert!(num(pc, "pushed_pages") > 0, "{pc}");
     assert!(num(pc, "forks") >= 1, "{pc}");
@@ -139,6 +166,7 @@ fn post_copy_serves_kernel_faults_forks_and_remaps_then_checkpoints() {
         progress(&b).0 >= now + 10
     });
     assert_seamless(&b);
+    true
 }
 
 /// ISOTRACE_POST_COPY=0: the held pages are filled before the copy runs,
