@@ -75,9 +75,9 @@ fn post_copy_serves_kernel_faults_forks_and_remaps_then_checkpoints() {
     // one it finds changed whole again (README, Limitations): when the
     // last round lands on such a change, it sends (most of) the buffer and
     // few pages are left held. Such a run cannot show post-copy at scale;
-    // it is tried again, three times at most.
-    for attempt in 1..=3 {
-        if held_copy_run(attempt == 3) {
+    // it is tried again, five times at most.
+    for attempt in 1..=5 {
+        if held_copy_run(attempt == 5) {
             return;
         }
         eprintln!("attempt {attempt}: the last pre-copy round sent the buffer again");
