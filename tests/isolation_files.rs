@@ -367,8 +367,18 @@ fn rename_exchange_swaps_in_the_env_as_natively() {
         "{}",
         native.describe()
     );
+    same_in_env(
+        &iso,
+        &native,
+        &format!("{} {}", guest.display(), iso.hp("isolated")),
+    );
+}
+
+/// Runs `script` in env "e": it must print what `native` printed, and
+/// leave the host as it was.
+fn same_in_env(iso: &Iso, native: &common::Run, script: &str) {
     let host = host_snapshot(&iso.host());
-    let traced = iso.sh_ok("e", &format!("{} {}", guest.display(), iso.hp("isolated")));
+    let traced = iso.sh_ok("e", script);
     assert_eq!(
         traced.stdout_str(),
         native.stdout_str(),
@@ -620,15 +630,7 @@ fn a_cwd_inside_a_renamed_host_directory_follows_it() {
     let py = |side: &str| format!("python3 {} {}", script.display(), iso.hp(side));
     let native = iso.native_sh(&py("native"));
     assert_eq!(native.status.shell_code(), 0, "{}", native.describe());
-    let host = host_snapshot(&iso.host());
-    let traced = iso.sh_ok("e", &py("isolated"));
-    assert_eq!(
-        traced.stdout_str(),
-        native.stdout_str(),
-        "{}",
-        traced.describe()
-    );
-    host.assert_unchanged();
+    same_in_env(&iso, &native, &py("isolated"));
 }
 
 /// With the store on a filesystem of its own, a program reading the mount

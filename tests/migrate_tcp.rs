@@ -377,14 +377,7 @@ fn a_connection_survives_checkpoint_and_restore() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(client.progress(), at, "a request was answered meanwhile");
     assert!(locked(port), "no network lock after the checkpoint");
-    let args = ["restore", path_str(&img), "--detach"];
-    let (code, _, err) = w.isotrace("home", &args, &[]);
-    assert_eq!(code, 0, "{err}");
-    let pid: Option<i32> = err
-        .split(" as pid ")
-        .nth(1)
-        .and_then(|t| t.split_whitespace().next()?.parse().ok());
-    w.pids.extend(pid);
+    restore_detached(&mut w, &img);
     let report = client.finish(100);
     eprintln!(
         "checkpoint + restore with a TCP connection: slowest request {:.1} ms",
@@ -906,6 +899,19 @@ fn a_checkpoint_drains_the_accept_queue_first() {
     end(sup);
 }
 
+/// `isotrace restore IMG --detach`, which must succeed; the restored
+/// pid is killed when the test ends.
+fn restore_detached(w: &mut World, img: &Path) {
+    let args = ["restore", path_str(img), "--detach"];
+    let (code, _, err) = w.isotrace("home", &args, &[]);
+    assert_eq!(code, 0, "{err}");
+    let pid: Option<i32> = err
+        .split(" as pid ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next()?.parse().ok());
+    w.pids.extend(pid);
+}
+
 /// The ways [`move_group`] is tried, with the address of each.
 const MOVES: [(&str, &str); 3] = [
     ("migrate", "127.0.0.1"),
@@ -930,14 +936,7 @@ fn move_group(w: &mut World, sup: &mut Child, group: &str, how: &str) {
     let (code, _, err) = w.isotrace("home", &args, &[]);
     assert_eq!(code, 0, "{err}");
     assert_released(sup);
-    let args = ["restore", path_str(&img), "--detach"];
-    let (code, _, err) = w.isotrace("home", &args, &[]);
-    assert_eq!(code, 0, "{err}");
-    let pid: Option<i32> = err
-        .split(" as pid ")
-        .nth(1)
-        .and_then(|t| t.split_whitespace().next()?.parse().ok());
-    w.pids.extend(pid);
+    restore_detached(w, &img);
 }
 
 /// Reads one client's request to its end (the client shuts down its
