@@ -223,3 +223,71 @@ fn a_post_copy_failure_kills_the_copy_and_the_source_resumes() {
     assert_seamless(&a);
     end(sup);
 }
+
+/// The (access, stat) answers of each line of the gate guest's output
+/// (tests/guests/postcopy_gate.c): 0 or an errno.
+fn gate_answers(path: &Path) -> Vec<(i64, i64)> {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split(' ').collect();
+            match w[..] {
+                ["ok", _, "access", a, "stat", s] => Some((a.parse().ok()?, s.parse().ok()?)),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// A path argument in a page post-copy still holds missing: the supervisor
+/// of the copy reads it (/proc/PID/mem alone cannot: a userfaultfd answers
+/// its fault with SIGBUS, and the guest got EFAULT) and writes the rewrite
+/// into the scratch region, whose pages are held too (that write got EIO).
+/// The copy, in env B, looks for a file in a directory that B's layer has
+/// only as the parent of the copy's output; the host makes the file while
+/// the push is held, and the copy sees it at once, as natively.
+#[test]
+fn paths_in_pages_still_missing_are_read_and_the_host_shows_live() {
+    let mut w = World::new();
+    let gate = w.dir().join("gate");
+    let mut sup = w.start_guest("pg", "postcopy_gate", &[path_str(&gate), "16"]);
+    let hold = w.dir().join("push");
+    let args = ["migrate", "pg", "--to-env", "B", "--pre-copy", "--json"];
+    let mut cmd = w.command("home", &args);
+    cmd.env("ISOTRACE_TEST_POSTCOPY_HOLD", &hold)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let migrate = cmd.spawn().unwrap();
+    w.pids.push(migrate.id() as i32);
+    let b = w.env_file("home", "B", &w.out());
+    wait_until("the copy to run", WAIT, || counted(&b) > 0);
+    let before = counted(&b);
+    wait_until("the copy to look a few times, its pages held", WAIT, || {
+        counted(&b) >= before + 5
+    });
+    fs::write(&gate, "").unwrap();
+    wait_until("the copy to see the host's new file", WAIT, || {
+        gate_answers(&b).last() == Some(&(0, 0))
+    });
+    // Only now may the held pages come in.
+    fs::write(&hold, "").unwrap();
+    let out = migrate.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let v = json(&String::from_utf8_lossy(&out.stdout));
+    adopt_copy(&mut w, &v);
+    assert_released(&mut sup);
+    assert_eq!(v["fill"], "post-copy", "{v}");
+    assert!(num(&v["post_copy"], "pushed_pages") > 0, "{v}");
+    // Each answer was ENOENT (before the host made it) or found: never an
+    // error from a page that was still to come.
+    let answers = gate_answers(&b);
+    let enoent = i64::from(libc::ENOENT);
+    for (a, s) in &answers {
+        assert!(
+            [0, enoent].contains(a) && [0, enoent].contains(s),
+            "access {a}, stat {s} in {answers:?}"
+        );
+    }
+    assert_seamless(&b);
+}

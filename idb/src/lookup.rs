@@ -1,6 +1,15 @@
 //! One step of the merged-view walk: find `name` in a directory whose own
 //! place in the view is already known. This is overlayfs' ovl_lookup() for a
 //! single upper layer over a single lower one, with OCI whiteouts.
+//!
+//! One difference, on purpose: the host (the lower layer) is live. Each
+//! lookup asks it afresh, and the cache above keeps no "missing" answer
+//! (cache.rs), so a name the host makes is found by the next lookup, and a
+//! directory upper made before the host made the same one (not opaque)
+//! merges the host's entries at once. overlayfs leaves changes to a lower
+//! layer while mounted undefined: a negative dentry keeps such a name
+//! missing, and a merged directory keeps the lower directories it found
+//! at its own lookup, until the dentries are dropped.
 
 use crate::error::ResolveError;
 use crate::fs::{is_missing, Fs, Kind};

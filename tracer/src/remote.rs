@@ -63,10 +63,22 @@ pub fn read_cstr(tid: Tid, ptr: RemotePtr<u8>, max: usize) -> Result<Vec<u8>> {
 /// own copy would fail with EFAULT. For a path argument that only turns
 /// that EFAULT into the call acting on the string; the string is resolved
 /// in the view like any other.
+///
+/// A page that a userfaultfd leaves missing (a post-copy restore whose
+/// pages are still coming) fails that read with EIO: /proc/PID/mem faults
+/// pages in without FAULT_FLAG_ALLOW_RETRY, and handle_userfault() answers
+/// such a fault with SIGBUS instead of waiting (fs/userfaultfd.c). Such a
+/// read is done again with process_vm_readv, which waits for the fault to
+/// be served, as the kernel's own copy of the string in the tracee does.
 pub fn read_cstr_in(mem: &MemFile, tid: Tid, ptr: RemotePtr<u8>, max: usize) -> Result<Vec<u8>> {
     use std::os::fd::AsRawFd;
     let fd = mem.file.as_raw_fd();
-    read_cstr_with(tid, ptr, max, |addr, buf| sys::mem_read(fd, tid, addr, buf))
+    read_cstr_with(tid, ptr, max, |addr, buf| {
+        sys::mem_read(fd, tid, addr, buf).or_else(|e| match e.guest_errno() {
+            nix::errno::Errno::EFAULT => sys::vm_read(tid, addr, buf),
+            _ => Err(e),
+        })
+    })
 }
 
 fn read_cstr_with(
@@ -158,8 +170,20 @@ impl MemFile {
         Ok(MemFile { file })
     }
 
+    /// Writes `data` at `addr`. A page a userfaultfd holds missing (a
+    /// post-copy restore, see [`read_cstr_in`]) fails the write with EIO:
+    /// it is then read in with process_vm_readv, which waits for the fault
+    /// to be served, and written again.
     pub fn write(&self, tid: Tid, addr: u64, data: &[u8]) -> Result<()> {
         use std::os::fd::AsRawFd;
-        sys::mem_write(self.file.as_raw_fd(), tid, addr, data)
+        let fd = self.file.as_raw_fd();
+        match sys::mem_write(fd, tid, addr, data) {
+            Err(e) if e.guest_errno() == nix::errno::Errno::EIO => {
+                let mut buf = vec![0u8; data.len()];
+                sys::vm_read(tid, addr, &mut buf)?;
+                sys::mem_write(fd, tid, addr, data)
+            }
+            r => r,
+        }
     }
 }
