@@ -299,9 +299,6 @@ fn restore_options(
             } else {
                 isotrace_arch::Mode::Native
             },
-            // A restored group has no listener (restore/tasks.rs installs a
-            // plain filter).
-            notify: false,
         },
     );
     let map_path: Option<restore::PathMap> = match view {

@@ -120,24 +120,8 @@ fn run(args: RunArgs) -> Result<i32, Failure> {
             &FilterConfig {
                 scratch_end: SCRATCH_END,
                 mode,
-                notify: false,
             },
         ),
-        // Issue #3: an isolated group's directory listings are answered by
-        // the seccomp listener, without a ptrace stop (tracer notify.rs).
-        // Not while tracing: --trace and --report show every trapped call.
-        notify_filter: (env.is_some()
-            && !(args.out.trace || settings.trace.default || args.out.report.is_some()))
-        .then(|| {
-            filter::build(
-                isotrace_arch::native::TABLE,
-                &FilterConfig {
-                    scratch_end: SCRATCH_END,
-                    mode,
-                    notify: true,
-                },
-            )
-        }),
         no_new_privs: !has_cap_sys_admin(),
         read_only_host: read_only_host.as_ref().ok().cloned(),
     };
@@ -418,8 +402,8 @@ fn print_stats(s: &isotrace_tracer::Stats) {
     use nix::sys::resource::{getrusage, UsageWho};
     let peak = getrusage(UsageWho::RUSAGE_SELF).map_or(0, |u| u.max_rss());
     eprintln!(
-        "isotrace: stats: stops={} seccomp_stops={} exit_stops={} rewrites={} injections={} tasks={} notified={} peak_rss_kib={}",
-        s.stops, s.seccomp_stops, s.exit_stops, s.rewrites, s.injections, s.tasks_seen, s.notified, peak
+        "isotrace: stats: stops={} seccomp_stops={} exit_stops={} rewrites={} injections={} tasks={} peak_rss_kib={}",
+        s.stops, s.seccomp_stops, s.exit_stops, s.rewrites, s.injections, s.tasks_seen, peak
     );
 }
 

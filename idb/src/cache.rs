@@ -42,8 +42,6 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 /// The id of the root directory's children.
 const ROOT_ID: u64 = 0;
@@ -72,19 +70,6 @@ pub struct Cache {
     next_id: u64,
     len: usize,
     capacity: usize,
-    /// Ties between caches of one environment on different threads.
-    epoch: Epoch,
-}
-
-/// A cache's tie to a cache on another thread (the supervisor's seccomp
-/// listener, which resolves with a cache of its own, tracer notify.rs).
-/// The leader counts every change it is told of ([`Cache::invalidate`],
-/// [`Cache::clear`]); a follower starts over whenever the count moved
-/// since its last walk, so it never keeps an entry the leader dropped.
-enum Epoch {
-    Alone,
-    Leads(Arc<AtomicU64>),
-    Follows(Arc<AtomicU64>, u64),
 }
 
 impl Default for Cache {
@@ -109,36 +94,6 @@ impl Cache {
             next_id: ROOT_ID + 1,
             len: 0,
             capacity: capacity.max(1),
-            epoch: Epoch::Alone,
-        }
-    }
-
-    /// The counter of this cache's changes, for [`Cache::following`]
-    /// (this cache leads from now on).
-    pub fn epoch(&mut self) -> Arc<AtomicU64> {
-        match &self.epoch {
-            Epoch::Leads(e) | Epoch::Follows(e, _) => e.clone(),
-            Epoch::Alone => {
-                let e = Arc::new(AtomicU64::new(0));
-                self.epoch = Epoch::Leads(e.clone());
-                e
-            }
-        }
-    }
-
-    /// A cache that starts over whenever the leader of `epoch` changed.
-    /// It keeps no complete directories of its own: it is not told of the
-    /// creates the leader plans.
-    pub fn following(epoch: Arc<AtomicU64>) -> Cache {
-        let seen = epoch.load(Ordering::Acquire);
-        let mut c = Cache::new();
-        c.epoch = Epoch::Follows(epoch, seen);
-        c
-    }
-
-    fn changed(&self) {
-        if let Epoch::Leads(e) = &self.epoch {
-            e.fetch_add(1, Ordering::AcqRel);
         }
     }
 
@@ -153,7 +108,6 @@ impl Cache {
 
     /// Forget everything.
     pub fn clear(&mut self) {
-        self.changed();
         self.root = None;
         self.dirs.clear();
         self.complete.clear();
@@ -217,7 +171,6 @@ impl Cache {
     /// directories noted fresh at, below or above `public` are fresh no
     /// longer.
     pub fn invalidate(&mut self, public: &Path) {
-        self.changed();
         let comps: Vec<&[u8]> = components(bytes(public)).collect();
         if comps.is_empty() {
             self.clear();
@@ -254,13 +207,6 @@ impl Cache {
 
     /// Tie the cache to `view`; a cache used with another view starts over.
     pub(crate) fn bind(&mut self, view: &View) {
-        if let Epoch::Follows(e, seen) = &mut self.epoch {
-            let now = e.load(Ordering::Acquire);
-            if now != *seen {
-                *seen = now;
-                self.clear();
-            }
-        }
         if self.upper != view.upper() {
             self.clear();
             self.upper = view.upper().to_path_buf();

@@ -51,103 +51,29 @@ impl super::Isolation {
         call: &Call,
         tv: &mut dyn TraceeView,
     ) -> Result<Verdict, i32> {
-        let mut res = super::paths::Resolver {
-            view: &self.view,
-            cache: &mut self.cache,
-            tv,
-            pid: call.pid,
-            tid: call.tid,
-            procs: &mut self.procs,
+        let fd = call.args[0] as i32;
+        let Some(real) = tv.fd_path(fd) else {
+            return Err(libc::EBADF);
         };
-        getdents64(&mut res, &mut self.dirs, call.pid, &call.args)
-    }
-}
-
-/// getdents64(fd, buf, room): the kernel's listing for a directory with
-/// nothing of the environment in it, a merged one written into `buf`
-/// otherwise. `owner` keys the listings kept between batches (the process,
-/// or the thread on the listener's side).
-pub(super) fn getdents64(
-    res: &mut super::paths::Resolver<'_>,
-    dirs: &mut Listings,
-    owner: i32,
-    args: &[u64; 6],
-) -> Result<Verdict, i32> {
-    let fd = args[0] as i32;
-    let Some(real) = res.tv.fd_path(fd) else {
-        return Err(libc::EBADF);
-    };
-    let Some(public) = isotrace_idb::public_of(res.view, &real) else {
-        return Ok(Verdict::CONTINUE);
-    };
-    let r = res
-        .resolve(None, &super::paths::bytes(&public), true)
-        .map_err(|e| e.errno())?;
-    if r.loc != Some(isotrace_idb::Loc::Upper) {
-        // A host directory with nothing of the environment in it (or an
-        // exception): the kernel's own listing is the merged one.
-        return Ok(Verdict::CONTINUE);
-    }
-    let room = args[2] as usize;
-    let buf = args[1];
-    let act = dirs.emulate(res.view, owner, fd, &r, room, res.tv)?;
-    Ok(Verdict {
-        action: act.into_action(buf),
-        exit_stop: false,
-    })
-}
-
-/// The seccomp listener's side of the isolation (tracer notify.rs):
-/// getdents64 answered without a ptrace stop. It resolves with a cache of
-/// its own that follows the supervisor's (idb cache.rs, `Cache::following`):
-/// any change the supervisor makes or plans in the layer empties it. A
-/// directory is opened by a trapped call before it is listed, so changes by
-/// other groups in the environment (the generation counter, checked at
-/// every trapped call) reach it too.
-pub struct Notifier {
-    pub view: isotrace_idb::View,
-    pub cache: isotrace_idb::Cache,
-    pub procs: super::procfs::ProcView,
-    pub dirs: Listings,
-    pub proc_dirs: super::procdirs::ProcDirs,
-}
-
-impl isotrace_tracer::notify::NotifPolicy for Notifier {
-    fn on_notif(
-        &mut self,
-        call: &isotrace_tracer::notify::NotifCall,
-        tv: &mut dyn TraceeView,
-    ) -> isotrace_tracer::notify::Reply {
-        use isotrace_tracer::notify::Reply;
-        if call.sc.name != "getdents64" {
-            return Reply::Return(-(libc::ENOSYS as i64));
+        let Some(public) = isotrace_idb::public_of(&self.view, &real) else {
+            return Ok(Verdict::CONTINUE);
+        };
+        let r = self
+            .resolver(call, tv)
+            .resolve(None, &super::paths::bytes(&public), true)
+            .map_err(|e| e.errno())?;
+        if r.loc != Some(isotrace_idb::Loc::Upper) {
+            // A host directory with nothing of the environment in it (or an
+            // exception): the kernel's own listing is the merged one.
+            return Ok(Verdict::CONTINUE);
         }
-        let mut via = super::procdirs::Via {
-            inner: tv,
-            dirs: &mut self.proc_dirs,
-            tid: call.tid,
-        };
-        let mut res = super::paths::Resolver {
-            view: &self.view,
-            cache: &mut self.cache,
-            tv: &mut via,
-            pid: call.tid,
-            tid: call.tid,
-            procs: &mut self.procs,
-        };
-        match getdents64(&mut res, &mut self.dirs, call.tid, &call.args) {
-            Err(errno) => Reply::Return(-(errno as i64)),
-            Ok(v) => match v.action {
-                isotrace_tracer::Action::Continue => Reply::Continue,
-                isotrace_tracer::Action::EmulateWrite { ret, writes } => {
-                    Reply::WriteReturn { ret, writes }
-                }
-                isotrace_tracer::Action::Emulate(ret) => Reply::Return(ret),
-                isotrace_tracer::Action::Deny(e) => Reply::Return(-(e as i64)),
-                // Not an outcome of getdents64; never let through unseen.
-                _ => Reply::Return(-(libc::ENOSYS as i64)),
-            },
-        }
+        let room = call.args[2] as usize;
+        let buf = call.args[1];
+        let act = self.dirs.emulate(&self.view, call.pid, fd, &r, room, tv)?;
+        Ok(Verdict {
+            action: act.into_action(buf),
+            exit_stop: false,
+        })
     }
 }
 

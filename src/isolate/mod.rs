@@ -496,16 +496,6 @@ impl Policy for Isolation {
         true
     }
 
-    fn notifier(&mut self) -> Option<Box<dyn isotrace_tracer::notify::NotifPolicy>> {
-        Some(Box::new(dirents::Notifier {
-            view: self.view.clone(),
-            cache: Cache::following(self.cache.epoch()),
-            procs: Default::default(),
-            dirs: Default::default(),
-            proc_dirs: Default::default(),
-        }))
-    }
-
     fn gate(&self, sc: &Syscall, args: &[u64; 6]) -> isotrace_tracer::gate::Gate {
         gate::of(sc, args)
     }

@@ -25,19 +25,7 @@ pub struct FilterConfig {
     /// results back are left untrapped, and with a read-only host the
     /// fd-based metadata calls (`Syscall::effective_trap`).
     pub mode: Mode,
-    /// The calls of [`NOTIFIED`] that would be traced go to the seccomp
-    /// listener instead (SECCOMP_RET_USER_NOTIF, notify.rs). Only for a
-    /// filter installed with SECCOMP_FILTER_FLAG_NEW_LISTENER and served:
-    /// without a listener those calls fail with ENOSYS.
-    pub notify: bool,
 }
-
-/// The calls a listener answers when [`FilterConfig::notify`] is set: those
-/// whose every outcome the policy can give without changing a register
-/// (notify.rs). getdents64: a host directory's listing is the kernel's
-/// (the call runs as issued), a merged one is written into the caller's
-/// buffer.
-pub const NOTIFIED: &[&str] = &["getdents64"];
 
 // struct seccomp_data (<linux/seccomp.h>): nr, arch, instruction_pointer,
 // args[6]. x86_64 is little-endian, so argument i's low half comes first.
@@ -69,16 +57,14 @@ enum Leaf {
 
 const RET_ALLOW: u32 = libc::SECCOMP_RET_ALLOW;
 const RET_TRACE: u32 = libc::SECCOMP_RET_TRACE;
-const RET_USER_NOTIF: u32 = libc::SECCOMP_RET_USER_NOTIF;
 const RET_ENOSYS: u32 = errno_ret(libc::ENOSYS);
 
 const fn errno_ret(e: i32) -> u32 {
     libc::SECCOMP_RET_ERRNO | (e as u32 & libc::SECCOMP_RET_DATA)
 }
 
-fn leaf(sc: &Syscall, mode: Mode, notify: bool) -> Leaf {
+fn leaf(sc: &Syscall, mode: Mode) -> Leaf {
     match sc.effective_trap(mode) {
-        Trap::Trace if notify && NOTIFIED.contains(&sc.name) => Leaf::Ret(RET_USER_NOTIF),
         Trap::Allow => Leaf::Ret(RET_ALLOW),
         // effective_trap resolved it to Trace or Allow already.
         Trap::Trace | Trap::TraceWhenIsolated | Trap::TraceWhenHostWritable => Leaf::Ret(RET_TRACE),
@@ -131,17 +117,17 @@ pub fn build(table: &[Syscall], cfg: &FilterConfig) -> Vec<libc::sock_filter> {
         jump(libc::BPF_JGE, X32_SYSCALL_BIT, 0, 1),
         ret(RET_ENOSYS),
     ];
-    prog.extend(tree(&ranges(table, cfg.mode, cfg.notify), scratch_end));
+    prog.extend(tree(&ranges(table, cfg.mode), scratch_end));
     prog
 }
 
 /// Maximal runs of consecutive numbers below the x32 bit with one leaf, as
 /// (first number, leaf), covering 0..X32_SYSCALL_BIT.
-fn ranges(table: &[Syscall], mode: Mode, notify: bool) -> Vec<(u32, Leaf)> {
+fn ranges(table: &[Syscall], mode: Mode) -> Vec<(u32, Leaf)> {
     let mut rows: Vec<(u32, Leaf)> = table
         .iter()
         .filter(|s| s.nr < X32_SYSCALL_BIT)
-        .map(|s| (s.nr, leaf(s, mode, notify)))
+        .map(|s| (s.nr, leaf(s, mode)))
         .collect();
     rows.sort_by_key(|r| r.0);
     rows.dedup_by_key(|r| r.0);
@@ -266,7 +252,6 @@ mod tests {
     const CFG: FilterConfig = FilterConfig {
         scratch_end: SCRATCH_END,
         mode: Mode::Isolated,
-        notify: false,
     };
     const AUDIT_ARCH_AARCH64: u32 = 0xC000_00B7;
 
@@ -448,46 +433,6 @@ mod tests {
         assert_eq!(verdict("mremap", [1 << 40, 4096, 8192, 0, 0, 0]), RET_TRACE);
         assert_eq!(verdict("io_uring_setup", [0; 6]), RET_ENOSYS);
         assert_eq!(verdict("open_by_handle_at", [0; 6]), errno_ret(libc::EPERM));
-    }
-
-    #[test]
-    fn notified_calls_go_to_the_listener_only_where_they_would_be_traced() {
-        let notify = |mode| FilterConfig {
-            mode,
-            notify: true,
-            ..CFG
-        };
-        let d = |name: &str| Data {
-            nr: isotrace_arch::by_name(name).unwrap().nr,
-            arch: AUDIT_ARCH,
-            args: [0; 6],
-        };
-        let iso = build(TABLE, &notify(Mode::Isolated));
-        assert_eq!(run(&iso, &d("getdents64")).verdict, RET_USER_NOTIF);
-        // Path calls stay on ptrace: a listener cannot pin a rewritten path.
-        for name in ["stat", "openat", "newfstatat", "execve", "getcwd"] {
-            assert_eq!(run(&iso, &d(name)).verdict, RET_TRACE, "{name}");
-        }
-        assert_eq!(run(&iso, &d("getppid")).verdict, RET_ALLOW);
-        assert_eq!(run(&iso, &d("io_uring_setup")).verdict, RET_ENOSYS);
-        // Without isolation getdents64 is not trapped at all: nothing to notify.
-        let native = build(TABLE, &notify(Mode::Native));
-        assert_eq!(run(&native, &d("getdents64")).verdict, RET_ALLOW);
-        for nr in 0..600 {
-            let data = Data {
-                nr,
-                arch: AUDIT_ARCH,
-                args: [0; 6],
-            };
-            let (with, without) = (
-                run(&iso, &data).verdict,
-                run(&build(TABLE, &CFG), &data).verdict,
-            );
-            if with != without {
-                assert_eq!((with, without), (RET_USER_NOTIF, RET_TRACE), "nr {nr}");
-                assert!(NOTIFIED.contains(&isotrace_arch::by_nr(nr as u64).unwrap().name));
-            }
-        }
     }
 
     #[test]

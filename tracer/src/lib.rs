@@ -6,9 +6,6 @@
 //! carries it out: continue, rewrite arguments (paths go into a scratch
 //! region tracee threads cannot touch), emulate, or deny. It never decides
 //! anything itself beyond protecting its own invariants (`guard`).
-//! A few calls that need no register changed (`filter::NOTIFIED`) can go
-//! to a seccomp user-notification listener instead of a stop (`notify`),
-//! answered by the policy's [`notify::NotifPolicy`] on a thread of its own.
 //!
 //! `unsafe` lives in `sys.rs`, `spawn.rs`, `jobctl.rs` and `placement.rs` only (and in the
 //! kernel test of `filter.rs`).
@@ -24,7 +21,6 @@ pub mod gate;
 mod guard;
 mod inject;
 mod jobctl;
-pub mod notify;
 mod placement;
 pub mod policy;
 pub mod remote;

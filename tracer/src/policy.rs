@@ -214,14 +214,6 @@ pub trait TraceeView {
 }
 
 pub trait Policy {
-    /// The handler of the calls the filter sends to its seccomp listener
-    /// (`crate::filter::NOTIFIED`, notify.rs), run on the listener's own
-    /// thread. None: such calls fail with ENOSYS, so a policy that has
-    /// none must not be given a filter built with `notify`.
-    fn notifier(&mut self) -> Option<Box<dyn crate::notify::NotifPolicy>> {
-        None
-    }
-
     /// Whether the policy needs the path arguments of `sc` decoded before
     /// `on_entry`. Returning false saves the memory reads on the hot path.
     fn wants_paths(&self, sc: &Syscall) -> bool {

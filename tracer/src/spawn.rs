@@ -24,11 +24,6 @@ pub struct SpawnSpec {
     pub argv: Vec<CString>,
     pub envp: Vec<CString>,
     pub filter: Vec<libc::sock_filter>,
-    /// A filter to install instead with SECCOMP_FILTER_FLAG_NEW_LISTENER,
-    /// whose listener is handed to the supervisor ([`Spawned::listener`],
-    /// notify.rs). If the kernel refuses a listener (one exists already
-    /// up the chain: EBUSY), `filter` is installed as the fallback.
-    pub notify_filter: Option<Vec<libc::sock_filter>>,
     /// Set PR_SET_NO_NEW_PRIVS: required by seccomp(2) without
     /// CAP_SYS_ADMIN. It makes set-user-ID bits inert for the whole tree.
     pub no_new_privs: bool,
@@ -69,17 +64,12 @@ pub enum ChildFailure {
 
 pub struct Spawned {
     pub pid: Tid,
-    /// The seccomp listener of the child's filter, when it installed
-    /// [`SpawnSpec::notify_filter`].
-    pub listener: Option<OwnedFd>,
     /// Read end of a CLOEXEC pipe: EOF once the exec succeeded; otherwise
     /// the child wrote a [`ChildFailure`] and exited.
     report: OwnedFd,
 }
 
 const STAGE_SECCOMP: u8 = 1;
-/// <linux/seccomp.h>; not in the libc crate yet.
-const SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV: libc::c_ulong = 1 << 5;
 const STAGE_EXEC: u8 = 2;
 const STAGE_MOUNTS: u8 = 3;
 
@@ -114,31 +104,9 @@ fn pipe_cloexec() -> Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-fn socketpair_cloexec() -> Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: socketpair writes two fds into a live array of two ints.
-    let rc = unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    };
-    if rc == -1 {
-        return Err(Error::Setup {
-            op: "socketpair".into(),
-            errno: Errno::last(),
-        });
-    }
-    // SAFETY: both fds were just created and are owned by nobody else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
-
 pub fn spawn(spec: &SpawnSpec) -> Result<Spawned> {
     let (go_r, go_w) = pipe_cloexec()?;
     let (rep_r, rep_w) = pipe_cloexec()?;
-    let (fd_r, fd_w) = socketpair_cloexec()?;
     let mut argv: Vec<*const libc::c_char> = spec.argv.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
     let mut envp: Vec<*const libc::c_char> = spec.envp.iter().map(|a| a.as_ptr()).collect();
@@ -147,10 +115,6 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned> {
         len: spec.filter.len() as u16,
         filter: spec.filter.as_ptr() as *mut libc::sock_filter,
     };
-    let notify_prog = spec.notify_filter.as_ref().map(|f| libc::sock_fprog {
-        len: f.len() as u16,
-        filter: f.as_ptr() as *mut libc::sock_filter,
-    });
 
     // SAFETY: the supervisor is single-threaded when it spawns, and the child
     // only calls async-signal-safe functions on memory prepared above.
@@ -165,15 +129,11 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned> {
         // SAFETY: child side; see child_main.
         unsafe {
             child_main(
-                ChildFds {
-                    go_r: go_r.as_raw_fd(),
-                    go_w: go_w.as_raw_fd(),
-                    rep_w: rep_w.as_raw_fd(),
-                    fd_w: fd_w.as_raw_fd(),
-                },
+                go_r.as_raw_fd(),
+                go_w.as_raw_fd(),
+                rep_w.as_raw_fd(),
                 spec,
                 &prog,
-                notify_prog.as_ref(),
                 &argv,
                 &envp,
             )
@@ -181,7 +141,6 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned> {
     }
     drop(go_r);
     drop(rep_w);
-    drop(fd_w);
     if let Err(e) = sys::seize(pid, sys::SEIZE_OPTIONS) {
         // SAFETY: killing and reaping our own child.
         unsafe {
@@ -192,112 +151,20 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned> {
     }
     // Closing the write end wakes the child (read returns 0).
     drop(go_w);
-    // The child sends its listener before exec, or nothing: its end is
-    // closed at exec (CLOEXEC) or exit, and the read then sees EOF.
-    let listener = if notify_prog.is_some() {
-        receive_fd(&fd_r)
-    } else {
-        None
-    };
-    Ok(Spawned {
-        pid,
-        listener,
-        report: rep_r,
-    })
-}
-
-/// One fd sent with SCM_RIGHTS on `sock`, or None at EOF.
-fn receive_fd(sock: &OwnedFd) -> Option<OwnedFd> {
-    let mut byte = 0u8;
-    let mut iov = libc::iovec {
-        iov_base: (&mut byte as *mut u8).cast(),
-        iov_len: 1,
-    };
-    // Room for one cmsghdr carrying one int, 8-aligned.
-    let mut control = [0u64; 4];
-    // SAFETY: an all-zero msghdr is valid; its pointers are set below to
-    // live locals of the lengths given.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&control);
-    loop {
-        // SAFETY: `msg` describes live buffers; MSG_CMSG_CLOEXEC makes the
-        // received fd close-on-exec.
-        let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
-        if n == -1 && Errno::last() == Errno::EINTR {
-            continue;
-        }
-        if n <= 0 {
-            return None;
-        }
-        break;
-    }
-    // SAFETY: the kernel filled `control` with msg_controllen bytes of
-    // cmsghdrs; CMSG_FIRSTHDR/CMSG_DATA stay inside it.
-    unsafe {
-        let cm = libc::CMSG_FIRSTHDR(&msg);
-        if cm.is_null()
-            || (*cm).cmsg_level != libc::SOL_SOCKET
-            || (*cm).cmsg_type != libc::SCM_RIGHTS
-        {
-            return None;
-        }
-        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cm) as *const i32);
-        Some(OwnedFd::from_raw_fd(fd))
-    }
-}
-
-/// Sends `fd` with SCM_RIGHTS on `sock`; async-signal-safe. False on
-/// failure.
-///
-/// # Safety
-/// Only raw syscalls on live locals: callable between fork and exec.
-unsafe fn send_fd(sock: i32, fd: i32) -> bool {
-    let mut byte = 0u8;
-    let mut iov = libc::iovec {
-        iov_base: (&mut byte as *mut u8).cast(),
-        iov_len: 1,
-    };
-    let mut control = [0u64; 4];
-    let mut msg: libc::msghdr = std::mem::zeroed();
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<i32>() as u32) as usize;
-    let cm = libc::CMSG_FIRSTHDR(&msg);
-    (*cm).cmsg_level = libc::SOL_SOCKET;
-    (*cm).cmsg_type = libc::SCM_RIGHTS;
-    (*cm).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<i32>() as u32) as usize;
-    std::ptr::write_unaligned(libc::CMSG_DATA(cm) as *mut i32, fd);
-    libc::sendmsg(sock, &msg, 0) == 1
-}
-
-/// The child's ends of the spawn's pipes and socket.
-struct ChildFds {
-    go_r: i32,
-    go_w: i32,
-    rep_w: i32,
-    fd_w: i32,
+    Ok(Spawned { pid, report: rep_r })
 }
 
 /// # Safety
 /// Must only run in the child right after fork.
 unsafe fn child_main(
-    fds: ChildFds,
+    go_r: i32,
+    go_w: i32,
+    rep_w: i32,
     spec: &SpawnSpec,
     prog: &libc::sock_fprog,
-    notify_prog: Option<&libc::sock_fprog>,
     argv: &[*const libc::c_char],
     envp: &[*const libc::c_char],
 ) -> ! {
-    let ChildFds {
-        go_r,
-        go_w,
-        rep_w,
-        fd_w,
-    } = fds;
     libc::close(go_w);
     let mut b = 0u8;
     while libc::read(go_r, (&mut b as *mut u8).cast(), 1) == -1
@@ -317,41 +184,14 @@ unsafe fn child_main(
     if spec.no_new_privs {
         libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
     }
-    let mut listening = false;
-    if let Some(np) = notify_prog {
-        // WAIT_KILLABLE_RECV (Linux 5.19): once the listener has taken a
-        // call, only a fatal signal ends the caller's wait. A freeze's
-        // PTRACE_INTERRUPT then waits for the answer instead of restarting
-        // a call whose answer the listener is already giving (a merged
-        // listing moves the directory's offset before it answers). A
-        // kernel without it gets the plain filter.
-        let l = libc::syscall(
-            libc::SYS_seccomp,
-            1 as libc::c_ulong, // SECCOMP_SET_MODE_FILTER
-            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
-            np as *const libc::sock_fprog,
-        );
-        if l >= 0 {
-            // A listener nobody serves would block the notified calls
-            // forever: not handing it over is a failure.
-            if !send_fd(fd_w, l as i32) {
-                report(rep_w, STAGE_SECCOMP);
-            }
-            libc::close(l as i32);
-            listening = true;
-        }
-    }
-    libc::close(fd_w);
-    if !listening {
-        let rc = libc::syscall(
-            libc::SYS_seccomp,
-            1 as libc::c_ulong, // SECCOMP_SET_MODE_FILTER
-            0 as libc::c_ulong,
-            prog as *const libc::sock_fprog,
-        );
-        if rc != 0 {
-            report(rep_w, STAGE_SECCOMP);
-        }
+    let rc = libc::syscall(
+        libc::SYS_seccomp,
+        1 as libc::c_ulong, // SECCOMP_SET_MODE_FILTER
+        0 as libc::c_ulong,
+        prog as *const libc::sock_fprog,
+    );
+    if rc != 0 {
+        report(rep_w, STAGE_SECCOMP);
     }
     libc::execve(spec.program.as_ptr(), argv.as_ptr(), envp.as_ptr());
     report(rep_w, STAGE_EXEC);

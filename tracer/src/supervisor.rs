@@ -42,8 +42,6 @@ pub struct Stats {
     pub rewrites: u64,
     pub injections: u64,
     pub tasks_seen: u64,
-    /// Calls answered by the seccomp listener (notify.rs), not by a stop.
-    pub notified: u64,
 }
 
 pub struct Supervisor<'p> {
@@ -71,45 +69,14 @@ pub struct Supervisor<'p> {
     pub(crate) vforked: HashSet<Tid>,
     /// Serializes name-changing calls against symlink planting (gate.rs).
     pub(crate) gate: crate::gate::NamespaceGate,
-    /// The thread answering the filter's user notifications, if any.
-    notif: Option<crate::notify::Server>,
 }
 
 impl<'p> Supervisor<'p> {
     /// Forks, seizes and execs the program of `spec` under `policy`.
     pub fn spawn(spec: &SpawnSpec, policy: &'p mut dyn Policy) -> Result<Self> {
-        let mut spawned = spawn::spawn(spec)?;
+        let spawned = spawn::spawn(spec)?;
         let root = spawned.pid;
-        // Served before the program's first instruction: its calls would
-        // wait for an answer otherwise.
-        let notif = match spawned.listener.take() {
-            Some(fd) => {
-                let listener = crate::notify::Listener::new(fd);
-                let server =
-                    crate::notify::Server::start(listener, policy.notifier()).map_err(|e| {
-                        Error::Setup {
-                            op: "start the seccomp listener thread".into(),
-                            errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EAGAIN)),
-                        }
-                    });
-                match server {
-                    Ok(s) => Some(s),
-                    Err(e) => {
-                        // Our own child, which has not started its program.
-                        let child = nix::unistd::Pid::from_raw(root);
-                        let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
-                        let _ = nix::sys::wait::waitpid(
-                            child,
-                            Some(nix::sys::wait::WaitPidFlag::__WALL),
-                        );
-                        return Err(e);
-                    }
-                }
-            }
-            None => None,
-        };
         let mut sup = Supervisor::empty(root, Some(spawned), policy)?;
-        sup.notif = notif;
         let mut task = Task::new(root, AddrSpace::shared_new());
         // The root was seized while blocked before exec: it needs no
         // initial-stop handling.
@@ -250,7 +217,6 @@ impl<'p> Supervisor<'p> {
             barriers: Default::default(),
             vforked: HashSet::new(),
             gate: Default::default(),
-            notif: None,
         })
     }
 
@@ -259,11 +225,7 @@ impl<'p> Supervisor<'p> {
     }
 
     pub fn stats(&self) -> Stats {
-        let mut s = self.stats;
-        if let Some(n) = &self.notif {
-            s.notified = n.handled.load(std::sync::atomic::Ordering::Relaxed);
-        }
-        s
+        self.stats
     }
 
     /// Runs until every tracee has exited.

@@ -88,10 +88,8 @@ fn rewritten_path_cannot_be_swapped_by_another_thread() {
             &FilterConfig {
                 scratch_end: SCRATCH_END,
                 mode: isotrace_arch::Mode::Native,
-                notify: false,
             },
         ),
-        notify_filter: None,
         no_new_privs: true,
         read_only_host: None,
     };
