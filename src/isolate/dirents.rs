@@ -90,6 +90,16 @@ mod tests {
     }
 
     #[test]
+    fn an_exited_process_leaves_no_listing_behind() {
+        let mut l = Listings::default();
+        for (pid, fd) in [(10, 3), (10, 4), (11, 3)] {
+            l.open.insert((pid, fd), ("/d".into(), vec![e("a")]));
+        }
+        l.forget(10);
+        assert_eq!(l.open.keys().copied().collect::<Vec<_>>(), vec![(11, 3)]);
+    }
+
+    #[test]
     fn records_are_aligned_and_resumable() {
         let all = vec![e("."), e(".."), e("a"), e("long-name-here")];
         let (buf, next) = encode(&all, 0, 48).unwrap();
@@ -145,6 +155,12 @@ impl Emulated {
 }
 
 impl Listings {
+    /// Process `pid` exited: its listings go (a long build runs thousands
+    /// of processes; each would otherwise leave its last listing behind).
+    pub fn forget(&mut self, pid: i32) {
+        self.open.retain(|(p, _), _| *p != pid);
+    }
+
     pub fn emulate(
         &mut self,
         view: &isotrace_idb::View,

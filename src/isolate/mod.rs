@@ -556,7 +556,10 @@ impl Policy for Isolation {
 
     fn on_event(&mut self, event: &isotrace_tracer::Event) {
         match event {
-            isotrace_tracer::Event::Exited { tid, .. } => {
+            isotrace_tracer::Event::Exited { tid, pid, .. } => {
+                if tid == pid {
+                    self.dirs.forget(*pid);
+                }
                 self.pending.remove(tid);
                 self.creds.forget(*tid);
                 self.proc_dirs.forget(*tid);
