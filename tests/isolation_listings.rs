@@ -166,34 +166,35 @@ while True:
         .stderr(Stdio::null());
     let mut sup = Killed(cmd.spawn().expect("spawn isotrace"));
     wait_until("the lister to list", WAIT, || lines() >= 2);
-    let checkpoint = |args: &[&str]| {
-        let mut c = iso.command(["checkpoint"].iter().chain(args));
+    // `isotrace ARGS` with the group's socket directory; must exit 0.
+    let ok = |args: &[&str]| {
+        let mut c = iso.command(args);
         c.env("XDG_RUNTIME_DIR", &run_dir);
         let r = iso.execute(c);
         assert!(
             r.status == common::Status::Exited(0),
-            "checkpoint {args:?}: {}",
+            "isotrace {args:?}: {}",
             r.describe()
         );
+        r
     };
     for i in 0..4 {
         let img = iso.root().join(format!("img{i}"));
-        checkpoint(&["lister", "-o", path_str(&img), "--leave-running"]);
+        ok(&[
+            "checkpoint",
+            "lister",
+            "-o",
+            path_str(&img),
+            "--leave-running",
+        ]);
         let at = lines();
         wait_until("the lister to list on", WAIT, || lines() >= at + 2);
     }
     let last = iso.root().join("last");
-    checkpoint(&["lister", "-o", path_str(&last)]);
+    ok(&["checkpoint", "lister", "-o", path_str(&last)]);
     let _ = sup.0.wait();
     let stopped = lines();
-    let mut c = iso.command(["restore", path_str(&last), "--detach"]);
-    c.env("XDG_RUNTIME_DIR", &run_dir);
-    let r = iso.execute(c);
-    assert!(
-        r.status == common::Status::Exited(0),
-        "restore: {}",
-        r.describe()
-    );
+    let r = ok(&["restore", path_str(&last), "--detach"]);
     wait_until("the restored lister to list on", WAIT, || {
         lines() >= stopped + 2
     });
