@@ -220,6 +220,48 @@ fn env_rm_refuses_while_a_group_runs_unless_forced() {
     );
 }
 
+/// A supervisor stopped by job control cannot answer: a request is not
+/// sent at all (it would be carried out whenever the supervisor is
+/// continued), the error names the pid and how to continue it, and the
+/// group works again once continued.
+#[test]
+fn a_stopped_supervisor_is_named_and_gets_no_request() {
+    let w = World::new();
+    let bg = w.start(
+        "st",
+        &["--no-isolation", "--group", "st", "--", "sleep", "60"],
+    );
+    // SAFETY: plain kill(2) of our own child.
+    unsafe { libc::kill(bg.pid(), libc::SIGSTOP) };
+    wait_until("the supervisor to stop", WAIT, || {
+        common::proc_state(bg.pid()) == Some('T')
+    });
+    let img = w.iso.root().join("img");
+    let run = w.isotrace(&["checkpoint", "st", "-o", common::path_str(&img)]);
+    assert_ne!(run.status, Status::Exited(0), "{}", run.describe());
+    let err = run.stderr_str();
+    assert!(
+        err.contains(&format!("supervisor (pid {}) is stopped", bg.pid()))
+            && err.contains(&format!("kill -CONT {}", bg.pid())),
+        "{}",
+        run.describe()
+    );
+    let mut c = Client::connect(&w.socket("st")).unwrap();
+    let e = c.ps().unwrap_err().to_string();
+    assert!(e.contains("was not sent"), "{e}");
+    // SAFETY: as above.
+    unsafe { libc::kill(bg.pid(), libc::SIGCONT) };
+    wait_until("the supervisor to run", WAIT, || {
+        common::proc_state(bg.pid()) != Some('T')
+    });
+    let mut c = Client::connect(&w.socket("st")).unwrap();
+    assert_eq!(c.ps().unwrap().len(), 1);
+    // The refused checkpoint never reached the supervisor: no image now,
+    // and the group still runs.
+    assert!(!img.exists(), "a refused request was carried out later");
+    assert_eq!(c.ps().unwrap().len(), 1);
+}
+
 #[test]
 fn a_dead_supervisors_socket_is_cleaned() {
     let w = World::new();

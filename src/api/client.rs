@@ -32,6 +32,9 @@ pub enum ApiError {
     Remote { code: String, message: String },
     /// The server's line is not a response of this protocol.
     Protocol(String),
+    /// The supervisor cannot answer (it is stopped, or did not answer in
+    /// time); says why.
+    Unavailable(String),
 }
 
 impl ApiError {
@@ -50,6 +53,7 @@ impl fmt::Display for ApiError {
             ApiError::Io(e) => write!(f, "{e}"),
             ApiError::Remote { code, message } => write!(f, "{message} ({code})"),
             ApiError::Protocol(why) => write!(f, "protocol error: {why}"),
+            ApiError::Unavailable(why) => write!(f, "{why}"),
         }
     }
 }
@@ -100,8 +104,25 @@ impl Client {
         }
     }
 
+    /// The supervisor at the other end, if job control or a debugger has
+    /// stopped it (state T or t in /proc/PID/stat): it cannot answer, and a
+    /// request sent now would be carried out whenever it is continued.
+    fn stopped_peer(&self) -> Option<i32> {
+        use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+        let pid = getsockopt(&self.writer, PeerCredentials).ok()?.pid();
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let state = stat.rsplit_once(')')?.1.split_whitespace().next()?;
+        matches!(state, "T" | "t").then_some(pid)
+    }
+
     /// Sends one request and returns its `result`.
     pub fn call(&mut self, op: &str, args: Map<String, Value>) -> Result<Value, ApiError> {
+        if let Some(pid) = self.stopped_peer() {
+            return Err(ApiError::Unavailable(format!(
+                "the group's supervisor (pid {pid}) is stopped, so `{op}` was not sent; \
+                 `kill -CONT {pid}` resumes it"
+            )));
+        }
         let id = self.next_id;
         self.next_id += 1;
         let sent = writeln!(self.writer, "{}", protocol::request_line(id, op, args));
@@ -123,7 +144,14 @@ impl Client {
                 ) =>
             {
                 let waited = self.writer.read_timeout().ok().flatten().unwrap_or(TIMEOUT);
-                return Err(ApiError::Protocol(format!(
+                if let Some(pid) = self.stopped_peer() {
+                    return Err(ApiError::Unavailable(format!(
+                        "no answer to `{op}`: the group's supervisor (pid {pid}) was stopped \
+                         after the request was sent; it will carry it out when continued \
+                         (`kill -CONT {pid}`)"
+                    )));
+                }
+                return Err(ApiError::Unavailable(format!(
                     "no answer to `{op}` within {} s: the group's supervisor is stopped or not responding",
                     waited.as_secs()
                 )));
