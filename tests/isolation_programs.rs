@@ -378,3 +378,35 @@ fn programs_use_the_dynamic_loader_installed_in_the_env() {
     // The host's loader is untouched.
     assert!(!Path::new(&format!("{loader}.new")).exists());
 }
+
+/// A program that serves its own userfaultfd, from a thread that makes a
+/// trapped call before it fills the page the main thread's path sits in.
+/// The supervisor reads paths through /proc/PID/mem, which cannot wait for
+/// a userfaultfd; waiting with process_vm_readv instead (as it does while
+/// a post-copy restore of its own fills pages) would block the supervisor
+/// until that handler runs, and the handler waits in a stop for the
+/// supervisor: the whole group hung in state D. The run must end; the open
+/// then fails with EFAULT where natively it succeeds (README, Limitations).
+#[test]
+fn a_program_serving_its_own_userfaultfd_does_not_hang_its_supervisor() {
+    let exe = common::guest("uffd_self");
+    let native = std::process::Command::new(&exe).output().unwrap();
+    if native.status.code() == Some(2) {
+        eprintln!("skipped: no userfaultfd here");
+        return;
+    }
+    assert_eq!(String::from_utf8_lossy(&native.stdout), "open ok\n");
+    let iso = Iso::new();
+    let run = iso.isotrace(["--env", "e", "--", common::path_str(&exe)]);
+    assert!(
+        run.status == common::Status::Exited(0),
+        "{}",
+        run.describe()
+    );
+    let out = run.stdout_str();
+    assert!(
+        out == "open ok\n" || out == "open Bad address\n",
+        "{}",
+        run.describe()
+    );
+}

@@ -7,6 +7,7 @@
 use crate::error::{Error, Result};
 use crate::sys::{self, Tid};
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// An address in a tracee's address space pointing at a `T`.
 pub struct RemotePtr<T> {
@@ -70,15 +71,48 @@ pub fn read_cstr(tid: Tid, ptr: RemotePtr<u8>, max: usize) -> Result<Vec<u8>> {
 /// such a fault with SIGBUS instead of waiting (fs/userfaultfd.c). Such a
 /// read is done again with process_vm_readv, which waits for the fault to
 /// be served, as the kernel's own copy of the string in the tracee does.
+/// Only while a post-copy restore of this supervisor fills pages
+/// ([`LazyFill`]): a program serving its own userfaultfd may serve it from
+/// a thread that is itself waiting in a stop for this supervisor, and the
+/// supervisor, blocked in that read, would never serve it (a deadlock of
+/// the whole group, in state D). Such a path read fails with EFAULT
+/// instead.
 pub fn read_cstr_in(mem: &MemFile, tid: Tid, ptr: RemotePtr<u8>, max: usize) -> Result<Vec<u8>> {
     use std::os::fd::AsRawFd;
     let fd = mem.file.as_raw_fd();
     read_cstr_with(tid, ptr, max, |addr, buf| {
         sys::mem_read(fd, tid, addr, buf).or_else(|e| match e.guest_errno() {
-            nix::errno::Errno::EFAULT => sys::vm_read(tid, addr, buf),
+            nix::errno::Errno::EFAULT if LazyFill::active() => sys::vm_read(tid, addr, buf),
             _ => Err(e),
         })
     })
+}
+
+/// Post-copy restores of this process still filling pages (checkpoint's
+/// restore/lazy): while one is, a tracee page that a userfaultfd holds
+/// missing is one the supervisor's own fault server will fill.
+static LAZY_FILLS: AtomicUsize = AtomicUsize::new(0);
+
+/// Held by a post-copy fault server for as long as it serves: tracee
+/// memory the supervisor finds missing is then waited for
+/// ([`read_cstr_in`], [`MemFile::write`]) rather than failed.
+pub struct LazyFill(());
+
+impl LazyFill {
+    pub fn begin() -> LazyFill {
+        LAZY_FILLS.fetch_add(1, Ordering::SeqCst);
+        LazyFill(())
+    }
+
+    fn active() -> bool {
+        LAZY_FILLS.load(Ordering::SeqCst) > 0
+    }
+}
+
+impl Drop for LazyFill {
+    fn drop(&mut self) {
+        LAZY_FILLS.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 fn read_cstr_with(
@@ -173,12 +207,13 @@ impl MemFile {
     /// Writes `data` at `addr`. A page a userfaultfd holds missing (a
     /// post-copy restore, see [`read_cstr_in`]) fails the write with EIO:
     /// it is then read in with process_vm_readv, which waits for the fault
-    /// to be served, and written again.
+    /// to be served, and written again (only while a [`LazyFill`] lives,
+    /// as for reads).
     pub fn write(&self, tid: Tid, addr: u64, data: &[u8]) -> Result<()> {
         use std::os::fd::AsRawFd;
         let fd = self.file.as_raw_fd();
         match sys::mem_write(fd, tid, addr, data) {
-            Err(e) if e.guest_errno() == nix::errno::Errno::EIO => {
+            Err(e) if e.guest_errno() == nix::errno::Errno::EIO && LazyFill::active() => {
                 let mut buf = vec![0u8; data.len()];
                 sys::vm_read(tid, addr, &mut buf)?;
                 sys::mem_write(fd, tid, addr, data)

@@ -104,7 +104,12 @@ impl PostCopy {
         let (tx, rx) = channel();
         let thread = std::thread::Builder::new()
             .name("isotrace-postcopy".into())
-            .spawn(move || serve::run(rd, rx))
+            .spawn(move || {
+                // Until every page is in: the supervisor waits for pages
+                // this server will fill (tracer remote.rs).
+                let _filling = isotrace_tracer::remote::LazyFill::begin();
+                serve::run(rd, rx)
+            })
             .map_err(|e| Error::Invalid {
                 what: format!("post-copy: starting its thread: {e}"),
             })?;
