@@ -207,7 +207,12 @@ fn source(pid: i32, e: &FdEntry, shape: Shape<'_>, notes: &mut Vec<String>) -> R
         // Reopened by path: `fifo` keeps it open for reading and writing
         // meanwhile, so the open does not block.
         FdKind::Fifo => reopen(e, false),
-        FdKind::Dir | FdKind::Device { .. } => reopen(e, false),
+        // A directory's position is where its listing goes on: without it a
+        // program frozen between two getdents64 batches lists the first
+        // again (an index for a merged listing of isolation, a cookie the
+        // filesystem keeps valid across opens for a native one).
+        FdKind::Dir => reopen(e, true),
+        FdKind::Device { .. } => reopen(e, false),
         FdKind::File { deleted: true } => {
             let why = "a deleted file's contents are not in the image";
             return Err(unsupported(pid, e, why));
@@ -258,6 +263,35 @@ mod tests {
             pos: 42,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_directory_goes_back_to_its_position_a_device_is_reopened() {
+        let proc = Process {
+            pid: 7,
+            fds: vec![
+                fd(3, FdKind::Dir, "/usr/include", 0o2200000, 5),
+                fd(
+                    4,
+                    FdKind::Device { major: 1, minor: 3 },
+                    "/dev/null",
+                    0o2,
+                    6,
+                ),
+            ],
+            ..Default::default()
+        };
+        let (plans, _) = plan(&proc, shape(None, NONE)).unwrap();
+        assert!(
+            matches!(&plans[0].source, Source::Open { pos: Some(42), .. }),
+            "{:?}",
+            plans[0].source
+        );
+        assert!(
+            matches!(&plans[1].source, Source::Open { pos: None, .. }),
+            "{:?}",
+            plans[1].source
+        );
     }
 
     #[test]
