@@ -294,7 +294,7 @@ fn paths_in_pages_still_missing_are_read_and_the_host_shows_live() {
 
 /// The copy's group (env B) as `ps --json` lists it: its name; its
 /// supervisor and first process are killed when the test ends.
-fn copy_group(w: &mut World) -> String {
+fn copy_group(w: &mut World) -> (String, i32) {
     // The copy runs a moment before its supervisor serves its API.
     let mut copy = Value::Null;
     wait_until("ps to list the copy", WAIT, || {
@@ -306,9 +306,20 @@ fn copy_group(w: &mut World) -> String {
         }
         true
     });
-    w.pids.push(copy["supervisor_pid"].as_i64().unwrap() as i32);
+    let sup = copy["supervisor_pid"].as_i64().unwrap() as i32;
+    w.pids.push(sup);
     w.pids.push(copy["root_pid"].as_i64().unwrap() as i32);
-    copy["group"].as_str().unwrap().to_string()
+    (copy["group"].as_str().unwrap().to_string(), sup)
+}
+
+/// Process `pid` has exited (gone, or a zombie not reaped yet).
+fn gone(pid: i32) -> bool {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The state follows the command's closing parenthesis (proc(5)).
+    match stat.rsplit_once(") ") {
+        None => true,
+        Some((_, rest)) => rest.starts_with(['Z', 'X']),
+    }
 }
 
 /// A checkpoint of a copy whose post-copy still has pages to fill: such a
@@ -322,7 +333,10 @@ fn copy_group(w: &mut World) -> String {
 #[test]
 fn a_checkpoint_waits_for_post_copy_and_is_refused_while_it_is_held() {
     let mut w = World::new();
-    let mut sup = w.start_guest("pk", "postcopy", &[MIB]);
+    // No forks: a child caught by the checkpoint would come back with a
+    // new pid, and the guest's waitpid of the old one fail (README,
+    // restore).
+    let mut sup = w.start_guest("pk", "postcopy", &[MIB, "nofork"]);
     let hold = w.dir().join("push");
     let args = ["migrate", "pk", "--to-env", "B", "--pre-copy", "--json"];
     let mut cmd = w.command("home", &args);
@@ -333,7 +347,7 @@ fn a_checkpoint_waits_for_post_copy_and_is_refused_while_it_is_held() {
     w.pids.push(migrate.id() as i32);
     let b = w.env_file("home", "B", &w.out());
     wait_until("the copy to run", WAIT, || progress(&b).0 > 0);
-    let group = copy_group(&mut w);
+    let (group, copy_sup) = copy_group(&mut w);
     for leave_running in [true, false] {
         let img = w.dir().join(format!("held-{leave_running}.img"));
         let mut args = vec!["checkpoint", group.as_str(), "-o", path_str(&img)];
@@ -381,6 +395,7 @@ fn a_checkpoint_waits_for_post_copy_and_is_refused_while_it_is_held() {
     assert_released(&mut sup);
     // The checkpoint ended the copy; restored, it sweeps its whole buffer
     // twice more without a bad word.
+    wait_until("the copy's supervisor to end", WAIT, || gone(copy_sup));
     let (code, _, err) = w.isotrace("home", &["restore", path_str(&img), "--detach"], &[]);
     assert_eq!(code, 0, "{err}");
     copy_group(&mut w);
