@@ -329,7 +329,8 @@ fn gone(pid: i32) -> bool {
 /// says why, writes nothing and leaves the copy running untouched; one
 /// asked for while held that sees the push released waits for it and is
 /// whole: restored, the guest checks every word of every page again.
-/// `snapshot` cannot take the copy at all (its supervisor traces it).
+/// `snapshot` cannot take the copy at all (its supervisor traces it), and
+/// a migration of it is refused like a checkpoint, without the wait.
 #[test]
 fn a_checkpoint_waits_for_post_copy_and_is_refused_while_it_is_held() {
     let mut w = World::new();
@@ -348,6 +349,9 @@ fn a_checkpoint_waits_for_post_copy_and_is_refused_while_it_is_held() {
     let b = w.env_file("home", "B", &w.out());
     wait_until("the copy to run", WAIT, || progress(&b).0 > 0);
     let (group, copy_sup) = copy_group(&mut w);
+    // SIGUSR2's checkpoint is refused at once (checked below, once the
+    // held checkpoints took their 20 s).
+    usr2(copy_sup);
     for leave_running in [true, false] {
         let img = w.dir().join(format!("held-{leave_running}.img"));
         let mut args = vec!["checkpoint", group.as_str(), "-o", path_str(&img)];
@@ -371,6 +375,20 @@ fn a_checkpoint_waits_for_post_copy_and_is_refused_while_it_is_held() {
     let (code, _, err) = w.isotrace("home", &["snapshot", &pid, "-o", path_str(&snap)], &[]);
     assert_ne!(code, 0, "snapshot of a traced copy: {err}");
     assert!(!snap.exists(), "{err}");
+    let signalled = w.dir().join("home").join("checkpoints");
+    let images = || fs::read_dir(&signalled).map_or(0, |d| d.count());
+    assert_eq!(images(), 0, "SIGUSR2 checkpointed with pages still missing");
+    // Migrating it on dumps it too: the dump refuses (no wait there), and
+    // the copy runs on.
+    let (code, _, err) = w.isotrace("home", &["migrate", &group, "--to-env", "C"], &[]);
+    assert_ne!(code, 0, "migrated with pages still missing: {err}");
+    assert!(err.contains("post-copy migration"), "{err}");
+    let now = progress(&b).0;
+    wait_until(
+        "the copy to tick on after the refused migration",
+        WAIT,
+        || progress(&b).0 >= now + 10,
+    );
     // Asked for while held; the push is released while it waits.
     let img = w.dir().join("whole.img");
     let mut ck = w.command(
@@ -398,10 +416,21 @@ fn a_checkpoint_waits_for_post_copy_and_is_refused_while_it_is_held() {
     wait_until("the copy's supervisor to end", WAIT, || gone(copy_sup));
     let (code, _, err) = w.isotrace("home", &["restore", path_str(&img), "--detach"], &[]);
     assert_eq!(code, 0, "{err}");
-    copy_group(&mut w);
+    let (_, restored_sup) = copy_group(&mut w);
     let sweeps = progress(&b).1;
     wait_until("two sweeps of the restored buffer", WAIT, || {
         progress(&b).1 >= sweeps + 2
     });
     assert_seamless(&b);
+    // With nothing left to come, SIGUSR2 checkpoints as ever.
+    usr2(restored_sup);
+    wait_until("SIGUSR2's checkpoint", WAIT, || images() == 1);
+}
+
+fn usr2(pid: i32) {
+    let status = std::process::Command::new("kill")
+        .args(["-USR2", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -USR2 {pid}");
 }

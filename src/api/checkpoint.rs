@@ -75,6 +75,10 @@ impl CheckpointLink {
     /// What the supervisor runs on a user's SIGUSR2: a leave-running
     /// checkpoint into the default place, reported on stderr.
     pub fn signal_job(&self) -> Box<dyn BarrierJob> {
+        // Called on the tracer thread: no wait for a post-copy here.
+        if let Err(e) = isotrace_checkpoint::restore::lazy::refuse_dump() {
+            return Box::new(Refused(e.to_string()));
+        }
         match self.default_dir() {
             Ok(dir) => Box::new(self.job(dir, true, None)),
             Err(why) => Box::new(Refused(why)),
@@ -152,8 +156,7 @@ pub fn request(
     if !isotrace_checkpoint::restore::lazy::wait_done(POST_COPY_WAIT) {
         let why = format!(
             "the group is still receiving its memory from a post-copy migration \
-             (waited {POST_COPY_WAIT:?}); try again when the migration has finished; \
-             the group runs on untouched"
+             (waited {POST_COPY_WAIT:?}); try again when the migration has finished"
         );
         return Err((code::CHECKPOINT_FAILED, why));
     }
