@@ -153,6 +153,8 @@ pub fn request(
     // A page post-copy has not filled yet cannot be dumped (the dump
     // refuses it too: restore::lazy::refuse_dump); wait for it here, while
     // the group runs, rather than freeze the group for nothing.
+    let post_copy = isotrace_checkpoint::restore::lazy::running();
+    let waited = Instant::now();
     if !isotrace_checkpoint::restore::lazy::wait_done(POST_COPY_WAIT) {
         let why = format!(
             "the group is still receiving its memory from a post-copy migration \
@@ -169,9 +171,17 @@ pub fn request(
         let why = "the group ended before it could be checkpointed";
         (code::NOT_RUNNING, why.to_string())
     };
+    let waited = waited.elapsed();
     link.waker.submit(job).map_err(|_| gone())?;
     match rx.recv_timeout(WAIT) {
-        Ok(Ok(result)) => Ok(result),
+        Ok(Ok(mut result)) => {
+            if post_copy {
+                let ms = waited.as_secs_f64() * 1000.0;
+                let note = format!("waited {ms:.0} ms for the group's post-copy to finish");
+                result.notes.insert(0, note);
+            }
+            Ok(result)
+        }
         Ok(Err(why)) => Err((code::CHECKPOINT_FAILED, why)),
         Err(mpsc::RecvTimeoutError::Disconnected) => Err(gone()),
         Err(mpsc::RecvTimeoutError::Timeout) => Err((
