@@ -378,17 +378,23 @@ fn a_checkpoint_waits_for_post_copy_and_is_refused_while_it_is_held() {
     let signalled = w.dir().join("home").join("checkpoints");
     let images = || fs::read_dir(&signalled).map_or(0, |d| d.count());
     assert_eq!(images(), 0, "SIGUSR2 checkpointed with pages still missing");
-    // Migrating it on dumps it too: the dump refuses (no wait there), and
-    // the copy runs on.
-    let (code, _, err) = w.isotrace("home", &["migrate", &group, "--to-env", "C"], &[]);
-    assert_ne!(code, 0, "migrated with pages still missing: {err}");
-    assert!(err.contains("post-copy migration"), "{err}");
-    let now = progress(&b).0;
-    wait_until(
-        "the copy to tick on after the refused migration",
-        WAIT,
-        || progress(&b).0 >= now + 10,
-    );
+    // Migrating it on dumps it too: the dump refuses at the freeze (no
+    // wait there; with --pre-copy, after its rounds), and the copy runs on.
+    for pre_copy in [false, true] {
+        let mut args = vec!["migrate", group.as_str(), "--to-env", "C"];
+        if pre_copy {
+            args.push("--pre-copy");
+        }
+        let (code, _, err) = w.isotrace("home", &args, &[]);
+        assert_ne!(code, 0, "migrated with pages still missing: {err}");
+        assert!(err.contains("post-copy migration"), "{err}");
+        let now = progress(&b).0;
+        wait_until(
+            "the copy to tick on after the refused migration",
+            WAIT,
+            || progress(&b).0 >= now + 10,
+        );
+    }
     // Asked for while held; the push is released while it waits.
     let img = w.dir().join("whole.img");
     let mut ck = w.command(
