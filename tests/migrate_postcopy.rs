@@ -291,3 +291,155 @@ fn paths_in_pages_still_missing_are_read_and_the_host_shows_live() {
     }
     assert_seamless(&b);
 }
+
+/// The copy's group (env B) as `ps --json` lists it: its name; its
+/// supervisor and first process are killed when the test ends.
+fn copy_group(w: &mut World) -> (String, i32) {
+    // The copy runs a moment before its supervisor serves its API.
+    let mut copy = Value::Null;
+    wait_until("ps to list the copy", WAIT, || {
+        let (_, ps, _) = w.isotrace("home", &["ps", "--json"], &[]);
+        let groups: Vec<Value> = serde_json::from_str(&ps).unwrap_or_default();
+        match groups.into_iter().find(|g| g["env"] == "B") {
+            Some(g) => copy = g,
+            None => return false,
+        }
+        true
+    });
+    let sup = copy["supervisor_pid"].as_i64().unwrap() as i32;
+    w.pids.push(sup);
+    w.pids.push(copy["root_pid"].as_i64().unwrap() as i32);
+    (copy["group"].as_str().unwrap().to_string(), sup)
+}
+
+/// Process `pid` has exited (gone, or a zombie not reaped yet).
+fn gone(pid: i32) -> bool {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The state follows the command's closing parenthesis (proc(5)).
+    match stat.rsplit_once(") ") {
+        None => true,
+        Some((_, rest)) => rest.starts_with(['Z', 'X']),
+    }
+}
+
+/// A checkpoint of a copy whose post-copy still has pages to fill: such a
+/// page reads in pagemap as one never touched, and an image of it would
+/// restore zeroes where the data was. With the push held, a checkpoint
+/// (leave-running and terminate) waits a bounded time, then is refused,
+/// says why, writes nothing and leaves the copy running untouched; one
+/// asked for while held that sees the push released waits for it and is
+/// whole: restored, the guest checks every word of every page again.
+/// `snapshot` cannot take the copy at all (its supervisor traces it), and
+/// a migration of it is refused like a checkpoint, without the wait.
+#[test]
+fn a_checkpoint_waits_for_post_copy_and_is_refused_while_it_is_held() {
+    let mut w = World::new();
+    // No forks: a child caught by the checkpoint would come back with a
+    // new pid, and the guest's waitpid of the old one fail (README,
+    // restore).
+    let mut sup = w.start_guest("pk", "postcopy", &[MIB, "nofork"]);
+    let hold = w.dir().join("push");
+    let args = ["migrate", "pk", "--to-env", "B", "--pre-copy", "--json"];
+    let mut cmd = w.command("home", &args);
+    cmd.env("ISOTRACE_TEST_POSTCOPY_HOLD", &hold)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let migrate = cmd.spawn().unwrap();
+    w.pids.push(migrate.id() as i32);
+    let b = w.env_file("home", "B", &w.out());
+    wait_until("the copy to run", WAIT, || progress(&b).0 > 0);
+    let (group, copy_sup) = copy_group(&mut w);
+    // SIGUSR2's checkpoint is refused at once (checked below, once the
+    // held checkpoints took their 20 s).
+    usr2(copy_sup);
+    for leave_running in [true, false] {
+        let img = w.dir().join(format!("held-{leave_running}.img"));
+        let mut args = vec!["checkpoint", group.as_str(), "-o", path_str(&img)];
+        if leave_running {
+            args.push("--leave-running");
+        }
+        let (code, _, err) = w.isotrace("home", &args, &[]);
+        assert_ne!(code, 0, "checkpointed with pages still missing: {err}");
+        assert!(err.contains("post-copy migration"), "{err}");
+        assert!(!img.exists(), "{} was written", img.display());
+        let now = progress(&b).0;
+        wait_until("the copy to tick on after the refusal", WAIT, || {
+            progress(&b).0 >= now + 10
+        });
+    }
+    let (_, ps, _) = w.isotrace("home", &["ps", "--json"], &[]);
+    let groups: Vec<Value> = serde_json::from_str(&ps).unwrap();
+    let copy = groups.iter().find(|g| g["env"] == "B").expect(&ps);
+    let pid = copy["root_pid"].as_i64().expect(&ps).to_string();
+    let snap = w.dir().join("snap.img");
+    let (code, _, err) = w.isotrace("home", &["snapshot", &pid, "-o", path_str(&snap)], &[]);
+    assert_ne!(code, 0, "snapshot of a traced copy: {err}");
+    assert!(!snap.exists(), "{err}");
+    let signalled = w.dir().join("home").join("checkpoints");
+    let images = || fs::read_dir(&signalled).map_or(0, |d| d.count());
+    assert_eq!(images(), 0, "SIGUSR2 checkpointed with pages still missing");
+    // Migrating it on dumps it too: the dump refuses at the freeze (no
+    // wait there; with --pre-copy, after its rounds), and the copy runs on.
+    for pre_copy in [false, true] {
+        let mut args = vec!["migrate", group.as_str(), "--to-env", "C"];
+        if pre_copy {
+            args.push("--pre-copy");
+        }
+        let (code, _, err) = w.isotrace("home", &args, &[]);
+        assert_ne!(code, 0, "migrated with pages still missing: {err}");
+        assert!(err.contains("post-copy migration"), "{err}");
+        let now = progress(&b).0;
+        wait_until(
+            "the copy to tick on after the refused migration",
+            WAIT,
+            || progress(&b).0 >= now + 10,
+        );
+    }
+    // Asked for while held; the push is released while it waits.
+    let img = w.dir().join("whole.img");
+    let mut ck = w.command(
+        "home",
+        &["checkpoint", group.as_str(), "-o", path_str(&img)],
+    );
+    ck.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let ck = ck.spawn().unwrap();
+    w.pids.push(ck.id() as i32);
+    fs::write(&hold, "").unwrap();
+    let out = ck.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Whether it came while the push went on (a note says how long it
+    // waited) depends on the load; the image is whole either way.
+    eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+    let out = migrate.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let v = json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(v["fill"], "post-copy", "{v}");
+    assert_released(&mut sup);
+    // The checkpoint ended the copy; restored, it sweeps its whole buffer
+    // twice more without a bad word.
+    wait_until("the copy's supervisor to end", WAIT, || gone(copy_sup));
+    let (code, _, err) = w.isotrace("home", &["restore", path_str(&img), "--detach"], &[]);
+    assert_eq!(code, 0, "{err}");
+    let (_, restored_sup) = copy_group(&mut w);
+    let sweeps = progress(&b).1;
+    wait_until("two sweeps of the restored buffer", WAIT, || {
+        progress(&b).1 >= sweeps + 2
+    });
+    assert_seamless(&b);
+    // With nothing left to come, SIGUSR2 checkpoints as ever.
+    usr2(restored_sup);
+    wait_until("SIGUSR2's checkpoint", WAIT, || images() == 1);
+}
+
+fn usr2(pid: i32) {
+    let status = std::process::Command::new("kill")
+        .args(["-USR2", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -USR2 {pid}");
+}

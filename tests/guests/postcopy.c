@@ -1,7 +1,7 @@
 /* A guest for post-copy (issue #6): it keeps doing, every tick, what a
  * post-copy restore must survive while pages are still missing.
  *
- * argv: OUT PIDFILE MIB
+ * argv: OUT PIDFILE MIB [nofork]
  * Maps MIB MiB of anonymous memory and fills every page: every word is a
  * hash of (page, generation, word); gen[] (malloc'd, itself migrated)
  * holds each page's generation. Every 10 ms tick it:
@@ -17,7 +17,9 @@
  *    each is refilled with a new generation;
  *  - every 8 ticks forks a child that checks the top 6 MiB and the
  *    chunks, writes one page and checks it, and exits 0, or 1 on a bad
- *    page; the parent waits for it.
+ *    page; the parent waits for it (not with "nofork": a checkpoint
+ *    that catches a child restores it under a new pid, and the parent's
+ *    waitpid of the old one fails).
  * Every tick it writes "ok N sweeps S forks F" (or "BAD ..." and exits) to
  * OUT through one fd. */
 #ifndef _GNU_SOURCE
@@ -154,6 +156,7 @@ int main(int argc, char **argv)
 {
 	if (argc < 4)
 		return 2;
+	int forking = !(argc > 4 && !strcmp(argv[4], "nofork"));
 	pages = (size_t)strtoul(argv[3], NULL, 10) * 256;
 	if (pages < 4 * (TOP + PIPE_AREA))
 		return 2;
@@ -202,7 +205,7 @@ int main(int argc, char **argv)
 
 		chunk_op(tick);
 
-		if (tick % 8 == 0) {
+		if (forking && tick % 8 == 0) {
 			pid_t pid = fork();
 			if (pid < 0)
 				bad(tick, "fork", 0);

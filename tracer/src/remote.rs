@@ -104,7 +104,8 @@ impl LazyFill {
         LazyFill(())
     }
 
-    fn active() -> bool {
+    /// Whether one is held anywhere in this process.
+    pub fn active() -> bool {
         LAZY_FILLS.load(Ordering::SeqCst) > 0
     }
 }

@@ -80,6 +80,9 @@ fn dump_with(
     threads: Vec<StoppedThread>,
     policy: TcpPolicy,
 ) -> Result<(Dumped, Held)> {
+    // Before anything is read: a page still to come by post-copy would be
+    // dumped as never touched, i.e. restored as zeroes.
+    crate::restore::lazy::refuse_dump()?;
     let frozen = Frozen::adopt(pids, threads);
     super::inject_fault(root);
     let mut dumped = Dumped::new(&frozen, root, writer, Kind::Checkpoint)?;

@@ -45,6 +45,12 @@
 //! as above), the group is killed and the error logged: a thread waiting
 //! on a fault would otherwise wait for ever, and closing the userfaultfd
 //! instead would let it read zeroes where its data was.
+//!
+//! A dump of the group while pages are still missing is refused
+//! ([`refuse_dump`]): pagemap shows a missing page exactly as one never
+//! touched (no bit set), so the dump would leave it out and the image
+//! would restore zeroes where the data was. [`wait_done`] lets a
+//! checkpoint wait, for a bounded time, for the post-copy to finish.
 
 mod pending;
 mod serve;
@@ -57,6 +63,57 @@ use std::cell::Cell;
 use std::os::fd::OwnedFd;
 use std::sync::mpsc::{channel, Sender};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// One post-copy of this process (a supervisor restores one group) whose
+/// server still runs, from [`PostCopy::start`] until the server has filled
+/// every page (or failed, or was dropped before `go`): pages may be missing
+/// from the group's memory. The count is the tracer's (`LazyFill`), which
+/// also makes the supervisor wait for such pages when it reads a path.
+pub(crate) struct Running {
+    _count: isotrace_tracer::remote::LazyFill,
+}
+
+impl Running {
+    fn new() -> Running {
+        Running {
+            _count: isotrace_tracer::remote::LazyFill::begin(),
+        }
+    }
+}
+
+/// Whether a post-copy in this process still has pages to fill.
+pub fn running() -> bool {
+    isotrace_tracer::remote::LazyFill::active()
+}
+
+/// Waits at most `within` for every post-copy of this process to finish;
+/// true when none runs (any more).
+pub fn wait_done(within: Duration) -> bool {
+    let until = Instant::now() + within;
+    while running() {
+        if Instant::now() >= until {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
+
+/// The error of a dump asked for while a post-copy of this process still
+/// has pages to fill: a missing page looks in pagemap like one never
+/// touched, so the image would hold zeroes in its place.
+pub fn refuse_dump() -> Result<()> {
+    match running() {
+        false => Ok(()),
+        true => Err(Error::Invalid {
+            what: "the group is still receiving its memory from a post-copy migration \
+                   (pages not in yet cannot be dumped); try again when the migration \
+                   has finished"
+                .into(),
+        }),
+    }
+}
 
 /// What is told the outcome of a post-copy, from the server thread.
 pub type Done = Box<dyn FnOnce(std::result::Result<Stats, String>) + Send>;
@@ -102,14 +159,10 @@ impl PostCopy {
                     what: format!("post-copy: pipe: {e}"),
                 })?;
         let (tx, rx) = channel();
+        let running = Running::new();
         let thread = std::thread::Builder::new()
             .name("isotrace-postcopy".into())
-            .spawn(move || {
-                // Until every page is in: the supervisor waits for pages
-                // this server will fill (tracer remote.rs).
-                let _filling = isotrace_tracer::remote::LazyFill::begin();
-                serve::run(rd, rx)
-            })
+            .spawn(move || serve::run(rd, rx, running))
             .map_err(|e| Error::Invalid {
                 what: format!("post-copy: starting its thread: {e}"),
             })?;

@@ -3,7 +3,7 @@
 //! between them pushes the next chunk of pending pages.
 
 use super::pending::{Pending, Piece};
-use super::{Cmd, Done};
+use super::{Cmd, Done, Running};
 use crate::precopy::sys;
 use crate::PAGE_SIZE;
 use std::io;
@@ -79,9 +79,12 @@ struct Server {
     broken_store: bool,
     next_push: Instant,
     turn: usize,
+    /// Dropped with the server, when every page is in (or the post-copy
+    /// failed) and `done` was told: a dump may then go ahead.
+    _running: Running,
 }
 
-pub(super) fn run(wake: OwnedFd, rx: Receiver<Cmd>) {
+pub(super) fn run(wake: OwnedFd, rx: Receiver<Cmd>, running: Running) {
     let hold = std::env::var_os(HOLD_VAR).map(std::path::PathBuf::from);
     let mut s = Server {
         ctxs: Vec::new(),
@@ -96,6 +99,7 @@ pub(super) fn run(wake: OwnedFd, rx: Receiver<Cmd>) {
         broken_store: std::env::var("ISOTRACE_FAULT").as_deref() == Ok(FAULT),
         next_push: Instant::now(),
         turn: 0,
+        _running: running,
     };
     loop {
         let mut fds: Vec<&OwnedFd> = vec![&wake];
