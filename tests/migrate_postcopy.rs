@@ -21,8 +21,8 @@ use common::{path_str, wait_until};
 use migrate_support::*;
 use serde_json::Value;
 use std::fs;
-use std::path::Path;
-use std::process::Stdio;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
 
 const MIB: &str = "64";
 /// Ticks the copy runs with its push held: 4 forks, 10 of each chunk
@@ -84,20 +84,28 @@ fn post_copy_serves_kernel_faults_forks_and_remaps_then_checkpoints() {
     }
 }
 
-/// One run of the test above; false (only when `last` is not set) if the
-/// last pre-copy round re-sent half the buffer or more and few pages were
-/// held.
-fn held_copy_run(last: bool) -> bool {
-    let mut w = World::new();
-    let mut sup = w.start_guest("pc", "postcopy", &[MIB]);
+/// `migrate GROUP --to-env B --pre-copy --json` in the background, its
+/// push held until the returned path is created
+/// (ISOTRACE_TEST_POSTCOPY_HOLD).
+fn held_migration(w: &mut World, group: &str) -> (PathBuf, Child) {
     let hold = w.dir().join("push");
-    let args = ["migrate", "pc", "--to-env", "B", "--pre-copy", "--json"];
+    let args = ["migrate", group, "--to-env", "B", "--pre-copy", "--json"];
     let mut cmd = w.command("home", &args);
     cmd.env("ISOTRACE_TEST_POSTCOPY_HOLD", &hold)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let migrate = cmd.spawn().unwrap();
     w.pids.push(migrate.id() as i32);
+    (hold, migrate)
+}
+
+/// One run of the test above; false (only when `last` is not set) if the
+/// last pre-copy round re-sent half the buffer or more and few pages were
+/// held.
+fn held_copy_run(last: bool) -> bool {
+    let mut w = World::new();
+    let mut sup = w.start_guest("pc", "postcopy", &[MIB]);
+    let (hold, migrate) = held_migration(&mut w, "pc");
     let (a, b) = (
         w.env_file("home", "A", &w.out()),
         w.env_file("home", "B", &w.out()),
@@ -251,14 +259,7 @@ fn paths_in_pages_still_missing_are_read_and_the_host_shows_live() {
     let mut w = World::new();
     let gate = w.dir().join("gate");
     let mut sup = w.start_guest("pg", "postcopy_gate", &[path_str(&gate), "16"]);
-    let hold = w.dir().join("push");
-    let args = ["migrate", "pg", "--to-env", "B", "--pre-copy", "--json"];
-    let mut cmd = w.command("home", &args);
-    cmd.env("ISOTRACE_TEST_POSTCOPY_HOLD", &hold)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let migrate = cmd.spawn().unwrap();
-    w.pids.push(migrate.id() as i32);
+    let (hold, migrate) = held_migration(&mut w, "pg");
     let b = w.env_file("home", "B", &w.out());
     wait_until("the copy to run", WAIT, || counted(&b) > 0);
     let before = counted(&b);
@@ -338,14 +339,7 @@ fn a_checkpoint_waits_for_post_copy_and_is_refused_while_it_is_held() {
     // new pid, and the guest's waitpid of the old one fail (README,
     // restore).
     let mut sup = w.start_guest("pk", "postcopy", &[MIB, "nofork"]);
-    let hold = w.dir().join("push");
-    let args = ["migrate", "pk", "--to-env", "B", "--pre-copy", "--json"];
-    let mut cmd = w.command("home", &args);
-    cmd.env("ISOTRACE_TEST_POSTCOPY_HOLD", &hold)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let migrate = cmd.spawn().unwrap();
-    w.pids.push(migrate.id() as i32);
+    let (hold, migrate) = held_migration(&mut w, "pk");
     let b = w.env_file("home", "B", &w.out());
     wait_until("the copy to run", WAIT, || progress(&b).0 > 0);
     let (group, copy_sup) = copy_group(&mut w);

@@ -19,6 +19,7 @@
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
+#include "pidfile.h"
 
 #define PAGE 4096
 #define WORDS (PAGE / 8)
@@ -62,14 +63,8 @@ int main(int argc, char **argv)
 	for (size_t p = 0; p < pages; p++)
 		fill(mem + p * WORDS, p, 0);
 
-	char tmp[4096];
-	snprintf(tmp, sizeof tmp, "%s.tmp", argv[2]);
-	FILE *f = fopen(tmp, "w");
-	if (!f)
+	if (write_pid_file(argv[2]) != 0)
 		return 4;
-	fprintf(f, "%d\n", getpid());
-	fclose(f);
-	rename(tmp, argv[2]);
 
 	int remap = argc > 5 && argv[5][0] == 'r';
 	uint64_t *extra = mmap(NULL, 256 * PAGE, PROT_READ | PROT_WRITE,

@@ -35,6 +35,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include "pidfile.h"
 
 #define PAGE 4096
 #define WORDS (PAGE / 8)
@@ -169,14 +170,8 @@ int main(int argc, char **argv)
 		return 3;
 	refill(0, pages);
 
-	char tmp[4096];
-	snprintf(tmp, sizeof tmp, "%s.tmp", argv[2]);
-	FILE *f = fopen(tmp, "w");
-	if (!f)
+	if (write_pid_file(argv[2]) != 0)
 		return 4;
-	fprintf(f, "%d\n", getpid());
-	fclose(f);
-	rename(tmp, argv[2]);
 
 	static uint64_t piped[WORDS];
 	size_t check = 0;

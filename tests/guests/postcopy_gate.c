@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include "pidfile.h"
 
 int main(int argc, char **argv)
 {
@@ -37,14 +38,8 @@ int main(int argc, char **argv)
 		mem[i] = (char)(i >> 12 | 1);
 	strcpy(path, argv[3]);
 
-	char tmp[4096];
-	snprintf(tmp, sizeof tmp, "%s.tmp", argv[2]);
-	FILE *f = fopen(tmp, "w");
-	if (!f)
+	if (write_pid_file(argv[2]) != 0)
 		return 4;
-	fprintf(f, "%d\n", getpid());
-	fclose(f);
-	rename(tmp, argv[2]);
 
 	for (unsigned long tick = 1;; tick++) {
 		struct stat st;

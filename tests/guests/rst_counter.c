@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include "pidfile.h"
 
 #define SMALL 64
 #define SMALL_SIZE 1000
@@ -66,14 +67,8 @@ int main(int argc, char **argv)
 		big[j] = (unsigned char)(j * 13 + 5);
 	sums[SMALL] = sum(big, BIG_SIZE);
 
-	char tmp[4096];
-	snprintf(tmp, sizeof tmp, "%s.tmp", argv[2]);
-	FILE *f = fopen(tmp, "w");
-	if (!f)
+	if (write_pid_file(argv[2]) != 0)
 		return 4;
-	fprintf(f, "%d\n", getpid());
-	fclose(f);
-	rename(tmp, argv[2]);
 
 	for (;;) {
 		counter++;
