@@ -133,6 +133,10 @@ pub fn request(
     let started = Instant::now();
     let req = parse(purpose, args)?;
     let failed = |why: String| (code::MIGRATE_FAILED, why);
+    // A copy still receiving its memory by post-copy cannot be dumped
+    // (its freeze would refuse): refuse before connecting or running any
+    // pre-copy round for nothing.
+    isotrace_checkpoint::restore::lazy::refuse_dump().map_err(|e| failed(e.to_string()))?;
     let hello = Hello {
         purpose: purpose.into(),
         group: link.group.clone(),
