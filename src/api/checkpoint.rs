@@ -290,11 +290,7 @@ fn stopped_threads(barrier: &Barrier) -> Vec<StoppedThread> {
 
 /// The scheduler state letter of a thread (here: `t`, stopped by ptrace).
 fn proc_state(pid: i32, tid: i32) -> String {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).unwrap_or_default();
-    stat.rfind(')')
-        .and_then(|i| stat[i + 1..].split_whitespace().next())
-        .unwrap_or("")
-        .to_string()
+    super::procs::state_letter(&format!("/proc/{pid}/task/{tid}/stat"))
 }
 
 impl BarrierJob for CheckpointJob {

@@ -110,9 +110,8 @@ impl Client {
     fn stopped_peer(&self) -> Option<i32> {
         use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
         let pid = getsockopt(&self.writer, PeerCredentials).ok()?.pid();
-        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let state = stat.rsplit_once(')')?.1.split_whitespace().next()?;
-        matches!(state, "T" | "t").then_some(pid)
+        let state = crate::api::procs::state_letter(&format!("/proc/{pid}/stat"));
+        matches!(state.as_str(), "T" | "t").then_some(pid)
     }
 
     /// Sends one request and returns its `result`.

@@ -188,6 +188,17 @@ fn clock_ticks() -> u64 {
     }
 }
 
+/// The scheduler state letter in a /proc/PID/stat or /proc/PID/task/TID/stat
+/// file (`""` if it cannot be read). It follows the last ')': the comm
+/// field before it may hold spaces and parentheses.
+pub(crate) fn state_letter(stat_path: &str) -> String {
+    let stat = std::fs::read_to_string(stat_path).unwrap_or_default();
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .unwrap_or("")
+        .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -65,24 +65,11 @@ use std::sync::mpsc::{channel, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// One post-copy of this process (a supervisor restores one group) whose
-/// server still runs, from [`PostCopy::start`] until the server has filled
-/// every page (or failed, or was dropped before `go`): pages may be missing
-/// from the group's memory. The count is the tracer's (`LazyFill`), which
-/// also makes the supervisor wait for such pages when it reads a path.
-pub(crate) struct Running {
-    _count: isotrace_tracer::remote::LazyFill,
-}
-
-impl Running {
-    fn new() -> Running {
-        Running {
-            _count: isotrace_tracer::remote::LazyFill::begin(),
-        }
-    }
-}
-
-/// Whether a post-copy in this process still has pages to fill.
+/// Whether a post-copy in this process still has pages to fill: a server
+/// holds a `LazyFill` (tracer remote.rs, whose count also makes the
+/// supervisor wait for missing pages when it reads a path) from
+/// [`PostCopy::start`] until every page is in, or it failed, or it was
+/// dropped before `go`.
 pub fn running() -> bool {
     isotrace_tracer::remote::LazyFill::active()
 }
@@ -159,7 +146,7 @@ impl PostCopy {
                     what: format!("post-copy: pipe: {e}"),
                 })?;
         let (tx, rx) = channel();
-        let running = Running::new();
+        let running = isotrace_tracer::remote::LazyFill::begin();
         let thread = std::thread::Builder::new()
             .name("isotrace-postcopy".into())
             .spawn(move || serve::run(rd, rx, running))

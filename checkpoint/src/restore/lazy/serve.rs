@@ -3,9 +3,10 @@
 //! between them pushes the next chunk of pending pages.
 
 use super::pending::{Pending, Piece};
-use super::{Cmd, Done, Running};
+use super::{Cmd, Done};
 use crate::precopy::sys;
 use crate::PAGE_SIZE;
+use isotrace_tracer::remote::LazyFill;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileExt;
@@ -81,10 +82,10 @@ struct Server {
     turn: usize,
     /// Dropped with the server, when every page is in (or the post-copy
     /// failed) and `done` was told: a dump may then go ahead.
-    _running: Running,
+    _running: LazyFill,
 }
 
-pub(super) fn run(wake: OwnedFd, rx: Receiver<Cmd>, running: Running) {
+pub(super) fn run(wake: OwnedFd, rx: Receiver<Cmd>, running: LazyFill) {
     let hold = std::env::var_os(HOLD_VAR).map(std::path::PathBuf::from);
     let mut s = Server {
         ctxs: Vec::new(),
