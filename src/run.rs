@@ -402,8 +402,8 @@ fn print_stats(s: &isotrace_tracer::Stats) {
     use nix::sys::resource::{getrusage, UsageWho};
     let peak = getrusage(UsageWho::RUSAGE_SELF).map_or(0, |u| u.max_rss());
     eprintln!(
-        "isotrace: stats: stops={} seccomp_stops={} exit_stops={} rewrites={} injections={} tasks={} peak_rss_kib={}",
-        s.stops, s.seccomp_stops, s.exit_stops, s.rewrites, s.injections, s.tasks_seen, peak
+        "isotrace: stats: stops={} seccomp_stops={} exit_stops={} rewrites={} injections={} probes={} tasks={} peak_rss_kib={}",
+        s.stops, s.seccomp_stops, s.exit_stops, s.rewrites, s.injections, s.probes, s.tasks_seen, peak
     );
 }
 

@@ -2,8 +2,14 @@
 // that sits in a page registered missing; the handler thread, woken by the
 // fault, first makes a path syscall of its own (stat), then fills the page.
 // If no fault comes within 3 s (the open failed without touching the page)
-// it fills the page anyway. Prints how the open ended. Exit 2: no
-// userfaultfd here.
+// it fills the page anyway. Prints whether the fault came, then how the
+// open ended. Exit 2: no userfaultfd here.
+//
+// `uffd_self user`: the userfaultfd is UFFD_USER_MODE_ONLY, so the kernel's
+// own copy of the path is not served: the open fails with EFAULT at once,
+// no fault is reported, the handler gives up waiting after 0.3 s.
+// `uffd_self unmapped`: no userfaultfd; the path pointer is in a page just
+// unmapped (EFAULT).
 
 #include <errno.h>
 #include <fcntl.h>
@@ -22,13 +28,15 @@
 static int uffd;
 static char *area;
 static long page;
+static int faulted;
+static int wait_ms = 3000;
 
 static void *handler(void *arg) {
 	(void)arg;
 	struct pollfd p = {.fd = uffd, .events = POLLIN};
-	int got = poll(&p, 1, 3000);
+	int got = poll(&p, 1, wait_ms);
 	struct uffd_msg msg;
-	if (got == 1) (void)!read(uffd, &msg, sizeof msg);
+	if (got == 1 && read(uffd, &msg, sizeof msg) == sizeof msg && msg.event == UFFD_EVENT_PAGEFAULT) faulted = 1;
 	struct stat st;
 	stat("/etc/hostname", &st); // a trapped call before serving
 	char *src = aligned_alloc(page, page);
@@ -39,9 +47,23 @@ static void *handler(void *arg) {
 	return NULL;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
 	page = sysconf(_SC_PAGESIZE);
-	uffd = syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	const char *mode = argc > 1 ? argv[1] : "";
+	if (strcmp(mode, "unmapped") == 0) {
+		char *gone = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		strcpy(gone, "/etc/hostname");
+		munmap(gone, page);
+		int fd = open(gone, O_RDONLY);
+		printf("open %s\n", fd >= 0 ? "ok" : strerror(errno));
+		return 0;
+	}
+	int flags = O_CLOEXEC | O_NONBLOCK;
+	if (strcmp(mode, "user") == 0) {
+		flags |= UFFD_USER_MODE_ONLY;
+		wait_ms = 300;
+	}
+	uffd = syscall(SYS_userfaultfd, flags);
 	if (uffd < 0) { perror("userfaultfd"); return 2; }
 	struct uffdio_api api = {.api = UFFD_API};
 	if (ioctl(uffd, UFFDIO_API, &api)) { perror("UFFDIO_API"); return 2; }
@@ -53,6 +75,6 @@ int main(void) {
 	int fd = open(area, O_RDONLY);
 	int err = errno;
 	pthread_join(t, NULL);
-	printf("open %s\n", fd >= 0 ? "ok" : strerror(err));
+	printf("fault %d\nopen %s\n", faulted, fd >= 0 ? "ok" : strerror(err));
 	return 0;
 }

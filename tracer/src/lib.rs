@@ -23,6 +23,7 @@ mod inject;
 mod jobctl;
 mod placement;
 pub mod policy;
+mod probe;
 pub mod remote;
 pub mod scratch;
 pub mod spawn;

@@ -76,7 +76,8 @@ pub fn read_cstr(tid: Tid, ptr: RemotePtr<u8>, max: usize) -> Result<Vec<u8>> {
 /// a thread that is itself waiting in a stop for this supervisor, and the
 /// supervisor, blocked in that read, would never serve it (a deadlock of
 /// the whole group, in state D). Such a path read fails with EFAULT
-/// instead.
+/// here; the supervisor then has the tracee fault the page in itself
+/// (probe.rs).
 pub fn read_cstr_in(mem: &MemFile, tid: Tid, ptr: RemotePtr<u8>, max: usize) -> Result<Vec<u8>> {
     use std::os::fd::AsRawFd;
     let fd = mem.file.as_raw_fd();
@@ -163,6 +164,38 @@ fn read_cstr_with(
         op: "read path",
         errno: nix::errno::Errno::ENAMETOOLONG,
     })
+}
+
+/// Where a string at `ptr` stops being readable through `mem`: an 8-aligned
+/// address in the first page whose read fails, before a NUL or `max + 1`
+/// bytes. `None` when the string reads whole (or runs too long), or the
+/// pointer is NULL. Used after [`read_cstr_in`] failed with EFAULT, to have
+/// the tracee fault that page in itself (probe.rs).
+pub fn unreadable_at(mem: &MemFile, tid: Tid, ptr: RemotePtr<u8>, max: usize) -> Option<u64> {
+    use std::os::fd::AsRawFd;
+    if ptr.is_null() {
+        return None;
+    }
+    let fd = mem.file.as_raw_fd();
+    let mut buf = vec![0u8; PAGE as usize];
+    let mut addr = ptr.addr();
+    let mut seen = 0usize;
+    while seen <= max {
+        let want = ((PAGE - addr % PAGE) as usize).min(max + 1 - seen);
+        let got = match sys::mem_read(fd, tid, addr, &mut buf[..want]) {
+            Ok(n) => n,
+            Err(_) => return Some(addr & !7),
+        };
+        if buf[..got].contains(&0) {
+            return None;
+        }
+        if got < want {
+            return Some((addr + got as u64) & !7);
+        }
+        seen += got;
+        addr = addr.checked_add(got as u64)?;
+    }
+    None
 }
 
 /// Reads exactly `len` bytes.

@@ -2,7 +2,8 @@
 //! kind of stop (ptrace(2), "Stopped states").
 
 use crate::error::{Error, Result};
-use crate::policy::{Call, Event, ExitKind, Policy, SpawnKind, Verdict};
+use crate::policy::{Call, Event, ExitKind, PathArg, Policy, SpawnKind, Verdict};
+use crate::remote::MemFile;
 use crate::spawn::{self, ChildFailure, SpawnSpec, Spawned};
 use crate::sys::{self, Tid, WaitEvent};
 use crate::task::{AddrSpace, Pending, Task, View};
@@ -41,6 +42,9 @@ pub struct Stats {
     pub exit_stops: u64,
     pub rewrites: u64,
     pub injections: u64,
+    /// Calls set aside while the tracee faulted in a page of a path
+    /// (probe.rs).
+    pub probes: u64,
     pub tasks_seen: u64,
 }
 
@@ -390,10 +394,20 @@ impl<'p> Supervisor<'p> {
             if space.mem.is_none() && sc.path_args().next().is_some() {
                 space.mem = crate::remote::MemFile::open(pid).ok();
             }
-            crate::task::decode_paths(tid, sc, &args, space.mem.as_ref())
+            let paths = crate::task::decode_paths(tid, sc, &args, space.mem.as_ref());
+            let probe_at = space
+                .mem
+                .as_ref()
+                .and_then(|m| self.probe_at(tid, &paths, &args, m));
+            drop(space);
+            if let Some(addr) = probe_at {
+                return crate::probe::start(self, tid, entry, addr);
+            }
+            paths
         } else {
             Vec::new()
         };
+        self.tasks.get_mut(&tid).expect("known task").probes = 0;
         let call = Call {
             tid,
             pid,
@@ -409,6 +423,21 @@ impl<'p> Supervisor<'p> {
             verdict.exit_stop = true;
         }
         apply::verdict(self, tid, entry, call, verdict)
+    }
+
+    /// Where the tracee should fault in a page of a path argument that
+    /// failed to read with EFAULT (probe.rs): never while a post-copy
+    /// restore of this supervisor fills pages (those reads wait for it,
+    /// remote.rs), and at most [`crate::probe::MAX_PROBES`] times a call.
+    fn probe_at(&self, tid: Tid, paths: &[PathArg], args: &[u64; 6], mem: &MemFile) -> Option<u64> {
+        let failed = paths.iter().find(|p| p.path == Err(Errno::EFAULT))?;
+        if crate::remote::LazyFill::active()
+            || self.tasks.get(&tid)?.probes >= crate::probe::MAX_PROBES
+        {
+            return None;
+        }
+        let ptr = crate::remote::RemotePtr::new(args[failed.idx]);
+        crate::remote::unreadable_at(mem, tid, ptr, crate::remote::PATH_MAX - 1)
     }
 
     fn forget_scratch_contents(&mut self) {
@@ -445,6 +474,9 @@ impl<'p> Supervisor<'p> {
                 .push_back((t, crate::gate::SECCOMP_STOP_STATUS));
         }
         let task = self.tasks.get_mut(&tid).expect("known task");
+        if let Some(saved) = task.probe.take() {
+            return crate::probe::finish(tid, &saved);
+        }
         let Some(Pending { call, rewritten }) = task.pending.take() else {
             return sys::cont(tid, 0);
         };
@@ -484,7 +516,7 @@ impl<'p> Supervisor<'p> {
 
     /// Resumes after a non-syscall stop, keeping an exit stop if one is due.
     fn resume(&mut self, tid: Tid) -> Result<()> {
-        let exit_due = self.tasks.get(&tid).is_some_and(|t| t.pending.is_some());
+        let exit_due = self.tasks.get(&tid).is_some_and(|t| t.exit_due());
         if exit_due {
             sys::cont_syscall(tid, 0)
         } else {

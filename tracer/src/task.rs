@@ -52,9 +52,20 @@ pub struct Task {
     /// A verdict decided for syscall `.0` before an injected syscall made
     /// the tracee re-issue it: applied as is when it traps again.
     pub replay: Option<(u64, Call, Verdict)>,
+    /// The registers of a call set aside while the tracee faults in a page
+    /// of its path (probe.rs): put back at the probe's exit stop.
+    pub probe: Option<isotrace_arch::native::Regs>,
+    /// Probes made for the call this task is issuing; 0 once its paths
+    /// read.
+    pub probes: u8,
 }
 
 impl Task {
+    /// Whether the task must stop at its current syscall's exit.
+    pub fn exit_due(&self) -> bool {
+        self.pending.is_some() || self.probe.is_some()
+    }
+
     pub fn new(pid: Tid, mm: Rc<RefCell<AddrSpace>>) -> Task {
         Task {
             pid,
@@ -63,6 +74,8 @@ impl Task {
             pending: None,
             slot: None,
             replay: None,
+            probe: None,
+            probes: 0,
         }
     }
 }
