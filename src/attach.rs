@@ -84,6 +84,7 @@ fn attach(args: &AttachArgs) -> Result<i32, Failure> {
         &FilterConfig {
             scratch_end: SCRATCH_END,
             mode: isotrace_arch::Mode::Native,
+            lazy_listings: false,
         },
     );
     let sup = Supervisor::attach(pid, &filter, !cap_sys_admin, &mut trace)

@@ -22,6 +22,11 @@ Keys:
                         xattr calls are not trapped; such a change through an fd opened
                         read-only on a host file fails with EROFS instead of landing on the
                         env's copy. false keeps every trap (default true)
+  isolation.lazy_listings
+                        true | false: getdents64 is not trapped until the group changes its
+                        env or opens one of the env's directories; from then on every
+                        process of the group traps it. false traps it from the start
+                        (default true)
   libraries.policy      env | global: where shared libraries an app installs go (default env,
                         the env's private layer). global makes the loader's library dirs
                         (/usr/lib/TRIPLET, /lib/TRIPLET, /usr/lib64, /lib64, /usr/local/lib)

@@ -299,6 +299,9 @@ fn restore_options(
             } else {
                 isotrace_arch::Mode::Native
             },
+            // Its processes may hold directories of the environment open:
+            // every listing is trapped from the start.
+            lazy_listings: false,
         },
     );
     let map_path: Option<restore::PathMap> = match view {

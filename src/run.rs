@@ -87,6 +87,20 @@ fn run(args: RunArgs) -> Result<i32, Failure> {
             Mode::Isolated
         }
     };
+    // Issue #3: getdents64 untrapped until the group changes its env or
+    // opens one of its directories (tracer listings.rs).
+    let lazy_listings = mode != Mode::Native
+        && settings.isolation.lazy_listings
+        && match crate::isolate::readonly::inherited_directory_fd() {
+            Some((fd, path)) => {
+                tracing::info!(
+                    "listings trapped from the start: fd {fd} is open on the directory {}",
+                    path.display()
+                );
+                false
+            }
+            None => true,
+        };
     // Issue #4: the group's socket; dropped (removed) on every way out.
     let mut group = match claim_group(&args, &cmd) {
         Ok(g) => g,
@@ -120,9 +134,11 @@ fn run(args: RunArgs) -> Result<i32, Failure> {
             &FilterConfig {
                 scratch_end: SCRATCH_END,
                 mode,
+                lazy_listings,
             },
         ),
         no_new_privs: !has_cap_sys_admin(),
+        lazy_listings,
         read_only_host: read_only_host.as_ref().ok().cloned(),
     };
     let mut trace = TracePolicy::new(

@@ -84,6 +84,7 @@ fn defaults_have_source_default() {
     let keys = [
         ("isolation.exceptions", "[]"),
         ("isolation.read_only_host", "true"),
+        ("isolation.lazy_listings", "true"),
         ("libraries.policy", "\"env\""),
         ("fonts.policy", "\"env\""),
         ("trace.default", "false"),

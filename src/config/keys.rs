@@ -14,6 +14,7 @@ use std::time::Duration;
 pub enum Key {
     IsolationExceptions,
     IsolationReadOnlyHost,
+    IsolationLazyListings,
     LibrariesPolicy,
     FontsPolicy,
     TraceDefault,
@@ -24,9 +25,10 @@ pub enum Key {
 pub const SECTIONS: [&str; 5] = ["isolation", "libraries", "fonts", "trace", "checkpoint"];
 
 impl Key {
-    pub const ALL: [Key; 6] = [
+    pub const ALL: [Key; 7] = [
         Key::IsolationExceptions,
         Key::IsolationReadOnlyHost,
+        Key::IsolationLazyListings,
         Key::LibrariesPolicy,
         Key::FontsPolicy,
         Key::TraceDefault,
@@ -37,6 +39,7 @@ impl Key {
         match self {
             Key::IsolationExceptions => "isolation.exceptions",
             Key::IsolationReadOnlyHost => "isolation.read_only_host",
+            Key::IsolationLazyListings => "isolation.lazy_listings",
             Key::LibrariesPolicy => "libraries.policy",
             Key::FontsPolicy => "fonts.policy",
             Key::TraceDefault => "trace.default",
@@ -58,7 +61,9 @@ impl Key {
         match self {
             Key::IsolationExceptions => "a list of absolute, normalized paths other than /",
             Key::LibrariesPolicy | Key::FontsPolicy => "\"env\" or \"global\"",
-            Key::TraceDefault | Key::IsolationReadOnlyHost => "true or false",
+            Key::TraceDefault | Key::IsolationReadOnlyHost | Key::IsolationLazyListings => {
+                "true or false"
+            }
             Key::CheckpointEvery => "a duration such as 30s, 5m or 1h30m, or \"none\"",
         }
     }
@@ -69,6 +74,7 @@ impl Key {
             Key::LibrariesPolicy => Value::Policy(s.libraries.policy),
             Key::FontsPolicy => Value::Policy(s.fonts.policy),
             Key::IsolationReadOnlyHost => Value::Bool(s.isolation.read_only_host),
+            Key::IsolationLazyListings => Value::Bool(s.isolation.lazy_listings),
             Key::TraceDefault => Value::Bool(s.trace.default),
             Key::CheckpointEvery => Value::Every(s.checkpoint.every),
         }
@@ -81,6 +87,7 @@ impl Key {
             (Key::LibrariesPolicy, Value::Policy(p)) => s.libraries.policy = p,
             (Key::FontsPolicy, Value::Policy(p)) => s.fonts.policy = p,
             (Key::IsolationReadOnlyHost, Value::Bool(b)) => s.isolation.read_only_host = b,
+            (Key::IsolationLazyListings, Value::Bool(b)) => s.isolation.lazy_listings = b,
             (Key::TraceDefault, Value::Bool(b)) => s.trace.default = b,
             (Key::CheckpointEvery, Value::Every(e)) => s.checkpoint.every = e,
             (k, v) => unreachable!("{} cannot hold {v}", k.name()),
@@ -102,11 +109,13 @@ impl Key {
             Key::LibrariesPolicy | Key::FontsPolicy => {
                 Policy::parse(text).map(Value::Policy).ok_or_else(bad)
             }
-            Key::TraceDefault | Key::IsolationReadOnlyHost => match text {
-                "true" => Ok(Value::Bool(true)),
-                "false" => Ok(Value::Bool(false)),
-                _ => Err(bad()),
-            },
+            Key::TraceDefault | Key::IsolationReadOnlyHost | Key::IsolationLazyListings => {
+                match text {
+                    "true" => Ok(Value::Bool(true)),
+                    "false" => Ok(Value::Bool(false)),
+                    _ => Err(bad()),
+                }
+            }
             Key::CheckpointEvery => parse_every(text).map(Value::Every).map_err(|_| bad()),
         }
     }
@@ -124,7 +133,10 @@ impl Key {
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map(Value::Paths),
-            (Key::TraceDefault | Key::IsolationReadOnlyHost, Json::Bool(b)) => Ok(Value::Bool(*b)),
+            (
+                Key::TraceDefault | Key::IsolationReadOnlyHost | Key::IsolationLazyListings,
+                Json::Bool(b),
+            ) => Ok(Value::Bool(*b)),
             (Key::CheckpointEvery, Json::Null) => Ok(Value::Every(None)),
             (Key::LibrariesPolicy | Key::FontsPolicy | Key::CheckpointEvery, Json::String(s)) => {
                 self.parse_text(s).map_err(|_| bad())

@@ -50,6 +50,12 @@ pub struct Isolation {
     /// on a copy (README, "The read-only host"). On by default.
     #[serde(default = "yes")]
     pub read_only_host: bool,
+    /// Leave getdents64 untrapped while the group has neither changed its
+    /// environment nor opened one of the environment's directories: until
+    /// then every directory it can list is a host directory, whose kernel
+    /// listing is the merged one (README, "Lazy listings"). On by default.
+    #[serde(default = "yes")]
+    pub lazy_listings: bool,
 }
 
 fn yes() -> bool {
@@ -61,6 +67,7 @@ impl Default for Isolation {
         Isolation {
             exceptions: Vec::new(),
             read_only_host: true,
+            lazy_listings: true,
         }
     }
 }

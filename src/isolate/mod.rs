@@ -54,6 +54,10 @@ pub struct Isolation {
     read_only_host: bool,
     /// Handles on the tracees' /proc/PID (procdirs.rs).
     proc_dirs: procdirs::ProcDirs,
+    /// The group may list a directory of the environment: it changed the
+    /// environment, opened one of its directories, or another group
+    /// changed it (tracer listings.rs: getdents64 is trapped from then on).
+    listings_trapped: bool,
 }
 
 enum Pending {
@@ -87,6 +91,7 @@ impl Isolation {
             procs: procfs::ProcView::default(),
             read_only_host: false,
             proc_dirs: procdirs::ProcDirs::default(),
+            listings_trapped: false,
         }
     }
 
@@ -118,6 +123,7 @@ impl Isolation {
     /// Records a change of the layer: for the closing summary, and for the
     /// other supervisors sharing the environment.
     fn note_change(&mut self, public: PathBuf) {
+        self.listings_trapped = true;
         self.changed.insert(public);
         if let Some(g) = self.generation.as_mut() {
             g.bump();
@@ -132,6 +138,7 @@ impl Isolation {
         {
             // Another group changed the environment: forget what we knew.
             self.cache.clear();
+            self.listings_trapped = true;
         }
         match call.sc.name {
             "getcwd" => return Ok(self.expect_back(call, back::Back::Getcwd)),
@@ -369,6 +376,19 @@ impl Isolation {
                 return Ok(PathOutcome::Done(ret));
             }
         }
+        if u.op != Op::Read {
+            // The layer may change below (a copy-up, a parent made, a
+            // whiteout): a host directory may become one of the
+            // environment's, maybe one the group has open.
+            self.listings_trapped = true;
+        } else if r.loc == Some(isotrace_idb::Loc::Upper)
+            && r.kind == Some(isotrace_idb::Kind::Dir)
+            && matches!(call.sc.name, "open" | "openat" | "openat2")
+        {
+            // An fd on a directory of the environment: its listing must
+            // be merged (dirents.rs).
+            self.listings_trapped = true;
+        }
         if let Op::Remove { dir } = u.op {
             if let Some(errno) = self.may_not_remove(call.tid, &r) {
                 return Ok(PathOutcome::Done(-(errno as i64)));
@@ -469,6 +489,7 @@ impl Isolation {
         match fdops::fd_metadata(&self.view, &mut self.cache, call, fd, tv, creds.as_ref())? {
             fdops::FdOp::Kernel => Ok(Verdict::CONTINUE),
             fdops::FdOp::Done(ret) => {
+                self.listings_trapped = true;
                 if let Some(g) = self.generation.as_mut() {
                     g.bump();
                 }
@@ -498,6 +519,10 @@ impl Policy for Isolation {
 
     fn gate(&self, sc: &Syscall, args: &[u64; 6]) -> isotrace_tracer::gate::Gate {
         gate::of(sc, args)
+    }
+
+    fn listings_must_trap(&self) -> bool {
+        self.listings_trapped
     }
 
     fn on_entry(&mut self, call: &Call, tv: &mut dyn TraceeView) -> Verdict {

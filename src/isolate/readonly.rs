@@ -124,11 +124,13 @@ pub fn plan(view: &View, mounts: &[MountPoint]) -> Result<ReadOnlyHost, String> 
     Ok(plan)
 }
 
-/// An fd the program will inherit (no FD_CLOEXEC) that is open read-only
-/// on a host object outside the exceptions, if any: the read-only
-/// namespace does not reach it.
-fn inherited_read_only_host_fd(view: &View) -> Option<(i32, PathBuf)> {
-    let dir = std::fs::read_dir("/proc/self/fd").ok()?;
+/// The fds the program will inherit (no FD_CLOEXEC) on named objects:
+/// (fd, link target, the open file's status flags).
+fn inherited_fds() -> Vec<(i32, PathBuf, i32)> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
     for entry in dir.flatten() {
         let Some(fd) = entry
             .file_name()
@@ -155,18 +157,40 @@ fn inherited_read_only_host_fd(view: &View) -> Option<(i32, PathBuf)> {
         else {
             continue;
         };
-        if fl_flags & libc::O_CLOEXEC != 0 {
-            continue;
-        }
-        let read_only =
-            fl_flags & libc::O_ACCMODE == libc::O_RDONLY || fl_flags & libc::O_PATH != 0;
-        let name = target.to_string_lossy();
-        let public = Path::new(name.strip_suffix(" (deleted)").unwrap_or(&name));
-        if read_only && !view.is_exception(public) && !view.is_hidden(public) {
-            return Some((fd, target));
+        if fl_flags & libc::O_CLOEXEC == 0 {
+            out.push((fd, target, fl_flags));
         }
     }
-    None
+    out
+}
+
+/// An fd the program will inherit (no FD_CLOEXEC) that is open read-only
+/// on a host object outside the exceptions, if any: the read-only
+/// namespace does not reach it.
+fn inherited_read_only_host_fd(view: &View) -> Option<(i32, PathBuf)> {
+    inherited_fds()
+        .into_iter()
+        .find_map(|(fd, target, fl_flags)| {
+            let read_only =
+                fl_flags & libc::O_ACCMODE == libc::O_RDONLY || fl_flags & libc::O_PATH != 0;
+            let name = target.to_string_lossy();
+            let public = Path::new(name.strip_suffix(" (deleted)").unwrap_or(&name));
+            (read_only && !view.is_exception(public) && !view.is_hidden(public))
+                .then_some((fd, target))
+        })
+}
+
+/// An fd the program will inherit that is open on a directory, if any:
+/// listing it is not trapped with lazy listings (tracer listings.rs),
+/// and it may be one of the environment's.
+pub fn inherited_directory_fd() -> Option<(i32, PathBuf)> {
+    inherited_fds()
+        .into_iter()
+        .find_map(|(fd, target, fl_flags)| {
+            let dir = fl_flags & libc::O_PATH == 0
+                && std::fs::metadata(format!("/proc/self/fd/{fd}")).is_ok_and(|m| m.is_dir());
+            dir.then_some((fd, target))
+        })
 }
 
 /// setns(2) under isolation: joining another mount namespace is refused

@@ -102,14 +102,7 @@ pub fn install_filter(tid: Tid, filter: &[libc::sock_filter], no_new_privs: bool
     let saved = sys::get_regs(tid)?;
     let insn = syscall_insn(tid, &saved)?;
     let mem = MemFile::open(tid)?;
-    // Below the red zone (128 bytes the ABI lets leaf code use under rsp).
-    let prog_bytes = filter_bytes(filter);
-    let base = (saved.sp().wrapping_sub(128 + 16 + prog_bytes.len() as u64)) & !15;
-    let mut blob = Vec::with_capacity(16 + prog_bytes.len());
-    blob.extend_from_slice(&(filter.len() as u16).to_ne_bytes());
-    blob.extend_from_slice(&[0u8; 6]);
-    blob.extend_from_slice(&(base + 16).to_ne_bytes());
-    blob.extend_from_slice(&prog_bytes);
+    let (base, blob) = fprog_below_stack(filter, saved.sp());
     mem.write(tid, base, &blob)?;
     if no_new_privs {
         let nnp = libc::PR_SET_NO_NEW_PRIVS as u64;
@@ -152,7 +145,14 @@ fn inject(tid: Tid, saved: &Regs, insn: u64, nr: u64, args: [u64; 6], what: &str
     // which decode_status names SyscallExit.
     for stop in ["entry", "exit"] {
         sys::cont_syscall(tid, 0)?;
-        let status = sys::wait_tid(tid)?;
+        let mut status = sys::wait_tid(tid)?;
+        if stop == "exit" && sys::decode_status(status) == WaitEvent::Seccomp {
+            // A call the process's filter traps already (seccomp(2) itself,
+            // for a second filter: listings.rs) stops for it between its
+            // entry and exit stops; let it through unchanged.
+            sys::cont_syscall(tid, 0)?;
+            status = sys::wait_tid(tid)?;
+        }
         if sys::decode_status(status) != WaitEvent::SyscallExit {
             return Err(Error::Tracee {
                 tid,
@@ -208,15 +208,26 @@ fn syscall_insn(tid: Tid, regs: &Regs) -> Result<u64> {
 
 /// struct sock_filter as the kernel reads it: u16 code, u8 jt, u8 jf,
 /// u32 k, native endian.
-fn filter_bytes(filter: &[libc::sock_filter]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(filter.len() * 8);
+/// A `struct sock_fprog` for `filter` followed by the program, placed
+/// 16-aligned below the red zone (the 128 bytes the ABI lets leaf code use
+/// under the stack pointer) of a thread stopped with stack pointer `sp`:
+/// its address and bytes, for seccomp(SECCOMP_SET_MODE_FILTER) as an
+/// injected syscall.
+pub(crate) fn fprog_below_stack(filter: &[libc::sock_filter], sp: u64) -> (u64, Vec<u8>) {
+    let mut prog = Vec::with_capacity(filter.len() * 8);
     for f in filter {
-        out.extend_from_slice(&f.code.to_ne_bytes());
-        out.push(f.jt);
-        out.push(f.jf);
-        out.extend_from_slice(&f.k.to_ne_bytes());
+        prog.extend_from_slice(&f.code.to_ne_bytes());
+        prog.push(f.jt);
+        prog.push(f.jf);
+        prog.extend_from_slice(&f.k.to_ne_bytes());
     }
-    out
+    let base = (sp.wrapping_sub(128 + 16 + prog.len() as u64)) & !15;
+    let mut blob = Vec::with_capacity(16 + prog.len());
+    blob.extend_from_slice(&(filter.len() as u16).to_ne_bytes());
+    blob.extend_from_slice(&[0u8; 6]);
+    blob.extend_from_slice(&(base + 16).to_ne_bytes());
+    blob.extend_from_slice(&prog);
+    (base, blob)
 }
 
 /// The registers to resume with: a syscall the interrupt cut short is
@@ -252,7 +263,14 @@ mod tests {
             jf: 2,
             k: 0xc000003e,
         }];
-        let b = filter_bytes(&f);
+        let (base, blob) = fprog_below_stack(&f, 0x7fff_0000_1008);
+        // 16-aligned, below the 128-byte red zone, room for all of it.
+        assert_eq!(base % 16, 0);
+        assert!(base + blob.len() as u64 <= 0x7fff_0000_1008 - 128);
+        // struct sock_fprog: the length, then the program's address.
+        assert_eq!(&blob[..2], &1u16.to_ne_bytes());
+        assert_eq!(&blob[8..16], &(base + 16).to_ne_bytes());
+        let b = &blob[16..];
         assert_eq!(b.len(), 8);
         assert_eq!(&b[..2], &0x15u16.to_ne_bytes());
         assert_eq!((b[2], b[3]), (1, 2));

@@ -25,7 +25,13 @@ pub struct FilterConfig {
     /// results back are left untrapped, and with a read-only host the
     /// fd-based metadata calls (`Syscall::effective_trap`).
     pub mode: Mode,
+    /// Leave getdents64 untrapped until the supervisor adds
+    /// [`listing_filter`] to a process (lazy listings, supervisor.rs).
+    pub lazy_listings: bool,
 }
+
+/// The syscall that lazy listings leave untrapped at first.
+pub const LISTING_CALL: &str = "getdents64";
 
 // struct seccomp_data (<linux/seccomp.h>): nr, arch, instruction_pointer,
 // args[6]. x86_64 is little-endian, so argument i's low half comes first.
@@ -117,17 +123,42 @@ pub fn build(table: &[Syscall], cfg: &FilterConfig) -> Vec<libc::sock_filter> {
         jump(libc::BPF_JGE, X32_SYSCALL_BIT, 0, 1),
         ret(RET_ENOSYS),
     ];
-    prog.extend(tree(&ranges(table, cfg.mode), scratch_end));
+    prog.extend(tree(&ranges(table, cfg), scratch_end));
     prog
+}
+
+/// The filter a process gets on top of one built with `lazy_listings`
+/// once its listings must be trapped: getdents64 traps, everything else
+/// is left to the first filter (RET_ALLOW is the weakest verdict, so the
+/// strictest of the two filters' verdicts stands: seccomp(2)). Like the
+/// first, it loads only `nr` and `arch`, so the kernel's action cache
+/// still allows the untrapped numbers without running it.
+pub fn listing_filter() -> Vec<libc::sock_filter> {
+    let nr = isotrace_arch::by_name(LISTING_CALL)
+        .expect("getdents64 in the table")
+        .nr;
+    vec![
+        ld(ARCH),
+        jump(libc::BPF_JEQ, AUDIT_ARCH, 0, 3),
+        ld(NR),
+        jump(libc::BPF_JEQ, nr, 0, 1),
+        ret(RET_TRACE),
+        ret(RET_ALLOW),
+    ]
 }
 
 /// Maximal runs of consecutive numbers below the x32 bit with one leaf, as
 /// (first number, leaf), covering 0..X32_SYSCALL_BIT.
-fn ranges(table: &[Syscall], mode: Mode) -> Vec<(u32, Leaf)> {
+fn ranges(table: &[Syscall], cfg: &FilterConfig) -> Vec<(u32, Leaf)> {
     let mut rows: Vec<(u32, Leaf)> = table
         .iter()
         .filter(|s| s.nr < X32_SYSCALL_BIT)
-        .map(|s| (s.nr, leaf(s, mode)))
+        .map(|s| match leaf(s, cfg.mode) {
+            Leaf::Ret(RET_TRACE) if cfg.lazy_listings && s.name == LISTING_CALL => {
+                (s.nr, Leaf::Ret(RET_ALLOW))
+            }
+            l => (s.nr, l),
+        })
         .collect();
     rows.sort_by_key(|r| r.0);
     rows.dedup_by_key(|r| r.0);
@@ -252,6 +283,7 @@ mod tests {
     const CFG: FilterConfig = FilterConfig {
         scratch_end: SCRATCH_END,
         mode: Mode::Isolated,
+        lazy_listings: false,
     };
     const AUDIT_ARCH_AARCH64: u32 = 0xC000_00B7;
 
@@ -433,6 +465,44 @@ mod tests {
         assert_eq!(verdict("mremap", [1 << 40, 4096, 8192, 0, 0, 0]), RET_TRACE);
         assert_eq!(verdict("io_uring_setup", [0; 6]), RET_ENOSYS);
         assert_eq!(verdict("open_by_handle_at", [0; 6]), errno_ret(libc::EPERM));
+    }
+
+    #[test]
+    fn lazy_listings_leave_getdents64_to_the_listing_filter() {
+        let lazy = build(
+            TABLE,
+            &FilterConfig {
+                lazy_listings: true,
+                ..CFG
+            },
+        );
+        let second = listing_filter();
+        let nr = |name| isotrace_arch::by_name(name).expect(name).nr;
+        let d = |nr, arch| Data {
+            nr,
+            arch,
+            args: [0; 6],
+        };
+        let gd = nr("getdents64");
+        assert_eq!(run(&lazy, &d(gd, AUDIT_ARCH)).verdict, RET_ALLOW);
+        assert_eq!(
+            run(&build(TABLE, &CFG), &d(gd, AUDIT_ARCH)).verdict,
+            RET_TRACE
+        );
+        // Every other number keeps its verdict.
+        for other in ["stat", "openat", "getdents", "mmap", "getpid"] {
+            let n = nr(other);
+            assert_eq!(
+                run(&lazy, &d(n, AUDIT_ARCH)).verdict,
+                run(&build(TABLE, &CFG), &d(n, AUDIT_ARCH)).verdict,
+                "{other}"
+            );
+        }
+        // The listing filter traps getdents64 and leaves the rest (and
+        // other architectures) to the first filter.
+        assert_eq!(run(&second, &d(gd, AUDIT_ARCH)).verdict, RET_TRACE);
+        assert_eq!(run(&second, &d(nr("stat"), AUDIT_ARCH)).verdict, RET_ALLOW);
+        assert_eq!(run(&second, &d(gd, AUDIT_ARCH_COMPAT)).verdict, RET_ALLOW);
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod gate;
 mod guard;
 mod inject;
 mod jobctl;
+mod listings;
 mod placement;
 pub mod policy;
 mod probe;

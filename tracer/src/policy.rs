@@ -233,6 +233,15 @@ pub trait Policy {
     /// Called at the seccomp stop of every trapped syscall.
     fn on_entry(&mut self, call: &Call, view: &mut dyn TraceeView) -> Verdict;
 
+    /// Whether directory listings (getdents64) must reach the policy from
+    /// now on. Asked after each `on_entry` of a group started with lazy
+    /// listings (filter.rs `lazy_listings`); once true, every process of
+    /// the group traps them for the rest of its life, the asking call's
+    /// own process before that call goes on.
+    fn listings_must_trap(&self) -> bool {
+        true
+    }
+
     /// Called at syscall exit when the entry verdict asked for it. `ret` is
     /// the raw return value. `rewritten` lists the paths the mechanism put
     /// in place at entry.

@@ -27,6 +27,8 @@ pub struct SpawnSpec {
     /// Set PR_SET_NO_NEW_PRIVS: required by seccomp(2) without
     /// CAP_SYS_ADMIN. It makes set-user-ID bits inert for the whole tree.
     pub no_new_privs: bool,
+    /// `filter` was built with `lazy_listings` (listings.rs).
+    pub lazy_listings: bool,
     /// Start in a mount namespace of its own with a read-only host (needs
     /// CAP_SYS_ADMIN).
     pub read_only_host: Option<ReadOnlyHost>,

@@ -73,6 +73,10 @@ pub struct Supervisor<'p> {
     pub(crate) vforked: HashSet<Tid>,
     /// Serializes name-changing calls against symlink planting (gate.rs).
     pub(crate) gate: crate::gate::NamespaceGate,
+    /// Whether getdents64 is trapped yet, and where (listings.rs).
+    listings: crate::listings::Listings,
+    /// Threads interrupted to give their process the listing filter.
+    listing_stops: HashSet<Tid>,
 }
 
 impl<'p> Supervisor<'p> {
@@ -81,6 +85,7 @@ impl<'p> Supervisor<'p> {
         let spawned = spawn::spawn(spec)?;
         let root = spawned.pid;
         let mut sup = Supervisor::empty(root, Some(spawned), policy)?;
+        sup.listings = crate::listings::Listings::new(spec.lazy_listings);
         let mut task = Task::new(root, AddrSpace::shared_new());
         // The root was seized while blocked before exec: it needs no
         // initial-stop handling.
@@ -221,6 +226,8 @@ impl<'p> Supervisor<'p> {
             barriers: Default::default(),
             vforked: HashSet::new(),
             gate: Default::default(),
+            listings: Default::default(),
+            listing_stops: HashSet::new(),
         })
     }
 
@@ -329,12 +336,16 @@ impl<'p> Supervisor<'p> {
         }
         self.early.remove(&tid);
         self.vforked.remove(&tid);
+        self.listing_stops.remove(&tid);
         self.placement.on_gone(tid);
         let Some(mut task) = self.tasks.remove(&tid) else {
             return Ok(());
         };
         if let Some(p) = task.pending.take() {
             self.policy.on_abandoned(&p.call, &p.rewritten);
+        }
+        if !self.tasks.values().any(|t| t.pid == task.pid) {
+            self.listings.gone(task.pid);
         }
         if tid == self.root {
             self.root_exit = Some(how);
@@ -354,6 +365,10 @@ impl<'p> Supervisor<'p> {
             // The filter only traps numbers it knows; be safe anyway.
             return apply::skip(tid, entry, -(libc::ENOSYS as i64));
         };
+        let pid = self.tasks.get(&tid).expect("known task").pid;
+        if self.listings.due(pid) {
+            return self.filter_listings(tid, pid, entry, None);
+        }
         let args = entry.args();
         let gate = self.policy.gate(sc, &args);
         if let crate::gate::Admission::Park { interrupt } = self.gate.admit(tid, gate) {
@@ -363,7 +378,6 @@ impl<'p> Supervisor<'p> {
             return Ok(());
         }
         let task = self.tasks.get_mut(&tid).expect("known task");
-        let pid = task.pid;
         if let Some(v) = task.replay.take() {
             if v.0 == nr {
                 return apply::verdict(self, tid, entry, v.1, v.2);
@@ -422,6 +436,13 @@ impl<'p> Supervisor<'p> {
             self.forget_scratch_contents();
             verdict.exit_stop = true;
         }
+        if self.listings.is_lazy() && self.policy.listings_must_trap() {
+            self.listings.switch();
+            self.interrupt_for_listings(pid);
+            // This call may open a directory of the environment: the
+            // process traps its listings before the call goes on.
+            return self.filter_listings(tid, pid, entry, Some((call, verdict)));
+        }
         apply::verdict(self, tid, entry, call, verdict)
     }
 
@@ -438,6 +459,79 @@ impl<'p> Supervisor<'p> {
         }
         let ptr = crate::remote::RemotePtr::new(args[failed.idx]);
         crate::remote::unreadable_at(mem, tid, ptr, crate::remote::PATH_MAX - 1)
+    }
+
+    /// One step toward the listing filter in `pid` (listings.rs), at
+    /// `tid`'s seccomp stop; `decided`, the verdict already made for its
+    /// call, is applied when the call traps again.
+    fn filter_listings(
+        &mut self,
+        tid: Tid,
+        pid: Tid,
+        mut entry: crate::entry::Entry,
+        decided: Option<(Call, Verdict)>,
+    ) -> Result<()> {
+        use crate::listings::Step;
+        let saved = entry.regs()?;
+        self.stats.injections += 1;
+        let step = crate::listings::install_step(tid, pid, &saved)?;
+        match step {
+            Step::Installed => self.listings.filtered(pid),
+            Step::NoNewPrivs => {}
+            Step::Refused(r) => {
+                // Not a way out of the view: an fd it lists it opened
+                // through the supervisor. But listings of the environment's
+                // directories are not merged in this process; say so, once.
+                tracing::warn!(
+                    "pid {pid}: cannot add the listing filter ({r}): its listings of the environment's directories are not merged"
+                );
+                self.listings.filtered(pid);
+            }
+            Step::Interrupted(status) => {
+                self.deferred.push_back((tid, status));
+                return Ok(());
+            }
+        }
+        if let Some((call, verdict)) = decided {
+            self.tasks.get_mut(&tid).expect("known task").replay =
+                Some((saved.syscall_nr(), call, verdict));
+        }
+        sys::cont(tid, 0)
+    }
+
+    /// Stops one thread of every process but `except`, so that each gets
+    /// the listing filter now rather than at its next trapped call: a
+    /// process may list a directory it opened before without making one.
+    fn interrupt_for_listings(&mut self, except: Tid) {
+        let mut seen = HashSet::from([except]);
+        let mut picks = Vec::new();
+        for (&tid, task) in &self.tasks {
+            if task.attached && !self.vforked.contains(&tid) && seen.insert(task.pid) {
+                picks.push(tid);
+            }
+        }
+        for tid in picks {
+            if sys::interrupt(tid).is_ok() {
+                self.listing_stops.insert(tid);
+            }
+        }
+    }
+
+    /// At the interrupt stop [`Self::interrupt_for_listings`] asked for:
+    /// the filter by injected syscalls (attach.rs), then on as before.
+    fn listing_stop(&mut self, tid: Tid, pid: Tid) -> Result<()> {
+        if self.listings.due(pid) {
+            self.stats.injections += 1;
+            let filter = crate::filter::listing_filter();
+            let nnp = crate::listings::needs_no_new_privs(pid);
+            match crate::attach::install_filter(tid, &filter, nnp) {
+                Ok(()) => self.listings.filtered(pid),
+                Err(e) if e.is_died() => return Ok(()),
+                // Its next trapped call tries again (seccomp stop).
+                Err(e) => tracing::debug!("listing filter at an interrupt: {e}"),
+            }
+        }
+        self.resume(tid)
     }
 
     fn forget_scratch_contents(&mut self) {
@@ -598,6 +692,10 @@ impl<'p> Supervisor<'p> {
         if !task.attached {
             task.attached = true;
             return sys::cont(tid, 0);
+        }
+        if self.listing_stops.remove(&tid) && sig == libc::SIGTRAP {
+            let pid = task.pid;
+            return self.listing_stop(tid, pid);
         }
         match sig {
             libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU => {

@@ -88,9 +88,11 @@ fn rewritten_path_cannot_be_swapped_by_another_thread() {
             &FilterConfig {
                 scratch_end: SCRATCH_END,
                 mode: isotrace_arch::Mode::Native,
+                lazy_listings: false,
             },
         ),
         no_new_privs: true,
+        lazy_listings: false,
         read_only_host: None,
     };
     let mut policy = Redirect {
