@@ -21,6 +21,18 @@ fn trapped_listings(trace: &std::path::Path) -> usize {
         .count()
 }
 
+/// `isotrace --trace-file T --env e -- CMD...`, which must exit 0: the run
+/// and how many listings reached the supervisor.
+fn traced(iso: &Iso, cmd: &[&str]) -> (common::Run, usize) {
+    let trace = iso.root().join(common::unique_token("lazy.trace"));
+    let mut argv = vec!["--trace-file", path_str(&trace), "--env", "e", "--"];
+    argv.extend_from_slice(cmd);
+    let run = iso.isotrace(&argv);
+    assert_eq!(run.status, Status::Exited(0), "{}", run.describe());
+    let n = trapped_listings(&trace);
+    (run, n)
+}
+
 fn tree_world(iso: &Iso) -> String {
     for f in ["t/a/1", "t/a/2", "t/b/c/3", "t/b/4", "t/5"] {
         write_file(&iso.host(), f, "host\n");
@@ -36,20 +48,13 @@ fn a_group_that_only_reads_lists_through_the_kernel_as_natively() {
     let script = format!("find {t} | sort; ls -la {t}/b | awk '{{print $1, $NF}}'");
     let native = iso.native_sh(&script);
     assert_eq!(native.status, Status::Exited(0), "{}", native.describe());
-    let trace = iso.root().join("lazy.trace");
-    let traced = iso.isotrace([
-        "--trace-file",
-        path_str(&trace),
-        "--env",
-        "e",
-        "--",
-        "/bin/sh",
-        "-c",
-        &script,
-    ]);
-    assert_eq!(traced.status, Status::Exited(0), "{}", traced.describe());
-    assert_eq!(traced.stdout_str(), native.stdout_str());
-    assert_eq!(trapped_listings(&trace), 0, "{}", traced.describe());
+    let same = || {
+        let (run, n) = traced(&iso, &["/bin/sh", "-c", &script]);
+        assert_eq!(run.stdout_str(), native.stdout_str());
+        (n, run.describe())
+    };
+    let (n, why) = same();
+    assert_eq!(n, 0, "{why}");
 
     // isolation.lazy_listings = false: every listing is trapped, and the
     // same.
@@ -62,19 +67,8 @@ fn a_group_that_only_reads_lists_through_the_kernel_as_natively() {
         "e",
     ];
     assert_eq!(iso.isotrace(set).status, Status::Exited(0));
-    let traced = iso.isotrace([
-        "--trace-file",
-        path_str(&trace),
-        "--env",
-        "e",
-        "--",
-        "/bin/sh",
-        "-c",
-        &script,
-    ]);
-    assert_eq!(traced.status, Status::Exited(0), "{}", traced.describe());
-    assert_eq!(traced.stdout_str(), native.stdout_str());
-    assert!(trapped_listings(&trace) >= 8, "{}", traced.describe());
+    let (n, why) = same();
+    assert!(n >= 8, "{why}");
     host.assert_unchanged();
 }
 
@@ -151,21 +145,10 @@ fn the_first_change_traps_the_listings_of_every_process_and_thread() {
     write_file(&iso.host(), "before_after.py", BEFORE_AND_AFTER);
     let host = host_snapshot(&iso.host());
     let script = iso.hp("before_after.py");
-    let trace = iso.root().join("change.trace");
-    let run = iso.isotrace([
-        "--trace-file",
-        path_str(&trace),
-        "--env",
-        "e",
-        "--",
-        "python3",
-        &script,
-        &iso.hp("d"),
-        &libc::SYS_getdents64.to_string(),
-    ]);
-    assert_eq!(run.status, Status::Exited(0), "{}", run.describe());
+    let gd = libc::SYS_getdents64.to_string();
+    let (run, n) = traced(&iso, &["python3", &script, &iso.hp("d"), &gd]);
     assert_eq!(run.stdout_str(), "ok\n", "{}", run.describe());
-    assert!(trapped_listings(&trace) > 0, "{}", run.describe());
+    assert!(n > 0, "{}", run.describe());
     host.assert_unchanged();
 }
 
@@ -181,19 +164,9 @@ fn opening_a_directory_of_the_environment_traps_the_listings() {
     let m = iso.hp("m");
     iso.sh_ok("e", &format!("touch {m}/mine && rm {m}/h1"));
     let host = host_snapshot(&iso.host());
-    let trace = iso.root().join("open.trace");
-    let run = iso.isotrace([
-        "--trace-file",
-        path_str(&trace),
-        "--env",
-        "e",
-        "--",
-        "ls",
-        &m,
-    ]);
-    assert_eq!(run.status, Status::Exited(0), "{}", run.describe());
+    let (run, n) = traced(&iso, &["ls", &m]);
     assert_eq!(run.stdout_str(), "h2\nmine\n", "{}", run.describe());
-    assert!(trapped_listings(&trace) > 0, "{}", run.describe());
+    assert!(n > 0, "{}", run.describe());
     host.assert_unchanged();
 }
 

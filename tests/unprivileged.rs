@@ -149,7 +149,11 @@ fn isolation_works_for_an_unprivileged_user() {
     std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o777)).unwrap();
     write_file(&host, "existing", "host\n");
     let h = host.to_str().unwrap();
-    let script = format!("echo hi > {h}/new && cat {h}/new && rm {h}/existing && ls {h} && id -u");
+    // The first ls lists through the kernel (lazy listings); the create
+    // then traps every listing (tracer listings.rs), so the second is
+    // merged.
+    let script =
+        format!("ls {h} && echo hi > {h}/new && cat {h}/new && rm {h}/existing && ls {h} && id -u");
     let mut argv: Vec<String> = Vec::new();
     if is_root() {
         argv.extend(
@@ -183,7 +187,7 @@ fn isolation_works_for_an_unprivileged_user() {
     } else {
         current_uid()
     };
-    assert_eq!(stdout, format!("hi\nnew\n{uid}\n"));
+    assert_eq!(stdout, format!("existing\nhi\nnew\n{uid}\n"));
     // The host kept its file and never saw the new one.
     assert_eq!(
         std::fs::read_to_string(host.join("existing")).unwrap(),
