@@ -473,6 +473,10 @@ impl<'p> Supervisor<'p> {
     ) -> Result<()> {
         use crate::listings::Step;
         let saved = entry.regs()?;
+        if let Some((call, verdict)) = decided {
+            self.tasks.get_mut(&tid).expect("known task").replay =
+                Some((saved.syscall_nr(), call, verdict));
+        }
         self.stats.injections += 1;
         let step = crate::listings::install_step(tid, pid, &saved)?;
         match step {
@@ -491,10 +495,6 @@ impl<'p> Supervisor<'p> {
                 self.deferred.push_back((tid, status));
                 return Ok(());
             }
-        }
-        if let Some((call, verdict)) = decided {
-            self.tasks.get_mut(&tid).expect("known task").replay =
-                Some((saved.syscall_nr(), call, verdict));
         }
         sys::cont(tid, 0)
     }
