@@ -414,6 +414,56 @@ fn a_program_serving_its_own_userfaultfd_does_not_hang_its_supervisor() {
     );
 }
 
+/// The same with a struct argument instead of a path: connect(2)'s
+/// sockaddr_un sits in the page the program's own userfaultfd holds. The
+/// supervisor's read of it must not wait for the handler (that hung the
+/// group), and the call must go on as natively once the tracee has
+/// faulted the page in (probe.rs).
+#[test]
+fn a_struct_argument_in_a_page_the_program_serves_itself_is_read_as_natively() {
+    let exe = common::guest("uffd_self");
+    let iso = Iso::new();
+    let sock = iso.host().join("s.sock");
+    let native = std::process::Command::new(&exe)
+        .args(["connect", common::path_str(&sock)])
+        .output()
+        .unwrap();
+    if native.status.code() == Some(2) {
+        eprintln!("skipped: no userfaultfd here");
+        return;
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&native.stdout),
+        "fault 1\nconnect ok\n"
+    );
+    let run = iso.isotrace([
+        "--stats",
+        "--env",
+        "e",
+        "--",
+        common::path_str(&exe),
+        "connect",
+        common::path_str(&sock),
+    ]);
+    assert!(
+        run.status == common::Status::Exited(0),
+        "{}",
+        run.describe()
+    );
+    assert_eq!(
+        run.stdout_str(),
+        "fault 1\nconnect ok\n",
+        "{}",
+        run.describe()
+    );
+    assert!(
+        run.stderr_str().contains(" probes=1 "),
+        "{}",
+        run.describe()
+    );
+    assert!(!sock.exists());
+}
+
 /// A path the tracee itself cannot read fails with EFAULT, as natively,
 /// after the tracee was made to fault the page in (probe.rs) and could
 /// not: a page just unmapped, and a page of a userfaultfd that serves only

@@ -10,6 +10,9 @@
 // no fault is reported, the handler gives up waiting after 0.3 s.
 // `uffd_self unmapped`: no userfaultfd; the path pointer is in a page just
 // unmapped (EFAULT).
+// `uffd_self connect SOCKET`: the argument in the missing page is a struct
+// sockaddr_un naming SOCKET, where the program listens; prints how
+// connect(2) ended instead of open(2).
 
 #include <errno.h>
 #include <fcntl.h>
@@ -22,7 +25,9 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 static int uffd;
@@ -30,6 +35,8 @@ static char *area;
 static long page;
 static int faulted;
 static int wait_ms = 3000;
+/* What the handler fills the page with. */
+static char fill[sizeof(struct sockaddr_un)];
 
 static void *handler(void *arg) {
 	(void)arg;
@@ -41,7 +48,7 @@ static void *handler(void *arg) {
 	stat("/etc/hostname", &st); // a trapped call before serving
 	char *src = aligned_alloc(page, page);
 	memset(src, 0, page);
-	strcpy(src, "/etc/hostname");
+	memcpy(src, fill, sizeof fill);
 	struct uffdio_copy c = {.dst = (unsigned long)area, .src = (unsigned long)src, .len = page};
 	if (ioctl(uffd, UFFDIO_COPY, &c) != 0) { perror("UFFDIO_COPY"); exit(7); }
 	return NULL;
@@ -58,6 +65,19 @@ int main(int argc, char **argv) {
 		printf("open %s\n", fd >= 0 ? "ok" : strerror(errno));
 		return 0;
 	}
+	int listener = -1;
+	strcpy(fill, "/etc/hostname");
+	if (strcmp(mode, "connect") == 0 && argc > 2) {
+		struct sockaddr_un sun = {.sun_family = AF_UNIX};
+		snprintf(sun.sun_path, sizeof sun.sun_path, "%s", argv[2]);
+		listener = socket(AF_UNIX, SOCK_STREAM, 0);
+		unlink(argv[2]);
+		if (bind(listener, (struct sockaddr *)&sun, sizeof sun) || listen(listener, 1)) {
+			perror("bind");
+			return 3;
+		}
+		memcpy(fill, &sun, sizeof sun);
+	}
 	int flags = O_CLOEXEC | O_NONBLOCK;
 	if (strcmp(mode, "user") == 0) {
 		flags |= UFFD_USER_MODE_ONLY;
@@ -72,9 +92,18 @@ int main(int argc, char **argv) {
 	if (ioctl(uffd, UFFDIO_REGISTER, &r)) { perror("UFFDIO_REGISTER"); return 2; }
 	pthread_t t;
 	pthread_create(&t, NULL, handler, NULL);
-	int fd = open(area, O_RDONLY);
-	int err = errno;
+	int fd, err;
+	const char *what = "open";
+	if (listener >= 0) {
+		what = "connect";
+		fd = socket(AF_UNIX, SOCK_STREAM, 0);
+		fd = connect(fd, (struct sockaddr *)area, sizeof(struct sockaddr_un)) == 0 ? fd : -1;
+	} else {
+		fd = open(area, O_RDONLY);
+	}
+	err = errno;
 	pthread_join(t, NULL);
-	printf("fault %d\nopen %s\n", faulted, fd >= 0 ? "ok" : strerror(err));
+	printf("fault %d\n%s %s\n", faulted, what, fd >= 0 ? "ok" : strerror(err));
+	if (listener >= 0) unlink(argv[2]);
 	return 0;
 }

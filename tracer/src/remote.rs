@@ -79,13 +79,30 @@ pub fn read_cstr(tid: Tid, ptr: RemotePtr<u8>, max: usize) -> Result<Vec<u8>> {
 /// here; the supervisor then has the tracee fault the page in itself
 /// (probe.rs).
 pub fn read_cstr_in(mem: &MemFile, tid: Tid, ptr: RemotePtr<u8>, max: usize) -> Result<Vec<u8>> {
-    use std::os::fd::AsRawFd;
-    let fd = mem.file.as_raw_fd();
     read_cstr_with(tid, ptr, max, |addr, buf| {
-        sys::mem_read(fd, tid, addr, buf).or_else(|e| match e.guest_errno() {
-            nix::errno::Errno::EFAULT if LazyFill::active() => sys::vm_read(tid, addr, buf),
-            _ => Err(e),
-        })
+        mem_read_waiting(mem, tid, addr, buf)
+    })
+}
+
+/// [`read_bytes`] through the address space's open /proc/PID/mem, which
+/// never waits for a userfaultfd the program serves itself (see
+/// [`read_cstr_in`]).
+pub fn read_bytes_in(mem: &MemFile, tid: Tid, addr: u64, len: usize) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    let got = mem_read_waiting(mem, tid, addr, &mut buf)?;
+    if got != len {
+        return Err(fault(tid, "short read of tracee memory"));
+    }
+    Ok(buf)
+}
+
+/// pread of /proc/PID/mem; a page missing while a post-copy restore of this
+/// supervisor fills pages is waited for with process_vm_readv.
+fn mem_read_waiting(mem: &MemFile, tid: Tid, addr: u64, buf: &mut [u8]) -> Result<usize> {
+    use std::os::fd::AsRawFd;
+    sys::mem_read(mem.file.as_raw_fd(), tid, addr, buf).or_else(|e| match e.guest_errno() {
+        nix::errno::Errno::EFAULT if LazyFill::active() => sys::vm_read(tid, addr, buf),
+        _ => Err(e),
     })
 }
 
@@ -194,6 +211,24 @@ pub fn unreadable_at(mem: &MemFile, tid: Tid, ptr: RemotePtr<u8>, max: usize) ->
         }
         seen += got;
         addr = addr.checked_add(got as u64)?;
+    }
+    None
+}
+
+/// Where `len` bytes at `addr` stop being readable through `mem`: an
+/// 8-aligned address in the first page whose read fails (see
+/// [`unreadable_at`]). `None` when they read whole.
+pub fn unreadable_bytes_at(mem: &MemFile, tid: Tid, addr: u64, len: usize) -> Option<u64> {
+    use std::os::fd::AsRawFd;
+    let end = addr.checked_add(len as u64)?;
+    let mut at = addr;
+    let mut one = [0u8; 1];
+    while at < end {
+        match sys::mem_read(mem.file.as_raw_fd(), tid, at, &mut one) {
+            Ok(1) => {}
+            _ => return Some(at & !7),
+        }
+        at = (at / PAGE + 1) * PAGE;
     }
     None
 }

@@ -421,7 +421,6 @@ impl<'p> Supervisor<'p> {
         } else {
             Vec::new()
         };
-        self.tasks.get_mut(&tid).expect("known task").probes = 0;
         let call = Call {
             tid,
             pid,
@@ -429,7 +428,22 @@ impl<'p> Supervisor<'p> {
             args,
             paths,
         };
-        let mut verdict = self.policy.on_entry(&call, &mut View { tid, pid });
+        let mm = self.tasks.get(&tid).expect("known task").mm.clone();
+        let mut view = View {
+            tid,
+            pid,
+            mm,
+            fault: None,
+        };
+        let mut verdict = self.policy.on_entry(&call, &mut view);
+        if verdict.action == crate::policy::Action::Deny(Errno::EFAULT) {
+            // The policy could not read an argument (a struct, a string
+            // array): maybe a page the program's own userfaultfd holds.
+            if let Some(addr) = view.fault.filter(|_| self.may_probe(tid)) {
+                return crate::probe::start(self, tid, entry, addr);
+            }
+        }
+        self.tasks.get_mut(&tid).expect("known task").probes = 0;
         if sc.name == "process_madvise" {
             // It may discard scratch pages (scratch.rs): forget what the
             // pools hold now, and again once the kernel has done it.
@@ -452,9 +466,7 @@ impl<'p> Supervisor<'p> {
     /// remote.rs), and at most [`crate::probe::MAX_PROBES`] times a call.
     fn probe_at(&self, tid: Tid, paths: &[PathArg], args: &[u64; 6], mem: &MemFile) -> Option<u64> {
         let failed = paths.iter().find(|p| p.path == Err(Errno::EFAULT))?;
-        if crate::remote::LazyFill::active()
-            || self.tasks.get(&tid)?.probes >= crate::probe::MAX_PROBES
-        {
+        if !self.may_probe(tid) {
             return None;
         }
         let ptr = crate::remote::RemotePtr::new(args[failed.idx]);
@@ -534,6 +546,15 @@ impl<'p> Supervisor<'p> {
         self.resume(tid)
     }
 
+    /// Whether `tid`'s call may be set aside for a probe (probe.rs).
+    fn may_probe(&self, tid: Tid) -> bool {
+        !crate::remote::LazyFill::active()
+            && self
+                .tasks
+                .get(&tid)
+                .is_some_and(|t| t.probes < crate::probe::MAX_PROBES)
+    }
+
     fn forget_scratch_contents(&mut self) {
         for task in self.tasks.values() {
             task.mm.borrow_mut().pool.forget_contents();
@@ -575,13 +596,22 @@ impl<'p> Supervisor<'p> {
             return sys::cont(tid, 0);
         };
         let pid = task.pid;
+        let mm = task.mm.clone();
         if call.sc.name == "process_madvise" {
             self.forget_scratch_contents();
         }
         let mut regs: Regs = sys::get_regs(tid)?;
-        let act = self
-            .policy
-            .on_exit(&call, &rewritten, regs.ret(), &mut View { tid, pid });
+        let act = self.policy.on_exit(
+            &call,
+            &rewritten,
+            regs.ret(),
+            &mut View {
+                tid,
+                pid,
+                mm,
+                fault: None,
+            },
+        );
         let mut ret = act.ret;
         if let Err(e) = apply::write_all(tid, &act.writes) {
             ret = Some(-(e.guest_errno() as i64));

@@ -84,14 +84,51 @@ impl Task {
 pub struct View {
     pub tid: Tid,
     pub pid: Tid,
+    /// Its address space: memory is read through its /proc/PID/mem when
+    /// open, which never waits for a userfaultfd the program serves
+    /// itself (remote.rs); process_vm_readv otherwise.
+    pub mm: Rc<RefCell<AddrSpace>>,
+    /// Where a read of an argument first failed (8-aligned, in the page
+    /// that could not be read): the supervisor may have the tracee fault
+    /// it in and issue its call again (probe.rs).
+    pub fault: Option<u64>,
+}
+
+impl View {
+    /// Opens the address space's /proc/PID/mem if no call has yet.
+    fn with_mem<T>(&mut self, read: impl FnOnce(Option<&MemFile>) -> T) -> T {
+        let mut space = self.mm.borrow_mut();
+        if space.mem.is_none() {
+            space.mem = MemFile::open(self.pid).ok();
+        }
+        read(space.mem.as_ref())
+    }
 }
 
 impl TraceeView for View {
     fn read_cstr(&mut self, addr: u64, max: usize) -> Option<Vec<u8>> {
-        remote::read_cstr(self.tid, RemotePtr::new(addr), max).ok()
+        let (tid, ptr) = (self.tid, RemotePtr::new(addr));
+        let (got, fault) = self.with_mem(|mem| match mem {
+            Some(mem) => match remote::read_cstr_in(mem, tid, ptr, max) {
+                Ok(s) => (Some(s), None),
+                Err(_) => (None, remote::unreadable_at(mem, tid, ptr, max)),
+            },
+            None => (remote::read_cstr(tid, ptr, max).ok(), None),
+        });
+        self.fault = self.fault.or(fault);
+        got
     }
     fn read_bytes(&mut self, addr: u64, len: usize) -> Option<Vec<u8>> {
-        remote::read_bytes(self.tid, addr, len).ok()
+        let tid = self.tid;
+        let (got, fault) = self.with_mem(|mem| match mem {
+            Some(mem) => match remote::read_bytes_in(mem, tid, addr, len) {
+                Ok(b) => (Some(b), None),
+                Err(_) => (None, remote::unreadable_bytes_at(mem, tid, addr, len)),
+            },
+            None => (remote::read_bytes(tid, addr, len).ok(), None),
+        });
+        self.fault = self.fault.or(fault);
+        got
     }
     fn cwd(&mut self) -> Option<std::path::PathBuf> {
         std::fs::read_link(format!("/proc/{}/cwd", self.tid)).ok()
