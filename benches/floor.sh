@@ -5,8 +5,9 @@
 # benches/guests/floor.c is a minimal ptrace+seccomp supervisor with no
 # policy that traps exactly the calls `isotrace --env` traps (this script
 # checks its table against arch/src/table_x86_64.rs first) and does, at each
-# stop, nothing (cont), the path read (read), or the read plus a write of the
-# path into tracee memory and one register write (rewrite). Each workload
+# stop, nothing (cont), the path read (read), the read plus one register
+# write (poke), or the read plus a write of the path into tracee memory and
+# the register write (rewrite). Each workload
 # runs natively, under the three floors, under `isotrace --no-isolation --`
 # and under `isotrace --env bench --`, interleaved round by round, pinned
 # (`taskset -c CPU` around the whole tool) and unpinned. Printed: median
@@ -140,7 +141,7 @@ rm -rf "$WORK/isohome/envs/bench"
 # $WORK/results.tsv: ROW TOOL ROUND SECONDS|FAIL STOPS; $WORK/rows.tsv: ROW LABEL
 : >"$WORK/results.tsv"
 : >"$WORK/rows.tsv"
-TOOLS=(native cont read rewrite noiso env)
+TOOLS=(native cont read poke rewrite noiso env)
 FAILED=0
 
 # run_tool TOOL PIN CMD...: sets RC, ELAPSED (wall seconds, the tool's
@@ -152,7 +153,7 @@ run_tool() {
 	[[ $pin == pinned ]] && pre+=(taskset -c "$PIN_CPU")
 	case $tool in
 	native) ;;
-	cont | read | rewrite) pre+=("$WORK/floor" "${FLOOR_W[@]}" "$tool" --) ;;
+	cont | read | poke | rewrite) pre+=("$WORK/floor" "${FLOOR_W[@]}" "$tool" --) ;;
 	noiso) pre+=("$ISOTRACE" --no-isolation --stats --) ;;
 	env) pre+=("${ENV_CMD[@]}") ;;
 	esac
@@ -247,15 +248,15 @@ render() {
 		if ($5 != "-") STOPV[key, ++SCNT[key]] = $5
 	}
 	END {
-		split("native cont read rewrite noiso env", TOOL, " ")
-		NAME["native"] = "native"; NAME["cont"] = "floor cont"; NAME["read"] = "floor read"
+		split("native cont read poke rewrite noiso env", TOOL, " ")
+		NAME["native"] = "native"; NAME["cont"] = "floor cont"; NAME["read"] = "floor read"; NAME["poke"] = "floor poke"
 		NAME["rewrite"] = "floor rewrite"; NAME["noiso"] = "isotrace --no-isolation"; NAME["env"] = "isotrace --env"
 		print "| workload | tool | seconds, median (min-max) | / native | stops | us per stop over native |"
 		print "|---|---|---|---|---|---|"
 		for (r = 1; r <= NROWS; r++) {
 			row = ROWS[r]
 			nat = ""
-			for (t = 1; t <= 6; t++) {
+			for (t = 1; t <= 7; t++) {
 				tool = TOOL[t]; key = row SUBSEP tool
 				n = CNT[key]
 				if (FAILS[key] || n == 0) {
@@ -288,7 +289,7 @@ render() {
 	echo "- command: benches/floor.sh --rounds $ROUNDS$( ((QUICK)) && echo ' --quick')${ONLY:+ --only $ONLY}"
 	echo "- machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), Linux $(uname -r); load average at start $LOAD_AT_START, at end $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "- isotrace: ${ISO_VERSION:-unknown} ($ISOTRACE), source $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown); env host: ${HOST:-unknown}; floor ${FLOOR_W[*]:+${FLOOR_W[*]} }(same trap set as the env)"
-	echo "- rounds: $ROUNDS, interleaved native/cont/read/rewrite/--no-isolation/--env; median (min-max); pinned = \`taskset -c $PIN_CPU\` around the whole tool; stops: median of the runs (floor's seccomp stops; isotrace's --stats stops, exit stops included)"
+	echo "- rounds: $ROUNDS, interleaved native/cont/read/poke/rewrite/--no-isolation/--env; median (min-max); pinned = \`taskset -c $PIN_CPU\` around the whole tool; stops: median of the runs (floor's seccomp stops; isotrace's --stats stops, exit stops included)"
 	echo
 	render
 } >"$OUT"

@@ -3,7 +3,7 @@
  * isotrace against (benches/floor.sh; README "The floor of a ptrace stop
  * per call").
  *
- * usage: floor [-w] cont|read|rewrite -- CMD [ARGS...]
+ * usage: floor [-w] cont|read|poke|rewrite -- CMD [ARGS...]
  *        floor --table     (the trap table, for floor.sh's check against
  *                           arch/src/table_x86_64.rs)
  *
@@ -21,7 +21,9 @@
  *            path;
  *   rewrite  read, then pwrite(2) of each path's bytes back to tracee memory
  *            and one PTRACE_POKEUSER of its argument register: the least a
- *            TOCTOU-safe rewrite costs (one memory write, one register write).
+ *            TOCTOU-safe rewrite costs (one memory write, one register write);
+ *   poke     read, then only the register write: what a rewrite costs
+ *            without the memory write (where none is needed for safety).
  * The rewrite writes the bytes back where they are (the same address, the
  * same register value): that memory is always mapped and the program sees no
  * change, while a write into a region of its own would cost the same pwrite
@@ -133,9 +135,9 @@ static const struct row table[] = {
 
 static const struct row *by_nr[NR_END];
 static int hostw;                /* -w: Mode::Isolated instead of ReadOnlyHost */
-static int do_read, do_write;    /* the mode */
+static int do_read, do_poke, do_write; /* the mode */
 static int *memfd, pid_max;      /* memfd[tid]: the /proc/TID/mem fd + 1, or 0 */
-static unsigned long stops, paths, links, writes, relative, errors;
+static unsigned long stops, paths, links, writes, pokes, relative, errors;
 
 /* Syscall::effective_trap for the two isolated modes. */
 static int effective(const struct row *r)
@@ -326,14 +328,10 @@ static void on_seccomp(pid_t tid)
 		}
 		paths++;
 		relative += buf[0] != '/';
-		if (!do_write)
-			continue;
-		if (pwrite(fd, buf, (size_t)n, (off_t)addr) == n)
-			writes++;
-		else
-			errors++;
-		if (ptrace(PTRACE_POKEUSER, tid, arg_reg[i], addr) < 0)
-			errors++;
+		if (do_write)
+			pwrite(fd, buf, (size_t)n, (off_t)addr) == n ? writes++ : errors++;
+		if (do_poke)
+			ptrace(PTRACE_POKEUSER, tid, arg_reg[i], addr) == 0 ? pokes++ : errors++;
 	}
 }
 
@@ -358,7 +356,7 @@ static void print_table(void)
 
 static int usage(void)
 {
-	fputs("usage: floor [-w] cont|read|rewrite -- CMD [ARGS...]\n"
+	fputs("usage: floor [-w] cont|read|poke|rewrite -- CMD [ARGS...]\n"
 	      "       floor --table\n", stderr);
 	return 125;
 }
@@ -385,8 +383,8 @@ int main(int argc, char **argv)
 		hostw = 1, a++;
 	if (argc - a < 3 || strcmp(argv[a + 1], "--"))
 		return usage();
-	if (!strcmp(argv[a], "read") || !strcmp(argv[a], "rewrite"))
-		do_read = 1, do_write = !strcmp(argv[a], "rewrite");
+	if (!strcmp(argv[a], "read") || !strcmp(argv[a], "poke") || !strcmp(argv[a], "rewrite"))
+		do_read = 1, do_poke = strcmp(argv[a], "read") != 0, do_write = !strcmp(argv[a], "rewrite");
 	else if (strcmp(argv[a], "cont"))
 		return usage();
 	for (size_t i = 0; i < NTABLE; i++)
@@ -449,7 +447,7 @@ int main(int argc, char **argv)
 		 * group-stop, PTRACE_EVENT_STOP) is resumed as it is. */
 		ptrace(PTRACE_CONT, tid, 0, inject);
 	}
-	fprintf(stderr, "floor: stops=%lu paths=%lu relative=%lu links=%lu writes=%lu errors=%lu\n",
-		stops, paths, relative, links, writes, errors);
+	fprintf(stderr, "floor: stops=%lu paths=%lu relative=%lu links=%lu writes=%lu pokes=%lu errors=%lu\n",
+		stops, paths, relative, links, writes, pokes, errors);
 	return exit_status;
 }
