@@ -15,15 +15,15 @@
  * seccomp stop does, by mode:
  *   cont     nothing: the bare round trip of one stop;
  *   read     PTRACE_GET_SYSCALL_INFO, then pread(2) of each path argument
- *            from /proc/TID/mem (to its NUL, at most 4096 bytes, one page at
- *            a time); for getdents, getdents64 and fchdir, readlink(2) of
- *            /proc/TID/fd/N instead: the least isolation must do, know the
- *            path;
- *   rewrite  read, then pwrite(2) of each path's bytes back to tracee memory
- *            and one PTRACE_POKEUSER of its argument register: the least a
- *            TOCTOU-safe rewrite costs (one memory write, one register write);
- *   poke     read, then only the register write: what a rewrite costs
- *            without the memory write (where none is needed for safety).
+ *            from /proc/TID/mem, up to its NUL (256 bytes first, then a page
+ *            at a time, at most 4096); for calls that name a file by fd
+ *            (getdents, getdents64, fchdir; with -w also fchmod & co.),
+ *            readlink(2) of /proc/TID/fd/N: the least isolation must do,
+ *            know the path;
+ *   poke     read, then one PTRACE_POKEUSER of each path's argument
+ *            register: a rewrite without the memory write;
+ *   rewrite  read, then pwrite(2) of each path's bytes into tracee memory
+ *            and the PTRACE_POKEUSER: the least a TOCTOU-safe rewrite costs.
  * The rewrite writes the bytes back where they are (the same address, the
  * same register value): that memory is always mapped and the program sees no
  * change, while a write into a region of its own would cost the same pwrite
@@ -32,7 +32,7 @@
  * between the read and the kernel's copy; the workloads measured here have
  * one thread per process. A path in a read-only private mapping is made a
  * private copy by the first write (FOLL_FORCE), which only adds to the floor.
- * Nothing is resolved, translated or looked up.
+ * Nothing is resolved, translated or looked up, and there are no exit stops.
  *
  * At exit it prints the counts to stderr (`floor: stops=N ...`) and exits
  * with the child's status (128+N for a signal).
