@@ -127,13 +127,18 @@ if [[ $probe_out != probe-ok || $probe_rc != 3 ]]; then
 	exit 1
 fi
 ISO_VERSION=$(timeout -k 5 30 "$ISOTRACE" --version 2>/dev/null | head -n1 || true)
-# The env's host mode decides its trap set (fd metadata calls are trapped
-# only while the host is writable): floor follows it (-w).
+# The env's settings decide its trap set, and floor follows them: fd
+# metadata calls are trapped only while the host is writable (-w), and with
+# lazy listings getdents64 is untrapped until the group changes its env or
+# opens one of its directories (-l; find does neither, tar lists nothing).
 mkdir -p "$WORK/run"
-ENV_CMD=(env "ISOTRACE_HOME=$WORK/isohome" "XDG_RUNTIME_DIR=$WORK/run" "$ISOTRACE" --env bench --stats --)
+ISO_ENV=(env "ISOTRACE_HOME=$WORK/isohome" "XDG_RUNTIME_DIR=$WORK/run" "$ISOTRACE")
+ENV_CMD=("${ISO_ENV[@]}" --env bench --stats --)
 HOST=$(timeout -k 5 60 "${ENV_CMD[@]}" /bin/true 2>&1 >/dev/null | sed -n 's/^isotrace: host: //p')
-FLOOR_W=()
-[[ $HOST == read-only ]] || FLOOR_W=(-w)
+LAZY=$(timeout -k 5 60 "${ISO_ENV[@]}" config show --env bench 2>/dev/null | sed -nE 's/^isolation\.lazy_listings = (true|false).*/\1/p')
+FLOOR_OPTS=()
+[[ $HOST == read-only ]] || FLOOR_OPTS+=(-w)
+[[ $LAZY == true ]] && FLOOR_OPTS+=(-l)
 rm -rf "$WORK/isohome/envs/bench"
 
 # ---------------------------------------------------------------- running
@@ -153,7 +158,7 @@ run_tool() {
 	[[ $pin == pinned ]] && pre+=(taskset -c "$PIN_CPU")
 	case $tool in
 	native) ;;
-	cont | read | poke | rewrite) pre+=("$WORK/floor" "${FLOOR_W[@]}" "$tool" --) ;;
+	cont | read | poke | rewrite) pre+=("$WORK/floor" "${FLOOR_OPTS[@]}" "$tool" --) ;;
 	noiso) pre+=("$ISOTRACE" --no-isolation --stats --) ;;
 	env) pre+=("${ENV_CMD[@]}") ;;
 	esac
@@ -288,7 +293,7 @@ render() {
 	echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
 	echo "- command: benches/floor.sh --rounds $ROUNDS$( ((QUICK)) && echo ' --quick')${ONLY:+ --only $ONLY}"
 	echo "- machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), Linux $(uname -r); load average at start $LOAD_AT_START, at end $(cut -d' ' -f1-3 /proc/loadavg)"
-	echo "- isotrace: ${ISO_VERSION:-unknown} ($ISOTRACE), source $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown); env host: ${HOST:-unknown}; floor ${FLOOR_W[*]:+${FLOOR_W[*]} }(same trap set as the env)"
+	echo "- isotrace: ${ISO_VERSION:-unknown} ($ISOTRACE), source $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown); env host: ${HOST:-unknown}, lazy listings: ${LAZY:-unknown}; floor ${FLOOR_OPTS[*]:+${FLOOR_OPTS[*]} }(the env's trap set)"
 	echo "- rounds: $ROUNDS, interleaved native/cont/read/poke/rewrite/--no-isolation/--env; median (min-max); pinned = \`taskset -c $PIN_CPU\` around the whole tool; stops: median of the runs (floor's seccomp stops; isotrace's --stats stops, exit stops included)"
 	echo
 	render

@@ -3,14 +3,18 @@
  * isotrace against (benches/floor.sh; README "The floor of a ptrace stop
  * per call").
  *
- * usage: floor [-w] cont|read|poke|rewrite -- CMD [ARGS...]
+ * usage: floor [-w] [-l] cont|read|poke|rewrite -- CMD [ARGS...]
  *        floor --table     (the trap table, for floor.sh's check against
  *                           arch/src/table_x86_64.rs)
  *
  * The child installs a seccomp filter that returns SECCOMP_RET_TRACE for
  * exactly the calls `isotrace --env` traps (the rows below, copied from
  * arch/src/table_x86_64.rs, in Mode::ReadOnlyHost, root's default; with -w
- * Mode::Isolated, the host writable), including the argument checks. This
+ * Mode::Isolated, the host writable), including the argument checks; with
+ * -l getdents64 is left untrapped, as isotrace's lazy listings leave it
+ * while a group has changed nothing and opened no directory of its env
+ * (README "Lazy listings"; find does neither, tar traps it after its first
+ * create but makes no listing). This
  * process follows every thread and process (waitpid(-1, __WALL)) and at each
  * seccomp stop does, by mode:
  *   cont     nothing: the bare round trip of one stop;
@@ -135,6 +139,7 @@ static const struct row table[] = {
 
 static const struct row *by_nr[NR_END];
 static int hostw;                /* -w: Mode::Isolated instead of ReadOnlyHost */
+static int lazy;                 /* -l: getdents64 untrapped (lazy listings) */
 static int do_read, do_poke, do_write; /* the mode */
 static int *memfd, pid_max;      /* memfd[tid]: the /proc/TID/mem fd + 1, or 0 */
 static unsigned long stops, paths, links, writes, pokes, relative, errors;
@@ -142,6 +147,8 @@ static unsigned long stops, paths, links, writes, pokes, relative, errors;
 /* Syscall::effective_trap for the two isolated modes. */
 static int effective(const struct row *r)
 {
+	if (lazy && r->nr == SYS_getdents64)
+		return ALLOW;
 	switch (r->trap) {
 	case ISO: return TRACE;
 	case HOSTW: return hostw ? TRACE : ALLOW;
@@ -356,7 +363,7 @@ static void print_table(void)
 
 static int usage(void)
 {
-	fputs("usage: floor [-w] cont|read|poke|rewrite -- CMD [ARGS...]\n"
+	fputs("usage: floor [-w] [-l] cont|read|poke|rewrite -- CMD [ARGS...]\n"
 	      "       floor --table\n", stderr);
 	return 125;
 }
@@ -379,8 +386,8 @@ int main(int argc, char **argv)
 	int a = 1, status, exit_status = 125;
 	if (argc == 2 && !strcmp(argv[1], "--table"))
 		return print_table(), 0;
-	if (a < argc && !strcmp(argv[a], "-w"))
-		hostw = 1, a++;
+	for (; a < argc && (!strcmp(argv[a], "-w") || !strcmp(argv[a], "-l")); a++)
+		*(argv[a][1] == 'w' ? &hostw : &lazy) = 1;
 	if (argc - a < 3 || strcmp(argv[a + 1], "--"))
 		return usage();
 	if (!strcmp(argv[a], "read") || !strcmp(argv[a], "poke") || !strcmp(argv[a], "rewrite"))
