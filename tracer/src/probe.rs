@@ -1,5 +1,5 @@
-//! A tracee faulting in its own memory, for a path the supervisor cannot
-//! read yet.
+//! A tracee faulting in its own memory, for an argument (a path, a struct)
+//! the supervisor cannot read yet.
 //!
 //! A page that the program's own userfaultfd holds missing cannot be read
 //! from here: /proc/PID/mem fails it (handle_userfault() answers a fault
@@ -28,7 +28,7 @@ use crate::supervisor::Supervisor;
 use crate::sys::{self, Tid};
 use isotrace_arch::native::Regs;
 
-/// Probes of one call before its path read's EFAULT stands.
+/// Probes of one call before the EFAULT of its argument's read stands.
 pub const MAX_PROBES: u8 = 3;
 
 /// A `how` that rt_sigprocmask refuses after copying the set in.

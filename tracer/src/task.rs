@@ -53,10 +53,11 @@ pub struct Task {
     /// the tracee re-issue it: applied as is when it traps again.
     pub replay: Option<(u64, Call, Verdict)>,
     /// The registers of a call set aside while the tracee faults in a page
-    /// of its path (probe.rs): put back at the probe's exit stop.
+    /// of one of its arguments (probe.rs): put back at the probe's exit
+    /// stop.
     pub probe: Option<isotrace_arch::native::Regs>,
-    /// Probes made for the call this task is issuing; 0 once its paths
-    /// read.
+    /// Probes made for the call this task is issuing; 0 once the call
+    /// goes on.
     pub probes: u8,
 }
 
@@ -84,9 +85,9 @@ impl Task {
 pub struct View {
     pub tid: Tid,
     pub pid: Tid,
-    /// Its address space: memory is read through its /proc/PID/mem when
-    /// open, which never waits for a userfaultfd the program serves
-    /// itself (remote.rs); process_vm_readv otherwise.
+    /// Its address space: memory is read through its /proc/PID/mem (opened
+    /// on first use), which never waits for a userfaultfd the program
+    /// serves itself (remote.rs); process_vm_readv if it cannot be opened.
     pub mm: Rc<RefCell<AddrSpace>>,
     /// Where a read of an argument first failed (8-aligned, in the page
     /// that could not be read): the supervisor may have the tracee fault
