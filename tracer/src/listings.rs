@@ -11,12 +11,13 @@
 //! trapped ([`crate::Policy::listings_must_trap`], asked after each
 //! `on_entry`), each process of the group gets a second filter that traps
 //! getdents64 ([`crate::filter::listing_filter`]): the asking call's
-//! process before that call goes on, every other one at its next trapped
-//! call. A filter cannot be removed: from then on the process traps its
-//! listings, as do the children it forks (filters are inherited; a child
-//! is given its own anyway, as it may have been forked before the
-//! filter came: two identical filters cost nothing the kernel's action
-//! cache does not absorb).
+//! process before that call goes on, every other one at once through an
+//! interrupt stop (supervisor.rs), or at its next trapped call if that
+//! stop could not take it. A filter cannot be removed: from then on the
+//! process traps its listings, as do the children it forks (filters are
+//! inherited; a child is given its own anyway at its first trapped call,
+//! as it may have been forked before the filter came: two identical
+//! filters cost nothing the kernel's action cache does not absorb).
 //!
 //! The filter is installed by injected syscalls at a seccomp stop
 //! (inject.rs): seccomp(SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC)

@@ -190,29 +190,20 @@ fn read_cstr_with(
 /// the tracee fault that page in itself (probe.rs).
 pub fn unreadable_at(mem: &MemFile, tid: Tid, ptr: RemotePtr<u8>, max: usize) -> Option<u64> {
     use std::os::fd::AsRawFd;
-    if ptr.is_null() {
-        return None;
-    }
-    let fd = mem.file.as_raw_fd();
-    let mut buf = vec![0u8; PAGE as usize];
-    let mut addr = ptr.addr();
-    let mut seen = 0usize;
-    while seen <= max {
-        let want = ((PAGE - addr % PAGE) as usize).min(max + 1 - seen);
-        let got = match sys::mem_read(fd, tid, addr, &mut buf[..want]) {
-            Ok(n) => n,
-            Err(_) => return Some(addr & !7),
-        };
-        if buf[..got].contains(&0) {
-            return None;
+    let mut at = None;
+    // The same page-by-page walk as the read that failed, noting where a
+    // read fails or comes back short.
+    let read = read_cstr_with(tid, ptr, max, |addr, buf| {
+        let r = sys::mem_read(mem.file.as_raw_fd(), tid, addr, buf);
+        match &r {
+            Err(_) => at = Some(addr & !7),
+            Ok(n) if *n < buf.len() => at = Some((addr + *n as u64) & !7),
+            Ok(_) => {}
         }
-        if got < want {
-            return Some((addr + got as u64) & !7);
-        }
-        seen += got;
-        addr = addr.checked_add(got as u64)?;
-    }
-    None
+        r
+    });
+    // Read whole now (or too long): nothing to fault in.
+    at.filter(|_| read.is_err_and(|e| e.guest_errno() == nix::errno::Errno::EFAULT))
 }
 
 /// Where `len` bytes at `addr` stop being readable through `mem`: an

@@ -365,7 +365,10 @@ impl<'p> Supervisor<'p> {
             // The filter only traps numbers it knows; be safe anyway.
             return apply::skip(tid, entry, -(libc::ENOSYS as i64));
         };
-        let pid = self.tasks.get(&tid).expect("known task").pid;
+        let (pid, mm, probed) = {
+            let task = self.tasks.get(&tid).expect("known task");
+            (task.pid, task.mm.clone(), task.probes > 0)
+        };
         if self.listings.due(pid) {
             return self.filter_listings(tid, pid, entry, None);
         }
@@ -404,7 +407,7 @@ impl<'p> Supervisor<'p> {
         let paths = if self.policy.wants_paths(sc) {
             // The address space's /proc/PID/mem, kept for the scratch
             // writes, reads the paths too (remote::read_cstr_in).
-            let mut space = self.tasks.get(&tid).expect("known task").mm.borrow_mut();
+            let mut space = mm.borrow_mut();
             if space.mem.is_none() && sc.path_args().next().is_some() {
                 space.mem = crate::remote::MemFile::open(pid).ok();
             }
@@ -428,7 +431,6 @@ impl<'p> Supervisor<'p> {
             args,
             paths,
         };
-        let mm = self.tasks.get(&tid).expect("known task").mm.clone();
         let mut view = View {
             tid,
             pid,
@@ -443,7 +445,9 @@ impl<'p> Supervisor<'p> {
                 return crate::probe::start(self, tid, entry, addr);
             }
         }
-        self.tasks.get_mut(&tid).expect("known task").probes = 0;
+        if probed {
+            self.tasks.get_mut(&tid).expect("known task").probes = 0;
+        }
         if sc.name == "process_madvise" {
             // It may discard scratch pages (scratch.rs): forget what the
             // pools hold now, and again once the kernel has done it.
